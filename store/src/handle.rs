@@ -1,0 +1,274 @@
+//! Random access to one volume: read and write at any offset, and flush, which uploads the
+//! dirty chunks and commits a new root, returning only once the commit is durable.
+//!
+//! Writes land in whole-chunk buffers in memory. When more than `max_dirty_bytes` are dirty,
+//! the chunks are uploaded ("sealed") without a commit: the store holds them, unreferenced,
+//! until the next flush names them in a root (GC's grace period keeps them meanwhile).
+
+use crate::codec::CodecPolicy;
+use crate::error::{Error, Result};
+use crate::hash::{Hash, is_all_zero};
+use crate::records::GenRecord;
+use crate::store::Store;
+use crate::tree;
+use crate::fanout::fan_out;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// What a flush wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Chunks uploaded (new content).
+    pub chunks_uploaded: u64,
+    /// Chunks found already stored (deduplicated) or all-zero.
+    pub chunks_skipped: u64,
+    /// Bytes written to the store, chunks and pages.
+    pub bytes_stored: u64,
+    /// The generation committed, if anything changed.
+    pub generation: Option<u64>,
+}
+
+/// An open volume. Calls are serialised; clone the `Arc` to share it.
+pub struct VolumeHandle {
+    store: Store,
+    id: String,
+    policy: CodecPolicy,
+    state: Mutex<State>,
+}
+
+struct State {
+    head: GenRecord,
+    size: u64,
+    dirty: BTreeMap<u64, Vec<u8>>,
+    sealed: BTreeMap<u64, Hash>,
+    report: FlushReport,
+}
+
+impl Store {
+    /// Opens volume `id` for reading and writing at its newest generation.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], backend errors.
+    pub async fn open_volume(&self, id: &str) -> Result<Arc<VolumeHandle>> {
+        let info = self.get_volume(id).await?;
+        Ok(Arc::new(VolumeHandle {
+            store: self.clone(),
+            id: id.to_string(),
+            policy: CodecPolicy {
+                codec: info.record.spec.options.compression,
+            },
+            state: Mutex::new(State {
+                size: info.head.size_bytes,
+                head: info.head,
+                dirty: BTreeMap::new(),
+                sealed: BTreeMap::new(),
+                report: FlushReport::default(),
+            }),
+        }))
+    }
+}
+
+impl VolumeHandle {
+    /// The volume id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Current size in bytes.
+    pub async fn size(&self) -> u64 {
+        self.state.lock().await.size
+    }
+
+    /// The generation this handle last read or committed.
+    pub async fn head(&self) -> GenRecord {
+        self.state.lock().await.head.clone()
+    }
+
+    /// Reads `len` bytes at `offset`, including writes not yet flushed.
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`] past the end; [`Error::Corrupt`] or [`Error::MissingChunk`]
+    /// when stored data fails verification (never returned as data); backend errors.
+    pub async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let st = self.state.lock().await;
+        check_range(offset, len, st.size)?;
+        let cs = st.head.chunk_size as u64;
+        let mut out = vec![0u8; len];
+        if len == 0 {
+            return Ok(out);
+        }
+        let first = offset / cs;
+        let last = (offset + len as u64 - 1) / cs;
+        // Where each chunk comes from: a dirty buffer is copied now, the rest is fetched.
+        let mut wanted = Vec::new();
+        for idx in first..=last {
+            let (lo, hi) = span_in(idx, cs, offset, len);
+            let dst = (idx * cs + lo - offset) as usize;
+            if let Some(buf) = st.dirty.get(&idx) {
+                out[dst..dst + (hi - lo) as usize].copy_from_slice(&buf[lo as usize..hi as usize]);
+            } else {
+                let h = match st.sealed.get(&idx) {
+                    Some(h) => *h,
+                    None => tree::lookup(self.store.blobs(), st.head.root, idx).await?,
+                };
+                if !h.is_zero() {
+                    wanted.push((h, lo, hi, dst));
+                }
+            }
+        }
+        drop(st);
+        let width = self.store.options().concurrency;
+        let chunks = fan_out(wanted, width, |(h, lo, hi, dst)| {
+            let store = self.store.clone();
+            async move { store.blobs().get_chunk(&h).await.map(|c| (c, lo, hi, dst)) }
+        })
+        .await?;
+        for (c, lo, hi, dst) in chunks {
+            out[dst..dst + (hi - lo) as usize].copy_from_slice(&c[lo as usize..hi as usize]);
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` at `offset`. Durable only after [`VolumeHandle::flush`].
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`] past the end; errors reading the chunks a partial write
+    /// modifies; backend errors when uploading over the dirty limit.
+    pub async fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let mut st = self.state.lock().await;
+        check_range(offset, data.len(), st.size)?;
+        let cs = st.head.chunk_size as u64;
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = offset + done as u64;
+            let idx = pos / cs;
+            let lo = (pos % cs) as usize;
+            let n = (cs as usize - lo).min(data.len() - done);
+            if !st.dirty.contains_key(&idx) {
+                let base = if n == cs as usize {
+                    vec![0u8; cs as usize]
+                } else {
+                    self.load_chunk(&st, idx).await?
+                };
+                st.dirty.insert(idx, base);
+            }
+            if let Some(buf) = st.dirty.get_mut(&idx) {
+                buf[lo..lo + n].copy_from_slice(&data[done..done + n]);
+            }
+            done += n;
+        }
+        if st.dirty.len() * cs as usize > self.store.options().max_dirty_bytes {
+            self.seal(&mut st).await?;
+        }
+        Ok(())
+    }
+
+    async fn load_chunk(&self, st: &State, idx: u64) -> Result<Vec<u8>> {
+        let h = match st.sealed.get(&idx) {
+            Some(h) => *h,
+            None => tree::lookup(self.store.blobs(), st.head.root, idx).await?,
+        };
+        if h.is_zero() {
+            return Ok(vec![0u8; st.head.chunk_size as usize]);
+        }
+        Ok(self.store.blobs().get_chunk(&h).await?.as_ref().clone())
+    }
+
+    /// Uploads every dirty chunk (hashing and compressing on the blocking pool, uploads in
+    /// parallel), remembering their names for the next commit.
+    async fn seal(&self, st: &mut State) -> Result<()> {
+        let dirty = std::mem::take(&mut st.dirty);
+        let policy = self.policy;
+        let width = self.store.options().concurrency;
+        let results = fan_out(dirty, width, |(idx, buf)| {
+            let store = self.store.clone();
+            async move {
+                if is_all_zero(&buf) {
+                    return Ok((idx, Hash::ZERO, None));
+                }
+                let (h, out) = store.blobs().put_chunk(buf, policy).await?;
+                Ok((idx, h, Some(out)))
+            }
+        })
+        .await?;
+        for (idx, h, out) in results {
+            st.sealed.insert(idx, h);
+            match out {
+                Some(o) if o.uploaded => {
+                    st.report.chunks_uploaded += 1;
+                    st.report.bytes_stored += o.stored_bytes;
+                }
+                _ => st.report.chunks_skipped += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every write so far durable: uploads dirty chunks, then the changed tree pages,
+    /// then commits the new root. Returns what it wrote since the last flush.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when another writer changed the volume's content since this handle
+    /// read it; backend errors. After an error the writes stay buffered and a later flush
+    /// may retry.
+    pub async fn flush(&self) -> Result<FlushReport> {
+        let mut st = self.state.lock().await;
+        self.seal(&mut st).await?;
+        if st.sealed.is_empty() && st.size == st.head.size_bytes {
+            return Ok(std::mem::take(&mut st.report));
+        }
+        let changes: Vec<(u64, Hash)> = st.sealed.iter().map(|(i, h)| (*i, *h)).collect();
+        let blobs = self.store.blobs();
+        let (root, pages) = tree::update(blobs, st.head.root, &changes).await?;
+        let page_bytes = tree::upload(&self.store, pages, self.store.options().concurrency).await?;
+        let committed = match self.store.commit(&st.head, root, st.size).await {
+            Ok(rec) => rec,
+            Err(Error::Conflict(msg)) => {
+                // An expansion moves only the size: rebase on it and commit again.
+                let now = self.store.head(&self.id).await?;
+                if now.root != st.head.root {
+                    return Err(Error::Conflict(msg));
+                }
+                st.size = st.size.max(now.size_bytes);
+                self.store.commit(&now, root, st.size).await?
+            }
+            Err(e) => return Err(e),
+        };
+        st.head = committed;
+        st.sealed.clear();
+        let mut report = std::mem::take(&mut st.report);
+        report.bytes_stored += page_bytes;
+        report.generation = Some(st.head.generation);
+        Ok(report)
+    }
+
+    /// Picks up a larger size committed by an expansion (the next flush keeps it).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn refresh_size(&self) -> Result<u64> {
+        let mut st = self.state.lock().await;
+        let now = self.store.head(&self.id).await?;
+        st.size = st.size.max(now.size_bytes);
+        Ok(st.size)
+    }
+}
+
+fn check_range(offset: u64, len: usize, size: u64) -> Result<()> {
+    let end = offset.checked_add(len as u64);
+    if end.is_none_or(|e| e > size) {
+        return Err(Error::OutOfRange(format!(
+            "range {offset}+{len} is past the end of the volume ({size} bytes)"
+        )));
+    }
+    Ok(())
+}
+
+/// The part of chunk `idx` (as offsets inside it) that `offset..offset+len` covers.
+fn span_in(idx: u64, cs: u64, offset: u64, len: usize) -> (u64, u64) {
+    let start = idx * cs;
+    let lo = offset.max(start) - start;
+    let hi = (offset + len as u64).min(start + cs) - start;
+    (lo, hi)
+}

@@ -1,0 +1,123 @@
+//! A volume's root pointer: numbered generations, each created with create-if-absent, so two
+//! writers that start from the same generation can never both commit.
+
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::layout;
+use crate::records::{self, GenRecord, RECORD_FORMAT};
+use crate::store::Store;
+
+impl Store {
+    /// The newest valid generation of volume `id`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the volume has no generation; backend errors.
+    pub async fn head(&self, id: &str) -> Result<GenRecord> {
+        let mut gens: Vec<u64> = self
+            .objects()
+            .list_names(&layout::gens(id))
+            .await?
+            .iter()
+            .filter_map(|n| layout::gen_of_name(n))
+            .collect();
+        gens.sort_unstable_by(|a, b| b.cmp(a));
+        for g in gens {
+            let path = layout::gen_path(id, g);
+            let Some(bytes) = self.objects().get(&path).await? else {
+                continue; // pruned between list and read
+            };
+            match records::decode::<GenRecord>(&path, &bytes) {
+                Ok(rec) => return Ok(rec),
+                // A torn record of a writer that died before its commit returned.
+                Err(Error::Corrupt { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::NotFound(format!("volume {id} does not exist")))
+    }
+
+    /// Writes the first generation of a new volume; a retry finds it there.
+    pub(crate) async fn init_head(&self, id: &str, root: Hash, size: u64, chunk: u32) -> Result<()> {
+        let rec = gen_record(id, 0, root, size, chunk);
+        self.objects()
+            .put_if_absent(&layout::gen_path(id, 0), records::encode(&rec))
+            .await?;
+        Ok(())
+    }
+
+    /// Commits `root` and `size` as the generation after `base`.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when another writer committed after `base`; backend errors.
+    pub async fn commit(&self, base: &GenRecord, root: Hash, size: u64) -> Result<GenRecord> {
+        let id = &base.volume_id;
+        let mut target = base.generation + 1;
+        for _ in 0..4 {
+            let rec = gen_record(id, target, root, size, base.chunk_size);
+            let path = layout::gen_path(id, target);
+            if self.objects().put_if_absent(&path, records::encode(&rec)).await? {
+                return self.confirm(rec).await;
+            }
+            match self.objects().get(&path).await? {
+                Some(bytes) => match records::decode::<GenRecord>(&path, &bytes) {
+                    // Skip a torn record only when old: a young one may be a concurrent
+                    // writer's commit still in progress.
+                    Err(Error::Corrupt { .. })
+                        if self.objects().older_than(&path, TORN_AFTER).await? =>
+                    {
+                        target += 1
+                    }
+                    _ => return Err(conflict(id, target)),
+                },
+                None => return Err(conflict(id, target)),
+            }
+        }
+        Err(conflict(id, target))
+    }
+
+    /// Checks that no higher generation exists (a stale writer could otherwise re-create a
+    /// pruned number), then prunes all but the previous generation.
+    async fn confirm(&self, rec: GenRecord) -> Result<GenRecord> {
+        let id = &rec.volume_id;
+        let gens: Vec<u64> = self
+            .objects()
+            .list_names(&layout::gens(id))
+            .await?
+            .iter()
+            .filter_map(|n| layout::gen_of_name(n))
+            .collect();
+        if gens.iter().any(|&g| g > rec.generation) {
+            self.objects()
+                .delete(&layout::gen_path(id, rec.generation))
+                .await?;
+            return Err(conflict(id, rec.generation));
+        }
+        for g in gens.into_iter().filter(|&g| g + 1 < rec.generation) {
+            if let Err(e) = self.objects().delete(&layout::gen_path(id, g)).await {
+                tracing::warn!(volume.id = %id, generation = g, error = %e, "pruning an old generation failed");
+            }
+        }
+        Ok(rec)
+    }
+}
+
+/// Age after which a create-if-absent record that does not parse is taken as torn.
+pub(crate) const TORN_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn gen_record(id: &str, generation: u64, root: Hash, size: u64, chunk: u32) -> GenRecord {
+    GenRecord {
+        format: RECORD_FORMAT,
+        volume_id: id.to_string(),
+        generation,
+        root,
+        size_bytes: size,
+        chunk_size: chunk,
+        committed_ms: records::now_ms(),
+    }
+}
+
+fn conflict(id: &str, generation: u64) -> Error {
+    Error::Conflict(format!(
+        "volume {id}: generation {generation} was committed by another writer"
+    ))
+}

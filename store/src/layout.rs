@@ -1,0 +1,84 @@
+//! Where each kind of object lives in the store. One function per path, so the layout can be
+//! read in one place:
+//!
+//! ```text
+//! ferry-store.json                      store marker: format version
+//! chunks/<h0h1>/<hash>                  chunk blobs (immutable)
+//! trees/<h0h1>/<hash>                   tree page blobs (immutable)
+//! volumes/<id>/volume.json              volume record
+//! volumes/<id>/gens/<generation>.json   root pointer generations (compare-and-swap)
+//! snapshots/<id>.json                   snapshot records (immutable)
+//! names/volumes/<sha256(name)>.json     CSI name -> volume id (create-if-absent)
+//! names/snapshots/<sha256(name)>.json   CSI name -> snapshot id (create-if-absent)
+//! gc/condemned.json                     objects the last GC run found unreachable
+//! tmp/<uuid>                            files being renamed into place (local folders)
+//! ```
+
+use crate::hash::Hash;
+
+/// The store marker.
+pub const MARKER: &str = "ferry-store.json";
+/// Folder of chunks.
+pub const CHUNKS: &str = "chunks/";
+/// Folder of tree pages.
+pub const TREES: &str = "trees/";
+/// Folder of volumes.
+pub const VOLUMES: &str = "volumes/";
+/// Folder of snapshots.
+pub const SNAPSHOTS: &str = "snapshots/";
+/// Folder of temporary files.
+pub const TMP: &str = "tmp/";
+/// GC state.
+pub const GC_CONDEMNED: &str = "gc/condemned.json";
+
+/// A chunk's path.
+pub fn chunk(h: &Hash) -> String {
+    let x = h.to_hex();
+    format!("{CHUNKS}{}/{x}", &x[..2])
+}
+
+/// A tree page's path.
+pub fn page(h: &Hash) -> String {
+    let x = h.to_hex();
+    format!("{TREES}{}/{x}", &x[..2])
+}
+
+/// Parses the hash out of a chunk or page path.
+pub fn hash_of_path(path: &str) -> Option<Hash> {
+    Hash::from_hex(path.rsplit('/').next()?)
+}
+
+/// A volume's record.
+pub fn volume(id: &str) -> String {
+    format!("{VOLUMES}{id}/volume.json")
+}
+
+/// The folder of a volume's root generations.
+pub fn gens(id: &str) -> String {
+    format!("{VOLUMES}{id}/gens/")
+}
+
+/// One root generation; zero-padded so names sort by number.
+pub fn gen_path(id: &str, generation: u64) -> String {
+    format!("{VOLUMES}{id}/gens/{generation:020}.json")
+}
+
+/// Parses a generation number from a file name in [`gens`].
+pub fn gen_of_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".json")?.parse().ok()
+}
+
+/// A snapshot's record.
+pub fn snapshot(id: &str) -> String {
+    format!("{SNAPSHOTS}{id}.json")
+}
+
+/// The name record of a volume name.
+pub fn volume_name(name: &str) -> String {
+    format!("names/volumes/{}.json", Hash::of(name.as_bytes()).to_hex())
+}
+
+/// The name record of a snapshot name.
+pub fn snapshot_name(name: &str) -> String {
+    format!("names/snapshots/{}.json", Hash::of(name.as_bytes()).to_hex())
+}

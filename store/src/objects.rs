@@ -1,0 +1,321 @@
+//! The opendal adapter: every byte the store reads or writes passes through [`Objects`].
+//!
+//! Two write primitives carry the store's invariants:
+//! - [`Objects::put`] makes an object appear whole or not at all. Object stores do that for
+//!   every PUT; on a local folder it writes a temporary file and renames it into place.
+//! - [`Objects::put_if_absent`] is the compare-and-swap: create-if-absent, so two writers can
+//!   never both win. On a folder it is an `O_EXCL` create.
+
+use crate::config::{Backend, StoreConfig};
+use crate::error::{Error, Result};
+use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
+use opendal::{ErrorKind, Operator};
+use std::time::{Duration, SystemTime};
+
+/// Metadata of one stored object.
+#[derive(Clone, Debug)]
+pub struct ObjectMeta {
+    /// Path inside the store.
+    pub path: String,
+    /// Stored size.
+    pub size: u64,
+    /// Last write time, when the backend reports one.
+    pub modified: Option<SystemTime>,
+}
+
+/// Access to the store's objects through one opendal `Operator`.
+#[derive(Clone, Debug)]
+pub struct Objects {
+    op: Operator,
+    backend: Backend,
+    fs_root: Option<std::path::PathBuf>,
+}
+
+impl Objects {
+    /// Builds the operator for `config`, with retries of temporary errors, timeouts and a
+    /// bound on concurrent requests.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the configuration is incomplete or opendal rejects it.
+    pub fn open(config: &StoreConfig, concurrency: usize) -> Result<Self> {
+        config.validate()?;
+        // The HTTP client the object-store services use; installing twice is harmless.
+        opendal::install_default();
+        let cfg_err = |e: opendal::Error| Error::Config(format!("{:?} store: {e}", config.backend));
+        let root = config.root.clone().unwrap_or_default();
+        let op = match config.backend {
+            Backend::Fs => {
+                std::fs::create_dir_all(&root)
+                    .map_err(|e| Error::Config(format!("creating store folder {root}: {e}")))?;
+                Operator::new(opendal::services::Fs::default().root(&root))
+                    .map_err(cfg_err)?
+            }
+            Backend::Memory => Operator::new(opendal::services::Memory::default())
+                .map_err(cfg_err)?,
+            Backend::S3 => {
+                let mut b = opendal::services::S3::default()
+                    .bucket(config.bucket.as_deref().unwrap_or_default())
+                    .root(&root)
+                    .region(config.region.as_deref().unwrap_or("us-east-1"))
+                    .disable_config_load()
+                    .disable_ec2_metadata();
+                if let Some(e) = &config.endpoint {
+                    b = b.endpoint(e);
+                }
+                if let Some(k) = &config.access_key_id {
+                    b = b.access_key_id(k);
+                }
+                if let Some(k) = &config.secret_access_key {
+                    b = b.secret_access_key(k);
+                }
+                if config.anonymous {
+                    b = b.skip_signature();
+                }
+                Operator::new(b).map_err(cfg_err)?
+            }
+            Backend::Azblob => {
+                let mut b = opendal::services::Azblob::default()
+                    .container(config.bucket.as_deref().unwrap_or_default())
+                    .root(&root)
+                    .endpoint(config.endpoint.as_deref().unwrap_or_default());
+                if let Some(a) = &config.account_name {
+                    b = b.account_name(a);
+                }
+                if let Some(k) = &config.account_key {
+                    b = b.account_key(k);
+                }
+                Operator::new(b).map_err(cfg_err)?
+            }
+            Backend::Gcs => {
+                let mut b = opendal::services::Gcs::default()
+                    .bucket(config.bucket.as_deref().unwrap_or_default())
+                    .root(&root)
+                    .disable_config_load()
+                    .disable_vm_metadata();
+                if let Some(e) = &config.endpoint {
+                    b = b.endpoint(e);
+                }
+                if let Some(c) = &config.credential {
+                    b = b.credential(c);
+                }
+                if config.anonymous {
+                    b = b.skip_signature();
+                }
+                Operator::new(b).map_err(cfg_err)?
+            }
+        };
+        let op = op
+            .layer(ConcurrentLimitLayer::new(concurrency.max(1) * 4))
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(Duration::from_secs(120))
+                    .with_io_timeout(Duration::from_secs(30)),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(4)
+                    .with_min_delay(Duration::from_millis(50))
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_jitter(),
+            );
+        let fs_root = (config.backend == Backend::Fs).then(|| std::path::PathBuf::from(root));
+        Ok(Objects {
+            op,
+            backend: config.backend,
+            fs_root,
+        })
+    }
+
+    /// The backend kind.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The local folder of an `fs` store.
+    pub fn fs_root(&self) -> Option<&std::path::Path> {
+        self.fs_root.as_deref()
+    }
+
+    /// Reads a whole object; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// Backend failures, classified.
+    pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.op.read(path).await {
+            Ok(buf) => Ok(Some(buf.to_vec())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::backend("read", path, e)),
+        }
+    }
+
+    /// Writes a whole object so that readers see all of it or none of it.
+    ///
+    /// # Errors
+    /// Backend failures, classified ([`Error::StoreFull`] when out of space).
+    pub async fn put(&self, path: &str, data: Vec<u8>) -> Result<()> {
+        if self.backend == Backend::Fs {
+            let tmp = format!("tmp/{}", uuid::Uuid::new_v4().simple());
+            self.write_once(&tmp, data, false).await?;
+            if let Err(e) = self.op.rename(&tmp, path).await {
+                let _ = self.op.delete(&tmp).await;
+                return Err(Error::backend("rename", path, e));
+            }
+            return Ok(());
+        }
+        self.write_once(path, data, false).await.map(|_| ())
+    }
+
+    /// Creates an object only if none exists at `path`. Returns `true` when this call created
+    /// it and `false` when something was already there.
+    ///
+    /// # Errors
+    /// Backend failures, classified.
+    pub async fn put_if_absent(&self, path: &str, data: Vec<u8>) -> Result<bool> {
+        match self.write_once(path, data, true).await {
+            Ok(created) => Ok(created),
+            // Services answer a lost race in different words (412, 409, EEXIST). A refusal
+            // that is not temporary, with the object now present, is a lost race.
+            Err(e) if !e.is_temporary() && self.exists(path).await? => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `data`; returns `false` when `if_not_exists` was asked and the object existed.
+    async fn write_once(&self, path: &str, data: Vec<u8>, if_not_exists: bool) -> Result<bool> {
+        let len = data.len();
+        let mut w = self.op.write_with(path, data).if_not_exists(if_not_exists);
+        if self.backend == Backend::Gcs && !if_not_exists {
+            // One request per object: the GCS emulator rejects multi-part uploads. (A
+            // conditional write goes as a resumable upload, where the condition holds.)
+            w = w.chunk(len.max(1));
+        }
+        match w.await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if if_not_exists
+                    && matches!(e.kind(), ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists) =>
+            {
+                Ok(false)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::Unavailable(format!(
+                "write {path}: {e} (does the bucket or container exist?)"
+            ))),
+            Err(e) => Err(Error::backend("write", path, e)),
+        }
+    }
+
+    /// Metadata of an object; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// Backend failures, classified.
+    pub async fn stat(&self, path: &str) -> Result<Option<ObjectMeta>> {
+        match self.op.stat(path).await {
+            Ok(m) => Ok(Some(ObjectMeta {
+                path: path.to_string(),
+                size: m.content_length(),
+                modified: m.last_modified().map(SystemTime::from),
+            })),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::backend("stat", path, e)),
+        }
+    }
+
+    /// True when the object at `path` was last written more than `age` ago (or does not
+    /// exist). A create-if-absent object that does not parse is torn only when it is old:
+    /// a young one may still be being written by a concurrent writer.
+    ///
+    /// # Errors
+    /// Backend failures, classified.
+    pub async fn older_than(&self, path: &str, age: Duration) -> Result<bool> {
+        Ok(match self.stat(path).await? {
+            None => true,
+            Some(m) => m
+                .modified
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|a| a > age),
+        })
+    }
+
+    /// True when an object exists at `path`.
+    ///
+    /// # Errors
+    /// Backend failures, classified.
+    pub async fn exists(&self, path: &str) -> Result<bool> {
+        Ok(self.stat(path).await?.is_some())
+    }
+
+    /// Deletes an object; deleting what is not there succeeds.
+    ///
+    /// # Errors
+    /// Backend failures, classified.
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        match self.op.delete(path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::backend("delete", path, e)),
+        }
+    }
+
+    /// Lists the objects below `dir` (which ends with `/`), recursively, files only.
+    ///
+    /// # Errors
+    /// Backend failures, classified.
+    pub async fn list(&self, dir: &str) -> Result<Vec<ObjectMeta>> {
+        let entries = match self.op.list_with(dir).recursive(true).await {
+            Ok(v) => v,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::backend("list", dir, e)),
+        };
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .map(|e| {
+                let m = e.metadata();
+                ObjectMeta {
+                    path: e.path().to_string(),
+                    size: m.content_length(),
+                    modified: m.last_modified().map(SystemTime::from),
+                }
+            })
+            .collect())
+    }
+
+    /// Lists the names directly below `dir` (which ends with `/`): files and sub-folders,
+    /// each without the `dir` prefix and without a trailing `/`, sorted.
+    ///
+    /// # Errors
+    /// Backend failures, classified.
+    pub async fn list_names(&self, dir: &str) -> Result<Vec<String>> {
+        let entries = match self.op.list(dir).await {
+            Ok(v) => v,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::backend("list", dir, e)),
+        };
+        let mut names: Vec<String> = entries
+            .iter()
+            .filter_map(|e| {
+                let p = e.path().strip_prefix(dir)?.trim_end_matches('/');
+                (!p.is_empty()).then(|| p.to_string())
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Bytes free for the store: the folder's filesystem for `fs`, `None` otherwise.
+    pub fn fs_available_bytes(&self) -> Option<u64> {
+        let root = self.fs_root.as_ref()?;
+        let c = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()).ok()?;
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+        // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory of the
+        // right type; statvfs fills it on success and we read it only then.
+        let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+        if rc != 0 {
+            return None;
+        }
+        // SAFETY: statvfs returned 0, so the struct is initialised.
+        let st = unsafe { st.assume_init() };
+        Some(st.f_bavail as u64 * st.f_frsize as u64)
+    }
+}

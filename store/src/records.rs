@@ -1,0 +1,160 @@
+//! The small JSON records of the store. Each carries `format`, so a reader refuses a record
+//! written by a newer, incompatible build instead of misreading it.
+
+use crate::config::VolumeOptions;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::collections::BTreeMap;
+
+/// Version of the record formats written by this build.
+pub const RECORD_FORMAT: u32 = 1;
+
+/// Where a volume's first content came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "id")]
+pub enum Source {
+    /// Created from a snapshot.
+    Snapshot(String),
+    /// Cloned from a volume.
+    Volume(String),
+}
+
+/// What a CreateVolume asked for; two requests for one name must agree on all of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    /// The CSI name.
+    pub name: String,
+    /// Capacity given to the volume.
+    pub capacity_bytes: u64,
+    /// Chunk size and codec.
+    pub options: VolumeOptions,
+    /// StorageClass parameters as given.
+    pub parameters: BTreeMap<String, String>,
+    /// Content source, if any.
+    pub source: Option<Source>,
+}
+
+/// A volume: its id and what it was created with. Its current content and size live in its
+/// newest [`GenRecord`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeRecord {
+    /// Record format.
+    pub format: u32,
+    /// Volume id.
+    pub id: String,
+    /// The request that created it.
+    pub spec: VolumeSpec,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: u64,
+}
+
+/// One generation of a volume's root pointer, written with create-if-absent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenRecord {
+    /// Record format.
+    pub format: u32,
+    /// Volume id.
+    pub volume_id: String,
+    /// Generation number; the volume's head is the highest valid one.
+    pub generation: u64,
+    /// Root page of the chunk tree ([`Hash::ZERO`] for an all-zero volume).
+    pub root: Hash,
+    /// Volume size in bytes.
+    pub size_bytes: u64,
+    /// Chunk size in bytes.
+    pub chunk_size: u32,
+    /// Commit time, Unix milliseconds.
+    pub committed_ms: u64,
+}
+
+/// A snapshot: a copy of a volume's root at one moment. Immutable once written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotRecord {
+    /// Record format.
+    pub format: u32,
+    /// Snapshot id.
+    pub id: String,
+    /// CSI name.
+    pub name: String,
+    /// Volume it was taken from (which may since have been deleted).
+    pub source_volume_id: String,
+    /// Generation of the source the snapshot copied.
+    pub source_generation: u64,
+    /// Root page of the chunk tree.
+    pub root: Hash,
+    /// Size of the volume when taken.
+    pub size_bytes: u64,
+    /// Chunk size of the tree.
+    pub chunk_size: u32,
+    /// Codec of the source volume, inherited by volumes made from the snapshot.
+    pub options: VolumeOptions,
+    /// Parameters given to CreateSnapshot.
+    pub parameters: BTreeMap<String, String>,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: u64,
+}
+
+/// Maps a CSI name to the id chosen for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NameRecord {
+    /// Record format.
+    pub format: u32,
+    /// The CSI name.
+    pub name: String,
+    /// The id it maps to.
+    pub id: String,
+    /// The request that claimed the name, to tell a retry from a conflicting request.
+    pub request: serde_json::Value,
+}
+
+/// Records that carry a format number.
+pub trait Versioned {
+    /// The record's format.
+    fn format(&self) -> u32;
+}
+
+macro_rules! versioned {
+    ($($t:ty),*) => {$(impl Versioned for $t { fn format(&self) -> u32 { self.format } })*};
+}
+versioned!(VolumeRecord, GenRecord, SnapshotRecord, NameRecord);
+
+/// Encodes a record.
+pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail.
+    serde_json::to_vec_pretty(record).unwrap_or_default()
+}
+
+/// Decodes a record read from `path`, refusing unknown formats.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the bytes do not parse or the format is newer than this build.
+pub fn decode<T: DeserializeOwned + Versioned>(path: &str, bytes: &[u8]) -> Result<T> {
+    let rec: T = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+        path: path.to_string(),
+        reason: format!("record does not parse: {e}"),
+    })?;
+    if rec.format() != RECORD_FORMAT {
+        return Err(Error::Corrupt {
+            path: path.to_string(),
+            reason: format!(
+                "record format {} is not supported by this build (knows {RECORD_FORMAT})",
+                rec.format()
+            ),
+        });
+    }
+    Ok(rec)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

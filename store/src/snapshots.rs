@@ -1,0 +1,201 @@
+//! Snapshots: a copy of a volume's root hash at one moment. Creating one copies no chunk, so
+//! it costs the same for any volume size; records are immutable and so cached for good.
+
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::records::{self, NameRecord, RECORD_FORMAT, SnapshotRecord};
+use crate::heads::TORN_AFTER;
+use crate::store::Store;
+use crate::volumes::{Page, valid_id};
+use std::collections::BTreeMap;
+
+/// Which snapshots a listing returns.
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotFilter {
+    /// Only this snapshot.
+    pub snapshot_id: Option<String>,
+    /// Only snapshots of this volume.
+    pub source_volume_id: Option<String>,
+}
+
+impl Store {
+    /// Takes snapshot `name` of volume `source`, or returns it when an identical request
+    /// took it before (even if the volume changed since).
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] when the name was used for another volume or parameters,
+    /// [`Error::NotFound`] when the volume does not exist, backend errors.
+    pub async fn create_snapshot(
+        &self,
+        name: &str,
+        source: &str,
+        parameters: BTreeMap<String, String>,
+    ) -> Result<SnapshotRecord> {
+        let name_path = layout::snapshot_name(name);
+        let request = serde_json::json!({ "sourceVolumeId": source, "parameters": parameters });
+        for _ in 0..20 {
+            if let Some(bytes) = self.objects().get(&name_path).await? {
+                let rec = match records::decode::<NameRecord>(&name_path, &bytes) {
+                    Ok(r) => r,
+                    Err(Error::Corrupt { .. }) => {
+                        if self.objects().older_than(&name_path, TORN_AFTER).await? {
+                            // Torn by a create that died before answering: claim it again.
+                            self.objects().delete(&name_path).await?;
+                        } else {
+                            // Another create of this name is writing it right now.
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if rec.request != request {
+                    return Err(Error::AlreadyExists(format!(
+                        "snapshot name {name:?} is already used by snapshot {} of another \
+                         volume or with other parameters",
+                        rec.id
+                    )));
+                }
+                return self.finish_snapshot(&rec.id, name, source, parameters).await;
+            }
+            let id = format!("snap-{}", uuid::Uuid::new_v4().simple());
+            let rec = NameRecord {
+                format: RECORD_FORMAT,
+                name: name.to_string(),
+                id: id.clone(),
+                request: request.clone(),
+            };
+            // Fail before claiming the name when the volume does not exist.
+            self.get_volume(source).await?;
+            if self.objects().put_if_absent(&name_path, records::encode(&rec)).await? {
+                return self.finish_snapshot(&id, name, source, parameters).await;
+            }
+        }
+        Err(Error::Conflict(format!(
+            "snapshot name {name:?} is being created concurrently; retry"
+        )))
+    }
+
+    async fn finish_snapshot(
+        &self,
+        id: &str,
+        name: &str,
+        source: &str,
+        parameters: BTreeMap<String, String>,
+    ) -> Result<SnapshotRecord> {
+        if let Some(s) = self.try_get_snapshot(id).await? {
+            return Ok(s);
+        }
+        let vol = self.get_volume(source).await?;
+        let rec = SnapshotRecord {
+            format: RECORD_FORMAT,
+            id: id.to_string(),
+            name: name.to_string(),
+            source_volume_id: source.to_string(),
+            source_generation: vol.head.generation,
+            root: vol.head.root,
+            size_bytes: vol.head.size_bytes,
+            chunk_size: vol.head.chunk_size,
+            options: vol.record.spec.options,
+            parameters,
+            created_ms: records::now_ms(),
+        };
+        self.objects()
+            .put(&layout::snapshot(id), records::encode(&rec))
+            .await?;
+        Ok(rec)
+    }
+
+    /// The snapshot `id`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when it does not exist, backend errors.
+    pub async fn get_snapshot(&self, id: &str) -> Result<SnapshotRecord> {
+        self.try_get_snapshot(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("snapshot {id} does not exist")))
+    }
+
+    async fn try_get_snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>> {
+        if !valid_id(id, "snap-") {
+            return Ok(None);
+        }
+        let path = layout::snapshot(id);
+        match self.objects().get(&path).await? {
+            Some(bytes) => Ok(Some(records::decode(&path, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes snapshot `id`; deleting a missing snapshot succeeds. Volumes created from it
+    /// keep their data: they hold their own roots.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn delete_snapshot(&self, id: &str) -> Result<()> {
+        let Some(rec) = self.try_get_snapshot(id).await? else {
+            return Ok(());
+        };
+        let name_path = layout::snapshot_name(&rec.name);
+        if let Some(nb) = self.objects().get(&name_path).await?
+            && records::decode::<NameRecord>(&name_path, &nb).is_ok_and(|n| n.id == id)
+        {
+            self.objects().delete(&name_path).await?;
+        }
+        self.objects().delete(&layout::snapshot(id)).await
+    }
+
+    /// Snapshots in id order matching `filter`, at most `max` (0: all), after token `start`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidToken`] for a token this store did not hand out; backend errors.
+    pub async fn list_snapshots(
+        &self,
+        filter: &SnapshotFilter,
+        start: Option<&str>,
+        max: usize,
+    ) -> Result<Page<SnapshotRecord>> {
+        if let Some(t) = start
+            && !valid_id(t, "snap-")
+        {
+            return Err(Error::InvalidToken(format!(
+                "starting token {t:?} is not a snapshot listing token"
+            )));
+        }
+        if let Some(id) = &filter.snapshot_id {
+            let one = self.try_get_snapshot(id).await?.filter(|s| {
+                filter
+                    .source_volume_id
+                    .as_ref()
+                    .is_none_or(|v| &s.source_volume_id == v)
+            });
+            return Ok((one.into_iter().collect(), None));
+        }
+        let names = self.objects().list_names(layout::SNAPSHOTS).await?;
+        let mut out: Vec<SnapshotRecord> = Vec::new();
+        for name in &names {
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if start.is_some_and(|s| id <= s) {
+                continue;
+            }
+            let Some(rec) = self.try_get_snapshot(id).await? else {
+                continue;
+            };
+            if filter
+                .source_volume_id
+                .as_ref()
+                .is_some_and(|v| &rec.source_volume_id != v)
+            {
+                continue;
+            }
+            if max > 0 && out.len() == max {
+                let last = out.last().map(|s| s.id.clone());
+                return Ok((out, last));
+            }
+            out.push(rec);
+        }
+        Ok((out, None))
+    }
+}

@@ -49,10 +49,9 @@ pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let router = tonic::transport::Server::builder()
-        .add_service(ferry_proto::v1::identity_server::IdentityServer::new(IdentityService::new(
-            store.clone(),
-            true,
-        )))
+        .add_service(ferry_proto::v1::identity_server::IdentityServer::new(
+            IdentityService::new(store.clone(), true),
+        ))
         .add_service(ferry_proto::v1::controller_server::ControllerServer::new(
             ControllerService::new(store.clone()),
         ));
@@ -67,8 +66,16 @@ pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
     let channel = connect_with_retry(&socket).await?;
     let mut identity = IdentityClient::new(channel.clone());
     let mut ctl = ControllerClient::new(channel);
-    let info = identity.get_plugin_info(GetPluginInfoRequest {}).await?.into_inner();
-    println!("CSI plugin       {} {} on {}", info.name, info.vendor_version, socket.display());
+    let info = identity
+        .get_plugin_info(GetPluginInfoRequest {})
+        .await?
+        .into_inner();
+    println!(
+        "CSI plugin       {} {} on {}",
+        info.name,
+        info.vendor_version,
+        socket.display()
+    );
 
     let size = args.size_mib << 20;
     let t = Instant::now();
@@ -127,9 +134,16 @@ pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
         .into_inner()
         .snapshot
         .ok_or("CreateSnapshot returned no snapshot")?;
-    println!("CreateSnapshot   {} ready={} in {:.1?}", snap.snapshot_id, snap.ready_to_use, t.elapsed());
+    println!(
+        "CreateSnapshot   {} ready={} in {:.1?}",
+        snap.snapshot_id,
+        snap.ready_to_use,
+        t.elapsed()
+    );
 
-    handle.write_at(0, b"this write comes after the snapshot").await?;
+    handle
+        .write_at(0, b"this write comes after the snapshot")
+        .await?;
     handle.flush().await?;
 
     let t = Instant::now();
@@ -148,7 +162,12 @@ pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
         .into_inner()
         .volume
         .ok_or("CreateVolume returned no volume")?;
-    println!("restore (clone)  {} from {} in {:.1?}", restored.volume_id, snap.snapshot_id, t.elapsed());
+    println!(
+        "restore (clone)  {} from {} in {:.1?}",
+        restored.volume_id,
+        snap.snapshot_id,
+        t.elapsed()
+    );
 
     let restored_handle = store.open_volume(&restored.volume_id).await?;
     let restored_sum = digest(&restored_handle.read_at(0, size as usize).await?);
@@ -158,7 +177,10 @@ pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
     println!("sha256 of original   {now_sum} (written after the snapshot)");
     let ok = original == restored_sum && original != now_sum;
 
-    let listed = ctl.list_volumes(ListVolumesRequest::default()).await?.into_inner();
+    let listed = ctl
+        .list_volumes(ListVolumesRequest::default())
+        .await?
+        .into_inner();
     println!("ListVolumes      {} volumes", listed.entries.len());
     let _ = stop_tx.send(());
     server.await?.map_err(|e| format!("plugin: {e}"))?;

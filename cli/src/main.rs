@@ -7,7 +7,11 @@ mod store_args;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ferry", version, about = "Ferry: a CSI driver over a content-addressed chunk store")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Ferry: a CSI driver over a content-addressed chunk store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -42,7 +42,10 @@ pub async fn run(args: PluginArgs) -> Result<(), Box<dyn std::error::Error + Sen
     tracing::info!(node.id = %args.node_id, store = ?config, "ferry plugin starting");
     let path = socket_path(&args.endpoint)?;
     let router = tonic::transport::Server::builder()
-        .add_service(IdentityServer::new(IdentityService::new(store.clone(), true)))
+        .add_service(IdentityServer::new(IdentityService::new(
+            store.clone(),
+            true,
+        )))
         .add_service(ControllerServer::new(ControllerService::new(store)));
     serve_unix(router, &path, termination()).await
 }

@@ -33,7 +33,10 @@ impl ControllerService {
         if req.volume_id.is_empty() {
             return Err(required("volume_id"));
         }
-        let range = req.capacity_range.as_ref().ok_or_else(|| required("capacity_range"))?;
+        let range = req
+            .capacity_range
+            .as_ref()
+            .ok_or_else(|| required("capacity_range"))?;
         if let Some(cap) = &req.volume_capability
             && let Some(reason) = validate::capability(cap)?
         {
@@ -42,7 +45,10 @@ impl ControllerService {
         let size = validate::capacity(Some(range), 0, 0)?;
         let _guard = self.in_flight.claim(format!("volume {}", req.volume_id))?;
         let current = self.store.get_volume(&req.volume_id).await?.size_bytes();
-        let size = self.store.expand_volume(&req.volume_id, size.max(current)).await?;
+        let size = self
+            .store
+            .expand_volume(&req.volume_id, size.max(current))
+            .await?;
         Ok(ControllerExpandVolumeResponse {
             capacity_bytes: size as i64,
             node_expansion_required: true,

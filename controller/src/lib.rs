@@ -80,7 +80,10 @@ impl Controller for ControllerService {
         &self,
         _: Request<ControllerPublishVolumeRequest>,
     ) -> Result<Response<ControllerPublishVolumeResponse>, Status> {
-        reply(Err(not_offered("ControllerPublishVolume", "PUBLISH_UNPUBLISH_VOLUME")))
+        reply(Err(not_offered(
+            "ControllerPublishVolume",
+            "PUBLISH_UNPUBLISH_VOLUME",
+        )))
     }
 
     /// Not offered, as ControllerPublishVolume.
@@ -88,7 +91,10 @@ impl Controller for ControllerService {
         &self,
         _: Request<ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<ControllerUnpublishVolumeResponse>, Status> {
-        reply(Err(not_offered("ControllerUnpublishVolume", "PUBLISH_UNPUBLISH_VOLUME")))
+        reply(Err(not_offered(
+            "ControllerUnpublishVolume",
+            "PUBLISH_UNPUBLISH_VOLUME",
+        )))
     }
 
     #[tracing::instrument(skip_all, err, fields(volume.id = %req.get_ref().volume_id))]
@@ -125,7 +131,9 @@ impl Controller for ControllerService {
                 r#type: Some(CapType::Rpc(Rpc { r#type: *t as i32 })),
             })
             .collect();
-        Ok(Response::new(ControllerGetCapabilitiesResponse { capabilities }))
+        Ok(Response::new(ControllerGetCapabilitiesResponse {
+            capabilities,
+        }))
     }
 
     #[tracing::instrument(skip_all, err, fields(name = %req.get_ref().name))]

@@ -16,7 +16,9 @@ impl ControllerService {
         req: ListVolumesRequest,
     ) -> Result<ListVolumesResponse> {
         if req.max_entries < 0 {
-            return Err(Error::InvalidArgument("max_entries must not be negative".into()));
+            return Err(Error::InvalidArgument(
+                "max_entries must not be negative".into(),
+            ));
         }
         let start = (!req.starting_token.is_empty()).then_some(req.starting_token.as_str());
         let (page, next) = self

@@ -23,10 +23,16 @@ impl ControllerService {
         if req.source_volume_id.is_empty() {
             return Err(required("source_volume_id"));
         }
-        let _guard = self.in_flight.claim(format!("snapshot name {}", req.name))?;
+        let _guard = self
+            .in_flight
+            .claim(format!("snapshot name {}", req.name))?;
         let snap = self
             .store
-            .create_snapshot(&req.name, &req.source_volume_id, req.parameters.into_iter().collect())
+            .create_snapshot(
+                &req.name,
+                &req.source_volume_id,
+                req.parameters.into_iter().collect(),
+            )
             .await?;
         Ok(CreateSnapshotResponse {
             snapshot: Some(convert::snapshot(&snap)),
@@ -42,7 +48,9 @@ impl ControllerService {
         if req.snapshot_id.is_empty() {
             return Err(required("snapshot_id"));
         }
-        let _guard = self.in_flight.claim(format!("snapshot {}", req.snapshot_id))?;
+        let _guard = self
+            .in_flight
+            .claim(format!("snapshot {}", req.snapshot_id))?;
         self.store.delete_snapshot(&req.snapshot_id).await?;
         Ok(DeleteSnapshotResponse {})
     }
@@ -54,7 +62,9 @@ impl ControllerService {
         req: ListSnapshotsRequest,
     ) -> Result<ListSnapshotsResponse> {
         if req.max_entries < 0 {
-            return Err(Error::InvalidArgument("max_entries must not be negative".into()));
+            return Err(Error::InvalidArgument(
+                "max_entries must not be negative".into(),
+            ));
         }
         let filter = SnapshotFilter {
             snapshot_id: (!req.snapshot_id.is_empty()).then_some(req.snapshot_id),

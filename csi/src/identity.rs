@@ -2,7 +2,9 @@
 
 use crate::error::Error;
 use ferry_proto::v1::identity_server::Identity;
-use ferry_proto::v1::plugin_capability::{Service, Type, VolumeExpansion, service, volume_expansion};
+use ferry_proto::v1::plugin_capability::{
+    Service, Type, VolumeExpansion, service, volume_expansion,
+};
 use ferry_proto::v1::{
     GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse, GetPluginInfoRequest,
     GetPluginInfoResponse, PluginCapability, ProbeRequest, ProbeResponse,
@@ -59,7 +61,9 @@ impl Identity for IdentityService {
                 })),
             });
         }
-        Ok(Response::new(GetPluginCapabilitiesResponse { capabilities }))
+        Ok(Response::new(GetPluginCapabilitiesResponse {
+            capabilities,
+        }))
     }
 
     /// Probe: healthy when the chunk store answers; otherwise FAILED_PRECONDITION with the

@@ -71,7 +71,9 @@ pub async fn termination() {
 ///
 /// # Errors
 /// Transport errors when the socket does not answer.
-pub async fn connect_unix(path: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+pub async fn connect_unix(
+    path: &Path,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let path = path.to_path_buf();
     tonic::transport::Endpoint::from_static("http://[::1]:50051")
         .connect_with_connector(tower::service_fn(move |_| {
@@ -90,8 +92,14 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(socket_path("unix:///csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
-        assert_eq!(socket_path("unix:/a.sock").unwrap(), PathBuf::from("/a.sock"));
+        assert_eq!(
+            socket_path("unix:///csi/csi.sock").unwrap(),
+            PathBuf::from("/csi/csi.sock")
+        );
+        assert_eq!(
+            socket_path("unix:/a.sock").unwrap(),
+            PathBuf::from("/a.sock")
+        );
         assert_eq!(socket_path("/b.sock").unwrap(), PathBuf::from("/b.sock"));
         assert!(socket_path("tcp://1.2.3.4:5").is_err());
     }

@@ -81,7 +81,13 @@ pub fn capacity(range: Option<&CapacityRange>, default: u64, at_least: u64) -> R
             "capacity_range.required_bytes {req} exceeds limit_bytes {lim}"
         )));
     }
-    let mut size = if req > 0 { req.max(at_least) } else if at_least > 0 { at_least } else { default };
+    let mut size = if req > 0 {
+        req.max(at_least)
+    } else if at_least > 0 {
+        at_least
+    } else {
+        default
+    };
     if lim > 0 && size > lim {
         if req == 0 && at_least == 0 {
             size = lim;
@@ -118,13 +124,19 @@ mod tests {
     fn capacity_rules() {
         assert_eq!(capacity(None, 1 << 30, 0).unwrap(), 1 << 30);
         assert_eq!(capacity(Some(&range(1000, 0)), 1 << 30, 0).unwrap(), 4096);
-        assert_eq!(capacity(Some(&range(1000, 1000)), 1 << 30, 0).unwrap(), 1000);
+        assert_eq!(
+            capacity(Some(&range(1000, 1000)), 1 << 30, 0).unwrap(),
+            1000
+        );
         assert_eq!(capacity(Some(&range(0, 8192)), 1 << 30, 0).unwrap(), 8192);
         assert_eq!(capacity(Some(&range(0, 0)), 1 << 30, 5000).unwrap(), 8192);
         assert!(capacity(Some(&range(-1, 0)), 1, 0).is_err());
         let e = capacity(Some(&range(10, 5)), 1, 0).unwrap_err();
         assert!(matches!(e, Error::Store(ferry_store::Error::OutOfRange(_))));
-        assert!(capacity(Some(&range(0, 4096)), 1, 8192).is_err(), "source larger than limit");
+        assert!(
+            capacity(Some(&range(0, 4096)), 1, 8192).is_err(),
+            "source larger than limit"
+        );
     }
 
     #[test]
@@ -136,9 +148,20 @@ mod tests {
             })),
             access_mode: Some(AccessMode { mode: mode as i32 }),
         };
-        assert_eq!(capability(&mount("ext4", Mode::SingleNodeWriter)).unwrap(), None);
-        assert!(capability(&mount("ntfs", Mode::SingleNodeWriter)).unwrap().is_some());
-        assert!(capability(&mount("", Mode::MultiNodeMultiWriter)).unwrap().is_some());
+        assert_eq!(
+            capability(&mount("ext4", Mode::SingleNodeWriter)).unwrap(),
+            None
+        );
+        assert!(
+            capability(&mount("ntfs", Mode::SingleNodeWriter))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            capability(&mount("", Mode::MultiNodeMultiWriter))
+                .unwrap()
+                .is_some()
+        );
         assert!(capability(&mount("", Mode::Unknown)).is_err());
         let no_type = VolumeCapability {
             access_type: None,

@@ -58,11 +58,16 @@ impl Blobs {
             return Ok(c.clone());
         }
         let path = layout::chunk(h);
-        let blob = self.objects.get(&path).await?.ok_or(Error::MissingChunk(*h))?;
+        let blob = self
+            .objects
+            .get(&path)
+            .await?
+            .ok_or(Error::MissingChunk(*h))?;
         let expect = *h;
-        let raw = tokio::task::spawn_blocking(move || codec::decode(&path, Kind::Chunk, &expect, &blob))
-            .await
-            .map_err(|e| Error::Internal(format!("decode task: {e}")))??;
+        let raw =
+            tokio::task::spawn_blocking(move || codec::decode(&path, Kind::Chunk, &expect, &blob))
+                .await
+                .map_err(|e| Error::Internal(format!("decode task: {e}")))??;
         let raw = Arc::new(raw);
         lock(&self.chunks).put(*h, raw.clone());
         Ok(raw)
@@ -96,10 +101,14 @@ impl Blobs {
             return Ok(p.clone());
         }
         let path = layout::page(h);
-        let blob = self.objects.get(&path).await?.ok_or_else(|| Error::Corrupt {
-            path: path.clone(),
-            reason: "tree page is referenced but missing".into(),
-        })?;
+        let blob = self
+            .objects
+            .get(&path)
+            .await?
+            .ok_or_else(|| Error::Corrupt {
+                path: path.clone(),
+                reason: "tree page is referenced but missing".into(),
+            })?;
         let raw = codec::decode(&path, Kind::Page, h, &blob)?;
         let page = Arc::new(Page::decode(&path, &raw)?);
         lock(&self.pages).put(*h, page.clone());

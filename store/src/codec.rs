@@ -71,7 +71,10 @@ pub fn encode(kind: Kind, raw: &[u8], policy: CodecPolicy) -> (Vec<u8>, Codec) {
         && let Some(packed) = deflate(raw)
         && packed.len() + raw.len() / 32 < raw.len()
     {
-        return (frame(kind, Codec::Deflate, raw.len(), &packed), Codec::Deflate);
+        return (
+            frame(kind, Codec::Deflate, raw.len(), &packed),
+            Codec::Deflate,
+        );
     }
     (frame(kind, Codec::None, raw.len(), raw), Codec::None)
 }
@@ -102,10 +105,8 @@ fn probe_shrinks(raw: &[u8]) -> bool {
 }
 
 fn deflate(raw: &[u8]) -> Option<Vec<u8>> {
-    let mut enc = flate2::write::DeflateEncoder::new(
-        Vec::with_capacity(raw.len() / 2),
-        Compression::fast(),
-    );
+    let mut enc =
+        flate2::write::DeflateEncoder::new(Vec::with_capacity(raw.len() / 2), Compression::fast());
     enc.write_all(raw).ok()?;
     enc.finish().ok()
 }
@@ -130,7 +131,10 @@ pub fn decode(path: &str, kind: Kind, expect: &Hash, blob: &[u8]) -> Result<Vec<
         )));
     }
     if blob[5] != kind as u8 {
-        return Err(corrupt(format!("expected kind {kind:?}, found {}", blob[5])));
+        return Err(corrupt(format!(
+            "expected kind {kind:?}, found {}",
+            blob[5]
+        )));
     }
     let raw_len = u32::from_le_bytes([blob[8], blob[9], blob[10], blob[11]]) as usize;
     if raw_len > MAX_RAW {
@@ -157,7 +161,9 @@ pub fn decode(path: &str, kind: Kind, expect: &Hash, blob: &[u8]) -> Result<Vec<
     }
     let got = Hash::of(&raw);
     if &got != expect {
-        return Err(corrupt(format!("content hash is {got}, name says {expect}")));
+        return Err(corrupt(format!(
+            "content hash is {got}, name says {expect}"
+        )));
     }
     Ok(raw)
 }
@@ -167,7 +173,9 @@ mod tests {
     use super::*;
 
     fn text(n: usize) -> Vec<u8> {
-        (0..n).map(|i| b"id,name,value\n1,ferry,42\n"[i % 25]).collect()
+        (0..n)
+            .map(|i| b"id,name,value\n1,ferry,42\n"[i % 25])
+            .collect()
     }
 
     #[test]
@@ -176,7 +184,10 @@ mod tests {
         let (blob, codec) = encode(Kind::Chunk, &raw, CodecPolicy::default());
         assert_eq!(codec, Codec::Deflate);
         assert!(blob.len() < raw.len() / 4);
-        assert_eq!(decode("p", Kind::Chunk, &Hash::of(&raw), &blob).unwrap(), raw);
+        assert_eq!(
+            decode("p", Kind::Chunk, &Hash::of(&raw), &blob).unwrap(),
+            raw
+        );
     }
 
     #[test]
@@ -193,7 +204,10 @@ mod tests {
         let (blob, codec) = encode(Kind::Chunk, &raw, CodecPolicy::default());
         assert_eq!(codec, Codec::None);
         assert_eq!(blob.len(), raw.len() + HEADER);
-        assert_eq!(decode("p", Kind::Chunk, &Hash::of(&raw), &blob).unwrap(), raw);
+        assert_eq!(
+            decode("p", Kind::Chunk, &Hash::of(&raw), &blob).unwrap(),
+            raw
+        );
     }
 
     #[test]
@@ -222,7 +236,12 @@ mod tests {
         assert!(decode("p", Kind::Page, &h, &blob).is_err());
         let mut v2 = blob.clone();
         v2[4] = 2;
-        assert!(decode("p", Kind::Chunk, &h, &v2).unwrap_err().to_string().contains("format 2"));
+        assert!(
+            decode("p", Kind::Chunk, &h, &v2)
+                .unwrap_err()
+                .to_string()
+                .contains("format 2")
+        );
         let mut bad = blob;
         bad[0] = b'X';
         assert!(decode("p", Kind::Chunk, &h, &bad).is_err());

@@ -296,7 +296,9 @@ mod tests {
     use super::*;
 
     fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -339,7 +341,10 @@ mod tests {
         assert_eq!(o.chunk_size, 4096);
         assert_eq!(o.compression, Codec::None);
         for bad in ["3000", "1Ki", "32Mi", "abc"] {
-            assert!(VolumeOptions::from_params(&map(&[("chunkSize", bad)])).is_err(), "{bad}");
+            assert!(
+                VolumeOptions::from_params(&map(&[("chunkSize", bad)])).is_err(),
+                "{bad}"
+            );
         }
         let err = VolumeOptions::from_params(&map(&[("chunksize", "4Ki")])).unwrap_err();
         assert!(err.to_string().contains("chunksize"));

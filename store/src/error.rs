@@ -77,8 +77,9 @@ impl Error {
 }
 
 fn looks_full(text: &str) -> bool {
-    const SIGNS: [&str; 6] = [
+    const SIGNS: [&str; 7] = [
         "No space left on device",
+        "no storage space",
         "os error 28",
         "Disk quota exceeded",
         "InsufficientStorage",

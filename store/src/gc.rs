@@ -96,7 +96,11 @@ impl Store {
                 }
                 let modified = match obj.modified {
                     Some(m) => Some(m),
-                    None => self.objects().stat(&obj.path).await?.and_then(|m| m.modified),
+                    None => self
+                        .objects()
+                        .stat(&obj.path)
+                        .await?
+                        .and_then(|m| m.modified),
                 };
                 // Without a write time (the memory service) age is unknown: only a zero
                 // grace period condemns.

@@ -7,11 +7,11 @@
 
 use crate::codec::CodecPolicy;
 use crate::error::{Error, Result};
+use crate::fanout::fan_out;
 use crate::hash::{Hash, is_all_zero};
 use crate::records::GenRecord;
 use crate::store::Store;
 use crate::tree;
-use crate::fanout::fan_out;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;

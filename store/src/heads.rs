@@ -37,7 +37,13 @@ impl Store {
     }
 
     /// Writes the first generation of a new volume; a retry finds it there.
-    pub(crate) async fn init_head(&self, id: &str, root: Hash, size: u64, chunk: u32) -> Result<()> {
+    pub(crate) async fn init_head(
+        &self,
+        id: &str,
+        root: Hash,
+        size: u64,
+        chunk: u32,
+    ) -> Result<()> {
         let rec = gen_record(id, 0, root, size, chunk);
         self.objects()
             .put_if_absent(&layout::gen_path(id, 0), records::encode(&rec))
@@ -55,11 +61,19 @@ impl Store {
         for _ in 0..4 {
             let rec = gen_record(id, target, root, size, base.chunk_size);
             let path = layout::gen_path(id, target);
-            if self.objects().put_if_absent(&path, records::encode(&rec)).await? {
+            if self
+                .objects()
+                .put_if_absent(&path, records::encode(&rec))
+                .await?
+            {
                 return self.confirm(rec).await;
             }
             match self.objects().get(&path).await? {
                 Some(bytes) => match records::decode::<GenRecord>(&path, &bytes) {
+                    // Our own write, whose answer was lost: the commit happened.
+                    Ok(found) if found.root == root && found.size_bytes == size => {
+                        return self.confirm(found).await;
+                    }
                     // Skip a torn record only when old: a young one may be a concurrent
                     // writer's commit still in progress.
                     Err(Error::Corrupt { .. })

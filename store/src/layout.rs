@@ -80,5 +80,8 @@ pub fn volume_name(name: &str) -> String {
 
 /// The name record of a snapshot name.
 pub fn snapshot_name(name: &str) -> String {
-    format!("names/snapshots/{}.json", Hash::of(name.as_bytes()).to_hex())
+    format!(
+        "names/snapshots/{}.json",
+        Hash::of(name.as_bytes()).to_hex()
+    )
 }

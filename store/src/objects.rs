@@ -27,6 +27,9 @@ pub struct ObjectMeta {
 #[derive(Clone, Debug)]
 pub struct Objects {
     op: Operator,
+    /// The same operator without the retry layer, for create-if-absent: a retried
+    /// conditional write cannot tell its own earlier attempt from another writer's.
+    op_once: Operator,
     backend: Backend,
     fs_root: Option<std::path::PathBuf>,
 }
@@ -47,11 +50,11 @@ impl Objects {
             Backend::Fs => {
                 std::fs::create_dir_all(&root)
                     .map_err(|e| Error::Config(format!("creating store folder {root}: {e}")))?;
-                Operator::new(opendal::services::Fs::default().root(&root))
-                    .map_err(cfg_err)?
+                Operator::new(opendal::services::Fs::default().root(&root)).map_err(cfg_err)?
             }
-            Backend::Memory => Operator::new(opendal::services::Memory::default())
-                .map_err(cfg_err)?,
+            Backend::Memory => {
+                Operator::new(opendal::services::Memory::default()).map_err(cfg_err)?
+            }
             Backend::S3 => {
                 let mut b = opendal::services::S3::default()
                     .bucket(config.bucket.as_deref().unwrap_or_default())
@@ -110,17 +113,19 @@ impl Objects {
                 TimeoutLayer::new()
                     .with_timeout(Duration::from_secs(120))
                     .with_io_timeout(Duration::from_secs(30)),
-            )
-            .layer(
-                RetryLayer::new()
-                    .with_max_times(4)
-                    .with_min_delay(Duration::from_millis(50))
-                    .with_max_delay(Duration::from_secs(2))
-                    .with_jitter(),
             );
+        let op_once = op.clone();
+        let op = op.layer(
+            RetryLayer::new()
+                .with_max_times(4)
+                .with_min_delay(Duration::from_millis(50))
+                .with_max_delay(Duration::from_secs(2))
+                .with_jitter(),
+        );
         let fs_root = (config.backend == Backend::Fs).then(|| std::path::PathBuf::from(root));
         Ok(Objects {
             op,
+            op_once,
             backend: config.backend,
             fs_root,
         })
@@ -175,7 +180,7 @@ impl Objects {
             Ok(created) => Ok(created),
             // Services answer a lost race in different words (412, 409, EEXIST). A refusal
             // that is not temporary, with the object now present, is a lost race.
-            Err(e) if !e.is_temporary() && self.exists(path).await? => Ok(false),
+            Err(Error::Internal(_) | Error::Config(_)) if self.exists(path).await? => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -183,7 +188,12 @@ impl Objects {
     /// Writes `data`; returns `false` when `if_not_exists` was asked and the object existed.
     async fn write_once(&self, path: &str, data: Vec<u8>, if_not_exists: bool) -> Result<bool> {
         let len = data.len();
-        let mut w = self.op.write_with(path, data).if_not_exists(if_not_exists);
+        let op = if if_not_exists {
+            &self.op_once
+        } else {
+            &self.op
+        };
+        let mut w = op.write_with(path, data).if_not_exists(if_not_exists);
         if self.backend == Backend::Gcs && !if_not_exists {
             // One request per object: the GCS emulator rejects multi-part uploads. (A
             // conditional write goes as a resumable upload, where the condition holds.)
@@ -193,7 +203,10 @@ impl Objects {
             Ok(_) => Ok(true),
             Err(e)
                 if if_not_exists
-                    && matches!(e.kind(), ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists) =>
+                    && matches!(
+                        e.kind(),
+                        ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists
+                    ) =>
             {
                 Ok(false)
             }
@@ -316,6 +329,6 @@ impl Objects {
         }
         // SAFETY: statvfs returned 0, so the struct is initialised.
         let st = unsafe { st.assume_init() };
-        Some(st.f_bavail as u64 * st.f_frsize as u64)
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
     }
 }

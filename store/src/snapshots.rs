@@ -2,9 +2,9 @@
 //! it costs the same for any volume size; records are immutable and so cached for good.
 
 use crate::error::{Error, Result};
+use crate::heads::TORN_AFTER;
 use crate::layout;
 use crate::records::{self, NameRecord, RECORD_FORMAT, SnapshotRecord};
-use crate::heads::TORN_AFTER;
 use crate::store::Store;
 use crate::volumes::{Page, valid_id};
 use std::collections::BTreeMap;
@@ -56,7 +56,9 @@ impl Store {
                         rec.id
                     )));
                 }
-                return self.finish_snapshot(&rec.id, name, source, parameters).await;
+                return self
+                    .finish_snapshot(&rec.id, name, source, parameters)
+                    .await;
             }
             let id = format!("snap-{}", uuid::Uuid::new_v4().simple());
             let rec = NameRecord {
@@ -67,7 +69,11 @@ impl Store {
             };
             // Fail before claiming the name when the volume does not exist.
             self.get_volume(source).await?;
-            if self.objects().put_if_absent(&name_path, records::encode(&rec)).await? {
+            if self
+                .objects()
+                .put_if_absent(&name_path, records::encode(&rec))
+                .await?
+            {
                 return self.finish_snapshot(&id, name, source, parameters).await;
             }
         }

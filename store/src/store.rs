@@ -61,7 +61,11 @@ impl Store {
         if self.objects().put_if_absent(layout::MARKER, bytes).await? {
             return Ok(());
         }
-        let found = self.objects().get(layout::MARKER).await?.unwrap_or_default();
+        let found = self
+            .objects()
+            .get(layout::MARKER)
+            .await?
+            .unwrap_or_default();
         let m: Marker = serde_json::from_slice(&found).map_err(|e| Error::Corrupt {
             path: layout::MARKER.into(),
             reason: format!("store marker does not parse: {e}"),

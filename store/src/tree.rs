@@ -11,10 +11,10 @@
 
 use crate::blobs::{Blobs, PutOutcome};
 use crate::error::{Error, Result};
-use crate::hash::Hash;
-use futures::future::BoxFuture;
 use crate::fanout::fan_out;
+use crate::hash::Hash;
 use crate::store::Store;
+use futures::future::BoxFuture;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -132,7 +132,9 @@ pub async fn update(
     if let Some(&(i, _)) = changes.last()
         && i >= MAX_CHUNKS
     {
-        return Err(Error::OutOfRange(format!("chunk index {i} is past the tree's reach")));
+        return Err(Error::OutOfRange(format!(
+            "chunk index {i} is past the tree's reach"
+        )));
     }
     let new_root = rebuild(blobs, root, DEPTH - 1, 0, changes, &mut out).await?;
     Ok((new_root, out))
@@ -168,7 +170,8 @@ fn rebuild<'a>(
                     .unwrap_or(rest.len());
                 let (group, tail) = rest.split_at(end);
                 let c = child as usize;
-                entries[c] = rebuild(blobs, entries[c], level - 1, base + child * s, group, out).await?;
+                entries[c] =
+                    rebuild(blobs, entries[c], level - 1, base + child * s, group, out).await?;
                 rest = tail;
             }
         }

@@ -2,9 +2,11 @@
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::layout;
-use crate::records::{self, GenRecord, NameRecord, RECORD_FORMAT, Source, VolumeRecord, VolumeSpec};
 use crate::heads::TORN_AFTER;
+use crate::layout;
+use crate::records::{
+    self, GenRecord, NameRecord, RECORD_FORMAT, Source, VolumeRecord, VolumeSpec,
+};
 use crate::store::Store;
 use crate::tree;
 
@@ -76,7 +78,11 @@ impl Store {
                 id: id.clone(),
                 request: request.clone(),
             };
-            if self.objects().put_if_absent(&name_path, records::encode(&rec)).await? {
+            if self
+                .objects()
+                .put_if_absent(&name_path, records::encode(&rec))
+                .await?
+            {
                 return self.finish_volume(&id, &spec).await;
             }
         }
@@ -89,7 +95,9 @@ impl Store {
     fn check_capacity(&self, capacity: u64) -> Result<()> {
         let max = self.options().max_volume_bytes;
         if capacity == 0 {
-            return Err(Error::OutOfRange("volume capacity must be above zero".into()));
+            return Err(Error::OutOfRange(
+                "volume capacity must be above zero".into(),
+            ));
         }
         if capacity > max {
             return Err(Error::OutOfRange(format!(
@@ -109,7 +117,9 @@ impl Store {
             }
             Some(Source::Volume(id)) => {
                 let h = self.head(id).await.map_err(|e| match e {
-                    Error::NotFound(_) => Error::NotFound(format!("source volume {id} does not exist")),
+                    Error::NotFound(_) => {
+                        Error::NotFound(format!("source volume {id} does not exist"))
+                    }
                     e => e,
                 })?;
                 (h.root, h.size_bytes, h.chunk_size)
@@ -142,7 +152,8 @@ impl Store {
                 .put(&layout::volume(id), records::encode(&record))
                 .await?;
         }
-        self.init_head(id, root, record.spec.capacity_bytes, chunk).await?;
+        self.init_head(id, root, record.spec.capacity_bytes, chunk)
+            .await?;
         self.get_volume(id).await
     }
 
@@ -181,11 +192,16 @@ impl Store {
         if let Some(t) = start
             && !valid_id(t, "vol-")
         {
-            return Err(Error::InvalidToken(format!("starting token {t:?} is not a volume listing token")));
+            return Err(Error::InvalidToken(format!(
+                "starting token {t:?} is not a volume listing token"
+            )));
         }
         let ids = self.objects().list_names(layout::VOLUMES).await?;
         let mut out = Vec::new();
-        for id in ids.iter().filter(|id| start.is_none_or(|s| id.as_str() > s)) {
+        for id in ids
+            .iter()
+            .filter(|id| start.is_none_or(|s| id.as_str() > s))
+        {
             if max > 0 && out.len() == max {
                 let last = out.last().map(|v: &VolumeInfo| v.record.id.clone());
                 return Ok((out, last));
@@ -210,7 +226,9 @@ impl Store {
                 return Ok(head.size_bytes);
             }
             if size / head.chunk_size as u64 >= tree::MAX_CHUNKS {
-                return Err(Error::OutOfRange(format!("{size} bytes is past the tree's reach")));
+                return Err(Error::OutOfRange(format!(
+                    "{size} bytes is past the tree's reach"
+                )));
             }
             match self.commit(&head, head.root, size).await {
                 Ok(rec) => return Ok(rec.size_bytes),
@@ -218,7 +236,9 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Conflict(format!("volume {id} kept changing while expanding; retry")))
+        Err(Error::Conflict(format!(
+            "volume {id} kept changing while expanding; retry"
+        )))
     }
 
     /// Deletes volume `id`. Its snapshots stay usable: they hold their own roots, and chunks
@@ -231,14 +251,14 @@ impl Store {
             return Ok(());
         }
         let path = layout::volume(id);
-        if let Some(bytes) = self.objects().get(&path).await? {
-            if let Ok(rec) = records::decode::<VolumeRecord>(&path, &bytes) {
-                let name_path = layout::volume_name(&rec.spec.name);
-                if let Some(nb) = self.objects().get(&name_path).await?
-                    && records::decode::<NameRecord>(&name_path, &nb).is_ok_and(|n| n.id == id)
-                {
-                    self.objects().delete(&name_path).await?;
-                }
+        if let Some(bytes) = self.objects().get(&path).await?
+            && let Ok(rec) = records::decode::<VolumeRecord>(&path, &bytes)
+        {
+            let name_path = layout::volume_name(&rec.spec.name);
+            if let Some(nb) = self.objects().get(&name_path).await?
+                && records::decode::<NameRecord>(&name_path, &nb).is_ok_and(|n| n.id == id)
+            {
+                self.objects().delete(&name_path).await?;
             }
         }
         for name in self.objects().list_names(&layout::gens(id)).await? {

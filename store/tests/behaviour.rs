@@ -62,7 +62,9 @@ fn options() -> StoreOptions {
 
 async fn run_suite(make: impl Fn(&str) -> StoreConfig) {
     for (name, case) in CASES {
-        let store = Store::open(&make(name), options()).await.expect("open store");
+        let store = Store::open(&make(name), options())
+            .await
+            .expect("open store");
         if NEED_CAS.contains(name) && !enforces_create_if_absent(&store).await {
             eprintln!("SKIP case {name}: this server does not enforce create-if-absent");
             continue;
@@ -161,7 +163,10 @@ async fn count(store: &Store, dir: &str) -> usize {
 
 async fn round_trip_at_unaligned_offsets(store: Store) {
     let size = 300 * 1024 + 123;
-    let v = store.create_volume(spec("rt", size, 16 << 10, None)).await.unwrap();
+    let v = store
+        .create_volume(spec("rt", size, 16 << 10, None))
+        .await
+        .unwrap();
     let h = store.open_volume(v.id()).await.unwrap();
     let mut shadow = vec![0u8; size as usize];
     let mut rng = StdRng::seed_from_u64(7);
@@ -176,37 +181,74 @@ async fn round_trip_at_unaligned_offsets(store: Store) {
         }
         // Reads see unflushed writes too.
         let got = h.read_at(off.saturating_sub(100), len + 100).await.unwrap();
-        assert_eq!(got, &shadow[off.saturating_sub(100) as usize..off as usize + len]);
+        assert_eq!(
+            got,
+            &shadow[off.saturating_sub(100) as usize..off as usize + len]
+        );
     }
     h.flush().await.unwrap();
-    assert_eq!(read_all(&store, v.id()).await, shadow, "fresh handle reads what was flushed");
+    assert_eq!(
+        read_all(&store, v.id()).await,
+        shadow,
+        "fresh handle reads what was flushed"
+    );
     let err = h.read_at(size - 10, 11).await.unwrap_err();
     assert!(matches!(err, Error::OutOfRange(_)), "{err}");
-    assert!(matches!(h.write_at(size, b"x").await.unwrap_err(), Error::OutOfRange(_)));
+    assert!(matches!(
+        h.write_at(size, b"x").await.unwrap_err(),
+        Error::OutOfRange(_)
+    ));
 }
 
 async fn snapshot_isolation(store: Store) {
-    let v = store.create_volume(spec("iso", 256 << 10, 16 << 10, None)).await.unwrap();
-    write_flush(&store, v.id(), 1000, &[1u8; 50_000]).await;
-    let before = read_all(&store, v.id()).await;
-    let snap = store.create_snapshot("iso-snap", v.id(), BTreeMap::new()).await.unwrap();
-    write_flush(&store, v.id(), 20_000, &[2u8; 100_000]).await;
-    let clone = store
-        .create_volume(spec("iso-restore", 256 << 10, 16 << 10, Some(Source::Snapshot(snap.id.clone()))))
+    let v = store
+        .create_volume(spec("iso", 256 << 10, 16 << 10, None))
         .await
         .unwrap();
-    assert_eq!(read_all(&store, clone.id()).await, before, "snapshot kept the old content");
+    write_flush(&store, v.id(), 1000, &[1u8; 50_000]).await;
+    let before = read_all(&store, v.id()).await;
+    let snap = store
+        .create_snapshot("iso-snap", v.id(), BTreeMap::new())
+        .await
+        .unwrap();
+    write_flush(&store, v.id(), 20_000, &[2u8; 100_000]).await;
+    let clone = store
+        .create_volume(spec(
+            "iso-restore",
+            256 << 10,
+            16 << 10,
+            Some(Source::Snapshot(snap.id.clone())),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_all(&store, clone.id()).await,
+        before,
+        "snapshot kept the old content"
+    );
     assert_ne!(read_all(&store, v.id()).await, before, "volume moved on");
 }
 
 async fn clone_independence(store: Store) {
-    let v = store.create_volume(spec("orig", 128 << 10, 16 << 10, None)).await.unwrap();
-    write_flush(&store, v.id(), 0, &[5u8; 128 << 10]).await;
-    let c = store
-        .create_volume(spec("clone", 128 << 10, 16 << 10, Some(Source::Volume(v.id().into()))))
+    let v = store
+        .create_volume(spec("orig", 128 << 10, 16 << 10, None))
         .await
         .unwrap();
-    assert_eq!(c.head.root, store.head(v.id()).await.unwrap().root, "a clone copies the root");
+    write_flush(&store, v.id(), 0, &[5u8; 128 << 10]).await;
+    let c = store
+        .create_volume(spec(
+            "clone",
+            128 << 10,
+            16 << 10,
+            Some(Source::Volume(v.id().into())),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.head.root,
+        store.head(v.id()).await.unwrap().root,
+        "a clone copies the root"
+    );
     write_flush(&store, c.id(), 10, b"clone-only").await;
     write_flush(&store, v.id(), 50_000, b"original-only").await;
     let vo = read_all(&store, v.id()).await;
@@ -218,13 +260,18 @@ async fn clone_independence(store: Store) {
 }
 
 async fn concurrent_committers_exactly_one_wins(store: Store) {
-    let v = store.create_volume(spec("race", 64 << 10, 16 << 10, None)).await.unwrap();
+    let v = store
+        .create_volume(spec("race", 64 << 10, 16 << 10, None))
+        .await
+        .unwrap();
     // Raw compare-and-swap: eight writers from one base generation.
     let base = store.head(v.id()).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..8u8 {
         let (s, b) = (store.clone(), base.clone());
-        tasks.push(tokio::spawn(async move { s.commit(&b, Hash::of(&[i]), b.size_bytes).await }));
+        tasks.push(tokio::spawn(async move {
+            s.commit(&b, Hash::of(&[i]), b.size_bytes).await
+        }));
     }
     let mut wins = 0;
     for t in tasks {
@@ -236,7 +283,10 @@ async fn concurrent_committers_exactly_one_wins(store: Store) {
     }
     assert_eq!(wins, 1, "exactly one committer wins");
     // Two handles that both read generation N: the second flush loses.
-    let v = store.create_volume(spec("race2", 64 << 10, 16 << 10, None)).await.unwrap();
+    let v = store
+        .create_volume(spec("race2", 64 << 10, 16 << 10, None))
+        .await
+        .unwrap();
     let a = store.open_volume(v.id()).await.unwrap();
     let b = store.open_volume(v.id()).await.unwrap();
     a.write_at(0, b"aaaa").await.unwrap();
@@ -248,10 +298,16 @@ async fn concurrent_committers_exactly_one_wins(store: Store) {
 
 async fn gc_never_removes_reachable_data(store: Store) {
     let mut rng = StdRng::seed_from_u64(11);
-    let v = store.create_volume(spec("gc", 512 << 10, 16 << 10, None)).await.unwrap();
+    let v = store
+        .create_volume(spec("gc", 512 << 10, 16 << 10, None))
+        .await
+        .unwrap();
     let first = content(&mut rng, 512 << 10);
     write_flush(&store, v.id(), 0, &first).await;
-    let snap = store.create_snapshot("gc-snap", v.id(), BTreeMap::new()).await.unwrap();
+    let snap = store
+        .create_snapshot("gc-snap", v.id(), BTreeMap::new())
+        .await
+        .unwrap();
     let mut second = first.clone();
     let patch = content(&mut rng, 100_000);
     second[5_000..105_000].copy_from_slice(&patch);
@@ -261,7 +317,10 @@ async fn gc_never_removes_reachable_data(store: Store) {
         write_flush(&store, v.id(), 400_000, &[i + 1; 10]).await;
         second[400_000..400_010].copy_from_slice(&[i + 1; 10]);
     }
-    let throwaway = store.create_volume(spec("gc-tmp", 64 << 10, 16 << 10, None)).await.unwrap();
+    let throwaway = store
+        .create_volume(spec("gc-tmp", 64 << 10, 16 << 10, None))
+        .await
+        .unwrap();
     write_flush(&store, throwaway.id(), 0, &content(&mut rng, 64 << 10)).await;
     store.delete_volume(throwaway.id()).await.unwrap();
     let chunks_before = count(&store, layout::CHUNKS).await;
@@ -277,36 +336,70 @@ async fn gc_never_removes_reachable_data(store: Store) {
     let cold = Store::with_objects(store.objects().clone(), options());
     assert_eq!(read_all(&cold, v.id()).await, second);
     let restored = cold
-        .create_volume(spec("gc-restore", 512 << 10, 16 << 10, Some(Source::Snapshot(snap.id))))
+        .create_volume(spec(
+            "gc-restore",
+            512 << 10,
+            16 << 10,
+            Some(Source::Snapshot(snap.id)),
+        ))
         .await
         .unwrap();
     assert_eq!(read_all(&cold, restored.id()).await, first);
 }
 
 async fn corrupted_chunk_is_detected(store: Store) {
-    let v = store.create_volume(spec("bad", 64 << 10, 16 << 10, None)).await.unwrap();
+    let v = store
+        .create_volume(spec("bad", 64 << 10, 16 << 10, None))
+        .await
+        .unwrap();
     write_flush(&store, v.id(), 0, &[9u8; 16 << 10]).await;
     let h = Hash::of(&[9u8; 16 << 10]);
     let path = layout::chunk(&h);
-    let mut blob = store.objects().get(&path).await.unwrap().expect("chunk stored");
+    let mut blob = store
+        .objects()
+        .get(&path)
+        .await
+        .unwrap()
+        .expect("chunk stored");
     let last = blob.len() - 1;
     blob[last] ^= 0xff;
     store.objects().put(&path, blob).await.unwrap();
     let cold = Store::with_objects(store.objects().clone(), options());
-    let err = cold.open_volume(v.id()).await.unwrap().read_at(0, 100).await.unwrap_err();
+    let err = cold
+        .open_volume(v.id())
+        .await
+        .unwrap()
+        .read_at(0, 100)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains(&h.to_hex()), "the error names the chunk: {err}");
+    assert!(
+        err.to_string().contains(&h.to_hex()),
+        "the error names the chunk: {err}"
+    );
     store.objects().delete(&path).await.unwrap();
     let cold = Store::with_objects(store.objects().clone(), options());
-    let err = cold.open_volume(v.id()).await.unwrap().read_at(0, 100).await.unwrap_err();
+    let err = cold
+        .open_volume(v.id())
+        .await
+        .unwrap()
+        .read_at(0, 100)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::MissingChunk(x) if x == h), "{err}");
 }
 
 async fn zero_chunks_are_never_stored(store: Store) {
-    let v = store.create_volume(spec("zeros", 1 << 20, 16 << 10, None)).await.unwrap();
+    let v = store
+        .create_volume(spec("zeros", 1 << 20, 16 << 10, None))
+        .await
+        .unwrap();
     write_flush(&store, v.id(), 0, &vec![0u8; 1 << 20]).await;
     assert_eq!(count(&store, layout::CHUNKS).await, 0);
-    assert!(store.head(v.id()).await.unwrap().root.is_zero(), "an all-zero volume is a hole");
+    assert!(
+        store.head(v.id()).await.unwrap().root.is_zero(),
+        "an all-zero volume is a hole"
+    );
     // Overwriting data with zeros turns the chunk back into a hole.
     write_flush(&store, v.id(), 16 << 10, &[1u8; 16 << 10]).await;
     write_flush(&store, v.id(), 16 << 10, &[0u8; 16 << 10]).await;
@@ -315,17 +408,38 @@ async fn zero_chunks_are_never_stored(store: Store) {
 }
 
 async fn names_map_to_ids_idempotently(store: Store) {
-    let a = store.create_volume(spec("same", 1 << 20, 16 << 10, None)).await.unwrap();
-    let b = store.create_volume(spec("same", 1 << 20, 16 << 10, None)).await.unwrap();
+    let a = store
+        .create_volume(spec("same", 1 << 20, 16 << 10, None))
+        .await
+        .unwrap();
+    let b = store
+        .create_volume(spec("same", 1 << 20, 16 << 10, None))
+        .await
+        .unwrap();
     assert_eq!(a.id(), b.id());
-    let err = store.create_volume(spec("same", 2 << 20, 16 << 10, None)).await.unwrap_err();
+    let err = store
+        .create_volume(spec("same", 2 << 20, 16 << 10, None))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::AlreadyExists(_)), "{err}");
-    let s1 = store.create_snapshot("s", a.id(), BTreeMap::new()).await.unwrap();
+    let s1 = store
+        .create_snapshot("s", a.id(), BTreeMap::new())
+        .await
+        .unwrap();
     write_flush(&store, a.id(), 0, b"later").await;
-    let s2 = store.create_snapshot("s", a.id(), BTreeMap::new()).await.unwrap();
+    let s2 = store
+        .create_snapshot("s", a.id(), BTreeMap::new())
+        .await
+        .unwrap();
     assert_eq!(s1, s2, "a retried snapshot is the same snapshot");
-    let other = store.create_volume(spec("other", 1 << 20, 16 << 10, None)).await.unwrap();
-    let err = store.create_snapshot("s", other.id(), BTreeMap::new()).await.unwrap_err();
+    let other = store
+        .create_volume(spec("other", 1 << 20, 16 << 10, None))
+        .await
+        .unwrap();
+    let err = store
+        .create_snapshot("s", other.id(), BTreeMap::new())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::AlreadyExists(_)), "{err}");
 }
 
@@ -333,7 +447,9 @@ async fn concurrent_creates_of_one_name_give_one_volume(store: Store) {
     let mut tasks = Vec::new();
     for _ in 0..6 {
         let s = store.clone();
-        tasks.push(tokio::spawn(async move { s.create_volume(spec("rush", 1 << 20, 16 << 10, None)).await }));
+        tasks.push(tokio::spawn(async move {
+            s.create_volume(spec("rush", 1 << 20, 16 << 10, None)).await
+        }));
     }
     let mut ids = Vec::new();
     for t in tasks {
@@ -346,28 +462,50 @@ async fn concurrent_creates_of_one_name_give_one_volume(store: Store) {
 }
 
 async fn deleting_a_volume_keeps_its_snapshots(store: Store) {
-    let v = store.create_volume(spec("del", 64 << 10, 16 << 10, None)).await.unwrap();
+    let v = store
+        .create_volume(spec("del", 64 << 10, 16 << 10, None))
+        .await
+        .unwrap();
     write_flush(&store, v.id(), 0, b"keep me").await;
-    let snap = store.create_snapshot("del-snap", v.id(), BTreeMap::new()).await.unwrap();
+    let snap = store
+        .create_snapshot("del-snap", v.id(), BTreeMap::new())
+        .await
+        .unwrap();
     store.delete_volume(v.id()).await.unwrap();
     store.delete_volume(v.id()).await.unwrap();
-    assert!(matches!(store.get_volume(v.id()).await.unwrap_err(), Error::NotFound(_)));
+    assert!(matches!(
+        store.get_volume(v.id()).await.unwrap_err(),
+        Error::NotFound(_)
+    ));
     store.gc().await.unwrap();
     store.gc().await.unwrap();
     let r = store
-        .create_volume(spec("del-r", 64 << 10, 16 << 10, Some(Source::Snapshot(snap.id.clone()))))
+        .create_volume(spec(
+            "del-r",
+            64 << 10,
+            16 << 10,
+            Some(Source::Snapshot(snap.id.clone())),
+        ))
         .await
         .unwrap();
     assert_eq!(&read_all(&store, r.id()).await[..7], b"keep me");
     store.delete_snapshot(&snap.id).await.unwrap();
     store.delete_snapshot(&snap.id).await.unwrap();
     let err = store
-        .create_volume(spec("del-r2", 64 << 10, 16 << 10, Some(Source::Snapshot(snap.id))))
+        .create_volume(spec(
+            "del-r2",
+            64 << 10,
+            16 << 10,
+            Some(Source::Snapshot(snap.id)),
+        ))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err}");
     // The name is free again after deletion: a new volume, new id.
-    let again = store.create_volume(spec("del", 64 << 10, 16 << 10, None)).await.unwrap();
+    let again = store
+        .create_volume(spec("del", 64 << 10, 16 << 10, None))
+        .await
+        .unwrap();
     assert_ne!(again.id(), v.id());
 }
 
@@ -382,8 +520,14 @@ async fn identical_content_is_stored_once(store: Store) {
     );
     let mut rng = StdRng::seed_from_u64(3);
     let data = content(&mut rng, 256 << 10);
-    let a = store.create_volume(spec("dup-a", 256 << 10, 16 << 10, None)).await.unwrap();
-    let b = store.create_volume(spec("dup-b", 256 << 10, 16 << 10, None)).await.unwrap();
+    let a = store
+        .create_volume(spec("dup-a", 256 << 10, 16 << 10, None))
+        .await
+        .unwrap();
+    let b = store
+        .create_volume(spec("dup-b", 256 << 10, 16 << 10, None))
+        .await
+        .unwrap();
     write_flush(&store, a.id(), 0, &data).await;
     let n = count(&store, layout::CHUNKS).await;
     let h = store.open_volume(b.id()).await.unwrap();
@@ -396,8 +540,14 @@ async fn identical_content_is_stored_once(store: Store) {
 async fn listings_paginate(store: Store) {
     let mut ids = Vec::new();
     for i in 0..5 {
-        let v = store.create_volume(spec(&format!("l{i}"), 1 << 20, 16 << 10, None)).await.unwrap();
-        store.create_snapshot(&format!("ls{i}"), v.id(), BTreeMap::new()).await.unwrap();
+        let v = store
+            .create_volume(spec(&format!("l{i}"), 1 << 20, 16 << 10, None))
+            .await
+            .unwrap();
+        store
+            .create_snapshot(&format!("ls{i}"), v.id(), BTreeMap::new())
+            .await
+            .unwrap();
         ids.push(v.id().to_string());
     }
     let mut seen = Vec::new();
@@ -413,7 +563,10 @@ async fn listings_paginate(store: Store) {
     }
     ids.sort();
     assert_eq!(seen, ids);
-    let (snaps, _) = store.list_snapshots(&SnapshotFilter::default(), None, 0).await.unwrap();
+    let (snaps, _) = store
+        .list_snapshots(&SnapshotFilter::default(), None, 0)
+        .await
+        .unwrap();
     assert_eq!(snaps.len(), 5);
     let by_vol = SnapshotFilter {
         source_volume_id: Some(ids[0].clone()),
@@ -422,17 +575,27 @@ async fn listings_paginate(store: Store) {
     let (one, _) = store.list_snapshots(&by_vol, None, 0).await.unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].source_volume_id, ids[0]);
-    assert!(matches!(store.list_volumes(Some("junk"), 2).await, Err(Error::InvalidToken(_))));
+    assert!(matches!(
+        store.list_volumes(Some("junk"), 2).await,
+        Err(Error::InvalidToken(_))
+    ));
 }
 
 async fn expansion_moves_only_the_size(store: Store) {
-    let v = store.create_volume(spec("grow", 64 << 10, 16 << 10, None)).await.unwrap();
+    let v = store
+        .create_volume(spec("grow", 64 << 10, 16 << 10, None))
+        .await
+        .unwrap();
     let h = store.open_volume(v.id()).await.unwrap();
     h.write_at(0, b"before").await.unwrap();
     h.flush().await.unwrap();
     let root = store.head(v.id()).await.unwrap().root;
     assert_eq!(store.expand_volume(v.id(), 1 << 20).await.unwrap(), 1 << 20);
-    assert_eq!(store.expand_volume(v.id(), 512 << 10).await.unwrap(), 1 << 20, "never shrinks");
+    assert_eq!(
+        store.expand_volume(v.id(), 512 << 10).await.unwrap(),
+        1 << 20,
+        "never shrinks"
+    );
     assert_eq!(store.head(v.id()).await.unwrap().root, root);
     // An open handle rebases on the expansion instead of failing.
     h.write_at(100, b"after").await.unwrap();

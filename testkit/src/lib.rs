@@ -130,8 +130,12 @@ impl TestServer {
             }
         };
         let mut cmd = cmd;
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {kind:?} server: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {kind:?} server: {e}"));
         let server = TestServer {
             child,
             port,
@@ -150,7 +154,10 @@ impl TestServer {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("{:?} server did not listen on port {} within 60 s", self.kind, self.port);
+        panic!(
+            "{:?} server did not listen on port {} within 60 s",
+            self.kind, self.port
+        );
     }
 
     /// The endpoint URL of the server.

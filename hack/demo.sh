@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs ferry's main job on its embedded default: a local walk-through on a temporary
+# chunk store (CSI CreateVolume, write, CreateSnapshot, restore, verify).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo run --quiet --release -p ferry -- demo "$@"

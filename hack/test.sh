@@ -9,3 +9,6 @@ hack/install-test-servers.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 FERRY_REQUIRE_SERVERS=1 cargo test --workspace --no-fail-fast 2>&1 | tee .cache/test.log
+# One closing line with the totals over every test binary.
+awk '/^test result:/ { p += $4; f += $6; s += $8 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' .cache/test.log

@@ -61,11 +61,11 @@ impl Error {
             return Error::StoreFull(text);
         }
         match err.kind() {
+            _ if looks_unreachable(&text) => Error::Unavailable(text),
             K::NotFound => Error::NotFound(text),
             K::ConfigInvalid | K::PermissionDenied | K::Unsupported => Error::Config(text),
             K::RateLimited => Error::Unavailable(text),
             _ if err.is_temporary() => Error::Unavailable(text),
-            _ if looks_unreachable(&text) => Error::Unavailable(text),
             _ => Error::Internal(text),
         }
     }
@@ -89,13 +89,56 @@ fn looks_full(text: &str) -> bool {
     SIGNS.iter().any(|s| text.contains(s))
 }
 
+/// Transport failures: opendal reports them as "send http request" (whatever the cause:
+/// refused, reset, closed, DNS), and marks them persistent once its retries are spent.
 fn looks_unreachable(text: &str) -> bool {
-    const SIGNS: [&str; 5] = [
+    const SIGNS: [&str; 7] = [
+        "send http request",
         "Connection refused",
         "connection refused",
+        "connection reset",
         "error sending request",
         "dns error",
         "timed out",
     ];
     SIGNS.iter().any(|s| text.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opendal::ErrorKind as K;
+
+    #[test]
+    fn backend_errors_are_classified() {
+        let refused = opendal::Error::new(K::Unexpected, "send http request")
+            .set_source(std::io::Error::other(
+                "connection closed before message completed",
+            ))
+            .set_persistent();
+        assert!(matches!(
+            Error::backend("read", "p", refused),
+            Error::Unavailable(_)
+        ));
+        let full = opendal::Error::new(K::Unexpected, "no storage space").set_temporary();
+        assert!(matches!(
+            Error::backend("write", "p", full),
+            Error::StoreFull(_)
+        ));
+        let denied = opendal::Error::new(K::PermissionDenied, "403");
+        assert!(matches!(
+            Error::backend("write", "p", denied),
+            Error::Config(_)
+        ));
+        let missing = opendal::Error::new(K::NotFound, "404");
+        assert!(matches!(
+            Error::backend("read", "p", missing),
+            Error::NotFound(_)
+        ));
+        let odd = opendal::Error::new(K::Unexpected, "bad xml");
+        assert!(matches!(
+            Error::backend("list", "p", odd),
+            Error::Internal(_)
+        ));
+    }
 }

@@ -318,17 +318,7 @@ impl Objects {
 
     /// Bytes free for the store: the folder's filesystem for `fs`, `None` otherwise.
     pub fn fs_available_bytes(&self) -> Option<u64> {
-        let root = self.fs_root.as_ref()?;
-        let c = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()).ok()?;
-        let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-        // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory of the
-        // right type; statvfs fills it on success and we read it only then.
-        let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-        if rc != 0 {
-            return None;
-        }
-        // SAFETY: statvfs returned 0, so the struct is initialised.
-        let st = unsafe { st.assume_init() };
+        let st = rustix::fs::statvfs(self.fs_root.as_ref()?).ok()?;
         Some(st.f_bavail.saturating_mul(st.f_frsize))
     }
 }

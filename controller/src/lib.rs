@@ -58,7 +58,7 @@ fn reply<T>(r: Result<T, Error>) -> Result<Response<T>, Status> {
 
 #[tonic::async_trait]
 impl Controller for ControllerService {
-    #[tracing::instrument(skip_all, err, fields(name = %req.get_ref().name))]
+    #[tracing::instrument(skip_all, err(level = "warn"), fields(name = %req.get_ref().name))]
     async fn create_volume(
         &self,
         req: Request<CreateVolumeRequest>,
@@ -66,7 +66,7 @@ impl Controller for ControllerService {
         reply(self.create_volume_inner(req.into_inner()).await)
     }
 
-    #[tracing::instrument(skip_all, err, fields(volume.id = %req.get_ref().volume_id))]
+    #[tracing::instrument(skip_all, err(level = "warn"), fields(volume.id = %req.get_ref().volume_id))]
     async fn delete_volume(
         &self,
         req: Request<DeleteVolumeRequest>,
@@ -97,7 +97,7 @@ impl Controller for ControllerService {
         )))
     }
 
-    #[tracing::instrument(skip_all, err, fields(volume.id = %req.get_ref().volume_id))]
+    #[tracing::instrument(skip_all, err(level = "warn"), fields(volume.id = %req.get_ref().volume_id))]
     async fn validate_volume_capabilities(
         &self,
         req: Request<ValidateVolumeCapabilitiesRequest>,
@@ -105,7 +105,7 @@ impl Controller for ControllerService {
         reply(self.validate_inner(req.into_inner()).await)
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "warn"))]
     async fn list_volumes(
         &self,
         req: Request<ListVolumesRequest>,
@@ -113,7 +113,7 @@ impl Controller for ControllerService {
         reply(self.list_volumes_inner(req.into_inner()).await)
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "warn"))]
     async fn get_capacity(
         &self,
         req: Request<GetCapacityRequest>,
@@ -136,7 +136,7 @@ impl Controller for ControllerService {
         }))
     }
 
-    #[tracing::instrument(skip_all, err, fields(name = %req.get_ref().name))]
+    #[tracing::instrument(skip_all, err(level = "warn"), fields(name = %req.get_ref().name))]
     async fn create_snapshot(
         &self,
         req: Request<CreateSnapshotRequest>,
@@ -144,7 +144,7 @@ impl Controller for ControllerService {
         reply(self.create_snapshot_inner(req.into_inner()).await)
     }
 
-    #[tracing::instrument(skip_all, err, fields(snapshot.id = %req.get_ref().snapshot_id))]
+    #[tracing::instrument(skip_all, err(level = "warn"), fields(snapshot.id = %req.get_ref().snapshot_id))]
     async fn delete_snapshot(
         &self,
         req: Request<DeleteSnapshotRequest>,
@@ -152,7 +152,7 @@ impl Controller for ControllerService {
         reply(self.delete_snapshot_inner(req.into_inner()).await)
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "warn"))]
     async fn list_snapshots(
         &self,
         req: Request<ListSnapshotsRequest>,
@@ -160,7 +160,7 @@ impl Controller for ControllerService {
         reply(self.list_snapshots_inner(req.into_inner()).await)
     }
 
-    #[tracing::instrument(skip_all, err, fields(volume.id = %req.get_ref().volume_id))]
+    #[tracing::instrument(skip_all, err(level = "warn"), fields(volume.id = %req.get_ref().volume_id))]
     async fn controller_expand_volume(
         &self,
         req: Request<ControllerExpandVolumeRequest>,
@@ -168,7 +168,7 @@ impl Controller for ControllerService {
         reply(self.expand_inner(req.into_inner()).await)
     }
 
-    #[tracing::instrument(skip_all, err, fields(volume.id = %req.get_ref().volume_id))]
+    #[tracing::instrument(skip_all, err(level = "warn"), fields(volume.id = %req.get_ref().volume_id))]
     async fn controller_get_volume(
         &self,
         req: Request<ControllerGetVolumeRequest>,

@@ -68,7 +68,7 @@ impl Identity for IdentityService {
 
     /// Probe: healthy when the chunk store answers; otherwise FAILED_PRECONDITION with the
     /// backend's reason (spec "Probe": an unhealthy plugin returns an error).
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "warn"))]
     async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
         match self.store.probe().await {
             Ok(()) => Ok(Response::new(ProbeResponse { ready: Some(true) })),

@@ -115,6 +115,21 @@ fn limits(data: &[u8]) {
     );
 }
 
+/// The same ingest into the memory service: the CPU path without the disk.
+async fn ingest_memory(data: &[u8]) {
+    let store = Store::open(&StoreConfig::memory(), StoreOptions::default()).await.expect("store");
+    let size = data.len() as u64;
+    let v = store.create_volume(spec("mem", size, 64 << 10, None)).await.expect("create");
+    let h = store.open_volume(v.id()).await.expect("open");
+    let t = Instant::now();
+    for (i, piece) in data.chunks(MIB as usize).enumerate() {
+        h.write_at(i as u64 * MIB, piece).await.expect("write");
+    }
+    h.flush().await.expect("flush");
+    let w = t.elapsed();
+    println!("ingest into memory     {:.0} MB/s ({:.1} s)", mbps(size, w), w.as_secs_f64());
+}
+
 async fn ingest(data: &[u8]) {
     let dir = tempfile::tempdir_in(bench_dir()).expect("tmp");
     let store = open(dir.path()).await;
@@ -283,6 +298,7 @@ async fn main() {
     let data = mixed(&mut rng, 1 << 30);
     limits(&data);
     ingest(&data).await;
+    ingest_memory(&data).await;
     snapshot_latency().await;
     chunk_sizes(&data[..256 << 20]).await;
 }

@@ -47,6 +47,13 @@ fn mixed(rng: &mut StdRng, size: u64) -> Vec<u8> {
     out
 }
 
+/// Writes `data` from offset 0 in 1 MiB writes.
+async fn write_all(h: &ferry_store::VolumeHandle, data: &[u8]) {
+    for (i, piece) in data.chunks(MIB as usize).enumerate() {
+        h.write_at(i as u64 * MIB, piece).await.expect("write");
+    }
+}
+
 fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
 }
@@ -112,7 +119,9 @@ fn limits(data: &[u8]) {
     let t = Instant::now();
     let mut packed = 0u64;
     for c in &text {
-        packed += codec::encode(Kind::Chunk, c, CodecPolicy::default()).0.len() as u64;
+        packed += codec::encode(Kind::Chunk, c, CodecPolicy::default())
+            .0
+            .len() as u64;
     }
     let d = t.elapsed();
     println!(
@@ -135,17 +144,24 @@ fn limits(data: &[u8]) {
 
 /// The same ingest into the memory service: the CPU path without the disk.
 async fn ingest_memory(data: &[u8]) {
-    let store = Store::open(&StoreConfig::memory(), StoreOptions::default()).await.expect("store");
+    let store = Store::open(&StoreConfig::memory(), StoreOptions::default())
+        .await
+        .expect("store");
     let size = data.len() as u64;
-    let v = store.create_volume(spec("mem", size, 64 << 10, None)).await.expect("create");
+    let v = store
+        .create_volume(spec("mem", size, 64 << 10, None))
+        .await
+        .expect("create");
     let h = store.open_volume(v.id()).await.expect("open");
     let t = Instant::now();
-    for (i, piece) in data.chunks(MIB as usize).enumerate() {
-        h.write_at(i as u64 * MIB, piece).await.expect("write");
-    }
+    write_all(&h, data).await;
     h.flush().await.expect("flush");
     let w = t.elapsed();
-    println!("ingest into memory     {:.0} MB/s ({:.1} s)", mbps(size, w), w.as_secs_f64());
+    println!(
+        "ingest into memory     {:.0} MB/s ({:.1} s)",
+        mbps(size, w),
+        w.as_secs_f64()
+    );
 }
 
 async fn ingest(data: &[u8]) {
@@ -158,9 +174,7 @@ async fn ingest(data: &[u8]) {
         .expect("create");
     let h = store.open_volume(v.id()).await.expect("open");
     let t = Instant::now();
-    for (i, piece) in data.chunks(MIB as usize).enumerate() {
-        h.write_at(i as u64 * MIB, piece).await.expect("write");
-    }
+    write_all(&h, data).await;
     let report = h.flush().await.expect("flush");
     let w = t.elapsed();
     let cold = open(dir.path()).await;
@@ -261,9 +275,7 @@ async fn chunk_sizes(data: &[u8]) {
             .expect("create");
         let h = store.open_volume(v.id()).await.expect("open");
         let t = Instant::now();
-        for (i, piece) in data.chunks(MIB as usize).enumerate() {
-            h.write_at(i as u64 * MIB, piece).await.expect("write");
-        }
+        write_all(&h, data).await;
         h.flush().await.expect("flush");
         let w = t.elapsed();
         let chunks = store

@@ -17,6 +17,7 @@ pub mod handle;
 pub mod hash;
 mod heads;
 pub mod layout;
+mod names;
 pub mod objects;
 pub mod records;
 pub mod snapshots;

@@ -2,9 +2,9 @@
 //! it costs the same for any volume size; records are immutable and so cached for good.
 
 use crate::error::{Error, Result};
-use crate::heads::TORN_AFTER;
 use crate::layout;
-use crate::records::{self, NameRecord, RECORD_FORMAT, SnapshotRecord};
+use crate::names::NameKind;
+use crate::records::{self, RECORD_FORMAT, SnapshotRecord};
 use crate::store::Store;
 use crate::volumes::{Page, valid_id};
 use std::collections::BTreeMap;
@@ -31,55 +31,16 @@ impl Store {
         source: &str,
         parameters: BTreeMap<String, String>,
     ) -> Result<SnapshotRecord> {
-        let name_path = layout::snapshot_name(name);
+        let path = layout::snapshot_name(name);
         let request = serde_json::json!({ "sourceVolumeId": source, "parameters": parameters });
-        for _ in 0..20 {
-            if let Some(bytes) = self.objects().get(&name_path).await? {
-                let rec = match records::decode::<NameRecord>(&name_path, &bytes) {
-                    Ok(r) => r,
-                    Err(Error::Corrupt { .. }) => {
-                        if self.objects().older_than(&name_path, TORN_AFTER).await? {
-                            // Torn by a create that died before answering: claim it again.
-                            self.objects().delete(&name_path).await?;
-                        } else {
-                            // Another create of this name is writing it right now.
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                if rec.request != request {
-                    return Err(Error::AlreadyExists(format!(
-                        "snapshot name {name:?} is already used by snapshot {} of another \
-                         volume or with other parameters",
-                        rec.id
-                    )));
-                }
-                return self
-                    .finish_snapshot(&rec.id, name, source, parameters)
-                    .await;
-            }
-            let id = format!("snap-{}", uuid::Uuid::new_v4().simple());
-            let rec = NameRecord {
-                format: RECORD_FORMAT,
-                name: name.to_string(),
-                id: id.clone(),
-                request: request.clone(),
-            };
-            // Fail before claiming the name when the volume does not exist.
+        if !self.objects().exists(&path).await? {
+            // Fail before claiming a free name when the volume does not exist.
             self.get_volume(source).await?;
-            if self
-                .objects()
-                .put_if_absent(&name_path, records::encode(&rec))
-                .await?
-            {
-                return self.finish_snapshot(&id, name, source, parameters).await;
-            }
         }
-        Err(Error::Conflict(format!(
-            "snapshot name {name:?} is being created concurrently; retry"
-        )))
+        let id = self
+            .claim_name(NameKind::Snapshot, &path, name, &request)
+            .await?;
+        self.finish_snapshot(&id, name, source, parameters).await
     }
 
     async fn finish_snapshot(
@@ -142,12 +103,8 @@ impl Store {
         let Some(rec) = self.try_get_snapshot(id).await? else {
             return Ok(());
         };
-        let name_path = layout::snapshot_name(&rec.name);
-        if let Some(nb) = self.objects().get(&name_path).await?
-            && records::decode::<NameRecord>(&name_path, &nb).is_ok_and(|n| n.id == id)
-        {
-            self.objects().delete(&name_path).await?;
-        }
+        self.release_name(&layout::snapshot_name(&rec.name), id)
+            .await?;
         self.objects().delete(&layout::snapshot(id)).await
     }
 

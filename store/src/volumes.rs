@@ -2,11 +2,9 @@
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::heads::TORN_AFTER;
 use crate::layout;
-use crate::records::{
-    self, GenRecord, NameRecord, RECORD_FORMAT, Source, VolumeRecord, VolumeSpec,
-};
+use crate::names::NameKind;
+use crate::records::{self, GenRecord, RECORD_FORMAT, Source, VolumeRecord, VolumeSpec};
 use crate::store::Store;
 use crate::tree;
 
@@ -44,52 +42,12 @@ impl Store {
     /// the source's size or above the store's limit, backend errors.
     pub async fn create_volume(&self, spec: VolumeSpec) -> Result<VolumeInfo> {
         self.check_capacity(spec.capacity_bytes)?;
-        let name_path = layout::volume_name(&spec.name);
         let request = serde_json::to_value(&spec).map_err(|e| Error::Internal(e.to_string()))?;
-        for _ in 0..20 {
-            if let Some(bytes) = self.objects().get(&name_path).await? {
-                let rec = match records::decode::<NameRecord>(&name_path, &bytes) {
-                    Ok(r) => r,
-                    Err(Error::Corrupt { .. }) => {
-                        if self.objects().older_than(&name_path, TORN_AFTER).await? {
-                            // Torn by a create that died before answering: claim it again.
-                            self.objects().delete(&name_path).await?;
-                        } else {
-                            // Another create of this name is writing it right now.
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                if rec.request != request {
-                    return Err(Error::AlreadyExists(format!(
-                        "volume name {:?} is already used by volume {} created with other \
-                         parameters (capacity, parameters or content source differ)",
-                        spec.name, rec.id
-                    )));
-                }
-                return self.finish_volume(&rec.id, &spec).await;
-            }
-            let id = format!("vol-{}", uuid::Uuid::new_v4().simple());
-            let rec = NameRecord {
-                format: RECORD_FORMAT,
-                name: spec.name.clone(),
-                id: id.clone(),
-                request: request.clone(),
-            };
-            if self
-                .objects()
-                .put_if_absent(&name_path, records::encode(&rec))
-                .await?
-            {
-                return self.finish_volume(&id, &spec).await;
-            }
-        }
-        Err(Error::Conflict(format!(
-            "volume name {:?} is being created concurrently; retry",
-            spec.name
-        )))
+        let path = layout::volume_name(&spec.name);
+        let id = self
+            .claim_name(NameKind::Volume, &path, &spec.name, &request)
+            .await?;
+        self.finish_volume(&id, &spec).await
     }
 
     fn check_capacity(&self, capacity: u64) -> Result<()> {
@@ -254,12 +212,8 @@ impl Store {
         if let Some(bytes) = self.objects().get(&path).await?
             && let Ok(rec) = records::decode::<VolumeRecord>(&path, &bytes)
         {
-            let name_path = layout::volume_name(&rec.spec.name);
-            if let Some(nb) = self.objects().get(&name_path).await?
-                && records::decode::<NameRecord>(&name_path, &nb).is_ok_and(|n| n.id == id)
-            {
-                self.objects().delete(&name_path).await?;
-            }
+            self.release_name(&layout::volume_name(&rec.spec.name), id)
+                .await?;
         }
         for name in self.objects().list_names(&layout::gens(id)).await? {
             self.objects()

@@ -79,20 +79,18 @@ pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
 
     let size = args.size_mib << 20;
     let t = Instant::now();
-    let vol = ctl
-        .create_volume(CreateVolumeRequest {
+    let vol = create_volume(
+        &mut ctl,
+        CreateVolumeRequest {
             name: "demo-data".into(),
             capacity_range: Some(CapacityRange {
                 required_bytes: size as i64,
                 limit_bytes: 0,
             }),
-            volume_capabilities: vec![mount_capability()],
             ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .volume
-        .ok_or("CreateVolume returned no volume")?;
+        },
+    )
+    .await?;
     println!(
         "CreateVolume     {} ({} MiB) in {:.1?}",
         vol.volume_id,
@@ -147,21 +145,19 @@ pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
     handle.flush().await?;
 
     let t = Instant::now();
-    let restored = ctl
-        .create_volume(CreateVolumeRequest {
+    let restored = create_volume(
+        &mut ctl,
+        CreateVolumeRequest {
             name: "demo-restore".into(),
-            volume_capabilities: vec![mount_capability()],
             volume_content_source: Some(VolumeContentSource {
                 r#type: Some(Type::Snapshot(SnapshotSource {
                     snapshot_id: snap.snapshot_id.clone(),
                 })),
             }),
             ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .volume
-        .ok_or("CreateVolume returned no volume")?;
+        },
+    )
+    .await?;
     println!(
         "restore (clone)  {} from {} in {:.1?}",
         restored.volume_id,
@@ -190,6 +186,16 @@ pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
     } else {
         Err("restored data does not match the snapshot".into())
     }
+}
+
+/// CreateVolume for an ext4 single-writer volume.
+async fn create_volume(
+    ctl: &mut ControllerClient<tonic::transport::Channel>,
+    mut req: CreateVolumeRequest,
+) -> Result<Volume, BoxError> {
+    req.volume_capabilities = vec![mount_capability()];
+    let vol = ctl.create_volume(req).await?.into_inner().volume;
+    Ok(vol.ok_or("CreateVolume returned no volume")?)
 }
 
 fn mount_capability() -> VolumeCapability {

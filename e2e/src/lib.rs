@@ -34,6 +34,7 @@ pub fn ferry_bin() -> PathBuf {
 /// A running `ferry plugin`.
 pub struct Plugin {
     child: Child,
+    env: Vec<(String, String)>,
     /// Its socket.
     pub socket: PathBuf,
     /// Temporary folder holding socket (and store, for `fs`).
@@ -75,7 +76,16 @@ impl Plugin {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("starting ferry plugin");
-        let plugin = Plugin { child, socket, dir };
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let plugin = Plugin {
+            child,
+            env,
+            socket,
+            dir,
+        };
         for _ in 0..300 {
             if plugin.socket.exists() && connect_unix(&plugin.socket).await.is_ok() {
                 return plugin;
@@ -83,6 +93,20 @@ impl Plugin {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("ferry plugin did not open {}", plugin.socket.display());
+    }
+
+    /// Kills the plugin with SIGKILL (no chance to clean up) and starts a new one on the same
+    /// folder and settings.
+    pub async fn kill_and_restart(mut self) -> Plugin {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let env = std::mem::take(&mut self.env);
+        let dir = std::mem::replace(
+            &mut self.dir,
+            tempfile::tempdir().expect("temporary folder"),
+        );
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Plugin::start(dir, &env).await
     }
 
     async fn channel(&self) -> Channel {

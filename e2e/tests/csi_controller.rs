@@ -222,6 +222,28 @@ async fn create_volume_names_the_missing_or_bad_field() {
 }
 
 #[tokio::test]
+async fn a_killed_plugin_restarts_and_retries_return_the_same_objects() {
+    let p = Plugin::start_fs().await;
+    let mut c = p.controller().await;
+    let v = create(&mut c, "survives", 2 << 20).await;
+    let s = snapshot(&mut c, "survives-snap", &v.volume_id).await;
+    let p = p.kill_and_restart().await;
+    let mut c = p.controller().await;
+    assert_eq!(
+        create(&mut c, "survives", 2 << 20).await,
+        v,
+        "CreateVolume retried after a crash"
+    );
+    assert_eq!(snapshot(&mut c, "survives-snap", &v.volume_id).await, s);
+    let listed = c
+        .list_volumes(ListVolumesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.entries.len(), 1);
+}
+
+#[tokio::test]
 async fn capacity_that_cannot_be_met_is_out_of_range() {
     let p = Plugin::start_fs().await;
     let mut c = p.controller().await;

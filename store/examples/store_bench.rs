@@ -80,6 +80,20 @@ async fn open(dir: &std::path::Path) -> Store {
     .expect("store")
 }
 
+/// Encodes every chunk as the store would; returns stored bytes and the time taken.
+fn encode_all(chunks: &[&[u8]]) -> (u64, Duration) {
+    let t = Instant::now();
+    let stored = chunks
+        .iter()
+        .map(|c| {
+            codec::encode(Kind::Chunk, c, CodecPolicy::default())
+                .0
+                .len() as u64
+        })
+        .sum();
+    (stored, t.elapsed())
+}
+
 fn limits(data: &[u8]) {
     let non_zero: Vec<&[u8]> = data
         .chunks(64 << 10)
@@ -91,14 +105,7 @@ fn limits(data: &[u8]) {
         std::hint::black_box(Hash::of(c));
     }
     let sha = t.elapsed();
-    let t = Instant::now();
-    let mut stored = 0u64;
-    for c in &non_zero {
-        stored += codec::encode(Kind::Chunk, c, CodecPolicy::default())
-            .0
-            .len() as u64;
-    }
-    let enc = t.elapsed();
+    let (stored, enc) = encode_all(&non_zero);
     println!(
         "## per-core limits on the non-zero part ({} MB)",
         bytes / 1_000_000
@@ -116,14 +123,7 @@ fn limits(data: &[u8]) {
         .flat_map(|m| m.chunks(64 << 10))
         .collect();
     let text_bytes: u64 = text.iter().map(|c| c.len() as u64).sum();
-    let t = Instant::now();
-    let mut packed = 0u64;
-    for c in &text {
-        packed += codec::encode(Kind::Chunk, c, CodecPolicy::default())
-            .0
-            .len() as u64;
-    }
-    let d = t.elapsed();
+    let (packed, d) = encode_all(&text);
     println!(
         "deflate-1 on the CSV third {:8.0} MB/s, ratio {:.2}",
         mbps(text_bytes, d),

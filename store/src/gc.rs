@@ -61,31 +61,26 @@ impl Store {
             _ => false,
         };
 
-        let mut keep_old_list = false;
         if let Some(bytes) = self.objects().get(layout::GC_CONDEMNED).await? {
             let old: Condemned = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
                 path: layout::GC_CONDEMNED.into(),
                 reason: e.to_string(),
             })?;
             let condemned_at = UNIX_EPOCH + Duration::from_millis(old.created_ms);
-            let age = started.duration_since(condemned_at).unwrap_or_default();
-            if age >= grace {
-                for path in old.paths.iter().filter(|p| !live(p)) {
-                    let Some(meta) = self.objects().stat(path).await? else {
-                        continue;
-                    };
-                    if meta.modified.is_some_and(|m| m > condemned_at) {
-                        continue; // written again since: a writer revived it
-                    }
-                    self.objects().delete(path).await?;
-                    report.deleted += 1;
-                }
-            } else {
-                keep_old_list = true;
+            if started.duration_since(condemned_at).unwrap_or_default() < grace {
+                // Too young to act on; it stays the list the next run checks.
+                return Ok(report);
             }
-        }
-        if keep_old_list {
-            return Ok(report);
+            for path in old.paths.iter().filter(|p| !live(p)) {
+                let Some(meta) = self.objects().stat(path).await? else {
+                    continue;
+                };
+                if meta.modified.is_some_and(|m| m > condemned_at) {
+                    continue; // written again since: a writer revived it
+                }
+                self.objects().delete(path).await?;
+                report.deleted += 1;
+            }
         }
 
         let mut paths = Vec::new();

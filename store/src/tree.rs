@@ -202,14 +202,12 @@ fn rebuild<'a>(
 pub async fn upload(store: &Store, mut pages: Vec<NewPage>, width: usize) -> Result<u64> {
     pages.sort_by_key(|p| p.level);
     let mut stored = 0;
-    let i = 0;
-    while i < pages.len() {
-        let level = pages[i].level;
+    while let Some(level) = pages.first().map(|p| p.level) {
         let end = pages
             .iter()
             .position(|p| p.level != level)
             .unwrap_or(pages.len());
-        let batch: Vec<NewPage> = pages.drain(i..end).collect();
+        let batch: Vec<NewPage> = pages.drain(..end).collect();
         let outcomes: Vec<PutOutcome> = fan_out(batch, width, |p| {
             let store = store.clone();
             async move { store.blobs().put_page(p.hash, &p.raw, p.page).await }

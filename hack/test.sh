@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs ferry's whole test suite: installs the object-store servers the tests start (moto,
-# Azurite, fake-gcs-server), checks formatting and lints, then runs every test. Server tests
+# Azurite, fake-gcs-server) and the node tools (xfsprogs, fio), checks formatting and lints, then runs every test. Server tests
 # fail instead of skipping when their server is missing (FERRY_REQUIRE_SERVERS=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/install-test-servers.sh
+hack/install-node-tools.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 FERRY_REQUIRE_SERVERS=1 cargo test --workspace --no-fail-fast 2>&1 | tee .cache/test.log

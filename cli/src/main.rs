@@ -19,8 +19,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the CSI Identity and Controller services on a unix socket.
+    /// Serve the CSI services (Identity, Controller, Node) on a unix socket.
     Plugin(plugin::PluginArgs),
+    /// Serve one staged volume as a block device image (started by the node service).
+    #[command(name = "volume-server", hide = true)]
+    VolumeServer(plugin::VolumeServerArgs),
     /// Run the local walk-through: volume, data, snapshot, restore, verify.
     Demo(demo::DemoArgs),
     /// Run one garbage-collection pass over the chunk store.
@@ -44,6 +47,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Plugin(a) => plugin::run(a).await,
+        Command::VolumeServer(a) => plugin::volume_server(a).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Gc(a) => gc(a).await,
     };

@@ -1,13 +1,29 @@
-//! `ferry plugin`: serve the CSI Identity and Controller services on a unix socket.
+//! `ferry plugin`: serve the CSI services on a unix socket, as controller, node, or both.
 
 use crate::store_args::StoreArgs;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use ferry_controller::ControllerService;
 use ferry_csi::IdentityService;
 use ferry_csi::serve::{serve_unix, socket_path, termination};
+use ferry_node::{NodeConfig, NodeService};
 use ferry_proto::v1::controller_server::ControllerServer;
 use ferry_proto::v1::identity_server::IdentityServer;
-use ferry_store::{Error as StoreError, Store, objects::Objects};
+use ferry_proto::v1::node_server::NodeServer;
+use ferry_store::{Backend, Error as StoreError, Store, objects::Objects};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which CSI services the plugin serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Identity and Controller (the controller Deployment).
+    Controller,
+    /// Identity and Node (the node DaemonSet).
+    Node,
+    /// All three (one machine, the local demo).
+    All,
+}
 
 /// Flags of `ferry plugin`.
 #[derive(Args, Debug)]
@@ -15,9 +31,22 @@ pub struct PluginArgs {
     /// CSI endpoint, a unix socket: unix:///csi/csi.sock.
     #[arg(long, env = "CSI_ENDPOINT", default_value = "unix:///csi/csi.sock")]
     pub endpoint: String,
-    /// This node's id (Kubernetes node name).
+    /// This node's id (Kubernetes node name); the lease holder name of staged volumes.
     #[arg(long, env = "NODE_ID")]
     pub node_id: String,
+    /// The services to serve.
+    #[arg(long, env = "FERRY_MODE", value_enum, default_value_t = Mode::All)]
+    pub mode: Mode,
+    /// Node state: volume servers' mounts, pids, logs and stage records.
+    #[arg(long, env = "FERRY_STATE_DIR", default_value = "/var/lib/ferry/node")]
+    pub state_dir: PathBuf,
+    /// Most volumes the node stages (0: no limit).
+    #[arg(long, env = "FERRY_MAX_VOLUMES", default_value_t = 256)]
+    pub max_volumes: i64,
+    /// Seconds a node's lease on a staged volume lasts without renewal; another node may
+    /// take the volume over after that.
+    #[arg(long, env = "FERRY_LEASE_TTL_SECS", default_value_t = 30.0)]
+    pub lease_ttl_secs: f64,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -39,13 +68,93 @@ pub async fn run(args: PluginArgs) -> Result<(), Box<dyn std::error::Error + Sen
         }
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(node.id = %args.node_id, store = ?config, "ferry plugin starting");
+    tracing::info!(node.id = %args.node_id, mode = ?args.mode, store = ?config, "ferry plugin starting");
     let path = socket_path(&args.endpoint)?;
-    let router = tonic::transport::Server::builder()
-        .add_service(IdentityServer::new(IdentityService::new(
-            store.clone(),
-            true,
-        )))
-        .add_service(ControllerServer::new(ControllerService::new(store)));
+    let controller = args.mode != Mode::Node;
+    let mut router = tonic::transport::Server::builder().add_service(IdentityServer::new(
+        IdentityService::new(store.clone(), controller),
+    ));
+    if controller {
+        router = router.add_service(ControllerServer::new(ControllerService::new(store.clone())));
+    }
+    if args.mode != Mode::Controller {
+        let node = node_config(&args, &config)?;
+        router = router.add_service(NodeServer::new(NodeService::new(store, node)));
+    }
     serve_unix(router, &path, termination()).await
+}
+
+/// The Node service's settings; writes the store settings its volume servers read.
+fn node_config(
+    args: &PluginArgs,
+    config: &ferry_store::StoreConfig,
+) -> Result<NodeConfig, Box<dyn std::error::Error + Send + Sync>> {
+    if config.backend == Backend::Memory {
+        return Err(
+            "the node service needs a store its volume servers can share: \
+                    the memory backend lives in one process; use fs or an object store"
+                .into(),
+        );
+    }
+    if args.node_id.is_empty() {
+        return Err("--node-id (NODE_ID) is required for the node service".into());
+    }
+    if !(args.lease_ttl_secs.is_finite() && args.lease_ttl_secs >= 1.0) {
+        return Err("--lease-ttl-secs must be at least 1".into());
+    }
+    std::fs::create_dir_all(&args.state_dir)
+        .map_err(|e| format!("cannot create state dir {}: {e}", args.state_dir.display()))?;
+    let store_config = args.state_dir.join("store.json");
+    let json = serde_json::to_vec_pretty(config)?;
+    ferry_node::state::write_atomic(&store_config, &json)?;
+    std::fs::set_permissions(&store_config, std::fs::Permissions::from_mode(0o600))?;
+    Ok(NodeConfig {
+        node_id: args.node_id.clone(),
+        state_dir: args.state_dir.clone(),
+        max_volumes: args.max_volumes,
+        lease_ttl: Duration::from_secs_f64(args.lease_ttl_secs),
+        exe: std::env::current_exe()?,
+        store_config,
+    })
+}
+
+/// Flags of `ferry volume-server` (started by the node service, not by hand).
+#[derive(Args, Debug)]
+pub struct VolumeServerArgs {
+    /// The volume to serve.
+    #[arg(long)]
+    pub volume_id: String,
+    /// The node it serves for (lease holder).
+    #[arg(long)]
+    pub node_id: String,
+    /// The node plugin's state folder.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Lease duration in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub lease_ttl_secs: f64,
+    /// Serve read-only, without a lease.
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Runs one volume server until its mount is removed.
+///
+/// # Errors
+/// As [`ferry_node::server::run`].
+pub async fn volume_server(
+    args: VolumeServerArgs,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let store = Store::open(&args.store.config()?, args.store.options()).await?;
+    let server = ferry_node::server::ServerArgs {
+        volume_id: args.volume_id,
+        node_id: args.node_id,
+        state_dir: args.state_dir,
+        read_only: args.read_only,
+        lease_ttl: Duration::from_secs_f64(args.lease_ttl_secs.max(1.0)),
+    };
+    ferry_node::server::run(store, server).await?;
+    Ok(())
 }

@@ -7,7 +7,6 @@ mod capacity;
 mod convert;
 mod create_volume;
 mod delete_volume;
-mod guard;
 mod list_volumes;
 mod snapshots;
 mod validate_capabilities;
@@ -15,11 +14,11 @@ mod validate_capabilities;
 pub use create_volume::DEFAULT_CAPACITY;
 
 use ferry_csi::Error;
+use ferry_csi::guard::InFlight;
 use ferry_proto::v1::controller_server::Controller;
 use ferry_proto::v1::controller_service_capability::{Rpc, Type as CapType, rpc::Type as Rpc_};
 use ferry_proto::v1::*;
 use ferry_store::Store;
-use guard::InFlight;
 use tonic::{Request, Response, Status};
 
 /// The Controller service.

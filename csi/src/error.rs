@@ -25,6 +25,13 @@ pub enum Error {
     /// The service does not offer this call (its capability is not advertised).
     #[error("{0}")]
     Unsupported(String),
+    /// A volume or path the call names is not there.
+    #[error("{0}")]
+    NotFound(String),
+    /// A node-side step (a mount, a device, a filesystem tool) failed; the message has the
+    /// command and what it printed.
+    #[error("{0}")]
+    Internal(String),
     /// From the chunk store.
     #[error(transparent)]
     Store(#[from] ferry_store::Error),
@@ -38,6 +45,8 @@ impl From<Error> for Status {
             Error::Aborted(_) => Code::Aborted,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unsupported(_) => Code::Unimplemented,
+            Error::NotFound(_) => Code::NotFound,
+            Error::Internal(_) => Code::Internal,
             Error::Store(s) => match s {
                 S::InvalidArgument(_) => Code::InvalidArgument,
                 S::NotFound(_) => Code::NotFound,
@@ -45,6 +54,7 @@ impl From<Error> for Status {
                 S::InvalidToken(_) => Code::Aborted,
                 S::OutOfRange(_) => Code::OutOfRange,
                 S::Conflict(_) => Code::Aborted,
+                S::Held(_) => Code::FailedPrecondition,
                 S::Unavailable(_) | S::Config(_) => Code::Unavailable,
                 S::StoreFull(_) => Code::ResourceExhausted,
                 S::Corrupt { .. } | S::MissingChunk(_) | S::Internal(_) => Code::Internal,
@@ -76,6 +86,7 @@ mod tests {
             (S::StoreFull("full".into()).into(), Code::ResourceExhausted),
             (S::Internal("x".into()).into(), Code::Internal),
             (Error::Aborted("busy".into()), Code::Aborted),
+            (S::Held("node-b".into()).into(), Code::FailedPrecondition),
         ];
         for (e, code) in cases {
             let msg = e.to_string();

@@ -2,6 +2,7 @@
 //! validation shared by the services, and the one mapping of errors to `tonic::Status`.
 
 pub mod error;
+pub mod guard;
 pub mod identity;
 pub mod serve;
 pub mod validate;

@@ -5,6 +5,7 @@
 use ferry_csi::serve::connect_unix;
 use ferry_proto::v1::controller_client::ControllerClient;
 use ferry_proto::v1::identity_client::IdentityClient;
+use ferry_proto::v1::node_client::NodeClient;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -45,7 +46,63 @@ impl Drop for Plugin {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        clean_node(self.dir.path());
     }
+}
+
+/// Undoes what a node plugin left under `dir`: mounts (innermost first), loop devices over
+/// its volume servers' images, and the servers themselves.
+pub fn clean_node(dir: &Path) {
+    let prefix = dir.to_string_lossy().into_owned();
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut targets: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|t| t.starts_with(&prefix))
+        .collect();
+    targets.reverse();
+    let fuse: Vec<&String> = targets.iter().filter(|t| t.ends_with("/fuse")).collect();
+    for t in targets.iter().filter(|t| !t.ends_with("/fuse")) {
+        let _ = Command::new("umount").arg("-l").arg(t).status();
+    }
+    for dev in loops_under(&prefix) {
+        let _ = Command::new("losetup").arg("-d").arg(dev).status();
+    }
+    for t in fuse {
+        let _ = Command::new("umount").arg("-l").arg(t).status();
+    }
+    for pid in server_pids(dir) {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+}
+
+/// Loop devices whose backing file lies under `prefix`.
+pub fn loops_under(prefix: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let f = std::fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
+            f.starts_with(prefix)
+                .then(|| format!("/dev/{}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+/// Pids of the volume servers a node plugin in `dir` started.
+pub fn server_pids(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(dir.join("state/volumes")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("server.pid")).ok())
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
 }
 
 impl Plugin {
@@ -68,6 +125,7 @@ impl Plugin {
         cmd.arg("plugin")
             .env("CSI_ENDPOINT", format!("unix://{}", socket.display()))
             .env("NODE_ID", "node-a")
+            .env("FERRY_STATE_DIR", dir.path().join("state"))
             .env("FERRY_GC_GRACE_SECS", "0")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -118,6 +176,21 @@ impl Plugin {
     /// A Controller client.
     pub async fn controller(&self) -> ControllerClient<Channel> {
         ControllerClient::new(self.channel().await)
+    }
+
+    /// A Node client.
+    pub async fn node(&self) -> NodeClient<Channel> {
+        NodeClient::new(self.channel().await)
+    }
+
+    /// Kills the plugin and every volume server it started with SIGKILL: a node that died.
+    /// Its mounts stay behind, dead, until the plugin drops.
+    pub fn kill_node(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in server_pids(self.dir.path()) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
     }
 
     /// An Identity client.

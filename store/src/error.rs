@@ -27,6 +27,9 @@ pub enum Error {
     /// Someone else moved a volume's root first; the caller lost the compare-and-swap.
     #[error("{0}")]
     Conflict(String),
+    /// A volume's single-writer lease is held by another node; the message names it.
+    #[error("{0}")]
+    Held(String),
     /// A stored object does not match its name or format: it is never returned as data.
     #[error("corrupt object {path}: {reason}")]
     Corrupt {

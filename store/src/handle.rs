@@ -34,6 +34,8 @@ pub struct VolumeHandle {
     store: Store,
     id: String,
     policy: CodecPolicy,
+    /// The lease tag commits carry, when writing under a lease.
+    writer: Option<String>,
     state: Mutex<State>,
 }
 
@@ -51,10 +53,24 @@ impl Store {
     /// # Errors
     /// [`Error::NotFound`], backend errors.
     pub async fn open_volume(&self, id: &str) -> Result<Arc<VolumeHandle>> {
+        self.open_volume_as(id, None).await
+    }
+
+    /// Opens volume `id` for writing under a lease whose tag is `writer` (see
+    /// [`crate::LeaseRecord::writer`]); every commit carries the tag.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], backend errors.
+    pub async fn open_volume_as(
+        &self,
+        id: &str,
+        writer: Option<String>,
+    ) -> Result<Arc<VolumeHandle>> {
         let info = self.get_volume(id).await?;
         Ok(Arc::new(VolumeHandle {
             store: self.clone(),
             id: id.to_string(),
+            writer,
             policy: CodecPolicy {
                 codec: info.record.spec.options.compression,
             },
@@ -83,6 +99,28 @@ impl VolumeHandle {
     /// The generation this handle last read or committed.
     pub async fn head(&self) -> GenRecord {
         self.state.lock().await.head.clone()
+    }
+
+    /// Bytes written but not yet uploaded.
+    pub async fn dirty_bytes(&self) -> u64 {
+        let st = self.state.lock().await;
+        st.dirty.len() as u64 * st.head.chunk_size as u64
+    }
+
+    /// Commits the current root again under this handle's writer tag, so that a writer that
+    /// held the volume before (and may not know it lost its lease) can no longer commit: its
+    /// next commit finds a generation of another writer and fails.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the volume moved since the handle was opened; backend errors.
+    pub async fn fence(&self) -> Result<GenRecord> {
+        let mut st = self.state.lock().await;
+        let committed = self
+            .store
+            .commit_as(&st.head, st.head.root, st.size, self.writer.as_deref())
+            .await?;
+        st.head = committed.clone();
+        Ok(committed)
     }
 
     /// Reads `len` bytes at `offset`, including writes not yet flushed.
@@ -164,6 +202,42 @@ impl VolumeHandle {
         Ok(())
     }
 
+    /// Makes `len` bytes at `offset` read as zeros (a discard). Whole chunks become holes
+    /// that take no space; the edges are written as zeros.
+    ///
+    /// # Errors
+    /// As [`VolumeHandle::write_at`].
+    pub async fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
+        let cs = {
+            let st = self.state.lock().await;
+            check_range(offset, 0, st.size)?;
+            check_range(offset, usize::try_from(len).unwrap_or(usize::MAX), st.size)?;
+            st.head.chunk_size as u64
+        };
+        let end = offset + len;
+        let first_whole = offset.div_ceil(cs);
+        let last_whole = end / cs; // exclusive
+        if first_whole >= last_whole {
+            return self.write_zeros(offset, end).await;
+        }
+        self.write_zeros(offset, first_whole * cs).await?;
+        {
+            let mut st = self.state.lock().await;
+            for idx in first_whole..last_whole {
+                st.dirty.remove(&idx);
+                st.sealed.insert(idx, Hash::ZERO);
+            }
+        }
+        self.write_zeros(last_whole * cs, end).await
+    }
+
+    async fn write_zeros(&self, from: u64, to: u64) -> Result<()> {
+        if to <= from {
+            return Ok(());
+        }
+        self.write_at(from, &vec![0u8; (to - from) as usize]).await
+    }
+
     async fn load_chunk(&self, st: &State, idx: u64) -> Result<Vec<u8>> {
         let h = match st.sealed.get(&idx) {
             Some(h) => *h,
@@ -222,16 +296,19 @@ impl VolumeHandle {
         let blobs = self.store.blobs();
         let (root, pages) = tree::update(blobs, st.head.root, &changes).await?;
         let page_bytes = tree::upload(&self.store, pages, self.store.options().concurrency).await?;
-        let committed = match self.store.commit(&st.head, root, st.size).await {
+        let writer = self.writer.as_deref();
+        let committed = match self.store.commit_as(&st.head, root, st.size, writer).await {
             Ok(rec) => rec,
             Err(Error::Conflict(msg)) => {
-                // An expansion moves only the size: rebase on it and commit again.
+                // The controller's expansion moves only the size: rebase on it and commit
+                // again. Anything else (new content, or another lease's fencing commit)
+                // means this handle lost the volume.
                 let now = self.store.head(&self.id).await?;
-                if now.root != st.head.root {
+                if now.root != st.head.root || now.writer.is_some() {
                     return Err(Error::Conflict(msg));
                 }
                 st.size = st.size.max(now.size_bytes);
-                self.store.commit(&now, root, st.size).await?
+                self.store.commit_as(&now, root, st.size, writer).await?
             }
             Err(e) => return Err(e),
         };

@@ -44,7 +44,7 @@ impl Store {
         size: u64,
         chunk: u32,
     ) -> Result<()> {
-        let rec = gen_record(id, 0, root, size, chunk);
+        let rec = gen_record(id, 0, root, size, chunk, None);
         self.objects()
             .put_if_absent(&layout::gen_path(id, 0), records::encode(&rec))
             .await?;
@@ -56,10 +56,24 @@ impl Store {
     /// # Errors
     /// [`Error::Conflict`] when another writer committed after `base`; backend errors.
     pub async fn commit(&self, base: &GenRecord, root: Hash, size: u64) -> Result<GenRecord> {
+        self.commit_as(base, root, size, None).await
+    }
+
+    /// Like [`Store::commit`], recording `writer` (a lease's tag) as the committer.
+    ///
+    /// # Errors
+    /// As [`Store::commit`].
+    pub async fn commit_as(
+        &self,
+        base: &GenRecord,
+        root: Hash,
+        size: u64,
+        writer: Option<&str>,
+    ) -> Result<GenRecord> {
         let id = &base.volume_id;
         let mut target = base.generation + 1;
         for _ in 0..4 {
-            let rec = gen_record(id, target, root, size, base.chunk_size);
+            let rec = gen_record(id, target, root, size, base.chunk_size, writer);
             let path = layout::gen_path(id, target);
             if self
                 .objects()
@@ -71,7 +85,11 @@ impl Store {
             match self.objects().get(&path).await? {
                 Some(bytes) => match records::decode::<GenRecord>(&path, &bytes) {
                     // Our own write, whose answer was lost: the commit happened.
-                    Ok(found) if found.root == root && found.size_bytes == size => {
+                    Ok(found)
+                        if found.root == root
+                            && found.size_bytes == size
+                            && found.writer.as_deref() == writer =>
+                    {
                         return self.confirm(found).await;
                     }
                     // Skip a torn record only when old: a young one may be a concurrent
@@ -118,7 +136,14 @@ impl Store {
 /// Age after which a create-if-absent record that does not parse is taken as torn.
 pub(crate) const TORN_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn gen_record(id: &str, generation: u64, root: Hash, size: u64, chunk: u32) -> GenRecord {
+fn gen_record(
+    id: &str,
+    generation: u64,
+    root: Hash,
+    size: u64,
+    chunk: u32,
+    writer: Option<&str>,
+) -> GenRecord {
     GenRecord {
         format: RECORD_FORMAT,
         volume_id: id.to_string(),
@@ -127,6 +152,7 @@ fn gen_record(id: &str, generation: u64, root: Hash, size: u64, chunk: u32) -> G
         size_bytes: size,
         chunk_size: chunk,
         committed_ms: records::now_ms(),
+        writer: writer.map(str::to_string),
     }
 }
 

@@ -7,6 +7,7 @@
 //! trees/<h0h1>/<hash>                   tree page blobs (immutable)
 //! volumes/<id>/volume.json              volume record
 //! volumes/<id>/gens/<generation>.json   root pointer generations (compare-and-swap)
+//! volumes/<id>/lease/<sequence>.json    single-writer lease steps (compare-and-swap)
 //! snapshots/<id>.json                   snapshot records (immutable)
 //! names/volumes/<sha256(name)>.json     CSI name -> volume id (create-if-absent)
 //! names/snapshots/<sha256(name)>.json   CSI name -> snapshot id (create-if-absent)
@@ -66,6 +67,16 @@ pub fn gen_path(id: &str, generation: u64) -> String {
 /// Parses a generation number from a file name in [`gens`].
 pub fn gen_of_name(name: &str) -> Option<u64> {
     name.strip_suffix(".json")?.parse().ok()
+}
+
+/// The folder of a volume's lease steps.
+pub fn leases(id: &str) -> String {
+    format!("{VOLUMES}{id}/lease/")
+}
+
+/// One lease step; zero-padded so names sort by number.
+pub fn lease_path(id: &str, seq: u64) -> String {
+    format!("{VOLUMES}{id}/lease/{seq:020}.json")
 }
 
 /// A snapshot's record.

@@ -69,6 +69,11 @@ pub struct GenRecord {
     pub chunk_size: u32,
     /// Commit time, Unix milliseconds.
     pub committed_ms: u64,
+    /// Who committed: a node's lease (`<node>#<lease sequence>`) for data written through a
+    /// staged volume; absent for the controller's commits (creation, expansion). A writer
+    /// that finds another lease's commit after its own base has been fenced off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
 }
 
 /// A snapshot: a copy of a volume's root at one moment. Immutable once written.
@@ -113,6 +118,34 @@ pub struct NameRecord {
     pub request: serde_json::Value,
 }
 
+/// One step of a volume's single-writer lease, written with create-if-absent; the highest
+/// valid sequence number is the lease's current state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseRecord {
+    /// Record format.
+    pub format: u32,
+    /// Volume id.
+    pub volume_id: String,
+    /// Sequence number; each take, renewal and release writes the next one.
+    pub seq: u64,
+    /// The node holding (or, when released, last holding) the lease.
+    pub holder: String,
+    /// When the lease lapses unless renewed, Unix milliseconds.
+    pub expires_ms: u64,
+    /// Given back by its holder: free for anyone.
+    pub released: bool,
+    /// Time of writing, Unix milliseconds.
+    pub written_ms: u64,
+}
+
+impl LeaseRecord {
+    /// The writer tag commits under this lease carry.
+    pub fn writer(&self) -> String {
+        format!("{}#{}", self.holder, self.seq)
+    }
+}
+
 /// Records that carry a format number.
 pub trait Versioned {
     /// The record's format.
@@ -122,7 +155,13 @@ pub trait Versioned {
 macro_rules! versioned {
     ($($t:ty),*) => {$(impl Versioned for $t { fn format(&self) -> u32 { self.format } })*};
 }
-versioned!(VolumeRecord, GenRecord, SnapshotRecord, NameRecord);
+versioned!(
+    VolumeRecord,
+    GenRecord,
+    SnapshotRecord,
+    NameRecord,
+    LeaseRecord
+);
 
 /// Encodes a record.
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {

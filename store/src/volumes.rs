@@ -199,7 +199,8 @@ impl Store {
         )))
     }
 
-    /// Deletes volume `id`. Its snapshots stay usable: they hold their own roots, and chunks
+    /// Deletes volume `id`, refusing with [`Error::Held`] while a node has it staged for
+    /// writing. Its snapshots stay usable: they hold their own roots, and chunks
     /// are reclaimed only by GC once nothing reaches them. Deleting a missing volume succeeds.
     ///
     /// # Errors
@@ -208,6 +209,7 @@ impl Store {
         if !valid_id(id, "vol-") {
             return Ok(());
         }
+        crate::lease::check_unleased(self.lease(id).await?.as_ref())?;
         let path = layout::volume(id);
         if let Some(bytes) = self.objects().get(&path).await?
             && let Ok(rec) = records::decode::<VolumeRecord>(&path, &bytes)
@@ -220,6 +222,7 @@ impl Store {
                 .delete(&format!("{}{name}", layout::gens(id)))
                 .await?;
         }
+        self.drop_leases(id).await?;
         self.objects().delete(&path).await
     }
 }

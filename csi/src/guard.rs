@@ -1,7 +1,7 @@
 //! In-flight guards: a second call for the same object while one runs gets ABORTED, as the
 //! CSI specification asks ("operation pending for volume").
 
-use ferry_csi::Error;
+use crate::error::Error;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 

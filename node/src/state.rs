@@ -1,0 +1,172 @@
+//! The node plugin's state folder: per staged volume, the FUSE mountpoint of its server, the
+//! server's pid and log, and a record of how it was staged, so a restarted plugin finds its
+//! volumes again.
+//!
+//! ```text
+//! <state>/store.json                    store settings handed to volume servers (0600)
+//! <state>/volumes/<id>/fuse/            the server's FUSE mount: disk, status
+//! <state>/volumes/<id>/server.pid       the server's process id
+//! <state>/volumes/<id>/server.log       the server's log
+//! <state>/volumes/<id>/stage.json       how the volume was staged
+//! ```
+
+use ferry_csi::Error;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// How a volume was staged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageRecord {
+    /// The volume.
+    pub volume_id: String,
+    /// The staging path kubelet gave.
+    pub staging_path: String,
+    /// Raw block access (no filesystem).
+    pub block: bool,
+    /// Filesystem type for mount access.
+    pub fs_type: String,
+    /// Mount flags asked for at stage.
+    pub mount_flags: Vec<String>,
+    /// Staged read-only (a reader-only access mode): no lease, no writes.
+    pub read_only: bool,
+}
+
+/// One volume's folder in the state folder.
+#[derive(Clone, Debug)]
+pub struct VolumeDir {
+    root: PathBuf,
+}
+
+impl VolumeDir {
+    /// The folder of `volume_id` under `state_dir`.
+    ///
+    /// # Errors
+    /// NOT_FOUND for an id that cannot be a ferry volume (it would escape the folder).
+    pub fn new(state_dir: &Path, volume_id: &str) -> Result<Self, Error> {
+        let ok = !volume_id.is_empty()
+            && volume_id.len() <= 128
+            && volume_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(Error::NotFound(format!(
+                "volume {volume_id:?} does not exist: not a ferry volume id"
+            )));
+        }
+        Ok(VolumeDir {
+            root: state_dir.join("volumes").join(volume_id),
+        })
+    }
+
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The server's FUSE mountpoint.
+    pub fn fuse(&self) -> PathBuf {
+        self.root.join("fuse")
+    }
+
+    /// The image file the loop device attaches to.
+    pub fn disk(&self) -> PathBuf {
+        self.fuse().join(crate::server::image_fs::DISK_NAME)
+    }
+
+    /// The server's status file.
+    pub fn status(&self) -> PathBuf {
+        self.fuse().join(crate::server::image_fs::STATUS_NAME)
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> PathBuf {
+        self.root.join("server.log")
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.root.join("server.pid")
+    }
+
+    fn stage_file(&self) -> PathBuf {
+        self.root.join("stage.json")
+    }
+
+    /// Records the server's pid.
+    ///
+    /// # Errors
+    /// INTERNAL when the file cannot be written.
+    pub fn write_pid(&self, pid: u32) -> Result<(), Error> {
+        write_atomic(&self.pid_file(), pid.to_string().as_bytes())
+    }
+
+    /// The recorded server pid, if its process still runs.
+    pub fn live_pid(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let alive = Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| !s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')));
+        alive.then_some(pid)
+    }
+
+    /// Forgets the server pid.
+    pub fn remove_pid(&self) {
+        let _ = std::fs::remove_file(self.pid_file());
+    }
+
+    /// Saves how the volume was staged.
+    ///
+    /// # Errors
+    /// INTERNAL when the file cannot be written.
+    pub fn save_stage(&self, rec: &StageRecord) -> Result<(), Error> {
+        let bytes = serde_json::to_vec_pretty(rec)
+            .map_err(|e| Error::Internal(format!("cannot encode the stage record: {e}")))?;
+        write_atomic(&self.stage_file(), &bytes)
+    }
+
+    /// How the volume was staged, if it is.
+    pub fn load_stage(&self) -> Option<StageRecord> {
+        let bytes = std::fs::read(self.stage_file()).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Removes the folder (after unstaging).
+    ///
+    /// # Errors
+    /// INTERNAL when it cannot be removed.
+    pub fn remove(&self) -> Result<(), Error> {
+        match std::fs::remove_dir_all(&self.root) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Internal(format!(
+                "cannot remove {}: {e}",
+                self.root.display()
+            ))),
+        }
+    }
+
+    /// The last lines of the server's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join(" | ")
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, creating the folder.
+///
+/// # Errors
+/// INTERNAL naming the path.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let fail = |e: std::io::Error| Error::Internal(format!("cannot write {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}

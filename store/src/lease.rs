@@ -1,0 +1,213 @@
+//! A volume's single-writer lease: which node may write it. Each take, renewal and release is
+//! the next numbered record, written with create-if-absent, so two nodes racing for a free
+//! lease cannot both win. A lease that its holder stops renewing lapses at `expires_ms`, and
+//! then another node may take it over.
+//!
+//! The lease alone cannot stop a node that lost it without knowing (a paused process): a new
+//! holder therefore commits a fencing generation tagged with its lease (see
+//! [`crate::VolumeHandle::fence`]), after which the old holder's commits fail.
+
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::records::{self, LeaseRecord, RECORD_FORMAT};
+use crate::store::Store;
+use std::time::Duration;
+
+impl Store {
+    /// The current state of volume `id`'s lease, if it was ever taken.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn lease(&self, id: &str) -> Result<Option<LeaseRecord>> {
+        let mut seqs: Vec<u64> = self
+            .objects()
+            .list_names(&layout::leases(id))
+            .await?
+            .iter()
+            .filter_map(|n| layout::gen_of_name(n))
+            .collect();
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        for seq in seqs {
+            let path = layout::lease_path(id, seq);
+            let Some(bytes) = self.objects().get(&path).await? else {
+                continue;
+            };
+            match records::decode::<LeaseRecord>(&path, &bytes) {
+                Ok(rec) => return Ok(Some(rec)),
+                Err(Error::Corrupt { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Takes (or renews, when `holder` already has it) volume `id`'s lease for `ttl`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a missing volume; [`Error::Held`] naming the holder when
+    /// another node has a live lease; backend errors.
+    pub async fn acquire_lease(
+        &self,
+        id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<LeaseRecord> {
+        self.get_volume(id).await?;
+        for _ in 0..4 {
+            let current = self.lease(id).await?;
+            if let Some(cur) = &current {
+                check_free(cur, holder)?;
+            }
+            let next = current.as_ref().map_or(0, |c| c.seq + 1);
+            if let Some(rec) = self.write_step(id, next, holder, ttl, false).await? {
+                return Ok(rec);
+            }
+        }
+        Err(Error::Conflict(format!(
+            "volume {id}: its lease kept changing while taking it; retry"
+        )))
+    }
+
+    /// Extends `lease` by `ttl`.
+    ///
+    /// # Errors
+    /// [`Error::Held`] when the lease was taken over or released meanwhile; backend errors.
+    pub async fn renew_lease(&self, lease: &LeaseRecord, ttl: Duration) -> Result<LeaseRecord> {
+        let id = &lease.volume_id;
+        let current = self.lease(id).await?;
+        match &current {
+            Some(cur) if cur.holder == lease.holder && !cur.released => {}
+            Some(cur) => return Err(lost(id, &lease.holder, cur)),
+            None => {
+                return Err(Error::Held(format!(
+                    "volume {id}: the lease of node {} is gone",
+                    lease.holder
+                )));
+            }
+        }
+        let next = current.map_or(0, |c| c.seq + 1);
+        self.write_step(id, next, &lease.holder, ttl, false)
+            .await?
+            .ok_or_else(|| {
+                Error::Held(format!(
+                    "volume {id}: node {} lost its lease to a concurrent writer",
+                    lease.holder
+                ))
+            })
+    }
+
+    /// Gives volume `id`'s lease back if `holder` has it; a no-op otherwise (idempotent).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn release_lease(&self, id: &str, holder: &str) -> Result<()> {
+        for _ in 0..4 {
+            let Some(cur) = self.lease(id).await? else {
+                return Ok(());
+            };
+            if cur.holder != holder || cur.released {
+                return Ok(());
+            }
+            if self
+                .write_step(id, cur.seq + 1, holder, Duration::ZERO, true)
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        Err(Error::Conflict(format!(
+            "volume {id}: its lease kept changing while releasing it; retry"
+        )))
+    }
+
+    /// Writes lease step `seq`; `None` when another writer took that number first.
+    async fn write_step(
+        &self,
+        id: &str,
+        seq: u64,
+        holder: &str,
+        ttl: Duration,
+        released: bool,
+    ) -> Result<Option<LeaseRecord>> {
+        let now = records::now_ms();
+        let rec = LeaseRecord {
+            format: RECORD_FORMAT,
+            volume_id: id.to_string(),
+            seq,
+            holder: holder.to_string(),
+            expires_ms: now + ttl.as_millis() as u64,
+            released,
+            written_ms: now,
+        };
+        let path = layout::lease_path(id, seq);
+        if !self
+            .objects()
+            .put_if_absent(&path, records::encode(&rec))
+            .await?
+        {
+            // Our own write whose answer was lost counts as ours.
+            let mine = match self.objects().get(&path).await? {
+                Some(bytes) => records::decode::<LeaseRecord>(&path, &bytes)
+                    .is_ok_and(|r| r.holder == holder && r.released == released),
+                None => false,
+            };
+            if !mine {
+                return Ok(None);
+            }
+        }
+        for old in self.objects().list_names(&layout::leases(id)).await? {
+            if let Some(s) = layout::gen_of_name(&old).filter(|s| s + 1 < seq)
+                && let Err(e) = self.objects().delete(&layout::lease_path(id, s)).await
+            {
+                tracing::debug!(volume.id = %id, error = %e, "pruning an old lease step failed");
+            }
+        }
+        Ok(Some(rec))
+    }
+
+    /// Removes every lease step of volume `id` (used when deleting the volume).
+    pub(crate) async fn drop_leases(&self, id: &str) -> Result<()> {
+        for name in self.objects().list_names(&layout::leases(id)).await? {
+            self.objects()
+                .delete(&format!("{}{name}", layout::leases(id)))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses while a node holds a live lease on the volume `cur` describes.
+pub(crate) fn check_unleased(cur: Option<&LeaseRecord>) -> Result<()> {
+    match cur {
+        Some(c) => check_free(c, ""),
+        None => Ok(()),
+    }
+}
+
+/// Whether `holder` may take the lease `cur` describes.
+fn check_free(cur: &LeaseRecord, holder: &str) -> Result<()> {
+    let now = records::now_ms();
+    if cur.released || cur.holder == holder || cur.expires_ms <= now {
+        return Ok(());
+    }
+    Err(Error::Held(format!(
+        "volume {} is staged for writing on node {} (lease expires in {} s unless renewed); \
+         unstage it there first, or wait for the lease to lapse if that node is gone",
+        cur.volume_id,
+        cur.holder,
+        (cur.expires_ms - now).div_ceil(1000)
+    )))
+}
+
+fn lost(id: &str, holder: &str, cur: &LeaseRecord) -> Error {
+    let how = if cur.released {
+        "released"
+    } else {
+        "taken over"
+    };
+    Error::Held(format!(
+        "volume {id}: node {holder}'s lease was {how} (now step {} of node {})",
+        cur.seq, cur.holder
+    ))
+}

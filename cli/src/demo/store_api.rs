@@ -1,71 +1,21 @@
-//! `ferry demo`: a local walk-through on an embedded default store. It serves the CSI
-//! plugin on a socket in a temporary folder, provisions a volume through CSI, writes data
-//! through the chunk-store API, snapshots it, restores the snapshot as a new volume, and
-//! shows the restored data matches while the original moves on.
+//! The walk-through without mounts: data written and read through the chunk-store API.
 
-use clap::Args;
-use ferry_controller::ControllerService;
-use ferry_csi::IdentityService;
-use ferry_csi::serve::{connect_unix, serve_unix};
+use super::{BoxError, DemoPlugin, create_volume, digest};
 use ferry_proto::v1::controller_client::ControllerClient;
 use ferry_proto::v1::identity_client::IdentityClient;
-use ferry_proto::v1::volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode};
 use ferry_proto::v1::volume_content_source::{SnapshotSource, Type};
 use ferry_proto::v1::*;
-use ferry_store::{Store, StoreConfig, StoreOptions};
 use rand::{RngCore, SeedableRng};
-use sha2::{Digest, Sha256};
-use std::path::PathBuf;
 use std::time::Instant;
 
-/// Flags of `ferry demo`.
-#[derive(Args, Debug)]
-pub struct DemoArgs {
-    /// Keep the store in this folder instead of a temporary one.
-    #[arg(long, env = "FERRY_DEMO_DIR")]
-    pub dir: Option<PathBuf>,
-    /// Size of the demo volume in MiB.
-    #[arg(long, default_value_t = 64)]
-    pub size_mib: u64,
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Runs the walk-through, printing each step.
+/// Volume, data through the store API, snapshot, restore, sha256 compared.
 ///
 /// # Errors
 /// Any failed step.
-pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
-    let tmp = tempfile::tempdir()?;
-    let dir = args.dir.unwrap_or_else(|| tmp.path().to_path_buf());
-    let store_dir = dir.join("store");
-    let socket = dir.join("csi.sock");
-    let store = Store::open(
-        &StoreConfig::fs(store_dir.to_string_lossy()),
-        StoreOptions::default(),
-    )
-    .await?;
-    println!("chunk store      {}", store_dir.display());
-
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let router = tonic::transport::Server::builder()
-        .add_service(ferry_proto::v1::identity_server::IdentityServer::new(
-            IdentityService::new(store.clone(), true),
-        ))
-        .add_service(ferry_proto::v1::controller_server::ControllerServer::new(
-            ControllerService::new(store.clone()),
-        ));
-    let sock = socket.clone();
-    let server = tokio::spawn(async move {
-        serve_unix(router, &sock, async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .map_err(|e| e.to_string())
-    });
-    let channel = connect_with_retry(&socket).await?;
-    let mut identity = IdentityClient::new(channel.clone());
-    let mut ctl = ControllerClient::new(channel);
+pub async fn run(plugin: &DemoPlugin, size: u64) -> Result<(), BoxError> {
+    let mut identity = IdentityClient::new(plugin.channel.clone());
+    let mut ctl = ControllerClient::new(plugin.channel.clone());
+    let store = &plugin.store;
     let info = identity
         .get_plugin_info(GetPluginInfoRequest {})
         .await?
@@ -74,10 +24,9 @@ pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
         "CSI plugin       {} {} on {}",
         info.name,
         info.vendor_version,
-        socket.display()
+        plugin.socket.display()
     );
 
-    let size = args.size_mib << 20;
     let t = Instant::now();
     let vol = create_volume(
         &mut ctl,
@@ -178,50 +127,10 @@ pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
         .await?
         .into_inner();
     println!("ListVolumes      {} volumes", listed.entries.len());
-    let _ = stop_tx.send(());
-    server.await?.map_err(|e| format!("plugin: {e}"))?;
     if ok {
         println!("OK: the restored volume holds exactly the snapshot's data");
         Ok(())
     } else {
         Err("restored data does not match the snapshot".into())
     }
-}
-
-/// CreateVolume for an ext4 single-writer volume.
-async fn create_volume(
-    ctl: &mut ControllerClient<tonic::transport::Channel>,
-    mut req: CreateVolumeRequest,
-) -> Result<Volume, BoxError> {
-    req.volume_capabilities = vec![mount_capability()];
-    let vol = ctl.create_volume(req).await?.into_inner().volume;
-    Ok(vol.ok_or("CreateVolume returned no volume")?)
-}
-
-fn mount_capability() -> VolumeCapability {
-    VolumeCapability {
-        access_type: Some(AccessType::Mount(MountVolume {
-            fs_type: "ext4".into(),
-            ..Default::default()
-        })),
-        access_mode: Some(AccessMode {
-            mode: Mode::SingleNodeWriter as i32,
-        }),
-    }
-}
-
-fn digest(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-async fn connect_with_retry(path: &std::path::Path) -> Result<tonic::transport::Channel, BoxError> {
-    for _ in 0..100 {
-        if path.exists()
-            && let Ok(c) = connect_unix(path).await
-        {
-            return Ok(c);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    Err(format!("plugin socket {} did not come up", path.display()).into())
 }

@@ -12,10 +12,13 @@ use std::sync::OnceLock;
 use std::time::Duration;
 use tonic::transport::Channel;
 
-/// The workspace's `ferry` binary, built once per test process.
+/// The workspace's `ferry` binary, built once per test process (or `FERRY_BIN` when set).
 pub fn ferry_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("FERRY_BIN") {
+            return PathBuf::from(bin);
+        }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)

@@ -39,7 +39,7 @@ async fn main() -> Result<(), BoxError> {
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base)?;
     let base = base.canonicalize()?;
-    let vol_bytes = size * 2 << 20;
+    let vol_bytes = (size * 2) << 20;
 
     // ferry: one ext4 volume on a local-folder store, staged and published.
     let store = base.join("store");
@@ -182,7 +182,7 @@ fn jobs(ferry: &Path, plain: &Path, size: u64, secs: u64) -> Result<(), BoxError
 
 /// Runs one fio job in `dir` with O_DIRECT after dropping caches; (bytes/s, IOPS).
 fn fio(dir: &Path, name: &str, args: &[&str]) -> Result<(f64, f64), BoxError> {
-    run(Command::new("sync"))?;
+    run(&mut Command::new("sync"))?;
     std::fs::write("/proc/sys/vm/drop_caches", "3")?;
     let out = run(Command::new("fio")
         .arg(format!("--name={name}"))

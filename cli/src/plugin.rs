@@ -47,6 +47,9 @@ pub struct PluginArgs {
     /// take the volume over after that.
     #[arg(long, env = "FERRY_LEASE_TTL_SECS", default_value_t = 30.0)]
     pub lease_ttl_secs: f64,
+    /// Read cache of each staged volume's server, MiB (see docs/benchmarks.md).
+    #[arg(long, env = "FERRY_VOLUME_CACHE_MIB", default_value_t = 256)]
+    pub volume_cache_mib: usize,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -115,6 +118,7 @@ fn node_config(
         lease_ttl: Duration::from_secs_f64(args.lease_ttl_secs),
         exe: std::env::current_exe()?,
         store_config,
+        cache_mib: args.volume_cache_mib,
     })
 }
 

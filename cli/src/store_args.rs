@@ -45,6 +45,9 @@ pub struct StoreArgs {
     /// Seconds an unreferenced object is kept before GC may delete it.
     #[arg(long, env = "FERRY_GC_GRACE_SECS", default_value_t = 3600)]
     pub gc_grace_secs: u64,
+    /// Memory for cached chunks and tree pages, MiB.
+    #[arg(long, env = "FERRY_CACHE_MIB", default_value_t = 64)]
+    pub cache_mib: usize,
     /// Capacity reported for object stores (bytes); default: unbounded.
     #[arg(long, env = "FERRY_CAPACITY_BYTES")]
     pub capacity_bytes: Option<u64>,
@@ -89,6 +92,7 @@ impl StoreArgs {
         StoreOptions {
             gc_grace: Duration::from_secs(self.gc_grace_secs),
             capacity_bytes: self.capacity_bytes,
+            cache_bytes: self.cache_mib.max(1) << 20,
             ..Default::default()
         }
     }

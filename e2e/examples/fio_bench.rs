@@ -44,11 +44,12 @@ async fn main() -> Result<(), BoxError> {
     // ferry: one ext4 volume on a local-folder store, staged and published.
     let store = base.join("store");
     let plugin = Plugin::start(
-        tempfile::tempdir_in(&base)?,
+        tempfile::Builder::new().prefix("node").tempdir_in(&base)?,
         &[
             ("FERRY_STORE_BACKEND", "fs"),
             ("FERRY_STORE_ROOT", &store.to_string_lossy()),
             ("NODE_ID", "bench"),
+            ("RUST_LOG", &std::env::var("FERRY_BENCH_LOG").unwrap_or_else(|_| "warn".into())),
         ],
     )
     .await;
@@ -110,6 +111,8 @@ async fn main() -> Result<(), BoxError> {
         jobs(&ferry_mnt, &plain_mnt, size, secs)
     }
     .await;
+    let log = plugin.dir.path().join("state/volumes").join(&vol.volume_id).join("server.log");
+    let _ = std::fs::copy(log, base.join("server.log"));
     let _ = Command::new("umount").arg(&plain_mnt).status();
     let _ = Command::new("losetup").args(["-d", &dev]).status();
     node.node_unpublish_volume(NodeUnpublishVolumeRequest {
@@ -160,7 +163,10 @@ fn jobs(ferry: &Path, plain: &Path, size: u64, secs: u64) -> Result<(), BoxError
         "{:<14} {:>14} {:>14} {:>7}",
         "job", "ferry", "plain loop", "ratio"
     );
-    for (name, args) in list {
+    let only = std::env::var("FERRY_BENCH_JOBS").unwrap_or_default();
+    for (name, args) in list
+        .into_iter()
+        .filter(|(n, _)| only.is_empty() || only.split(',').any(|o| n.starts_with(o))) {
         let f = fio(ferry, name, &args)?;
         let p = fio(plain, name, &args)?;
         let show = |x: (f64, f64)| {

@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub exe: PathBuf,
     /// The store settings file handed to volume servers.
     pub store_config: PathBuf,
+    /// Read cache of each volume server, MiB.
+    pub cache_mib: usize,
 }
 
 /// The Node service.
@@ -73,6 +75,7 @@ impl NodeService {
             state_dir: config.state_dir.clone(),
             node_id: config.node_id.clone(),
             lease_ttl: config.lease_ttl,
+            cache_mib: config.cache_mib,
         };
         NodeService {
             node: Arc::new(NodeInner {

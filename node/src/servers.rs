@@ -26,6 +26,8 @@ pub struct Servers {
     pub node_id: String,
     /// Lease duration.
     pub lease_ttl: Duration,
+    /// Read cache of each server, MiB.
+    pub cache_mib: usize,
 }
 
 impl Servers {
@@ -74,7 +76,9 @@ impl Servers {
             .arg("--store-config")
             .arg(&self.store_config)
             .arg("--lease-ttl-secs")
-            .arg(ttl);
+            .arg(ttl)
+            .arg("--cache-mib")
+            .arg(self.cache_mib.to_string());
         if read_only {
             cmd.arg("--read-only");
         }

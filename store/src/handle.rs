@@ -287,15 +287,20 @@ impl VolumeHandle {
     /// read it; backend errors. After an error the writes stay buffered and a later flush
     /// may retry.
     pub async fn flush(&self) -> Result<FlushReport> {
+        let started = std::time::Instant::now();
         let mut st = self.state.lock().await;
+        let locked = started.elapsed();
         self.seal(&mut st).await?;
+        let sealed = started.elapsed();
         if st.sealed.is_empty() && st.size == st.head.size_bytes {
             return Ok(std::mem::take(&mut st.report));
         }
         let changes: Vec<(u64, Hash)> = st.sealed.iter().map(|(i, h)| (*i, *h)).collect();
         let blobs = self.store.blobs();
         let (root, pages) = tree::update(blobs, st.head.root, &changes).await?;
+        let n_pages = pages.len();
         let page_bytes = tree::upload(&self.store, pages, self.store.options().concurrency).await?;
+        let uploaded = started.elapsed();
         let writer = self.writer.as_deref();
         let committed = match self.store.commit_as(&st.head, root, st.size, writer).await {
             Ok(rec) => rec,
@@ -313,6 +318,16 @@ impl VolumeHandle {
             Err(e) => return Err(e),
         };
         st.head = committed;
+        tracing::debug!(
+            volume.id = %self.id,
+            chunks = st.sealed.len(),
+            pages = n_pages,
+            ?locked,
+            ?sealed,
+            ?uploaded,
+            total = ?started.elapsed(),
+            "flushed"
+        );
         st.sealed.clear();
         let mut report = std::mem::take(&mut st.report);
         report.bytes_stored += page_bytes;

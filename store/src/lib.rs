@@ -18,6 +18,7 @@ pub mod hash;
 mod heads;
 pub mod layout;
 mod lease;
+mod local;
 mod names;
 pub mod objects;
 pub mod records;

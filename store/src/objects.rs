@@ -8,6 +8,7 @@
 
 use crate::config::{Backend, StoreConfig};
 use crate::error::{Error, Result};
+use crate::local;
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator};
 use std::time::{Duration, SystemTime};
@@ -146,6 +147,10 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified.
     pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        if let Some(root) = &self.fs_root {
+            let file = local::join(root, path);
+            return local::blocking(move || local::read(&file)).await;
+        }
         match self.op.read(path).await {
             Ok(buf) => Ok(Some(buf.to_vec())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -158,14 +163,10 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified ([`Error::StoreFull`] when out of space).
     pub async fn put(&self, path: &str, data: Vec<u8>) -> Result<()> {
-        if self.backend == Backend::Fs {
-            let tmp = format!("tmp/{}", uuid::Uuid::new_v4().simple());
-            self.write_once(&tmp, data, false).await?;
-            if let Err(e) = self.op.rename(&tmp, path).await {
-                let _ = self.op.delete(&tmp).await;
-                return Err(Error::backend("rename", path, e));
-            }
-            return Ok(());
+        if let Some(root) = &self.fs_root {
+            let file = local::join(root, path);
+            let tmp = local::join(root, &format!("tmp/{}", uuid::Uuid::new_v4().simple()));
+            return local::blocking(move || local::put(&file, &tmp, &data)).await;
         }
         self.write_once(path, data, false).await.map(|_| ())
     }
@@ -176,6 +177,10 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified.
     pub async fn put_if_absent(&self, path: &str, data: Vec<u8>) -> Result<bool> {
+        if let Some(root) = &self.fs_root {
+            let file = local::join(root, path);
+            return local::blocking(move || local::create_new(&file, &data)).await;
+        }
         match self.write_once(path, data, true).await {
             Ok(created) => Ok(created),
             // Services answer a lost race in different words (412, 409, EEXIST). A refusal
@@ -222,6 +227,11 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified.
     pub async fn stat(&self, path: &str) -> Result<Option<ObjectMeta>> {
+        if let Some(root) = &self.fs_root {
+            let file = local::join(root, path);
+            let path = path.to_string();
+            return local::blocking(move || local::stat(&file, &path)).await;
+        }
         match self.op.stat(path).await {
             Ok(m) => Ok(Some(ObjectMeta {
                 path: path.to_string(),

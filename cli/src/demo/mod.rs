@@ -114,6 +114,7 @@ impl DemoPlugin {
                 lease_ttl: Duration::from_secs(30),
                 exe: std::env::current_exe()?,
                 store_config,
+                cache_mib: 256,
             };
             router = router.add_service(ferry_proto::v1::node_server::NodeServer::new(
                 NodeService::new(store.clone(), node),

@@ -1,0 +1,113 @@
+//! The local-folder backend's hot paths, done with plain file calls in one trip to tokio's
+//! blocking pool each (opendal's `fs` service takes several per call). Same guarantees:
+//! `put` writes a temporary file, syncs it and renames it into place; `create_new` is an
+//! `O_EXCL` create, synced before it reports success.
+
+use crate::error::{Error, Result};
+use crate::objects::ObjectMeta;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+/// Runs `f` on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("file task: {e}")))?
+}
+
+/// Classifies a file error met on `path` while doing `op`.
+pub(crate) fn io_error(op: &str, path: &Path, e: std::io::Error) -> Error {
+    let text = format!("{op} {}: {e}", path.display());
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::StoreFull(text),
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => Error::Config(text),
+        _ if e.kind() == ErrorKind::NotFound => Error::NotFound(text),
+        _ => Error::Unavailable(text),
+    }
+}
+
+/// Reads a whole file; `None` when absent.
+pub(crate) fn read(file: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(file) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("read", file, e)),
+    }
+}
+
+/// Metadata of a file; `None` when absent.
+pub(crate) fn stat(file: &Path, path: &str) -> Result<Option<ObjectMeta>> {
+    match std::fs::metadata(file) {
+        Ok(m) => Ok(Some(ObjectMeta {
+            path: path.to_string(),
+            size: m.len(),
+            modified: m.modified().ok(),
+        })),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("stat", file, e)),
+    }
+}
+
+/// Writes `data` to `tmp`, syncs it, renames it to `file`.
+pub(crate) fn put(file: &Path, tmp: &Path, data: &[u8]) -> Result<()> {
+    let written = write_synced(tmp, data, false).and_then(|_| {
+        parent_dir(file)?;
+        std::fs::rename(tmp, file).map_err(|e| io_error("rename", file, e))
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    written
+}
+
+/// Creates `file` with `data` only if it does not exist; `false` when it did.
+pub(crate) fn create_new(file: &Path, data: &[u8]) -> Result<bool> {
+    match write_synced(file, data, true) {
+        Ok(()) => Ok(true),
+        Err(Error::AlreadyExists(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_synced(file: &Path, data: &[u8], exclusive: bool) -> Result<()> {
+    let open = || {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true);
+        if exclusive {
+            o.create_new(true);
+        } else {
+            o.create(true).truncate(true);
+        }
+        o.open(file)
+    };
+    let mut f = match open() {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            parent_dir(file)?;
+            open()
+        }
+        other => other,
+    }
+    .map_err(|e| {
+        if e.kind() == ErrorKind::AlreadyExists {
+            Error::AlreadyExists(file.display().to_string())
+        } else {
+            io_error("create", file, e)
+        }
+    })?;
+    f.write_all(data).map_err(|e| io_error("write", file, e))?;
+    f.sync_all().map_err(|e| io_error("sync", file, e))
+}
+
+fn parent_dir(file: &Path) -> Result<()> {
+    match file.parent() {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| io_error("mkdir", dir, e)),
+        None => Ok(()),
+    }
+}
+
+/// `root` joined with the store path `path`.
+pub(crate) fn join(root: &Path, path: &str) -> PathBuf {
+    root.join(path)
+}

@@ -107,6 +107,31 @@ fn parent_dir(file: &Path) -> Result<()> {
     }
 }
 
+/// Removes a file; one already gone is fine.
+pub(crate) fn delete(file: &Path) -> Result<()> {
+    match std::fs::remove_file(file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("delete", file, e)),
+    }
+}
+
+/// The sorted names in a folder (files and sub-folders); none when it does not exist.
+pub(crate) fn names(folder: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(d) => d,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("list", folder, e)),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.map_err(|e| io_error("list", folder, e))?;
+        out.push(e.file_name().to_string_lossy().into_owned());
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// `root` joined with the store path `path`.
 pub(crate) fn join(root: &Path, path: &str) -> PathBuf {
     root.join(path)

@@ -272,6 +272,10 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified.
     pub async fn delete(&self, path: &str) -> Result<()> {
+        if let Some(root) = &self.fs_root {
+            let file = local::join(root, path);
+            return local::blocking(move || local::delete(&file)).await;
+        }
         match self.op.delete(path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -309,6 +313,10 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified.
     pub async fn list_names(&self, dir: &str) -> Result<Vec<String>> {
+        if let Some(root) = &self.fs_root {
+            let folder = local::join(root, dir);
+            return local::blocking(move || local::names(&folder)).await;
+        }
         let entries = match self.op.list(dir).await {
             Ok(v) => v,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),

@@ -49,7 +49,10 @@ async fn main() -> Result<(), BoxError> {
             ("FERRY_STORE_BACKEND", "fs"),
             ("FERRY_STORE_ROOT", &store.to_string_lossy()),
             ("NODE_ID", "bench"),
-            ("RUST_LOG", &std::env::var("FERRY_BENCH_LOG").unwrap_or_else(|_| "warn".into())),
+            (
+                "RUST_LOG",
+                &std::env::var("FERRY_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
         ],
     )
     .await;
@@ -111,7 +114,12 @@ async fn main() -> Result<(), BoxError> {
         jobs(&ferry_mnt, &plain_mnt, size, secs)
     }
     .await;
-    let log = plugin.dir.path().join("state/volumes").join(&vol.volume_id).join("server.log");
+    let log = plugin
+        .dir
+        .path()
+        .join("state/volumes")
+        .join(&vol.volume_id)
+        .join("server.log");
     let _ = std::fs::copy(log, base.join("server.log"));
     let _ = Command::new("umount").arg(&plain_mnt).status();
     let _ = Command::new("losetup").args(["-d", &dev]).status();
@@ -166,7 +174,8 @@ fn jobs(ferry: &Path, plain: &Path, size: u64, secs: u64) -> Result<(), BoxError
     let only = std::env::var("FERRY_BENCH_JOBS").unwrap_or_default();
     for (name, args) in list
         .into_iter()
-        .filter(|(n, _)| only.is_empty() || only.split(',').any(|o| n.starts_with(o))) {
+        .filter(|(n, _)| only.is_empty() || only.split(',').any(|o| n.starts_with(o)))
+    {
         let f = fio(ferry, name, &args)?;
         let p = fio(plain, name, &args)?;
         let show = |x: (f64, f64)| {

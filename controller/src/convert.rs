@@ -9,15 +9,18 @@ pub const CTX_CHUNK_SIZE: &str = "ferry.dev/chunkSize";
 
 /// The CSI view of a volume.
 pub fn volume(v: &VolumeInfo) -> Volume {
-    let content_source = v.record.spec.source.as_ref().map(|s| VolumeContentSource {
-        r#type: Some(match s {
+    // An imported volume has no CSI content source: its content came from another cluster.
+    let content_source = v.record.spec.source.as_ref().and_then(|s| {
+        let t = match s {
             Source::Snapshot(id) => Type::Snapshot(SnapshotSource {
                 snapshot_id: id.clone(),
             }),
             Source::Volume(id) => Type::Volume(VolumeSource {
                 volume_id: id.clone(),
             }),
-        }),
+            Source::Import(_) => return None,
+        };
+        Some(VolumeContentSource { r#type: Some(t) })
     });
     Volume {
         capacity_bytes: v.size_bytes() as i64,

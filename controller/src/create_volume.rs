@@ -41,6 +41,8 @@ impl ControllerService {
             None => 0,
             Some(Source::Snapshot(id)) => self.store.get_snapshot(id).await?.size_bytes,
             Some(Source::Volume(id)) => self.store.get_volume(id).await?.size_bytes(),
+            // Not reachable from a CSI request: imports are made by the transfer engine.
+            Some(Source::Import(i)) => i.size_bytes,
         };
         let capacity =
             validate::capacity(req.capacity_range.as_ref(), DEFAULT_CAPACITY, source_size)?;

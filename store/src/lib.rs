@@ -32,7 +32,9 @@ pub use error::{Error, Result};
 pub use gc::GcReport;
 pub use handle::{FlushReport, VolumeHandle};
 pub use hash::Hash;
-pub use records::{GenRecord, LeaseRecord, SnapshotRecord, Source, VolumeRecord, VolumeSpec};
+pub use records::{
+    GenRecord, ImportSource, LeaseRecord, SnapshotRecord, Source, VolumeRecord, VolumeSpec,
+};
 pub use snapshots::SnapshotFilter;
 pub use store::Store;
 pub use volumes::VolumeInfo;

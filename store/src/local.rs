@@ -37,6 +37,27 @@ pub(crate) fn read(file: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// Reads `len` bytes at `offset`; `None` when the file is absent.
+pub(crate) fn read_range(file: &Path, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match std::fs::File::open(file) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("open", file, e)),
+    };
+    let mut buf = vec![0u8; len as usize];
+    f.seek(SeekFrom::Start(offset))
+        .and_then(|_| f.read_exact(&mut buf))
+        .map_err(|e| match e.kind() {
+            ErrorKind::UnexpectedEof => Error::Corrupt {
+                path: file.display().to_string(),
+                reason: format!("{len} bytes at {offset} asked, the file is shorter"),
+            },
+            _ => io_error("read", file, e),
+        })?;
+    Ok(Some(buf))
+}
+
 /// Metadata of a file; `None` when absent.
 pub(crate) fn stat(file: &Path, path: &str) -> Result<Option<ObjectMeta>> {
     match std::fs::metadata(file) {

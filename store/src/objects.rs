@@ -158,6 +158,26 @@ impl Objects {
         }
     }
 
+    /// Reads `len` bytes at `offset` of an object; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// Backend failures, classified; a range past the end is [`Error::Corrupt`].
+    pub async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        if let Some(root) = &self.fs_root {
+            let file = local::join(root, path);
+            return local::blocking(move || local::read_range(&file, offset, len)).await;
+        }
+        match self.op.read_with(path).range(offset..offset + len).await {
+            Ok(buf) if buf.len() as u64 == len => Ok(Some(buf.to_vec())),
+            Ok(buf) => Err(Error::Corrupt {
+                path: path.to_string(),
+                reason: format!("{} bytes at {offset} asked, {} there", len, buf.len()),
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::backend("read", path, e)),
+        }
+    }
+
     /// Writes a whole object so that readers see all of it or none of it.
     ///
     /// # Errors

@@ -18,6 +18,22 @@ pub enum Source {
     Snapshot(String),
     /// Cloned from a volume.
     Volume(String),
+    /// Rehydrated from a transfer: a root whose pages and chunks were imported first.
+    Import(ImportSource),
+}
+
+/// The content an import brought in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportSource {
+    /// The transfer commit imported.
+    pub commit: String,
+    /// Its root; every page and chunk it reaches is in the store before the volume is made.
+    pub root: Hash,
+    /// Size of the exported volume.
+    pub size_bytes: u64,
+    /// Its chunk size.
+    pub chunk_size: u32,
 }
 
 /// What a CreateVolume asked for; two requests for one name must agree on all of it.

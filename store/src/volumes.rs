@@ -73,6 +73,7 @@ impl Store {
                 let s = self.get_snapshot(id).await?;
                 (s.root, s.size_bytes, s.chunk_size)
             }
+            Some(Source::Import(i)) => (i.root, i.size_bytes, i.chunk_size),
             Some(Source::Volume(id)) => {
                 let h = self.head(id).await.map_err(|e| match e {
                     Error::NotFound(_) => {
@@ -140,6 +141,56 @@ impl Store {
             Err(Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The volume created under the CSI name `name`, if any.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn volume_by_name(&self, name: &str) -> Result<Option<VolumeInfo>> {
+        let path = layout::volume_name(name);
+        let Some(bytes) = self.objects().get(&path).await? else {
+            return Ok(None);
+        };
+        let rec = records::decode::<crate::records::NameRecord>(&path, &bytes)?;
+        self.try_get_volume(&rec.id).await
+    }
+
+    /// Moves volume `id` to `root` (an imported tree whose objects are all in the store),
+    /// growing it to `size` if smaller: the incremental end of an import.
+    ///
+    /// # Errors
+    /// [`Error::Held`] while a node has the volume staged for writing, [`Error::InvalidArgument`]
+    /// for a tree of another chunk size, [`Error::Conflict`] when it keeps moving, backend
+    /// errors.
+    pub async fn set_root(
+        &self,
+        id: &str,
+        root: Hash,
+        size: u64,
+        chunk_size: u32,
+    ) -> Result<GenRecord> {
+        crate::lease::check_unleased(self.lease(id).await?.as_ref())?;
+        for _ in 0..8 {
+            let head = self.get_volume(id).await?.head;
+            if head.chunk_size != chunk_size {
+                return Err(Error::InvalidArgument(format!(
+                    "volume {id} has {} byte chunks, the import has {chunk_size}",
+                    head.chunk_size
+                )));
+            }
+            if head.root == root && head.size_bytes >= size {
+                return Ok(head);
+            }
+            match self.commit(&head, root, head.size_bytes.max(size)).await {
+                Ok(rec) => return Ok(rec),
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict(format!(
+            "volume {id} kept changing during the import; retry"
+        )))
     }
 
     /// Volumes in id order, at most `max` (0: all), after the token `start`.

@@ -1,0 +1,198 @@
+//! Import (rehydration): a commit's tree and chunks into a chunk store, then a volume.
+//!
+//! The commit's tree is compared with the target volume's current tree (nothing, for a
+//! first import): only chunks that differ are considered, and of those only the ones the
+//! destination store lacks are fetched. Every blob is authenticated (when encrypted) and
+//! hash-checked before it is stored. Chunks land first, then pages level by level, and the
+//! volume is created (or moved to the new root) last: a failed import leaves no volume.
+
+use crate::error::{Error, Result};
+use crate::export::Tuning;
+use crate::progress::{Progress, Report};
+use crate::target::{Commit, Index, TransferStore};
+use ferry_store::codec::Kind;
+use ferry_store::tree::{self, Page, PageSource};
+use ferry_store::{Hash, ImportSource, Source, Store, VolumeSpec, layout};
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Pages read so far: their stored frames and decoded pages.
+type PageCache = HashMap<Hash, (Vec<u8>, Arc<Page>)>;
+
+/// Pages read from a transfer store through its index, kept (with their frames) for the
+/// import to store afterwards.
+pub struct TransferPages<'a> {
+    target: &'a TransferStore,
+    index: &'a Index,
+    got: Mutex<PageCache>,
+}
+
+impl<'a> TransferPages<'a> {
+    /// Pages of `target` found through `index`.
+    pub fn new(target: &'a TransferStore, index: &'a Index) -> Self {
+        TransferPages {
+            target,
+            index,
+            got: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn fetch(&self, h: &Hash) -> Result<Arc<Page>> {
+        if let Some((_, p)) = self.lock().get(h) {
+            return Ok(p.clone());
+        }
+        let loc = self.index.get(&self.target.name(h)).ok_or_else(|| {
+            Error::Missing(format!("tree page {h} is missing from the transfer store"))
+        })?;
+        let (frame, raw) = self.target.read_blob(h, Kind::Page, loc).await?;
+        let page = Arc::new(
+            Page::decode(&format!("tree page {h}"), &raw)
+                .map_err(|e| Error::Tampered(format!("tree page {h}: {e}")))?,
+        );
+        self.lock().insert(*h, (frame, page.clone()));
+        Ok(page)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PageCache> {
+        self.got.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn frame(&self, h: &Hash) -> Option<Vec<u8>> {
+        self.lock().get(h).map(|(f, _)| f.clone())
+    }
+}
+
+impl PageSource for TransferPages<'_> {
+    fn page<'b>(&'b self, h: &'b Hash) -> BoxFuture<'b, ferry_store::Result<Arc<Page>>> {
+        Box::pin(async move {
+            self.fetch(h).await.map_err(|e| match e {
+                Error::Store(s) => s,
+                // The tree walk speaks the store's errors; keep the message whole.
+                other => ferry_store::Error::Corrupt {
+                    path: "transfer store".into(),
+                    reason: other.to_string(),
+                },
+            })
+        })
+    }
+}
+
+/// Imports `commit` from `target` into `dest` as the volume named `name` (a CSI-style name):
+/// created on first import, moved to the new root on later ones.
+///
+/// # Errors
+/// A missing or damaged chunk or page (named), a volume of that name staged for writing or
+/// with another chunk size, backend errors. No volume is created or changed on error.
+pub async fn import(
+    target: &TransferStore,
+    commit: &Commit,
+    dest: &Store,
+    name: &str,
+    progress: Arc<Progress>,
+    tuning: Tuning,
+) -> Result<Report> {
+    let started = Instant::now();
+    progress.start();
+    let existing = dest.volume_by_name(name).await?;
+    let base = existing.as_ref().map_or(Hash::ZERO, |v| v.head.root);
+    let index = target.load_index().await?;
+    let pages = TransferPages::new(target, &index);
+    let diff = tree::diff(&pages, commit.root, dest.blobs(), base)
+        .await
+        .map_err(|e| match e {
+            ferry_store::Error::Corrupt { reason, path } if path == "transfer store" => {
+                Error::Tampered(reason)
+            }
+            e => e.into(),
+        })?;
+    let chunk = commit.options.chunk_size as u64;
+    progress.plan(diff.chunks.len() as u64, diff.chunks.len() as u64 * chunk);
+
+    let counts = Mutex::new((0u64, 0u64, 0u64)); // copied, read, written
+    futures::stream::iter(diff.chunks.iter().copied())
+        .map(|h| {
+            let (index, progress, counts) = (&index, &progress, &counts);
+            async move {
+                let path = layout::chunk(&h);
+                if dest.objects().exists(&path).await? {
+                    progress.skipped(1, chunk);
+                    return Ok(());
+                }
+                let loc = index.get(&target.name(&h)).ok_or_else(|| {
+                    Error::Missing(format!("chunk {h} is missing from the transfer store"))
+                })?;
+                let (frame, raw) = target.read_blob(&h, Kind::Chunk, loc).await?;
+                let n = frame.len() as u64;
+                dest.objects().put(&path, frame).await?;
+                progress.done(1, chunk);
+                progress.stored(n);
+                let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+                c.0 += 1;
+                c.1 += raw.len() as u64;
+                c.2 += n;
+                Ok::<(), Error>(())
+            }
+        })
+        .buffer_unordered(tuning.width.max(1))
+        .try_collect::<()>()
+        .await?;
+
+    // Pages bottom up: a page lands only after everything it names.
+    let mut by_level: BTreeMap<u8, Vec<Hash>> = BTreeMap::new();
+    for (h, level) in &diff.pages {
+        by_level.entry(*level).or_default().push(*h);
+    }
+    let mut page_bytes = 0;
+    for hashes in by_level.values() {
+        for h in hashes {
+            let frame = pages
+                .frame(h)
+                .ok_or_else(|| Error::Missing(format!("tree page {h} was not read")))?;
+            page_bytes += frame.len() as u64;
+            dest.objects().put(&layout::page(h), frame).await?;
+        }
+    }
+
+    let volume_id = match existing {
+        Some(v) => {
+            dest.set_root(
+                v.id(),
+                commit.root,
+                commit.size_bytes,
+                commit.options.chunk_size,
+            )
+            .await?;
+            v.id().to_string()
+        }
+        None => {
+            let spec = VolumeSpec {
+                name: name.to_string(),
+                capacity_bytes: commit.size_bytes,
+                options: commit.options,
+                parameters: Default::default(),
+                source: Some(Source::Import(ImportSource {
+                    commit: commit.id(),
+                    root: commit.root,
+                    size_bytes: commit.size_bytes,
+                    chunk_size: commit.options.chunk_size,
+                })),
+            };
+            dest.create_volume(spec).await?.id().to_string()
+        }
+    };
+    let (copied, read, written) = *counts.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(Report {
+        commit: commit.id(),
+        chunks_total: diff.chunks.len() as u64,
+        chunks_copied: copied,
+        chunks_skipped: diff.chunks.len() as u64 - copied,
+        pages_copied: diff.pages.len() as u64,
+        bytes_read: read,
+        bytes_written: written + page_bytes,
+        duration: started.elapsed(),
+        volume_id: Some(volume_id),
+    })
+}

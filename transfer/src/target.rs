@@ -1,0 +1,340 @@
+//! A transfer store: any opendal service, holding packs of blobs, their indexes, and commits.
+
+use crate::crypto::Key;
+use crate::error::{Error, Result};
+use crate::layout;
+use base64::Engine;
+use ferry_store::codec::{self, Kind};
+use ferry_store::objects::Objects;
+use ferry_store::{Hash, StoreConfig, VolumeOptions};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Transfer store format written by this build.
+pub const TRANSFER_FORMAT: u32 = 1;
+const KEY_CHECK: &[u8] = b"ferry transfer store key check";
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Marker {
+    kind: String,
+    format: u32,
+    encrypted: bool,
+    key_check: Option<String>,
+}
+
+/// One blob in a pack.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    /// The blob's name (its hash, or its keyed name when encrypted).
+    pub name: String,
+    /// Offset in the pack.
+    pub offset: u64,
+    /// Stored length (sealed when encrypted).
+    pub len: u64,
+    /// 1 chunk, 2 tree page.
+    pub kind: u8,
+}
+
+/// What a pack holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PackIndex {
+    /// Format.
+    pub format: u32,
+    /// The pack's id.
+    pub pack: String,
+    /// Its blobs.
+    pub entries: Vec<Entry>,
+}
+
+/// Where a blob lives.
+#[derive(Clone, Debug)]
+pub struct Location {
+    /// The pack's id.
+    pub pack: Arc<str>,
+    /// Offset in the pack.
+    pub offset: u64,
+    /// Stored length.
+    pub len: u64,
+}
+
+/// Every indexed blob, by name.
+pub type Index = HashMap<String, Location>;
+
+/// One exported snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Commit {
+    /// Format.
+    pub format: u32,
+    /// The exported volume.
+    pub volume_id: String,
+    /// The exported snapshot (the commit's id).
+    pub snapshot_id: String,
+    /// Root of the chunk tree.
+    pub root: Hash,
+    /// Volume size.
+    pub size_bytes: u64,
+    /// Chunk size and codec of the volume.
+    pub options: VolumeOptions,
+    /// When the export finished, Unix milliseconds.
+    pub created_ms: u64,
+}
+
+impl Commit {
+    /// `<volume id>/<snapshot id>`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.volume_id, self.snapshot_id)
+    }
+}
+
+/// An opened transfer store.
+#[derive(Clone, Debug)]
+pub struct TransferStore {
+    objects: Objects,
+    key: Option<Key>,
+}
+
+impl TransferStore {
+    /// Opens (and on first use marks) the transfer store at `config`, encrypted when `key`
+    /// is given.
+    ///
+    /// # Errors
+    /// [`Error::Key`] when the key is missing, wrong, or given for an unencrypted store;
+    /// backend errors.
+    pub async fn open(config: &StoreConfig, key: Option<Key>) -> Result<TransferStore> {
+        let objects = Objects::open(config, 32)?;
+        let store = TransferStore { objects, key };
+        store.check_marker().await?;
+        Ok(store)
+    }
+
+    async fn check_marker(&self) -> Result<()> {
+        let marker = match self.objects.get(layout::MARKER).await? {
+            Some(bytes) => bytes,
+            None => {
+                let m = Marker {
+                    kind: "ferry-transfer".into(),
+                    format: TRANSFER_FORMAT,
+                    encrypted: self.key.is_some(),
+                    key_check: self.key.as_ref().map(|k| {
+                        base64::engine::general_purpose::STANDARD
+                            .encode(k.seal(layout::MARKER.as_bytes(), KEY_CHECK))
+                    }),
+                };
+                let bytes = serde_json::to_vec_pretty(&m).unwrap_or_default();
+                self.objects.put_if_absent(layout::MARKER, bytes).await?;
+                self.objects
+                    .get(layout::MARKER)
+                    .await?
+                    .ok_or_else(|| Error::Invalid("transfer store marker vanished".into()))?
+            }
+        };
+        let m: Marker = serde_json::from_slice(&marker).map_err(|e| {
+            Error::Invalid(format!(
+                "{} is not a ferry transfer marker: {e}",
+                layout::MARKER
+            ))
+        })?;
+        if m.kind != "ferry-transfer" || m.format != TRANSFER_FORMAT {
+            return Err(Error::Invalid(format!(
+                "transfer store format {} ({}) is not supported by this build (knows {TRANSFER_FORMAT})",
+                m.format, m.kind
+            )));
+        }
+        match (&self.key, m.encrypted) {
+            (None, true) => Err(Error::Key(
+                "the transfer store is encrypted: give its key (a key file, or the Secret)".into(),
+            )),
+            (Some(_), false) => Err(Error::Key(
+                "the transfer store is not encrypted, but a key was given; drop the key or use \
+                 another store"
+                    .into(),
+            )),
+            (Some(k), true) => {
+                let sealed = m
+                    .key_check
+                    .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+                    .unwrap_or_default();
+                match k.open(layout::MARKER.as_bytes(), &sealed, "key check") {
+                    Ok(v) if v == KEY_CHECK => Ok(()),
+                    _ => Err(Error::Key(
+                        "the key does not open this transfer store (wrong key)".into(),
+                    )),
+                }
+            }
+            (None, false) => Ok(()),
+        }
+    }
+
+    /// The object layer.
+    pub fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
+    /// True when everything is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The name content hash `h` has here.
+    pub fn name(&self, h: &Hash) -> String {
+        match &self.key {
+            Some(k) => k.name(h),
+            None => h.to_hex(),
+        }
+    }
+
+    /// Seals `plain` for the object `aad` (identity when not encrypted).
+    pub fn seal(&self, aad: &str, plain: Vec<u8>) -> Vec<u8> {
+        match &self.key {
+            Some(k) => k.seal(aad.as_bytes(), &plain),
+            None => plain,
+        }
+    }
+
+    fn open_sealed(&self, aad: &str, sealed: Vec<u8>, what: &str) -> Result<Vec<u8>> {
+        match &self.key {
+            Some(k) => k.open(aad.as_bytes(), &sealed, what),
+            None => Ok(sealed),
+        }
+    }
+
+    /// Every indexed blob.
+    ///
+    /// # Errors
+    /// An index that does not open or parse; backend errors.
+    pub async fn load_index(&self) -> Result<Index> {
+        let mut index = Index::new();
+        for name in self.objects.list_names(layout::INDEX).await? {
+            let path = format!("{}{name}", layout::INDEX);
+            let Some(bytes) = self.objects.get(&path).await? else {
+                continue;
+            };
+            let plain = self.open_sealed(&path, bytes, &format!("pack index {path}"))?;
+            let idx: PackIndex = serde_json::from_slice(&plain)
+                .map_err(|e| Error::Tampered(format!("pack index {path} does not parse: {e}")))?;
+            let pack: Arc<str> = idx.pack.as_str().into();
+            for e in idx.entries {
+                index.insert(
+                    e.name,
+                    Location {
+                        pack: pack.clone(),
+                        offset: e.offset,
+                        len: e.len,
+                    },
+                );
+            }
+        }
+        Ok(index)
+    }
+
+    /// Reads blob `h` of `kind` found at `loc`, authenticates and verifies it; returns the
+    /// stored frame (for a chunk store) and the uncompressed bytes.
+    ///
+    /// # Errors
+    /// [`Error::Missing`] when its pack is gone, [`Error::Tampered`] when it fails
+    /// authentication or its hash, naming the chunk or page.
+    pub async fn read_blob(
+        &self,
+        h: &Hash,
+        kind: Kind,
+        loc: &Location,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let what = match kind {
+            Kind::Chunk => format!("chunk {h}"),
+            Kind::Page => format!("tree page {h}"),
+        };
+        let path = layout::pack(&loc.pack);
+        let sealed = match self.objects.get_range(&path, loc.offset, loc.len).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                return Err(Error::Missing(format!(
+                    "{what} is missing from the transfer store: its pack {} is gone",
+                    loc.pack
+                )));
+            }
+            Err(ferry_store::Error::Corrupt { reason, .. }) => {
+                return Err(Error::Tampered(format!(
+                    "{what}: pack {} is damaged ({reason})",
+                    loc.pack
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let name = self.name(h);
+        let frame = self.open_sealed(&name, sealed, &what)?;
+        let expect = *h;
+        let check = frame.clone();
+        let raw = tokio::task::spawn_blocking(move || codec::decode(&path, kind, &expect, &check))
+            .await
+            .map_err(|e| Error::Invalid(format!("decode task: {e}")))?
+            .map_err(|e| {
+                Error::Tampered(format!("{what} in the transfer store is damaged: {e}"))
+            })?;
+        Ok((frame, raw))
+    }
+
+    /// Writes `commit` (once; a second export of the same snapshot finds it).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn put_commit(&self, commit: &Commit) -> Result<()> {
+        let path = layout::commit(&commit.volume_id, &commit.snapshot_id);
+        let bytes = self.seal(&path, serde_json::to_vec_pretty(commit).unwrap_or_default());
+        self.objects.put_if_absent(&path, bytes).await?;
+        Ok(())
+    }
+
+    /// The commit of `snapshot` of `volume`, if exported.
+    ///
+    /// # Errors
+    /// A commit that does not open or parse; backend errors.
+    pub async fn get_commit(&self, volume: &str, snapshot: &str) -> Result<Option<Commit>> {
+        let path = layout::commit(volume, snapshot);
+        let Some(bytes) = self.objects.get(&path).await? else {
+            return Ok(None);
+        };
+        let plain = self.open_sealed(&path, bytes, &format!("commit {volume}/{snapshot}"))?;
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|e| Error::Tampered(format!("commit {path} does not parse: {e}")))
+    }
+
+    /// The commit named `<volume id>/<snapshot id>`, or the newest of a volume when only
+    /// `<volume id>` is given.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when there is none; backend errors.
+    pub async fn find_commit(&self, id: &str) -> Result<Commit> {
+        let found = match id.split_once('/') {
+            Some((v, s)) => self.get_commit(v, s).await?,
+            None => self.latest_commit(id).await?,
+        };
+        found.ok_or_else(|| {
+            Error::Invalid(format!(
+                "no commit {id:?} in the transfer store (export the snapshot first)"
+            ))
+        })
+    }
+
+    /// The newest commit of `volume`.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn latest_commit(&self, volume: &str) -> Result<Option<Commit>> {
+        let mut best: Option<Commit> = None;
+        for name in self.objects.list_names(&layout::commits(volume)).await? {
+            let Some(snap) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if let Some(c) = self.get_commit(volume, snap).await?
+                && best.as_ref().is_none_or(|b| c.created_ms > b.created_ms)
+            {
+                best = Some(c);
+            }
+        }
+        Ok(best)
+    }
+}

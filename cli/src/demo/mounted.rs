@@ -19,6 +19,7 @@ use tonic::transport::Channel;
 /// # Errors
 /// Any failed step; volumes staged so far are unstaged first.
 pub async fn run(plugin: &DemoPlugin, dir: &Path, size: u64) -> Result<(), BoxError> {
+    let store = plugin.store.clone();
     let mut identity = IdentityClient::new(plugin.channel.clone());
     let info = identity
         .get_plugin_info(GetPluginInfoRequest {})
@@ -35,6 +36,8 @@ pub async fn run(plugin: &DemoPlugin, dir: &Path, size: u64) -> Result<(), BoxEr
         node: NodeClient::new(plugin.channel.clone()),
         kubelet: dir.join("kubelet"),
         staged: Vec::new(),
+        store,
+        dir: dir.to_path_buf(),
     };
     let result = demo.walk(size).await;
     let cleanup = demo.unstage_all().await;
@@ -48,6 +51,8 @@ struct Demo {
     kubelet: PathBuf,
     /// Volumes staged (and published at `pods/<id>`), for cleanup.
     staged: Vec<String>,
+    store: ferry_store::Store,
+    dir: PathBuf,
 }
 
 impl Demo {
@@ -176,12 +181,15 @@ impl Demo {
                 c.message
             );
         }
-        if before == after && !late {
-            println!("OK: the restored volume holds exactly the files at the snapshot");
-            Ok(())
-        } else {
-            Err("restored files do not match the snapshot".into())
+        if before != after || late {
+            return Err("restored files do not match the snapshot".into());
         }
+        println!("OK: the restored volume holds exactly the files at the snapshot");
+        if !super::migrate::run(&self.store, &snap.snapshot_id, &self.dir).await? {
+            return Err("the imported volume differs from the snapshot".into());
+        }
+        println!("OK: the volume moved to store B holds exactly the snapshot's bytes");
+        Ok(())
     }
 
     async fn stage_and_publish(&mut self, id: &str) -> Result<PathBuf, BoxError> {

@@ -12,7 +12,7 @@ use std::time::Instant;
 ///
 /// # Errors
 /// Any failed step.
-pub async fn run(plugin: &DemoPlugin, size: u64) -> Result<(), BoxError> {
+pub async fn run(plugin: &DemoPlugin, dir: &std::path::Path, size: u64) -> Result<(), BoxError> {
     let mut identity = IdentityClient::new(plugin.channel.clone());
     let mut ctl = ControllerClient::new(plugin.channel.clone());
     let store = &plugin.store;
@@ -127,10 +127,13 @@ pub async fn run(plugin: &DemoPlugin, size: u64) -> Result<(), BoxError> {
         .await?
         .into_inner();
     println!("ListVolumes      {} volumes", listed.entries.len());
-    if ok {
-        println!("OK: the restored volume holds exactly the snapshot's data");
-        Ok(())
-    } else {
-        Err("restored data does not match the snapshot".into())
+    if !ok {
+        return Err("restored data does not match the snapshot".into());
     }
+    println!("OK: the restored volume holds exactly the snapshot's data");
+    if !super::migrate::run(store, &snap.snapshot_id, dir).await? {
+        return Err("the imported volume differs from the snapshot".into());
+    }
+    println!("OK: the volume moved to store B holds exactly the snapshot's bytes");
+    Ok(())
 }

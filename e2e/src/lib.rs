@@ -15,24 +15,33 @@ use tonic::transport::Channel;
 /// The workspace's `ferry` binary, built once per test process (or `FERRY_BIN` when set).
 pub fn ferry_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("FERRY_BIN") {
-            return PathBuf::from(bin);
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(&root)
-            .args(["build", "--quiet", "-p", "ferry", "--bin", "ferry"])
-            .status()
-            .expect("running cargo build for the ferry binary");
-        assert!(status.success(), "building the ferry binary failed");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root.join("target"));
-        target.join("debug/ferry")
+    BIN.get_or_init(|| match std::env::var_os("FERRY_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => build_bin("ferry", "ferry"),
     })
     .clone()
+}
+
+/// The workspace's `ferryctl` binary, built once per test process.
+pub fn ferryctl_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_bin("ferryctl", "ferryctl"))
+        .clone()
+}
+
+fn build_bin(package: &str, bin: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "building {bin} failed");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    target.join("debug").join(bin)
 }
 
 /// A running `ferry plugin`.

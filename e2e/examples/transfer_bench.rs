@@ -1,0 +1,344 @@
+//! ferry export + import against `restic backup` + `restic restore` of the same 2 GiB ext4
+//! image, first into a local folder, then through the same S3 server (moto) on loopback, in
+//! one run; then a second version of the image with about 1 % of its files' data overwritten
+//! in place, and what each uploads for it. Run by `hack/bench-transfer.sh` (root: the second
+//! version is written through a loop mount).
+//!
+//! Every measured step is its own process (`ferryctl`, `restic`), timed with wait4: wall
+//! time, CPU time (user + system) and peak RSS. The ferry volume is put into its chunk store
+//! first (not measured): that is where a ferry volume lives.
+
+use ferry_store::{Store, StoreConfig, StoreOptions, VolumeOptions, VolumeSpec};
+use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+type BoxError = Box<dyn std::error::Error>;
+const MB: u64 = 1_000_000;
+
+struct Measure {
+    wall: f64,
+    cpu: f64,
+    rss_mb: f64,
+    stdout: String,
+}
+
+/// Runs a command to completion, measuring it.
+fn measure(cmd: &mut Command) -> Result<Measure, BoxError> {
+    let started = Instant::now();
+    let child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
+    let pid = child.id() as i32;
+    let mut out = String::new();
+    if let Some(mut so) = child.stdout {
+        so.read_to_string(&mut out)?;
+    }
+    let mut status = 0;
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child with valid out-pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if r != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("{cmd:?} failed (status {status}): {out}").into());
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Measure {
+        wall: started.elapsed().as_secs_f64(),
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+        rss_mb: ru.ru_maxrss as f64 / 1024.0,
+        stdout: out,
+    })
+}
+
+fn du(path: &Path) -> u64 {
+    let out = Command::new("du").args(["-sb"]).arg(path).output().ok();
+    out.and_then(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The image's files: CSV and JSON rows (compressible), random blobs, many small texts.
+fn populate(dir: &Path, rng: &mut StdRng) -> Result<(), BoxError> {
+    std::fs::create_dir_all(dir.join("db"))?;
+    std::fs::create_dir_all(dir.join("blobs"))?;
+    std::fs::create_dir_all(dir.join("docs"))?;
+    for f in 0..10 {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("db/orders-{f}.csv")))?);
+        let mut n = 0u64;
+        let mut i = f * 10_000_000u64;
+        while n < 40 * MB {
+            let line = format!(
+                "{i},{},customer-{},{}.{:02},{},\"{}\"\n",
+                1_600_000_000 + i * 7 % 90_000_000,
+                rng.random_range(0..50_000),
+                rng.random_range(1..5000),
+                rng.random_range(0..100),
+                ["new", "paid", "shipped", "returned"][rng.random_range(0..4)],
+                ["standard", "express", "pickup"][rng.random_range(0..3)]
+            );
+            w.write_all(line.as_bytes())?;
+            n += line.len() as u64;
+            i += 1;
+        }
+    }
+    for f in 0..5 {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("db/events-{f}.json")))?);
+        let mut n = 0u64;
+        while n < 20 * MB {
+            let line = format!(
+                "{{\"id\":{},\"user\":\"u{}\",\"kind\":\"{}\",\"score\":{},\"tags\":[\"a{}\",\"b{}\"]}}\n",
+                rng.random::<u32>(),
+                rng.random_range(0..100_000),
+                ["click", "view", "buy"][rng.random_range(0..3)],
+                rng.random_range(0..1000),
+                rng.random_range(0..50),
+                rng.random_range(0..50)
+            );
+            w.write_all(line.as_bytes())?;
+            n += line.len() as u64;
+        }
+    }
+    let mut buf = vec![0u8; MB as usize];
+    for f in 0..4 {
+        let mut w = std::fs::File::create(dir.join(format!("blobs/blob-{f}.bin")))?;
+        for _ in 0..100 {
+            rng.fill_bytes(&mut buf);
+            w.write_all(&buf)?;
+        }
+    }
+    let words = ["ferry", "volume", "chunk", "store", "cluster", "snapshot", "node", "data"];
+    let mut total = 0u64;
+    let mut i = 0;
+    while total < 350 * MB {
+        let sub = dir.join(format!("docs/{:03}", i / 500));
+        if i % 500 == 0 {
+            std::fs::create_dir_all(&sub)?;
+        }
+        let len = rng.random_range(2_000..14_000);
+        let mut text = String::with_capacity(len + 16);
+        while text.len() < len {
+            text.push_str(words[rng.random_range(0..words.len())]);
+            text.push(if rng.random_range(0..12) == 0 { '\n' } else { ' ' });
+        }
+        std::fs::write(sub.join(format!("note-{i}.txt")), &text)?;
+        total += text.len() as u64;
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Overwrites random 4 KiB ranges inside the files (through a loop mount) until about
+/// `fraction` of the files' bytes changed; returns the bytes written.
+fn change_files(image: &Path, mnt: &Path, fraction: f64, rng: &mut StdRng) -> Result<u64, BoxError> {
+    std::fs::create_dir_all(mnt)?;
+    run(Command::new("mount").args(["-o", "loop"]).arg(image).arg(mnt))?;
+    let result = (|| -> Result<u64, BoxError> {
+        let mut files = Vec::new();
+        let mut stack = vec![mnt.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d)? {
+                let e = e?;
+                let m = e.metadata()?;
+                if m.is_dir() {
+                    stack.push(e.path());
+                } else if m.len() >= 4096 && e.file_name() != "lost+found" {
+                    files.push((e.path(), m.len()));
+                }
+            }
+        }
+        files.sort();
+        let data: u64 = files.iter().map(|f| f.1).sum();
+        let target = (data as f64 * fraction) as u64;
+        let mut written = 0;
+        let mut block = vec![0u8; 4096];
+        while written < target {
+            // Weighted by size: pick a byte of all the files' data, change its 4 KiB block.
+            let mut at = rng.random_range(0..data);
+            let (path, len) = files
+                .iter()
+                .find(|(_, l)| {
+                    if at < *l {
+                        true
+                    } else {
+                        at -= l;
+                        false
+                    }
+                })
+                .ok_or("no file")?;
+            let off = (at.min(len - 4096) / 4096) * 4096;
+            rng.fill_bytes(&mut block);
+            let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+            f.seek(SeekFrom::Start(off))?;
+            f.write_all(&block)?;
+            written += 4096;
+        }
+        Ok(written)
+    })();
+    run(Command::new("umount").arg(mnt))?;
+    result
+}
+
+fn run(cmd: &mut Command) -> Result<(), BoxError> {
+    let s = cmd.status()?;
+    if !s.success() {
+        return Err(format!("{cmd:?} failed").into());
+    }
+    Ok(())
+}
+
+/// Writes the image into volume `name` of `store` (only changed chunks are stored) and
+/// snapshots it.
+async fn ingest(store: &Store, name: &str, image: &Path, snap: &str) -> Result<(String, String), BoxError> {
+    let size = std::fs::metadata(image)?.len();
+    let v = match store.volume_by_name(name).await? {
+        Some(v) => v,
+        None => {
+            store
+                .create_volume(VolumeSpec {
+                    name: name.into(),
+                    capacity_bytes: size,
+                    options: VolumeOptions::default(),
+                    parameters: Default::default(),
+                    source: None,
+                })
+                .await?
+        }
+    };
+    let h = store.open_volume(v.id()).await?;
+    let mut f = std::fs::File::open(image)?;
+    let mut buf = vec![0u8; 8 << 20];
+    let mut off = 0;
+    while off < size {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.write_at(off, &buf[..n]).await?;
+        off += n as u64;
+    }
+    h.flush().await?;
+    let s = store.create_snapshot(snap, v.id(), Default::default()).await?;
+    Ok((v.id().to_string(), s.id))
+}
+
+struct Side {
+    name: &'static str,
+    ferry_transfer: PathBuf,
+    restic_repo: String,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let ferryctl = PathBuf::from(std::env::var("FERRYCTL_BIN").unwrap_or_else(|_| "target/release/ferryctl".into()));
+    let base = PathBuf::from(std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| ".cache/bench-transfer".into()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base)?;
+    let base = base.canonicalize()?;
+    let mut rng = StdRng::seed_from_u64(2026);
+
+    eprintln!("building the 2 GiB image");
+    let files = base.join("files");
+    populate(&files, &mut rng)?;
+    let v1 = base.join("image-v1.ext4");
+    run(Command::new("mkfs.ext4").args(["-q", "-F", "-E", "nodiscard", "-d"]).arg(&files).arg(&v1).arg("2G"))?;
+    std::fs::remove_dir_all(&files)?;
+    let v2 = base.join("image-v2.ext4");
+    std::fs::copy(&v1, &v2)?;
+    let changed = change_files(&v2, &base.join("mnt"), 0.01, &mut rng)?;
+    eprintln!("v2: {changed} bytes of files overwritten in 4 KiB blocks");
+
+    let a_dir = base.join("store-a");
+    let a = Store::open(&StoreConfig::fs(a_dir.to_string_lossy()), StoreOptions::default()).await?;
+    let (vol, s1) = ingest(&a, "db", &v1, "v1").await?;
+
+    let s3 = ferry_testkit::TestServer::start(ferry_testkit::Kind::S3).await;
+    let mut sides = vec![Side {
+        name: "local folder",
+        ferry_transfer: base.join("ferry-transfer"),
+        restic_repo: base.join("restic-repo").to_string_lossy().into_owned(),
+    }];
+    if let Some(server) = &s3 {
+        let mut p = server.bucket("bench").await;
+        p.insert("root".into(), "/ferry/".into());
+        let cfg = base.join("s3-transfer.json");
+        std::fs::write(&cfg, serde_json::to_vec(&p)?)?;
+        sides.push(Side {
+            name: "S3 (moto)",
+            ferry_transfer: cfg,
+            restic_repo: format!("s3:{}/bench/restic", server.endpoint()),
+        });
+    }
+    let pw = base.join("restic-password");
+    std::fs::write(&pw, "bench")?;
+
+    println!("| store | tool | step | wall s | CPU s | peak RSS MB |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (n, side) in sides.iter().enumerate() {
+        let t = side.ferry_transfer.to_string_lossy().into_owned();
+        let b_dir = base.join(format!("store-b-{n}"));
+        let b = b_dir.to_string_lossy().into_owned();
+        let a_s = a_dir.to_string_lossy().into_owned();
+        let exp = measure(Command::new(&ferryctl).args(["transfer", "export", "--store", &a_s, "--snapshot", &s1, "--transfer", &t, "--json"]))?;
+        let imp = measure(Command::new(&ferryctl).args(["transfer", "import", "--store", &b, "--commit", &vol, "--name", "db", "--transfer", &t, "--json"]))?;
+        let env = [("RESTIC_PASSWORD_FILE", pw.to_string_lossy().into_owned()), ("AWS_ACCESS_KEY_ID", "test".into()), ("AWS_SECRET_ACCESS_KEY", "test".into())];
+        let restic = |args: &[&str]| {
+            let mut c = Command::new("restic");
+            c.args(["-r", &side.restic_repo, "--no-cache"]).args(args);
+            for (k, v) in &env {
+                c.env(k, v);
+            }
+            c
+        };
+        measure(&mut restic(&["init", "--repository-version", "2"]))?;
+        let v1s = v1.to_string_lossy().into_owned();
+        let bak = measure(&mut restic(&["backup", "--compression", "auto", &v1s]))?;
+        let restore_dir = base.join(format!("restore-{n}"));
+        let rst = measure(&mut restic(&["restore", "latest", "--target", &restore_dir.to_string_lossy()]))?;
+        for (tool, step, m) in [("ferry", "export", &exp), ("ferry", "import", &imp), ("restic", "backup", &bak), ("restic", "restore", &rst)] {
+            println!("| {} | {tool} | {step} | {:.1} | {:.1} | {:.0} |", side.name, m.wall, m.cpu, m.rss_mb);
+        }
+        let e: serde_json::Value = serde_json::from_str(&exp.stdout)?;
+        println!(
+            "| {} | ferry | export + import | {:.1} | {:.1} | |",
+            side.name,
+            exp.wall + imp.wall,
+            exp.cpu + imp.cpu
+        );
+        println!(
+            "| {} | restic | backup + restore | {:.1} | {:.1} | |",
+            side.name,
+            bak.wall + rst.wall,
+            bak.cpu + rst.cpu
+        );
+        let _ = std::fs::remove_dir_all(&restore_dir);
+        if n == 0 {
+            println!("\nlocal folder bytes stored: ferry {} (export report {}), restic {}\n", du(&side.ferry_transfer), e["bytesWritten"], du(Path::new(&side.restic_repo)));
+        }
+
+        // Version 2: ferry's store learns the new image (changed chunks only), then each
+        // tool uploads what is new.
+        if n == 0 {
+            ingest(&a, "db", &v2, "v2").await?;
+        }
+        let s2 = a.volume_by_name("db").await?.ok_or("volume")?;
+        let snaps = a.list_snapshots(&ferry_store::SnapshotFilter { source_volume_id: Some(s2.id().to_string()), ..Default::default() }, None, 0).await?.0;
+        let s2_id = snaps.iter().find(|s| s.name == "v2").ok_or("v2 snapshot")?.id.clone();
+        let exp2 = measure(Command::new(&ferryctl).args(["transfer", "export", "--store", &a_s, "--snapshot", &s2_id, "--transfer", &t, "--json"]))?;
+        let imp2 = measure(Command::new(&ferryctl).args(["transfer", "import", "--store", &b, "--commit", &vol, "--name", "db", "--transfer", &t, "--json"]))?;
+        let v2s = v2.to_string_lossy().into_owned();
+        let bak2 = measure(&mut restic(&["backup", "--compression", "auto", &v2s]))?;
+        let e2: serde_json::Value = serde_json::from_str(&exp2.stdout)?;
+        let i2: serde_json::Value = serde_json::from_str(&imp2.stdout)?;
+        let added = bak2
+            .stdout
+            .lines()
+            .find(|l| l.contains("Added to the repo"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        println!(
+            "\n{} v2: ferry export {:.1} s wall {:.1} s CPU, {} bytes written ({} chunks); import {:.1} s, {} chunks fetched; restic backup {:.1} s wall {:.1} s CPU, {added}\n",
+            side.name, exp2.wall, exp2.cpu, e2["bytesWritten"], e2["chunksCopied"], imp2.wall, i2["chunksCopied"], bak2.wall, bak2.cpu
+        );
+    }
+    Ok(())
+}

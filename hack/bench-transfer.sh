@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# ferry export + import vs restic backup + restore of one 2 GiB ext4 image, into a local
+# folder and through moto S3 on loopback, then the incremental upload of a second version
+# (e2e/examples/transfer_bench.rs). Needs root (loop mount), restic (Debian) and the test
+# servers (hack/install-test-servers.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "bench-transfer: needs root (loop mount)" >&2; exit 1; }
+command -v restic >/dev/null || apt-get install -y -q restic >/dev/null
+hack/install-test-servers.sh >/dev/null
+nproc; grep -m1 'model name' /proc/cpuinfo || true; restic version
+cargo build --quiet --release -p ferryctl
+FERRYCTL_BIN=$PWD/target/release/ferryctl cargo run --quiet --release -p ferry-e2e --example transfer_bench

@@ -13,7 +13,6 @@ use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 type BoxError = Box<dyn std::error::Error>;
 const MB: u64 = 1_000_000;
@@ -25,29 +24,48 @@ struct Measure {
     stdout: String,
 }
 
-/// Runs a command to completion, measuring it.
+/// Runs a command to completion under GNU time: wall, CPU (user + system), peak RSS.
 fn measure(cmd: &mut Command) -> Result<Measure, BoxError> {
-    let started = Instant::now();
-    let child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
-    let pid = child.id() as i32;
-    let mut out = String::new();
-    if let Some(mut so) = child.stdout {
-        so.read_to_string(&mut out)?;
+    let stats = tempfile_path("time");
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%e %U %S %M", "-o"])
+        .arg(&stats)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            timed.env(k, v);
+        }
     }
-    let mut status = 0;
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child with valid out-pointers.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    if r != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(format!("{cmd:?} failed (status {status}): {out}").into());
+    let out = timed.output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
     }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let text = std::fs::read_to_string(&stats)?;
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let _ = std::fs::remove_file(&stats);
+    if f.len() < 4 {
+        return Err(format!("unexpected time output {text:?}").into());
+    }
     Ok(Measure {
-        wall: started.elapsed().as_secs_f64(),
-        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
-        rss_mb: ru.ru_maxrss as f64 / 1024.0,
-        stdout: out,
+        wall: f[0],
+        cpu: f[1] + f[2],
+        rss_mb: f[3] / 1024.0,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
     })
+}
+
+fn tempfile_path(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("ferry-bench-{tag}-{}", std::process::id()))
 }
 
 fn du(path: &Path) -> u64 {

@@ -80,6 +80,43 @@ impl PageSource for TransferPages<'_> {
     }
 }
 
+/// Wanted blobs of one pack read with one request: (hash, offset, length) each.
+struct Span {
+    pack: Arc<str>,
+    offset: u64,
+    len: u64,
+    blobs: Vec<(Hash, u64, u64)>,
+}
+
+/// Largest gap of unwanted bytes read through rather than split at.
+const SPAN_GAP: u64 = 1 << 20;
+/// Largest single read.
+const SPAN_MAX: u64 = 32 << 20;
+
+fn spans(mut wanted: Vec<(Hash, crate::target::Location)>) -> Vec<Span> {
+    wanted.sort_by(|a, b| (&a.1.pack, a.1.offset).cmp(&(&b.1.pack, b.1.offset)));
+    let mut out: Vec<Span> = Vec::new();
+    for (h, loc) in wanted {
+        if let Some(s) = out.last_mut()
+            && s.pack == loc.pack
+            && loc.offset >= s.offset + s.len
+            && loc.offset - (s.offset + s.len) <= SPAN_GAP
+            && loc.offset + loc.len - s.offset <= SPAN_MAX
+        {
+            s.len = loc.offset + loc.len - s.offset;
+            s.blobs.push((h, loc.offset, loc.len));
+            continue;
+        }
+        out.push(Span {
+            pack: loc.pack.clone(),
+            offset: loc.offset,
+            len: loc.len,
+            blobs: vec![(h, loc.offset, loc.len)],
+        });
+    }
+    out
+}
+
 /// Imports `commit` from `target` into `dest` as the volume named `name` (a CSI-style name):
 /// created on first import, moved to the new root on later ones.
 ///
@@ -111,32 +148,63 @@ pub async fn import(
     let chunk = commit.options.chunk_size as u64;
     progress.plan(diff.chunks.len() as u64, diff.chunks.len() as u64 * chunk);
 
+    // Which differing chunks the destination lacks.
+    let present: Vec<bool> = futures::stream::iter(diff.chunks.iter().copied())
+        .map(|h| async move { dest.objects().exists(&layout::chunk(&h)).await })
+        .buffered(tuning.width.max(1))
+        .try_collect()
+        .await?;
+    let mut wanted = Vec::new();
+    for (h, here) in diff.chunks.iter().zip(present) {
+        if here {
+            progress.skipped(1, chunk);
+            continue;
+        }
+        let loc = index.get(&target.name(h)).ok_or_else(|| {
+            Error::Missing(format!("chunk {h} is missing from the transfer store"))
+        })?;
+        wanted.push((*h, loc.clone()));
+    }
+    // One ranged read per run of wanted blobs in a pack, not one per chunk.
+    let spans = spans(wanted);
     let counts = Mutex::new((0u64, 0u64, 0u64)); // copied, read, written
-    futures::stream::iter(diff.chunks.iter().copied())
-        .map(|h| {
-            let (index, progress, counts) = (&index, &progress, &counts);
+    futures::stream::iter(spans)
+        .map(|span| {
+            let (progress, counts) = (&progress, &counts);
             async move {
-                let path = layout::chunk(&h);
-                if dest.objects().exists(&path).await? {
-                    progress.skipped(1, chunk);
-                    return Ok(());
-                }
-                let loc = index.get(&target.name(&h)).ok_or_else(|| {
-                    Error::Missing(format!("chunk {h} is missing from the transfer store"))
-                })?;
-                let (frame, raw) = target.read_blob(&h, Kind::Chunk, loc).await?;
-                let n = frame.len() as u64;
-                dest.objects().put(&path, frame).await?;
-                progress.done(1, chunk);
-                progress.stored(n);
-                let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-                c.0 += 1;
-                c.1 += raw.len() as u64;
-                c.2 += n;
-                Ok::<(), Error>(())
+                let what = format!("chunk {}", span.blobs[0].0);
+                let bytes = target.read_span(&span.pack, span.offset, span.len, &what).await?;
+                let t = target.clone();
+                let opened = tokio::task::spawn_blocking(move || {
+                    span.blobs
+                        .iter()
+                        .map(|(h, off, len)| {
+                            let at = (*off - span.offset) as usize;
+                            let sealed = bytes[at..at + *len as usize].to_vec();
+                            t.open_blob(h, Kind::Chunk, sealed).map(|(f, raw)| (*h, f, raw.len()))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+                .await
+                .map_err(|e| Error::Invalid(format!("decode task: {e}")))??;
+                futures::stream::iter(opened)
+                    .map(|(h, frame, raw)| async move {
+                        let n = frame.len() as u64;
+                        dest.objects().put(&layout::chunk(&h), frame).await?;
+                        progress.done(1, chunk);
+                        progress.stored(n);
+                        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+                        c.0 += 1;
+                        c.1 += raw as u64;
+                        c.2 += n;
+                        Ok::<(), Error>(())
+                    })
+                    .buffer_unordered(16)
+                    .try_collect::<()>()
+                    .await
             }
         })
-        .buffer_unordered(tuning.width.max(1))
+        .buffer_unordered(tuning.packs_in_flight.max(1))
         .try_collect::<()>()
         .await?;
 

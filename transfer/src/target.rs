@@ -89,6 +89,13 @@ impl Commit {
     }
 }
 
+fn describe(h: &Hash, kind: Kind) -> String {
+    match kind {
+        Kind::Chunk => format!("chunk {h}"),
+        Kind::Page => format!("tree page {h}"),
+    }
+}
+
 /// An opened transfer store.
 #[derive(Clone, Debug)]
 pub struct TransferStore {
@@ -236,43 +243,44 @@ impl TransferStore {
     /// # Errors
     /// [`Error::Missing`] when its pack is gone, [`Error::Tampered`] when it fails
     /// authentication or its hash, naming the chunk or page.
-    pub async fn read_blob(
-        &self,
-        h: &Hash,
-        kind: Kind,
-        loc: &Location,
-    ) -> Result<(Vec<u8>, Vec<u8>)> {
-        let what = match kind {
-            Kind::Chunk => format!("chunk {h}"),
-            Kind::Page => format!("tree page {h}"),
-        };
-        let path = layout::pack(&loc.pack);
-        let sealed = match self.objects.get_range(&path, loc.offset, loc.len).await {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                return Err(Error::Missing(format!(
-                    "{what} is missing from the transfer store: its pack {} is gone",
-                    loc.pack
-                )));
-            }
-            Err(ferry_store::Error::Corrupt { reason, .. }) => {
-                return Err(Error::Tampered(format!(
-                    "{what}: pack {} is damaged ({reason})",
-                    loc.pack
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let name = self.name(h);
-        let frame = self.open_sealed(&name, sealed, &what)?;
-        let expect = *h;
-        let check = frame.clone();
-        let raw = tokio::task::spawn_blocking(move || codec::decode(&path, kind, &expect, &check))
+    pub async fn read_blob(&self, h: &Hash, kind: Kind, loc: &Location) -> Result<(Vec<u8>, Vec<u8>)> {
+        let sealed = self
+            .read_span(&loc.pack, loc.offset, loc.len, &describe(h, kind))
+            .await?;
+        let this = self.clone();
+        let h = *h;
+        tokio::task::spawn_blocking(move || this.open_blob(&h, kind, sealed))
             .await
             .map_err(|e| Error::Invalid(format!("decode task: {e}")))?
-            .map_err(|e| {
-                Error::Tampered(format!("{what} in the transfer store is damaged: {e}"))
-            })?;
+    }
+
+    /// Reads `len` bytes at `offset` of pack `pack`; `what` names the blobs wanted there.
+    ///
+    /// # Errors
+    /// [`Error::Missing`] when the pack is gone, [`Error::Tampered`] when it is short.
+    pub async fn read_span(&self, pack: &str, offset: u64, len: u64, what: &str) -> Result<Vec<u8>> {
+        match self.objects.get_range(&layout::pack(pack), offset, len).await {
+            Ok(Some(b)) => Ok(b),
+            Ok(None) => Err(Error::Missing(format!(
+                "{what} is missing from the transfer store: its pack {pack} is gone"
+            ))),
+            Err(ferry_store::Error::Corrupt { reason, .. }) => Err(Error::Tampered(format!(
+                "{what}: pack {pack} is damaged ({reason})"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Authenticates (when encrypted) and verifies the stored bytes of blob `h`; returns the
+    /// frame and the uncompressed bytes. CPU work: call it off the async threads.
+    ///
+    /// # Errors
+    /// [`Error::Tampered`] naming the chunk or page.
+    pub fn open_blob(&self, h: &Hash, kind: Kind, sealed: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>)> {
+        let what = describe(h, kind);
+        let frame = self.open_sealed(&self.name(h), sealed, &what)?;
+        let raw = codec::decode(&what, kind, h, &frame)
+            .map_err(|e| Error::Tampered(format!("{what} in the transfer store is damaged: {e}")))?;
         Ok((frame, raw))
     }
 

@@ -70,8 +70,14 @@ fn tempfile_path(tag: &str) -> PathBuf {
 
 fn du(path: &Path) -> u64 {
     let out = Command::new("du").args(["-sb"]).arg(path).output().ok();
-    out.and_then(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    out.and_then(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+    .unwrap_or(0)
 }
 
 /// The image's files: CSV and JSON rows (compressible), random blobs, many small texts.
@@ -80,7 +86,9 @@ fn populate(dir: &Path, rng: &mut StdRng) -> Result<(), BoxError> {
     std::fs::create_dir_all(dir.join("blobs"))?;
     std::fs::create_dir_all(dir.join("docs"))?;
     for f in 0..10 {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("db/orders-{f}.csv")))?);
+        let mut w = std::io::BufWriter::new(std::fs::File::create(
+            dir.join(format!("db/orders-{f}.csv")),
+        )?);
         let mut n = 0u64;
         let mut i = f * 10_000_000u64;
         while n < 40 * MB {
@@ -99,7 +107,9 @@ fn populate(dir: &Path, rng: &mut StdRng) -> Result<(), BoxError> {
         }
     }
     for f in 0..5 {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("db/events-{f}.json")))?);
+        let mut w = std::io::BufWriter::new(std::fs::File::create(
+            dir.join(format!("db/events-{f}.json")),
+        )?);
         let mut n = 0u64;
         while n < 20 * MB {
             let line = format!(
@@ -123,7 +133,9 @@ fn populate(dir: &Path, rng: &mut StdRng) -> Result<(), BoxError> {
             w.write_all(&buf)?;
         }
     }
-    let words = ["ferry", "volume", "chunk", "store", "cluster", "snapshot", "node", "data"];
+    let words = [
+        "ferry", "volume", "chunk", "store", "cluster", "snapshot", "node", "data",
+    ];
     let mut total = 0u64;
     let mut i = 0;
     while total < 350 * MB {
@@ -135,7 +147,11 @@ fn populate(dir: &Path, rng: &mut StdRng) -> Result<(), BoxError> {
         let mut text = String::with_capacity(len + 16);
         while text.len() < len {
             text.push_str(words[rng.random_range(0..words.len())]);
-            text.push(if rng.random_range(0..12) == 0 { '\n' } else { ' ' });
+            text.push(if rng.random_range(0..12) == 0 {
+                '\n'
+            } else {
+                ' '
+            });
         }
         std::fs::write(sub.join(format!("note-{i}.txt")), &text)?;
         total += text.len() as u64;
@@ -146,9 +162,17 @@ fn populate(dir: &Path, rng: &mut StdRng) -> Result<(), BoxError> {
 
 /// Overwrites random 4 KiB ranges inside the files (through a loop mount) until about
 /// `fraction` of the files' bytes changed; returns the bytes written.
-fn change_files(image: &Path, mnt: &Path, fraction: f64, rng: &mut StdRng) -> Result<u64, BoxError> {
+fn change_files(
+    image: &Path,
+    mnt: &Path,
+    fraction: f64,
+    rng: &mut StdRng,
+) -> Result<u64, BoxError> {
     std::fs::create_dir_all(mnt)?;
-    run(Command::new("mount").args(["-o", "loop"]).arg(image).arg(mnt))?;
+    run(Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(image)
+        .arg(mnt))?;
     let result = (|| -> Result<u64, BoxError> {
         let mut files = Vec::new();
         let mut stack = vec![mnt.to_path_buf()];
@@ -205,7 +229,12 @@ fn run(cmd: &mut Command) -> Result<(), BoxError> {
 
 /// Writes the image into volume `name` of `store` (only changed chunks are stored) and
 /// snapshots it.
-async fn ingest(store: &Store, name: &str, image: &Path, snap: &str) -> Result<(String, String), BoxError> {
+async fn ingest(
+    store: &Store,
+    name: &str,
+    image: &Path,
+    snap: &str,
+) -> Result<(String, String), BoxError> {
     let size = std::fs::metadata(image)?.len();
     let v = match store.volume_by_name(name).await? {
         Some(v) => v,
@@ -234,7 +263,9 @@ async fn ingest(store: &Store, name: &str, image: &Path, snap: &str) -> Result<(
         off += n as u64;
     }
     h.flush().await?;
-    let s = store.create_snapshot(snap, v.id(), Default::default()).await?;
+    let s = store
+        .create_snapshot(snap, v.id(), Default::default())
+        .await?;
     Ok((v.id().to_string(), s.id))
 }
 
@@ -246,8 +277,12 @@ struct Side {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let ferryctl = PathBuf::from(std::env::var("FERRYCTL_BIN").unwrap_or_else(|_| "target/release/ferryctl".into()));
-    let base = PathBuf::from(std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| ".cache/bench-transfer".into()));
+    let ferryctl = PathBuf::from(
+        std::env::var("FERRYCTL_BIN").unwrap_or_else(|_| "target/release/ferryctl".into()),
+    );
+    let base = PathBuf::from(
+        std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| ".cache/bench-transfer".into()),
+    );
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base)?;
     let base = base.canonicalize()?;
@@ -257,7 +292,11 @@ async fn main() -> Result<(), BoxError> {
     let files = base.join("files");
     populate(&files, &mut rng)?;
     let v1 = base.join("image-v1.ext4");
-    run(Command::new("mkfs.ext4").args(["-q", "-F", "-E", "nodiscard", "-d"]).arg(&files).arg(&v1).arg("2G"))?;
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-E", "nodiscard", "-d"])
+        .arg(&files)
+        .arg(&v1)
+        .arg("2G"))?;
     std::fs::remove_dir_all(&files)?;
     let v2 = base.join("image-v2.ext4");
     std::fs::copy(&v1, &v2)?;
@@ -265,7 +304,11 @@ async fn main() -> Result<(), BoxError> {
     eprintln!("v2: {changed} bytes of files overwritten in 4 KiB blocks");
 
     let a_dir = base.join("store-a");
-    let a = Store::open(&StoreConfig::fs(a_dir.to_string_lossy()), StoreOptions::default()).await?;
+    let a = Store::open(
+        &StoreConfig::fs(a_dir.to_string_lossy()),
+        StoreOptions::default(),
+    )
+    .await?;
     let (vol, s1) = ingest(&a, "db", &v1, "v1").await?;
 
     let s3 = ferry_testkit::TestServer::start(ferry_testkit::Kind::S3).await;
@@ -295,9 +338,35 @@ async fn main() -> Result<(), BoxError> {
         let b_dir = base.join(format!("store-b-{n}"));
         let b = b_dir.to_string_lossy().into_owned();
         let a_s = a_dir.to_string_lossy().into_owned();
-        let exp = measure(Command::new(&ferryctl).args(["transfer", "export", "--store", &a_s, "--snapshot", &s1, "--transfer", &t, "--json"]))?;
-        let imp = measure(Command::new(&ferryctl).args(["transfer", "import", "--store", &b, "--commit", &vol, "--name", "db", "--transfer", &t, "--json"]))?;
-        let env = [("RESTIC_PASSWORD_FILE", pw.to_string_lossy().into_owned()), ("AWS_ACCESS_KEY_ID", "test".into()), ("AWS_SECRET_ACCESS_KEY", "test".into())];
+        let exp = measure(Command::new(&ferryctl).args([
+            "transfer",
+            "export",
+            "--store",
+            &a_s,
+            "--snapshot",
+            &s1,
+            "--transfer",
+            &t,
+            "--json",
+        ]))?;
+        let imp = measure(Command::new(&ferryctl).args([
+            "transfer",
+            "import",
+            "--store",
+            &b,
+            "--commit",
+            &vol,
+            "--name",
+            "db",
+            "--transfer",
+            &t,
+            "--json",
+        ]))?;
+        let env = [
+            ("RESTIC_PASSWORD_FILE", pw.to_string_lossy().into_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ];
         let restic = |args: &[&str]| {
             let mut c = Command::new("restic");
             c.args(["-r", &side.restic_repo, "--no-cache"]).args(args);
@@ -310,9 +379,22 @@ async fn main() -> Result<(), BoxError> {
         let v1s = v1.to_string_lossy().into_owned();
         let bak = measure(&mut restic(&["backup", "--compression", "auto", &v1s]))?;
         let restore_dir = base.join(format!("restore-{n}"));
-        let rst = measure(&mut restic(&["restore", "latest", "--target", &restore_dir.to_string_lossy()]))?;
-        for (tool, step, m) in [("ferry", "export", &exp), ("ferry", "import", &imp), ("restic", "backup", &bak), ("restic", "restore", &rst)] {
-            println!("| {} | {tool} | {step} | {:.1} | {:.1} | {:.0} |", side.name, m.wall, m.cpu, m.rss_mb);
+        let rst = measure(&mut restic(&[
+            "restore",
+            "latest",
+            "--target",
+            &restore_dir.to_string_lossy(),
+        ]))?;
+        for (tool, step, m) in [
+            ("ferry", "export", &exp),
+            ("ferry", "import", &imp),
+            ("restic", "backup", &bak),
+            ("restic", "restore", &rst),
+        ] {
+            println!(
+                "| {} | {tool} | {step} | {:.1} | {:.1} | {:.0} |",
+                side.name, m.wall, m.cpu, m.rss_mb
+            );
         }
         let e: serde_json::Value = serde_json::from_str(&exp.stdout)?;
         println!(
@@ -329,7 +411,12 @@ async fn main() -> Result<(), BoxError> {
         );
         let _ = std::fs::remove_dir_all(&restore_dir);
         if n == 0 {
-            println!("\nlocal folder bytes stored: ferry {} (export report {}), restic {}\n", du(&side.ferry_transfer), e["bytesWritten"], du(Path::new(&side.restic_repo)));
+            println!(
+                "\nlocal folder bytes stored: ferry {} (export report {}), restic {}\n",
+                du(&side.ferry_transfer),
+                e["bytesWritten"],
+                du(Path::new(&side.restic_repo))
+            );
         }
 
         // Version 2: ferry's store learns the new image (changed chunks only), then each
@@ -338,10 +425,47 @@ async fn main() -> Result<(), BoxError> {
             ingest(&a, "db", &v2, "v2").await?;
         }
         let s2 = a.volume_by_name("db").await?.ok_or("volume")?;
-        let snaps = a.list_snapshots(&ferry_store::SnapshotFilter { source_volume_id: Some(s2.id().to_string()), ..Default::default() }, None, 0).await?.0;
-        let s2_id = snaps.iter().find(|s| s.name == "v2").ok_or("v2 snapshot")?.id.clone();
-        let exp2 = measure(Command::new(&ferryctl).args(["transfer", "export", "--store", &a_s, "--snapshot", &s2_id, "--transfer", &t, "--json"]))?;
-        let imp2 = measure(Command::new(&ferryctl).args(["transfer", "import", "--store", &b, "--commit", &vol, "--name", "db", "--transfer", &t, "--json"]))?;
+        let snaps = a
+            .list_snapshots(
+                &ferry_store::SnapshotFilter {
+                    source_volume_id: Some(s2.id().to_string()),
+                    ..Default::default()
+                },
+                None,
+                0,
+            )
+            .await?
+            .0;
+        let s2_id = snaps
+            .iter()
+            .find(|s| s.name == "v2")
+            .ok_or("v2 snapshot")?
+            .id
+            .clone();
+        let exp2 = measure(Command::new(&ferryctl).args([
+            "transfer",
+            "export",
+            "--store",
+            &a_s,
+            "--snapshot",
+            &s2_id,
+            "--transfer",
+            &t,
+            "--json",
+        ]))?;
+        let imp2 = measure(Command::new(&ferryctl).args([
+            "transfer",
+            "import",
+            "--store",
+            &b,
+            "--commit",
+            &vol,
+            "--name",
+            "db",
+            "--transfer",
+            &t,
+            "--json",
+        ]))?;
         let v2s = v2.to_string_lossy().into_owned();
         let bak2 = measure(&mut restic(&["backup", "--compression", "auto", &v2s]))?;
         let e2: serde_json::Value = serde_json::from_str(&exp2.stdout)?;
@@ -355,7 +479,15 @@ async fn main() -> Result<(), BoxError> {
             .to_string();
         println!(
             "\n{} v2: ferry export {:.1} s wall {:.1} s CPU, {} bytes written ({} chunks); import {:.1} s, {} chunks fetched; restic backup {:.1} s wall {:.1} s CPU, {added}\n",
-            side.name, exp2.wall, exp2.cpu, e2["bytesWritten"], e2["chunksCopied"], imp2.wall, i2["chunksCopied"], bak2.wall, bak2.cpu
+            side.name,
+            exp2.wall,
+            exp2.cpu,
+            e2["bytesWritten"],
+            e2["chunksCopied"],
+            imp2.wall,
+            i2["chunksCopied"],
+            bak2.wall,
+            bak2.cpu
         );
     }
     Ok(())

@@ -14,17 +14,7 @@ impl NodeService {
         let id = need(&req.volume_id, "volume_id")?;
         let path = need(&req.volume_path, "volume_path")?;
         let _guard = self.node.in_flight.claim(format!("volume {id}"))?;
-        let dir = self.dir(id)?;
-        let Some(rec) = dir.load_stage() else {
-            return Err(Error::NotFound(format!(
-                "volume {id} is not staged on this node"
-            )));
-        };
-        if !Path::new(path).exists() {
-            return Err(Error::NotFound(format!(
-                "volume path {path} does not exist"
-            )));
-        }
+        let (dir, rec) = self.staged_at(id, path)?;
         let required = req
             .capacity_range
             .as_ref()

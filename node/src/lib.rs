@@ -183,6 +183,38 @@ impl Node for NodeService {
     }
 }
 
+/// The request's volume capability, present and supported, or INVALID_ARGUMENT.
+fn capability(cap: Option<&VolumeCapability>) -> Result<&VolumeCapability, Error> {
+    let cap = cap.ok_or_else(|| ferry_csi::error::required("volume_capability"))?;
+    if let Some(reason) = ferry_csi::validate::capability(cap)? {
+        return Err(Error::InvalidArgument(reason));
+    }
+    Ok(cap)
+}
+
+impl NodeService {
+    /// The state of volume `id` staged here, and its `path` checked to exist; NOT_FOUND
+    /// otherwise.
+    fn staged_at(
+        &self,
+        id: &str,
+        path: &str,
+    ) -> Result<(state::VolumeDir, state::StageRecord), Error> {
+        let dir = self.dir(id)?;
+        let Some(rec) = dir.load_stage() else {
+            return Err(Error::NotFound(format!(
+                "volume {id} is not staged on this node"
+            )));
+        };
+        if !std::path::Path::new(path).exists() {
+            return Err(Error::NotFound(format!(
+                "volume path {path} does not exist on this node"
+            )));
+        }
+        Ok((dir, rec))
+    }
+}
+
 /// The request's string field, or INVALID_ARGUMENT naming it.
 fn need<'a>(value: &'a str, field: &str) -> Result<&'a str, Error> {
     if value.is_empty() {

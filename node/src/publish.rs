@@ -2,8 +2,8 @@
 //! block access, from the loop device) to the pod's target path.
 
 use crate::stage::device;
-use crate::{NodeService, mounts, need};
-use ferry_csi::{Error, validate};
+use crate::{NodeService, capability, mounts, need};
+use ferry_csi::Error;
 use ferry_proto::v1::volume_capability::AccessType;
 use ferry_proto::v1::{
     NodePublishVolumeRequest, NodePublishVolumeResponse, NodeUnpublishVolumeRequest,
@@ -19,13 +19,7 @@ impl NodeService {
         let id = need(&req.volume_id, "volume_id")?;
         let staging = need(&req.staging_target_path, "staging_target_path")?;
         let target = need(&req.target_path, "target_path")?;
-        let cap = req
-            .volume_capability
-            .as_ref()
-            .ok_or_else(|| ferry_csi::error::required("volume_capability"))?;
-        if let Some(reason) = validate::capability(cap)? {
-            return Err(Error::InvalidArgument(reason));
-        }
+        let cap = capability(req.volume_capability.as_ref())?;
         let _guard = self.node.in_flight.claim(format!("volume {id}"))?;
         let dir = self.dir(id)?;
         let Some(rec) = dir.load_stage() else {

@@ -4,8 +4,8 @@
 //! server died is brought back (its mounts are rebuilt on a fresh device).
 
 use crate::state::{StageRecord, VolumeDir};
-use crate::{NodeService, filesystem, loopdev, mounts, need, servers::Servers};
-use ferry_csi::{Error, validate};
+use crate::{NodeService, capability, filesystem, loopdev, mounts, need, servers::Servers};
+use ferry_csi::Error;
 use ferry_proto::v1::volume_capability::access_mode::Mode;
 use ferry_proto::v1::volume_capability::{AccessType, MountVolume};
 use ferry_proto::v1::{NodeStageVolumeRequest, NodeStageVolumeResponse, VolumeCapability};
@@ -18,13 +18,7 @@ impl NodeService {
     ) -> Result<NodeStageVolumeResponse, Error> {
         let id = need(&req.volume_id, "volume_id")?;
         let staging = need(&req.staging_target_path, "staging_target_path")?;
-        let cap = req
-            .volume_capability
-            .as_ref()
-            .ok_or_else(|| ferry_csi::error::required("volume_capability"))?;
-        if let Some(reason) = validate::capability(cap)? {
-            return Err(Error::InvalidArgument(reason));
-        }
+        let cap = capability(req.volume_capability.as_ref())?;
         let _guard = self.node.in_flight.claim(format!("volume {id}"))?;
         let want = wanted(id, staging, cap);
         let dir = self.dir(id)?;

@@ -8,7 +8,6 @@ use ferry_proto::v1::volume_usage::Unit;
 use ferry_proto::v1::{
     NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse, VolumeCondition, VolumeUsage,
 };
-use std::path::Path;
 
 impl NodeService {
     pub(crate) async fn stats(
@@ -17,17 +16,7 @@ impl NodeService {
     ) -> Result<NodeGetVolumeStatsResponse, Error> {
         let id = need(&req.volume_id, "volume_id")?;
         let path = need(&req.volume_path, "volume_path")?;
-        let dir = self.dir(id)?;
-        let Some(rec) = dir.load_stage() else {
-            return Err(Error::NotFound(format!(
-                "volume {id} is not staged on this node"
-            )));
-        };
-        if !Path::new(path).exists() {
-            return Err(Error::NotFound(format!(
-                "volume path {path} does not exist on this node"
-            )));
-        }
+        let (dir, rec) = self.staged_at(id, path)?;
         let condition = condition(&dir);
         let usage = if rec.block {
             let size = match loopdev::find(&dir.disk()).first() {

@@ -173,7 +173,9 @@ pub async fn import(
             let (progress, counts) = (&progress, &counts);
             async move {
                 let what = format!("chunk {}", span.blobs[0].0);
-                let bytes = target.read_span(&span.pack, span.offset, span.len, &what).await?;
+                let bytes = target
+                    .read_span(&span.pack, span.offset, span.len, &what)
+                    .await?;
                 let t = target.clone();
                 let opened = tokio::task::spawn_blocking(move || {
                     span.blobs
@@ -181,7 +183,8 @@ pub async fn import(
                         .map(|(h, off, len)| {
                             let at = (*off - span.offset) as usize;
                             let sealed = bytes[at..at + *len as usize].to_vec();
-                            t.open_blob(h, Kind::Chunk, sealed).map(|(f, raw)| (*h, f, raw.len()))
+                            t.open_blob(h, Kind::Chunk, sealed)
+                                .map(|(f, raw)| (*h, f, raw.len()))
                         })
                         .collect::<Result<Vec<_>>>()
                 })

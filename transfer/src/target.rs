@@ -243,7 +243,12 @@ impl TransferStore {
     /// # Errors
     /// [`Error::Missing`] when its pack is gone, [`Error::Tampered`] when it fails
     /// authentication or its hash, naming the chunk or page.
-    pub async fn read_blob(&self, h: &Hash, kind: Kind, loc: &Location) -> Result<(Vec<u8>, Vec<u8>)> {
+    pub async fn read_blob(
+        &self,
+        h: &Hash,
+        kind: Kind,
+        loc: &Location,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         let sealed = self
             .read_span(&loc.pack, loc.offset, loc.len, &describe(h, kind))
             .await?;
@@ -258,8 +263,18 @@ impl TransferStore {
     ///
     /// # Errors
     /// [`Error::Missing`] when the pack is gone, [`Error::Tampered`] when it is short.
-    pub async fn read_span(&self, pack: &str, offset: u64, len: u64, what: &str) -> Result<Vec<u8>> {
-        match self.objects.get_range(&layout::pack(pack), offset, len).await {
+    pub async fn read_span(
+        &self,
+        pack: &str,
+        offset: u64,
+        len: u64,
+        what: &str,
+    ) -> Result<Vec<u8>> {
+        match self
+            .objects
+            .get_range(&layout::pack(pack), offset, len)
+            .await
+        {
             Ok(Some(b)) => Ok(b),
             Ok(None) => Err(Error::Missing(format!(
                 "{what} is missing from the transfer store: its pack {pack} is gone"
@@ -279,8 +294,9 @@ impl TransferStore {
     pub fn open_blob(&self, h: &Hash, kind: Kind, sealed: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>)> {
         let what = describe(h, kind);
         let frame = self.open_sealed(&self.name(h), sealed, &what)?;
-        let raw = codec::decode(&what, kind, h, &frame)
-            .map_err(|e| Error::Tampered(format!("{what} in the transfer store is damaged: {e}")))?;
+        let raw = codec::decode(&what, kind, h, &frame).map_err(|e| {
+            Error::Tampered(format!("{what} in the transfer store is damaged: {e}"))
+        })?;
         Ok((frame, raw))
     }
 

@@ -118,24 +118,8 @@ async fn round_trip(transfer: StoreConfig, key: Option<Key>) {
     );
 
     let commit = t.find_commit(&vol).await.unwrap();
-    verify(
-        &t,
-        &commit,
-        Arc::new(Progress::default()),
-        Tuning::default(),
-    )
-    .await
-    .unwrap();
-    let r = import(
-        &t,
-        &commit,
-        &b,
-        "imported",
-        Arc::new(Progress::default()),
-        Tuning::default(),
-    )
-    .await
-    .unwrap();
+    ver(&t, &commit).await.unwrap();
+    let r = imp(&t, &commit, &b, "imported").await.unwrap();
     assert_eq!(r.chunks_copied, 32);
     let imported = r.volume_id.unwrap();
     assert_eq!(
@@ -172,6 +156,39 @@ async fn round_trip(transfer: StoreConfig, key: Option<Key>) {
             }
         }
     }
+}
+
+async fn exp(
+    a: &Store,
+    snap: &str,
+    t: &TransferStore,
+    tuning: Tuning,
+) -> ferry_transfer::Result<ferry_transfer::Report> {
+    export(a, snap, t, Arc::new(Progress::default()), tuning).await
+}
+
+async fn imp(
+    t: &TransferStore,
+    c: &ferry_transfer::Commit,
+    b: &Store,
+    name: &str,
+) -> ferry_transfer::Result<ferry_transfer::Report> {
+    import(
+        t,
+        c,
+        b,
+        name,
+        Arc::new(Progress::default()),
+        Tuning::default(),
+    )
+    .await
+}
+
+async fn ver(
+    t: &TransferStore,
+    c: &ferry_transfer::Commit,
+) -> ferry_transfer::Result<ferry_transfer::Report> {
+    verify(t, c, Arc::new(Progress::default()), Tuning::default()).await
 }
 
 fn key() -> Key {
@@ -233,39 +250,14 @@ async fn incremental_export_and_import_move_about_the_change() {
         .await
         .unwrap();
     let s1 = snapshot(&a, &vol, "s1").await;
-    let first = export(
-        &a,
-        &s1,
-        &t,
-        Arc::new(Progress::default()),
-        Tuning::default(),
-    )
-    .await
-    .unwrap();
+    let first = exp(&a, &s1, &t, Tuning::default()).await.unwrap();
     let c1 = t.find_commit(&vol).await.unwrap();
-    let i1 = import(
-        &t,
-        &c1,
-        &b,
-        "db",
-        Arc::new(Progress::default()),
-        Tuning::default(),
-    )
-    .await
-    .unwrap();
+    let i1 = imp(&t, &c1, &b, "db").await.unwrap();
 
     // 1 % of the volume: 10 chunks get a new 4 KiB block each.
     let changed = scatter(&a, &vol, chunks, 10, 3).await as u64;
     let s2 = snapshot(&a, &vol, "s2").await;
-    let second = export(
-        &a,
-        &s2,
-        &t,
-        Arc::new(Progress::default()),
-        Tuning::default(),
-    )
-    .await
-    .unwrap();
+    let second = exp(&a, &s2, &t, Tuning::default()).await.unwrap();
     assert!(
         second.chunks_total <= changed && second.chunks_copied <= changed,
         "the diff holds only changed chunks: {second:?}"
@@ -290,16 +282,7 @@ async fn incremental_export_and_import_move_about_the_change() {
 
     let c2 = t.find_commit(&vol).await.unwrap();
     assert_eq!(c2.snapshot_id, s2);
-    let i2 = import(
-        &t,
-        &c2,
-        &b,
-        "db",
-        Arc::new(Progress::default()),
-        Tuning::default(),
-    )
-    .await
-    .unwrap();
+    let i2 = imp(&t, &c2, &b, "db").await.unwrap();
     assert_eq!(
         i2.volume_id, i1.volume_id,
         "the same volume moves to the new root"
@@ -350,19 +333,13 @@ async fn interrupted_exports_and_imports_resume_to_the_same_result() {
             let t = TransferStore::open(&cfg, Some(k.clone())).await.unwrap();
             if let Some(c) = t.latest_commit(&vol).await.unwrap() {
                 // A commit present means everything it names is there.
-                verify(&t, &c, Arc::new(Progress::default()), Tuning::default())
-                    .await
-                    .unwrap();
+                ver(&t, &c).await.unwrap();
             }
         }
         let t = TransferStore::open(&cfg, Some(k.clone())).await.unwrap();
-        export(&a, &snap, &t, Arc::new(Progress::default()), small_packs())
-            .await
-            .unwrap();
+        exp(&a, &snap, &t, small_packs()).await.unwrap();
         let c = t.find_commit(&vol).await.unwrap();
-        verify(&t, &c, Arc::new(Progress::default()), Tuning::default())
-            .await
-            .unwrap();
+        ver(&t, &c).await.unwrap();
 
         for _ in 0..3 {
             let (t2, c2, b2) = (t.clone(), c.clone(), b.clone());
@@ -381,16 +358,7 @@ async fn interrupted_exports_and_imports_resume_to_the_same_result() {
             job.abort();
             let _ = job.await;
         }
-        let r = import(
-            &t,
-            &c,
-            &b,
-            "v",
-            Arc::new(Progress::default()),
-            Tuning::default(),
-        )
-        .await
-        .unwrap();
+        let r = imp(&t, &c, &b, "v").await.unwrap();
         let dst = r.volume_id.unwrap();
         assert_eq!(
             digest(&a, &vol).await,
@@ -408,9 +376,7 @@ async fn damaged_or_missing_chunks_fail_the_import_by_name_and_create_nothing() 
     let dir = tempfile::tempdir().unwrap();
     let cfg = StoreConfig::fs(dir.path().to_string_lossy());
     let t = TransferStore::open(&cfg, None).await.unwrap();
-    export(&a, &snap, &t, Arc::new(Progress::default()), small_packs())
-        .await
-        .unwrap();
+    exp(&a, &snap, &t, small_packs()).await.unwrap();
     let c = t.find_commit(&vol).await.unwrap();
     let index = t.load_index().await.unwrap();
     let root = a.get_snapshot(&snap).await.unwrap().root;
@@ -428,16 +394,7 @@ async fn damaged_or_missing_chunks_fail_the_import_by_name_and_create_nothing() 
     bad[(loc.offset + loc.len / 2) as usize] ^= 0x40;
     std::fs::write(&pack, &bad).unwrap();
     let b = memory_store().await;
-    let e = import(
-        &t,
-        &c,
-        &b,
-        "v",
-        Arc::new(Progress::default()),
-        Tuning::default(),
-    )
-    .await
-    .unwrap_err();
+    let e = imp(&t, &c, &b, "v").await.unwrap_err();
     assert!(
         e.to_string().contains(&victim.to_hex()),
         "names the chunk: {e}"
@@ -446,9 +403,7 @@ async fn damaged_or_missing_chunks_fail_the_import_by_name_and_create_nothing() 
         b.volume_by_name("v").await.unwrap().is_none(),
         "no half-made volume"
     );
-    let e = verify(&t, &c, Arc::new(Progress::default()), Tuning::default())
-        .await
-        .unwrap_err();
+    let e = ver(&t, &c).await.unwrap_err();
     assert!(
         e.to_string().contains(&victim.to_hex()),
         "verify names it too: {e}"
@@ -456,16 +411,7 @@ async fn damaged_or_missing_chunks_fail_the_import_by_name_and_create_nothing() 
 
     // The pack gone altogether.
     std::fs::remove_file(&pack).unwrap();
-    let e = import(
-        &t,
-        &c,
-        &b,
-        "v",
-        Arc::new(Progress::default()),
-        Tuning::default(),
-    )
-    .await
-    .unwrap_err();
+    let e = imp(&t, &c, &b, "v").await.unwrap_err();
     assert!(matches!(e, ferry_transfer::Error::Missing(_)), "{e:?}");
     assert!(b.volume_by_name("v").await.unwrap().is_none());
 }

@@ -129,28 +129,7 @@ async fn killed_exports_and_imports_resume_and_match() {
             "--key-file",
             &k_s,
         ];
-        let mut rng = StdRng::seed_from_u64(seed);
-        for _ in 0..3 {
-            run_and_kill(&export, Duration::from_millis(rng.random_range(5..150)));
-            // Whatever the kill interrupted, a commit on the store is complete.
-            let listed = std::fs::read_dir(t_dir.join("commits").join(&vol))
-                .map(|d| d.count())
-                .unwrap_or(0);
-            if listed > 0 {
-                ok(ferryctl(&[
-                    "transfer",
-                    "verify",
-                    "--commit",
-                    &vol,
-                    "--transfer",
-                    &t_s,
-                    "--key-file",
-                    &k_s,
-                ]));
-            }
-        }
-        ok(ferryctl(&export));
-        ok(ferryctl(&[
+        let verify = [
             "transfer",
             "verify",
             "--commit",
@@ -159,7 +138,20 @@ async fn killed_exports_and_imports_resume_and_match() {
             &t_s,
             "--key-file",
             &k_s,
-        ]));
+        ];
+        let mut rng = StdRng::seed_from_u64(seed);
+        for _ in 0..3 {
+            run_and_kill(&export, Duration::from_millis(rng.random_range(5..150)));
+            // Whatever the kill interrupted, a commit on the store is complete.
+            let listed = std::fs::read_dir(t_dir.join("commits").join(&vol))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            if listed > 0 {
+                ok(ferryctl(&verify));
+            }
+        }
+        ok(ferryctl(&export));
+        ok(ferryctl(&verify));
         for _ in 0..3 {
             run_and_kill(&import, Duration::from_millis(rng.random_range(5..150)));
         }

@@ -91,7 +91,7 @@ struct Span {
 /// Largest gap of unwanted bytes read through rather than split at.
 const SPAN_GAP: u64 = 1 << 20;
 /// Largest single read.
-const SPAN_MAX: u64 = 32 << 20;
+const SPAN_MAX: u64 = 8 << 20;
 
 fn spans(mut wanted: Vec<(Hash, crate::target::Location)>) -> Vec<Span> {
     wanted.sort_by(|a, b| (&a.1.pack, a.1.offset).cmp(&(&b.1.pack, b.1.offset)));

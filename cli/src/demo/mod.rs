@@ -159,6 +159,33 @@ pub(crate) async fn create_volume(
     Ok(vol.ok_or("CreateVolume returned no volume")?)
 }
 
+/// CreateVolume of the demo's data volume, `size` bytes, printing what it made.
+pub(crate) async fn create_data_volume(
+    ctl: &mut ControllerClient<Channel>,
+    size: u64,
+) -> Result<Volume, BoxError> {
+    let t = std::time::Instant::now();
+    let vol = create_volume(
+        ctl,
+        CreateVolumeRequest {
+            name: "demo-data".into(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: size as i64,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        },
+    )
+    .await?;
+    println!(
+        "CreateVolume     {} ({} MiB) in {:.1?}",
+        vol.volume_id,
+        vol.capacity_bytes >> 20,
+        t.elapsed()
+    );
+    Ok(vol)
+}
+
 pub(crate) fn mount_capability() -> VolumeCapability {
     VolumeCapability {
         access_type: Some(AccessType::Mount(MountVolume {

@@ -1,7 +1,7 @@
 //! The walk-through with real mounts: stage and publish an ext4 volume, write files, take a
 //! snapshot while it is mounted, restore it as a clone, mount the clone, compare.
 
-use super::{BoxError, DemoPlugin, create_volume, digest, mount_capability};
+use super::{BoxError, DemoPlugin, create_data_volume, create_volume, digest, mount_capability};
 use ferry_proto::v1::controller_client::ControllerClient;
 use ferry_proto::v1::identity_client::IdentityClient;
 use ferry_proto::v1::node_client::NodeClient;
@@ -57,25 +57,7 @@ struct Demo {
 
 impl Demo {
     async fn walk(&mut self, size: u64) -> Result<(), BoxError> {
-        let t = Instant::now();
-        let vol = create_volume(
-            &mut self.ctl,
-            CreateVolumeRequest {
-                name: "demo-data".into(),
-                capacity_range: Some(CapacityRange {
-                    required_bytes: size as i64,
-                    limit_bytes: 0,
-                }),
-                ..Default::default()
-            },
-        )
-        .await?;
-        println!(
-            "CreateVolume     {} ({} MiB) in {:.1?}",
-            vol.volume_id,
-            vol.capacity_bytes >> 20,
-            t.elapsed()
-        );
+        let vol = create_data_volume(&mut self.ctl, size).await?;
         let t = Instant::now();
         let src = self.stage_and_publish(&vol.volume_id).await?;
         println!(

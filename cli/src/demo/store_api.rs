@@ -1,6 +1,6 @@
 //! The walk-through without mounts: data written and read through the chunk-store API.
 
-use super::{BoxError, DemoPlugin, create_volume, digest};
+use super::{BoxError, DemoPlugin, create_data_volume, create_volume, digest};
 use ferry_proto::v1::controller_client::ControllerClient;
 use ferry_proto::v1::identity_client::IdentityClient;
 use ferry_proto::v1::volume_content_source::{SnapshotSource, Type};
@@ -27,25 +27,7 @@ pub async fn run(plugin: &DemoPlugin, dir: &std::path::Path, size: u64) -> Resul
         plugin.socket.display()
     );
 
-    let t = Instant::now();
-    let vol = create_volume(
-        &mut ctl,
-        CreateVolumeRequest {
-            name: "demo-data".into(),
-            capacity_range: Some(CapacityRange {
-                required_bytes: size as i64,
-                limit_bytes: 0,
-            }),
-            ..Default::default()
-        },
-    )
-    .await?;
-    println!(
-        "CreateVolume     {} ({} MiB) in {:.1?}",
-        vol.volume_id,
-        vol.capacity_bytes >> 20,
-        t.elapsed()
-    );
+    let vol = create_data_volume(&mut ctl, size).await?;
 
     // Database-like content: compressible rows, random blobs, and untouched zeros.
     let handle = store.open_volume(&vol.volume_id).await?;

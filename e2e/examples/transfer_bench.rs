@@ -349,7 +349,7 @@ async fn main() -> Result<(), BoxError> {
             &t,
             "--json",
         ]))?;
-        let imp = measure(Command::new(&ferryctl).args([
+        let import = [
             "transfer",
             "import",
             "--store",
@@ -361,7 +361,8 @@ async fn main() -> Result<(), BoxError> {
             "--transfer",
             &t,
             "--json",
-        ]))?;
+        ];
+        let imp = measure(Command::new(&ferryctl).args(import))?;
         let env = [
             ("RESTIC_PASSWORD_FILE", pw.to_string_lossy().into_owned()),
             ("AWS_ACCESS_KEY_ID", "test".into()),
@@ -453,19 +454,7 @@ async fn main() -> Result<(), BoxError> {
             &t,
             "--json",
         ]))?;
-        let imp2 = measure(Command::new(&ferryctl).args([
-            "transfer",
-            "import",
-            "--store",
-            &b,
-            "--commit",
-            &vol,
-            "--name",
-            "db",
-            "--transfer",
-            &t,
-            "--json",
-        ]))?;
+        let imp2 = measure(Command::new(&ferryctl).args(import))?;
         let v2s = v2.to_string_lossy().into_owned();
         let bak2 = measure(&mut restic(&["backup", "--compression", "auto", &v2s]))?;
         let e2: serde_json::Value = serde_json::from_str(&exp2.stdout)?;

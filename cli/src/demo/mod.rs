@@ -186,6 +186,27 @@ pub(crate) async fn create_data_volume(
     Ok(vol)
 }
 
+/// CreateVolume of the demo's restore: a new volume from snapshot `snapshot_id`.
+pub(crate) async fn restore_volume(
+    ctl: &mut ControllerClient<Channel>,
+    snapshot_id: &str,
+) -> Result<Volume, BoxError> {
+    use ferry_proto::v1::volume_content_source::{SnapshotSource, Type};
+    create_volume(
+        ctl,
+        CreateVolumeRequest {
+            name: "demo-restore".into(),
+            volume_content_source: Some(VolumeContentSource {
+                r#type: Some(Type::Snapshot(SnapshotSource {
+                    snapshot_id: snapshot_id.to_string(),
+                })),
+            }),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 pub(crate) fn mount_capability() -> VolumeCapability {
     VolumeCapability {
         access_type: Some(AccessType::Mount(MountVolume {

@@ -1,11 +1,10 @@
 //! The walk-through with real mounts: stage and publish an ext4 volume, write files, take a
 //! snapshot while it is mounted, restore it as a clone, mount the clone, compare.
 
-use super::{BoxError, DemoPlugin, create_data_volume, create_volume, digest, mount_capability};
+use super::{BoxError, DemoPlugin, create_data_volume, digest, mount_capability, restore_volume};
 use ferry_proto::v1::controller_client::ControllerClient;
 use ferry_proto::v1::identity_client::IdentityClient;
 use ferry_proto::v1::node_client::NodeClient;
-use ferry_proto::v1::volume_content_source::{SnapshotSource, Type};
 use ferry_proto::v1::*;
 use rand::{RngCore, SeedableRng};
 use std::collections::BTreeMap;
@@ -107,19 +106,7 @@ impl Demo {
         std::fs::File::open(src.join("after-snapshot.txt"))?.sync_all()?;
 
         let t = Instant::now();
-        let restored = create_volume(
-            &mut self.ctl,
-            CreateVolumeRequest {
-                name: "demo-restore".into(),
-                volume_content_source: Some(VolumeContentSource {
-                    r#type: Some(Type::Snapshot(SnapshotSource {
-                        snapshot_id: snap.snapshot_id.clone(),
-                    })),
-                }),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let restored = restore_volume(&mut self.ctl, &snap.snapshot_id).await?;
         let dst = self.stage_and_publish(&restored.volume_id).await?;
         println!(
             "restore + mount  {} at {} in {:.1?}",

@@ -1,9 +1,8 @@
 //! The walk-through without mounts: data written and read through the chunk-store API.
 
-use super::{BoxError, DemoPlugin, create_data_volume, create_volume, digest};
+use super::{BoxError, DemoPlugin, create_data_volume, digest, restore_volume};
 use ferry_proto::v1::controller_client::ControllerClient;
 use ferry_proto::v1::identity_client::IdentityClient;
-use ferry_proto::v1::volume_content_source::{SnapshotSource, Type};
 use ferry_proto::v1::*;
 use rand::{RngCore, SeedableRng};
 use std::time::Instant;
@@ -76,19 +75,7 @@ pub async fn run(plugin: &DemoPlugin, dir: &std::path::Path, size: u64) -> Resul
     handle.flush().await?;
 
     let t = Instant::now();
-    let restored = create_volume(
-        &mut ctl,
-        CreateVolumeRequest {
-            name: "demo-restore".into(),
-            volume_content_source: Some(VolumeContentSource {
-                r#type: Some(Type::Snapshot(SnapshotSource {
-                    snapshot_id: snap.snapshot_id.clone(),
-                })),
-            }),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let restored = restore_volume(&mut ctl, &snap.snapshot_id).await?;
     println!(
         "restore (clone)  {} from {} in {:.1?}",
         restored.volume_id,

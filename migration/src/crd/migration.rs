@@ -1,0 +1,249 @@
+//! `Migration`: move namespaces, their resources and their volumes' data to a paired cluster.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+fn yes() -> bool {
+    true
+}
+
+/// What to migrate and where. Field names and defaults are Stork's.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "ferry.dev",
+    version = "v1alpha1",
+    kind = "Migration",
+    namespaced,
+    status = "MigrationStatus",
+    shortname = "mig",
+    doc = "A migration of namespaces, their resources and volume data to a paired cluster",
+    printcolumn(
+        name = "ClusterPair",
+        type_ = "string",
+        json_path = ".spec.clusterPair"
+    ),
+    printcolumn(name = "Stage", type_ = "string", json_path = ".status.stage"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationSpec {
+    /// The ClusterPair (in this Migration's namespace) naming the destination.
+    pub cluster_pair: String,
+    /// Accepted for Stork compatibility; ferry's sidecar uses its own service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_cluster_pair: Option<String>,
+    /// Namespaces to migrate.
+    pub namespaces: Vec<String>,
+    /// Copy the namespaces' resources (default true).
+    #[serde(default = "yes")]
+    pub include_resources: bool,
+    /// Copy the data of ferry's volumes (default true).
+    #[serde(default = "yes")]
+    pub include_volumes: bool,
+    /// Leave workloads at their source replica counts on the destination (default false:
+    /// they arrive scaled to zero, the count kept in `ferry.dev/migrationReplicas`).
+    #[serde(default)]
+    pub start_applications: bool,
+    /// Only objects carrying all these labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selectors: BTreeMap<String, String>,
+    /// Leave out objects carrying all these labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exclude_selectors: BTreeMap<String, String>,
+    /// Kinds to leave out, for example `["Secret", "Ingress"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_resource_types: Vec<String>,
+    /// Kinds migrated only on request; ferry knows `Job`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_optional_resource_types: Vec<String>,
+    /// Delete, on the destination, objects an earlier migration of these namespaces brought
+    /// that are gone from the source.
+    #[serde(default)]
+    pub purge_deleted_resources: bool,
+    /// Stork's pre-exec rule; ferry has no rule engine and refuses a Migration that sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_exec_rule: Option<String>,
+    /// Stork's post-exec rule; refused like `preExecRule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_exec_rule: Option<String>,
+}
+
+/// The stage a migration is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Stage {
+    /// Snapshot, export and import volumes.
+    Volumes,
+    /// Copy the resources.
+    Application,
+    /// Clean up; the migration has ended.
+    Final,
+}
+
+/// Outcome of a migration, a volume or a resource.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ItemStatus {
+    /// Not started.
+    #[default]
+    Pending,
+    /// Under way.
+    InProgress,
+    /// Done.
+    Successful,
+    /// Done, but some items failed or were skipped.
+    PartialSuccess,
+    /// Not done; the reason says why.
+    Failed,
+    /// Left out on purpose; the reason says why.
+    Skipped,
+}
+
+impl ItemStatus {
+    /// Successful, PartialSuccess, Failed and Skipped are final.
+    pub fn is_final(self) -> bool {
+        !matches!(self, ItemStatus::Pending | ItemStatus::InProgress)
+    }
+}
+
+impl std::fmt::Display for ItemStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Progress and outcome of a Migration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationStatus {
+    /// Current stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    /// Overall status.
+    #[serde(default)]
+    pub status: ItemStatus,
+    /// Why the migration failed or is waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// One entry per PVC in scope.
+    #[serde(default)]
+    pub volumes: Vec<VolumeInfo>,
+    /// One entry per resource in scope.
+    #[serde(default)]
+    pub resources: Vec<ResourceInfo>,
+    /// Counts, bytes and times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+    /// When the migration started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timestamp: Option<String>,
+    /// When the Volumes stage ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_migration_finish_timestamp: Option<String>,
+    /// When the Application stage ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_migration_finish_timestamp: Option<String>,
+    /// When the migration ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_timestamp: Option<String>,
+}
+
+/// One PVC's progress.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeInfo {
+    /// The PVC's namespace.
+    pub namespace: String,
+    /// The PVC's name.
+    pub persistent_volume_claim: String,
+    /// The source PV's name.
+    #[serde(default)]
+    pub volume: String,
+    /// This volume's status.
+    #[serde(default)]
+    pub status: ItemStatus,
+    /// Why it failed or was skipped, or what it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Bytes of the volume's data to move.
+    #[serde(default)]
+    pub bytes_total: u64,
+    /// Bytes moved so far.
+    #[serde(default)]
+    pub bytes_done: u64,
+    /// The source chunk-store volume id (the PV's volume handle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_handle: Option<String>,
+    /// The VolumeSnapshot ferry made for this migration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// The chunk-store snapshot id behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_handle: Option<String>,
+    /// True once the snapshot is in the transfer store.
+    #[serde(default)]
+    pub exported: bool,
+    /// The VolumeImport on the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_import: Option<String>,
+    /// The destination PV, once imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_volume: Option<String>,
+}
+
+/// One resource's outcome.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceInfo {
+    /// API group, empty for the core group.
+    #[serde(default)]
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace; empty for cluster-scoped objects.
+    #[serde(default)]
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// This resource's status.
+    #[serde(default)]
+    pub status: ItemStatus,
+    /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Counts, bytes and times of a migration (Stork's summary fields).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Volumes in scope.
+    pub total_number_of_volumes: u64,
+    /// Volumes imported on the destination.
+    pub number_of_migrated_volumes: u64,
+    /// Resources in scope.
+    pub total_number_of_resources: u64,
+    /// Resources applied on the destination.
+    pub number_of_migrated_resources: u64,
+    /// Bytes of volume data moved.
+    pub total_bytes_migrated: u64,
+    /// Time the Volumes stage took, for example `12.3s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_time_for_volume_migration: Option<String>,
+    /// Time the Application stage took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_time_for_resource_migration: Option<String>,
+}

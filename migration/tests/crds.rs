@@ -1,0 +1,74 @@
+//! The CRD manifests under manifests/crds/ are exactly what the Rust types generate.
+//! `hack/gen-crds.sh` (FERRY_WRITE_CRDS=1) rewrites them after a type change.
+
+use std::path::PathBuf;
+
+#[test]
+fn crd_files_equal_the_generated_crds() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
+    let write = std::env::var("FERRY_WRITE_CRDS").is_ok_and(|v| v == "1");
+    for (file, yaml) in ferry_migration::crd::crd_yaml() {
+        let path = dir.join(file);
+        if write {
+            std::fs::write(&path, &yaml).expect("write CRD");
+            continue;
+        }
+        let on_disk = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run hack/gen-crds.sh", path.display()));
+        assert_eq!(
+            on_disk, yaml,
+            "{file} differs from the types; run hack/gen-crds.sh"
+        );
+    }
+}
+
+#[test]
+fn crds_have_a_status_subresource_and_the_ferry_group() {
+    for (file, yaml) in ferry_migration::crd::crd_yaml() {
+        let doc: serde_yaml::Value = serde_yaml::from_str(
+            yaml.split_once("---\n")
+                .map_or(yaml.as_str(), |(_, body)| body),
+        )
+        .expect("yaml");
+        assert_eq!(doc["spec"]["group"].as_str(), Some("ferry.dev"), "{file}");
+        let version = &doc["spec"]["versions"][0];
+        assert_eq!(version["name"].as_str(), Some("v1alpha1"), "{file}");
+        assert!(
+            version["subresources"]["status"].is_mapping(),
+            "{file}: status subresource"
+        );
+        assert_eq!(doc["spec"]["scope"].as_str(), Some("Namespaced"), "{file}");
+    }
+}
+
+#[test]
+fn a_stork_migration_spec_parses_after_changing_api_version() {
+    // A Stork Migration as its docs show it, with only apiVersion changed.
+    let yaml = r#"
+apiVersion: ferry.dev/v1alpha1
+kind: Migration
+metadata:
+  name: mysqlmigration
+  namespace: mysql
+spec:
+  clusterPair: remotecluster
+  includeResources: true
+  startApplications: true
+  namespaces:
+  - mysql
+  selectors:
+    app: mysql
+  purgeDeletedResources: false
+"#;
+    let m: ferry_migration::crd::Migration = serde_yaml::from_str(yaml).expect("parse");
+    assert_eq!(m.spec.cluster_pair, "remotecluster");
+    assert!(m.spec.include_resources && m.spec.start_applications && m.spec.include_volumes);
+    assert_eq!(
+        m.spec.selectors.get("app").map(String::as_str),
+        Some("mysql")
+    );
+    // Stork's defaults: includeResources and includeVolumes true, startApplications false.
+    let bare: ferry_migration::crd::MigrationSpec =
+        serde_yaml::from_str("clusterPair: p\nnamespaces: [a]").expect("parse");
+    assert!(bare.include_resources && bare.include_volumes && !bare.start_applications);
+}

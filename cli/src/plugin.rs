@@ -50,6 +50,9 @@ pub struct PluginArgs {
     /// Read cache of each staged volume's server, MiB (see docs/benchmarks.md).
     #[arg(long, env = "FERRY_VOLUME_CACHE_MIB", default_value_t = 256)]
     pub volume_cache_mib: usize,
+    /// Serve Prometheus metrics (`/metrics`) on this address, for example 0.0.0.0:9808.
+    #[arg(long, env = "FERRY_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -74,7 +77,10 @@ pub async fn run(args: PluginArgs) -> Result<(), Box<dyn std::error::Error + Sen
     tracing::info!(node.id = %args.node_id, mode = ?args.mode, store = ?config, "ferry plugin starting");
     let path = socket_path(&args.endpoint)?;
     let controller = args.mode != Mode::Node;
-    let mut router = tonic::transport::Server::builder().add_service(IdentityServer::new(
+    if let Some(addr) = args.metrics_addr {
+        ferry_csi::metrics::serve(addr).await?;
+    }
+    let mut router = ferry_csi::serve::server().add_service(IdentityServer::new(
         IdentityService::new(store.clone(), controller),
     ));
     if controller {

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod guard;
 pub mod identity;
+pub mod metrics;
 pub mod serve;
 pub mod validate;
 

@@ -23,13 +23,25 @@ pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(p))
 }
 
+/// A router whose calls are counted by [`crate::metrics::GrpcMetricsLayer`].
+pub type MeteredRouter = Router<
+    tower::layer::util::Stack<crate::metrics::GrpcMetricsLayer, tower::layer::util::Identity>,
+>;
+
+/// A server builder with ferry's metrics layer.
+pub fn server() -> tonic::transport::Server<
+    tower::layer::util::Stack<crate::metrics::GrpcMetricsLayer, tower::layer::util::Identity>,
+> {
+    tonic::transport::Server::builder().layer(crate::metrics::GrpcMetricsLayer)
+}
+
 /// Binds `path` (replacing a stale socket file) and serves `router` until `shutdown`
 /// resolves, then removes the socket.
 ///
 /// # Errors
 /// I/O errors binding the socket; transport errors.
 pub async fn serve_unix(
-    router: Router,
+    router: MeteredRouter,
     path: &Path,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {

@@ -1,4 +1,25 @@
 //! Ferry's migration controller: moves namespaces, their resources and their volumes' data to
 //! a paired cluster, as a sidecar beside the CSI controller.
+//!
+//! - [`crd`]: the ClusterPair, Migration and VolumeImport resources.
+//! - [`resources`]: the pure rules of the Application stage (collect, transform, order).
+//! - [`cluster_pair`], [`migrate`], [`volume_import`], [`trigger`]: one reconciler each.
+//! - [`run`]: the sidecar's main loop.
 
+pub mod api;
+pub mod cluster_pair;
+pub mod context;
 pub mod crd;
+mod error;
+pub mod kinds_used;
+pub mod migrate;
+pub mod names;
+pub mod pair;
+pub mod resources;
+pub mod run;
+pub mod time;
+pub mod trigger;
+pub mod volume_import;
+
+pub use context::Ctx;
+pub use error::{Error, Result};

@@ -14,6 +14,14 @@ use crate::store::Store;
 use std::time::Duration;
 
 impl Store {
+    /// Succeeds when no node holds a live lease on volume `id`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Held`] naming the holder; backend errors.
+    pub async fn check_unleased(&self, id: &str) -> Result<()> {
+        check_unleased(self.lease(id).await?.as_ref())
+    }
+
     /// The current state of volume `id`'s lease, if it was ever taken.
     ///
     /// # Errors

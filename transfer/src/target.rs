@@ -117,6 +117,25 @@ impl TransferStore {
         Ok(store)
     }
 
+    /// Writes, reads back and deletes a small object named after `who`: proof that the store
+    /// accepts writes and serves reads with these credentials.
+    ///
+    /// # Errors
+    /// The backend's error, or [`Error::Invalid`] when the read returns other bytes.
+    pub async fn probe(&self, who: &str) -> Result<()> {
+        let name = format!("probe/{who}");
+        let body = format!("ferry probe {who}").into_bytes();
+        self.objects.put(&name, body.clone()).await?;
+        let back = self.objects.get(&name).await?;
+        self.objects.delete(&name).await?;
+        if back.as_deref() != Some(&body[..]) {
+            return Err(Error::Invalid(format!(
+                "the transfer store returned other bytes for {name} than were written"
+            )));
+        }
+        Ok(())
+    }
+
     async fn check_marker(&self) -> Result<()> {
         let marker = match self.objects.get(layout::MARKER).await? {
             Some(bytes) => bytes,

@@ -99,7 +99,7 @@ impl DemoPlugin {
         let config = StoreConfig::fs(store_dir.to_string_lossy());
         let store = Store::open(&config, StoreOptions::default()).await?;
         println!("chunk store      {}", store_dir.display());
-        let mut router = tonic::transport::Server::builder()
+        let mut router = ferry_csi::serve::server()
             .add_service(ferry_proto::v1::identity_server::IdentityServer::new(
                 IdentityService::new(store.clone(), true),
             ))

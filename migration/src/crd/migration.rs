@@ -67,6 +67,10 @@ pub struct MigrationSpec {
     /// that are gone from the source.
     #[serde(default)]
     pub purge_deleted_resources: bool,
+    /// Only these PVCs (by name): their data and the claims themselves move, with their
+    /// Namespace; no other resources. Empty: every PVC in scope and all resources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub persistent_volume_claims: Vec<String>,
     /// Stork's pre-exec rule; ferry has no rule engine and refuses a Migration that sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_exec_rule: Option<String>,

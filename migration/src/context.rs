@@ -1,0 +1,88 @@
+//! What every reconciler needs: this cluster's client and chunk store, how to reach a
+//! destination, where to publish events.
+
+use crate::error::Result;
+use crate::pair::PairSettings;
+use ferry_store::Store;
+use futures::future::BoxFuture;
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Opens a client for a pair's destination (a kubeconfig in production; tests pass their
+/// own).
+pub type Connector =
+    Arc<dyn Fn(PairSettings) -> BoxFuture<'static, Result<kube::Client>> + Send + Sync>;
+
+/// Shared state of the reconcilers.
+#[derive(Clone)]
+pub struct Ctx {
+    /// This cluster's API.
+    pub client: kube::Client,
+    /// This cluster's chunk store (the CSI driver's).
+    pub store: Store,
+    /// The namespace the sidecar runs in: VolumeImports and their Secrets live here, and
+    /// Migrations created here may move any namespace.
+    pub namespace: String,
+    /// How to reach a destination.
+    pub connect: Connector,
+    /// Where events go; `None` leaves them out (tests that check requests one by one).
+    pub recorder: Option<Recorder>,
+    /// Transfer tuning.
+    pub tuning: ferry_transfer::Tuning,
+    /// How long to wait before looking again at something in progress.
+    pub poll: Duration,
+}
+
+impl Ctx {
+    /// A context over `client` and `store`, reaching destinations through their kubeconfig.
+    pub fn new(client: kube::Client, store: Store, namespace: String, events: bool) -> Ctx {
+        let recorder = events.then(|| {
+            Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: "ferry-migration".into(),
+                    instance: std::env::var("POD_NAME").ok(),
+                },
+            )
+        });
+        Ctx {
+            client,
+            store,
+            namespace,
+            connect: Arc::new(|s: PairSettings| {
+                Box::pin(async move { s.destination_client().await })
+            }),
+            recorder,
+            tuning: ferry_transfer::Tuning::default(),
+            poll: Duration::from_secs(5),
+        }
+    }
+
+    /// Publishes an event on `obj`; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        tracing::info!(reason, note = %note, "event");
+        let Some(r) = &self.recorder else { return };
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = r.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, "event not published");
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Stage Application: collect the namespaces' resources, transform them, apply them on the
+//! destination in order (Namespaces, PVCs bound to their new PVs, then the rest), and purge
+//! what earlier migrations brought that the source no longer has, when asked.
+
+use crate::crd::{ClusterPair, ItemStatus, Migration, MigrationStatus, ResourceInfo, Stage};
+use crate::error::{Error, Result};
+use crate::pair::PairSettings;
+use crate::resources::kinds::{self, Kind};
+use crate::resources::transform::{TransformContext, transform};
+use crate::resources::{MIGRATED_LABEL, order, select};
+use crate::{Ctx, api, kinds_used};
+use kube::ResourceExt;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Annotation on a source Namespace or PVC that asks for a migration; never copied.
+pub const TRIGGER_ANNOTATION: &str = "ferry.dev/migrate-to";
+
+/// One object to apply, or the reason it is not.
+pub struct Planned {
+    /// Where it goes.
+    pub kind: Kind,
+    /// The transformed object, or why it cannot go.
+    pub object: std::result::Result<Value, String>,
+    /// Its identity for the status.
+    pub info: ResourceInfo,
+}
+
+fn info(kind: &Kind, obj: &Value) -> ResourceInfo {
+    ResourceInfo {
+        group: kind.group.clone(),
+        version: kind.version.clone(),
+        kind: kind.kind.clone(),
+        namespace: obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        name: obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        status: ItemStatus::Pending,
+        reason: None,
+    }
+}
+
+/// Reads what the migration copies from the source and plans each object, in apply order.
+///
+/// # Errors
+/// API errors listing the source.
+pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result<Vec<Planned>> {
+    let spec = &mig.spec;
+    let custom = match api::list(&ctx.client, &kinds_used::crd(), None, None).await {
+        Ok(list) => kinds::custom_kinds(&serde_json::json!({ "items": list })),
+        // Without the right to list CRDs, custom resources are left out (logged).
+        Err(e) if matches!(e.api_code(), Some(403 | 404)) => {
+            tracing::warn!(error = %e, "custom resources left out");
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    let scope = kinds::kinds_in_scope(
+        custom,
+        &spec.include_optional_resource_types,
+        &spec.exclude_resource_types,
+    );
+    let bound: BTreeMap<String, String> = st
+        .volumes
+        .iter()
+        .filter_map(|v| {
+            v.destination_volume.as_ref().map(|pv| {
+                (
+                    format!("{}/{}", v.namespace, v.persistent_volume_claim),
+                    pv.clone(),
+                )
+            })
+        })
+        .collect();
+    let volume_reason: BTreeMap<String, String> = st
+        .volumes
+        .iter()
+        .filter(|v| v.destination_volume.is_none())
+        .map(|v| {
+            (
+                format!("{}/{}", v.namespace, v.persistent_volume_claim),
+                v.reason
+                    .clone()
+                    .unwrap_or_else(|| "its volume was not migrated".into()),
+            )
+        })
+        .collect();
+    let migration = format!("{}/{}", mig.namespace().unwrap_or_default(), mig.name_any());
+    let cx = TransformContext {
+        start_applications: spec.start_applications,
+        bound_volumes: &bound,
+        migration: &migration,
+    };
+    let mut plan = Vec::new();
+    for ns in &spec.namespaces {
+        if let Some(mut n) = api::get(&ctx.client, &kinds_used::namespace(), None, ns).await? {
+            n["apiVersion"] = "v1".into();
+            n["kind"] = "Namespace".into();
+            if let Some(a) = n["metadata"]["annotations"].as_object_mut() {
+                a.remove(TRIGGER_ANNOTATION);
+            }
+            if let Some(s) = n.as_object_mut() {
+                s.remove("spec");
+            }
+            let k = kinds_used::namespace();
+            plan.push(Planned {
+                info: info(&k, &n),
+                object: transform(n, &cx),
+                kind: k,
+            });
+        }
+        let mut objects = Vec::new();
+        let mut kind_of = BTreeMap::new();
+        for k in &scope {
+            let items = match api::list(&ctx.client, k, Some(ns), None).await {
+                Ok(items) => items,
+                // A kind this cluster does not serve has nothing to copy.
+                Err(e) if e.api_code() == Some(404) => continue,
+                Err(e) => return Err(e),
+            };
+            for o in items {
+                if select::skip_reason(&o, &spec.selectors, &spec.exclude_selectors).is_some() {
+                    continue;
+                }
+                kind_of.insert(
+                    format!(
+                        "{}/{}",
+                        o["apiVersion"].as_str().unwrap_or_default(),
+                        o["kind"].as_str().unwrap_or_default()
+                    ),
+                    k.clone(),
+                );
+                objects.push(o);
+            }
+        }
+        let (kept, _owned) = select::drop_owned(objects);
+        for o in kept {
+            let key = format!(
+                "{}/{}",
+                o["apiVersion"].as_str().unwrap_or_default(),
+                o["kind"].as_str().unwrap_or_default()
+            );
+            let Some(k) = kind_of.get(&key).cloned() else {
+                continue;
+            };
+            let mut i = info(&k, &o);
+            let only = &spec.persistent_volume_claims;
+            if !only.is_empty() && (k.kind != "PersistentVolumeClaim" || !only.contains(&i.name)) {
+                continue;
+            }
+            let pvc_key = format!("{}/{}", i.namespace, i.name);
+            if k.kind == "PersistentVolumeClaim" && !spec.include_volumes {
+                i.status = ItemStatus::Skipped;
+                i.reason = Some("includeVolumes is false: the claim's data does not go, so neither does the claim".into());
+                plan.push(Planned {
+                    kind: k,
+                    object: Err(String::new()),
+                    info: i,
+                });
+                continue;
+            }
+            if k.kind == "PersistentVolumeClaim" && !bound.contains_key(&pvc_key) {
+                i.status = ItemStatus::Skipped;
+                i.reason = volume_reason
+                    .get(&pvc_key)
+                    .cloned()
+                    .or(Some("its volume was not migrated".into()));
+                plan.push(Planned {
+                    kind: k,
+                    object: Err(String::new()),
+                    info: i,
+                });
+                continue;
+            }
+            if let Some(why) = select::skip_reason(&o, &BTreeMap::new(), &BTreeMap::new()) {
+                tracing::debug!(name = %i.name, kind = %k.kind, why, "left out");
+                continue;
+            }
+            plan.push(Planned {
+                object: transform(o, &cx),
+                info: i,
+                kind: k,
+            });
+        }
+    }
+    plan.sort_by_key(|p| {
+        (
+            order::rank(&p.kind.kind),
+            p.info.namespace.clone(),
+            p.kind.kind.clone(),
+            p.info.name.clone(),
+        )
+    });
+    Ok(plan)
+}
+
+/// Applies the plan on the destination and records each object's outcome.
+pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result<Option<Duration>> {
+    let ns = mig.namespace().unwrap_or_default();
+    let pairs: kube::Api<ClusterPair> = kube::Api::namespaced(ctx.client.clone(), &ns);
+    let Some(pair) = pairs.get_opt(&mig.spec.cluster_pair).await? else {
+        super::fail(
+            st,
+            format!(
+                "ClusterPair {} was deleted during the migration",
+                mig.spec.cluster_pair
+            ),
+        );
+        return Ok(None);
+    };
+    let settings = PairSettings::load(&ctx.client, &pair).await?;
+    let dest = (ctx.connect)(settings).await?;
+    let started = std::time::Instant::now();
+    let plan = collect(ctx, mig, st).await?;
+    let mut applied: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let mut results = Vec::new();
+    for p in plan {
+        let mut i = p.info;
+        match p.object {
+            Err(_) if i.status == ItemStatus::Skipped => {}
+            Err(why) => {
+                i.status = ItemStatus::Failed;
+                i.reason = Some(why);
+            }
+            Ok(obj) => match api::apply(&dest, &p.kind, &obj).await {
+                Ok(_) => {
+                    i.status = ItemStatus::Successful;
+                    applied.insert((
+                        p.kind.api_version() + "/" + &p.kind.kind,
+                        i.namespace.clone(),
+                        i.name.clone(),
+                    ));
+                }
+                Err(Error::Kube(kube::Error::Api(s))) => {
+                    i.status = ItemStatus::Failed;
+                    i.reason = Some(format!(
+                        "destination refused it ({} {}): {}",
+                        s.code, s.reason, s.message
+                    ));
+                }
+                Err(e) => return Err(e),
+            },
+        }
+        results.push(i);
+    }
+    if mig.spec.purge_deleted_resources {
+        purge(&dest, mig, &applied, &mut results).await?;
+    }
+    st.resources = results;
+    st.resource_migration_finish_timestamp = Some(crate::time::now());
+    let ok = st
+        .resources
+        .iter()
+        .filter(|r| r.status == ItemStatus::Successful)
+        .count();
+    let failed = st
+        .resources
+        .iter()
+        .filter(|r| r.status == ItemStatus::Failed)
+        .count();
+    ferry_csi::metrics::observe(
+        "ferry_migration_resources_seconds",
+        "Time to apply a migration's resources.",
+        &[],
+        started.elapsed(),
+    );
+    ctx.event(
+        mig,
+        failed > 0,
+        if failed > 0 {
+            "ResourcesPartlyMigrated"
+        } else {
+            "ResourcesMigrated"
+        },
+        format!("{ok} resource(s) applied on the destination, {failed} failed"),
+    )
+    .await;
+    st.stage = Some(Stage::Final);
+    Ok(None)
+}
+
+/// Deletes, in the migrated namespaces on the destination, objects that carry the migrated
+/// label but were not applied this time.
+async fn purge(
+    dest: &kube::Client,
+    mig: &Migration,
+    applied: &BTreeSet<(String, String, String)>,
+    results: &mut Vec<ResourceInfo>,
+) -> Result<()> {
+    let scope = kinds::kinds_in_scope(
+        Vec::new(),
+        &mig.spec.include_optional_resource_types,
+        &mig.spec.exclude_resource_types,
+    );
+    for ns in &mig.spec.namespaces {
+        for k in &scope {
+            let found =
+                match api::list(dest, k, Some(ns), Some(&format!("{MIGRATED_LABEL}=true"))).await {
+                    Ok(f) => f,
+                    Err(e) if e.api_code() == Some(404) => continue,
+                    Err(e) => return Err(e),
+                };
+            for o in found {
+                let name = o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let key = (k.api_version() + "/" + &k.kind, ns.clone(), name.clone());
+                if applied.contains(&key) {
+                    continue;
+                }
+                let mut i = info(k, &o);
+                match api::delete(dest, k, Some(ns), &name).await {
+                    Ok(()) => {
+                        i.status = ItemStatus::Successful;
+                        i.reason = Some("purged: gone from the source".into());
+                    }
+                    Err(e) => {
+                        i.status = ItemStatus::Failed;
+                        i.reason = Some(format!("purge failed: {e}"));
+                    }
+                }
+                results.push(i);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Stage Final: delete the snapshots the migration made, then set the outcome and summary.
+
+use crate::crd::{ItemStatus, Migration, MigrationStatus, Summary};
+use crate::error::Result;
+use crate::time::{human, now, seconds_between};
+use crate::{Ctx, api, kinds_used};
+use std::time::Duration;
+
+/// Cleans up and ends the migration.
+pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result<Option<Duration>> {
+    for v in &st.volumes {
+        if let Some(s) = &v.snapshot {
+            api::delete(
+                &ctx.client,
+                &kinds_used::volume_snapshot(),
+                Some(&v.namespace),
+                s,
+            )
+            .await?;
+        }
+    }
+    let finished = now();
+    let start = st
+        .start_timestamp
+        .clone()
+        .unwrap_or_else(|| finished.clone());
+    let vol_end = st.volume_migration_finish_timestamp.clone();
+    let res_end = st.resource_migration_finish_timestamp.clone();
+    st.summary = Some(Summary {
+        total_number_of_volumes: st.volumes.len() as u64,
+        number_of_migrated_volumes: st
+            .volumes
+            .iter()
+            .filter(|v| v.status == ItemStatus::Successful)
+            .count() as u64,
+        total_number_of_resources: st
+            .resources
+            .iter()
+            .filter(|r| r.reason.as_deref().is_none_or(|r| !r.starts_with("purged")))
+            .count() as u64,
+        number_of_migrated_resources: st
+            .resources
+            .iter()
+            .filter(|r| r.status == ItemStatus::Successful)
+            .count() as u64,
+        total_bytes_migrated: st
+            .volumes
+            .iter()
+            .filter(|v| v.exported)
+            .map(|v| v.bytes_done)
+            .sum(),
+        elapsed_time_for_volume_migration: vol_end
+            .as_deref()
+            .and_then(|e| seconds_between(&start, e))
+            .map(human),
+        elapsed_time_for_resource_migration: match (vol_end.as_deref(), res_end.as_deref()) {
+            (Some(a), Some(b)) => seconds_between(a, b).map(human),
+            (None, Some(b)) => seconds_between(&start, b).map(human),
+            _ => None,
+        },
+    });
+    if st.status != ItemStatus::Failed {
+        let partial = st
+            .volumes
+            .iter()
+            .any(|v| v.status != ItemStatus::Successful)
+            || st.resources.iter().any(|r| r.status == ItemStatus::Failed);
+        st.status = if partial {
+            ItemStatus::PartialSuccess
+        } else {
+            ItemStatus::Successful
+        };
+        if partial && st.reason.is_none() {
+            st.reason =
+                Some("some volumes or resources were skipped or failed; see their reasons".into());
+        }
+    }
+    st.finish_timestamp = Some(finished);
+    let warning = st.status != ItemStatus::Successful;
+    let note = match &st.reason {
+        Some(r) => format!("migration {}: {r}", st.status),
+        None => format!("migration {}", st.status),
+    };
+    ctx.event(mig, warning, &format!("Migration{}", st.status), note)
+        .await;
+    ferry_csi::metrics::add(
+        "ferry_migrations_total",
+        "Migrations ended, by outcome.",
+        &[("status", &st.status.to_string())],
+        1.0,
+    );
+    Ok(None)
+}

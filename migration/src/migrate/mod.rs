@@ -1,0 +1,98 @@
+//! Migration reconciler: validate, then stage Volumes, stage Application, stage Final.
+//!
+//! Every step writes what it did to the Migration's status before the next starts, so a
+//! controller restarted at any point reads the status and goes on from there: a volume with
+//! a snapshot name is not snapshotted again, an exported one is not exported again, the
+//! Application stage applies with server-side apply and may simply run again.
+
+mod application;
+mod finish;
+mod validate;
+mod volumes;
+
+use crate::crd::{ItemStatus, Migration, MigrationStatus, Stage};
+use crate::error::{Error, Result};
+use crate::{Ctx, api, kinds_used};
+use kube::ResourceExt;
+use std::time::Duration;
+
+pub use application::{TRIGGER_ANNOTATION, collect};
+
+/// What the reconciler does next, read off the status alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing started: check the spec, the pair, the namespaces; list the volumes.
+    Validate,
+    /// Work on the volumes not yet final.
+    Volumes,
+    /// Copy the resources.
+    Application,
+    /// Delete the snapshots made, set the outcome.
+    Finish,
+    /// Ended; nothing to do.
+    Done,
+}
+
+/// The next step for a status (the resume point after a restart).
+pub fn next_step(status: Option<&MigrationStatus>) -> Step {
+    let Some(st) = status else {
+        return Step::Validate;
+    };
+    match st.stage {
+        None => Step::Validate,
+        Some(Stage::Volumes) => Step::Volumes,
+        Some(Stage::Application) => Step::Application,
+        Some(Stage::Final) if st.finish_timestamp.is_some() => Step::Done,
+        Some(Stage::Final) => Step::Finish,
+    }
+}
+
+/// Runs steps until the migration waits or ends; returns when to look again (`None`: ended).
+///
+/// # Errors
+/// API errors that a retry may cure.
+pub async fn reconcile(ctx: &Ctx, mig: &Migration) -> Result<Option<Duration>> {
+    let mut status = mig.status.clone().unwrap_or_default();
+    loop {
+        let step = next_step(Some(&status));
+        let started = std::time::Instant::now();
+        let outcome = match step {
+            Step::Validate => validate::run(ctx, mig, &mut status).await,
+            Step::Volumes => volumes::run(ctx, mig, &mut status).await,
+            Step::Application => application::run(ctx, mig, &mut status).await,
+            Step::Finish => finish::run(ctx, mig, &mut status).await,
+            Step::Done => return Ok(None),
+        };
+        let name = format!("migration_{step:?}").to_lowercase();
+        ferry_csi::metrics::operation(
+            &name,
+            outcome.as_ref().err().map(Error::kind),
+            started.elapsed(),
+        );
+        let wait = outcome?;
+        save(ctx, mig, &status).await?;
+        if let Some(w) = wait {
+            return Ok(Some(w));
+        }
+    }
+}
+
+/// Writes the whole status through the status subresource.
+pub async fn save(ctx: &Ctx, mig: &Migration, status: &MigrationStatus) -> Result<()> {
+    let v = serde_json::to_value(status).map_err(|e| Error::Unexpected(e.to_string()))?;
+    api::patch_status(
+        &ctx.client,
+        &kinds_used::migration(),
+        &mig.namespace().unwrap_or_default(),
+        &mig.name_any(),
+        &v,
+    )
+    .await
+}
+
+/// Ends a migration as Failed with `reason`: the Final stage then removes what it made.
+fn fail(status: &mut MigrationStatus, reason: String) {
+    status.status = ItemStatus::Failed;
+    status.reason = Some(reason);
+    status.stage = Some(Stage::Final);
+}

@@ -1,0 +1,212 @@
+//! Validation: what must hold before a migration touches anything.
+
+use super::fail;
+use crate::crd::{
+    ClusterPair, ItemStatus, Migration, MigrationStatus, PairState, Stage, VolumeInfo,
+};
+use crate::error::Result;
+use crate::{Ctx, api, kinds_used};
+use kube::ResourceExt;
+use std::time::Duration;
+
+/// Checks the spec, the pair and the namespaces; lists the volumes in scope. Returns a wait
+/// when the pair has not been checked yet.
+pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result<Option<Duration>> {
+    let ns = mig.namespace().unwrap_or_default();
+    let spec = &mig.spec;
+    if st.start_timestamp.is_none() {
+        st.start_timestamp = Some(crate::time::now());
+    }
+    if spec.pre_exec_rule.is_some() || spec.post_exec_rule.is_some() {
+        fail(st, "preExecRule and postExecRule are not supported by ferry: remove them (ferry's snapshots are crash-consistent)".into());
+        return Ok(None);
+    }
+    if spec.namespaces.is_empty() {
+        fail(
+            st,
+            "spec.namespaces is empty: name the namespaces to migrate".into(),
+        );
+        return Ok(None);
+    }
+    if ns != ctx.namespace && spec.namespaces.iter().any(|n| *n != ns) {
+        fail(
+            st,
+            format!(
+                "a Migration in namespace {ns} may only migrate {ns}; create it in {} to migrate other namespaces",
+                ctx.namespace
+            ),
+        );
+        return Ok(None);
+    }
+    let pairs: kube::Api<ClusterPair> = kube::Api::namespaced(ctx.client.clone(), &ns);
+    let Some(pair) = pairs.get_opt(&spec.cluster_pair).await? else {
+        fail(
+            st,
+            format!(
+                "ClusterPair {} not found in namespace {ns}: create it (ferryctl generate clusterpair) or fix spec.clusterPair",
+                spec.cluster_pair
+            ),
+        );
+        return Ok(None);
+    };
+    let pst = pair.status.clone().unwrap_or_default();
+    if pst.scheduler_status == PairState::Error || pst.storage_status == PairState::Error {
+        let why: Vec<&str> = [
+            pst.scheduler_reason.as_deref(),
+            pst.storage_reason.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        fail(
+            st,
+            format!(
+                "ClusterPair {} is not ready: {}",
+                spec.cluster_pair,
+                why.join("; ")
+            ),
+        );
+        return Ok(None);
+    }
+    if !pst.ready() {
+        st.reason = Some(format!(
+            "waiting for ClusterPair {} to be checked",
+            spec.cluster_pair
+        ));
+        return Ok(Some(ctx.poll));
+    }
+    for n in &spec.namespaces {
+        if api::get(&ctx.client, &kinds_used::namespace(), None, n)
+            .await?
+            .is_none()
+        {
+            fail(
+                st,
+                format!("namespace {n} not found on the source: fix spec.namespaces"),
+            );
+            return Ok(None);
+        }
+    }
+    if let Some(other) = running_elsewhere(ctx, mig).await? {
+        fail(st, other);
+        return Ok(None);
+    }
+    st.volumes = if spec.include_volumes {
+        volumes_in_scope(ctx, mig).await?
+    } else {
+        Vec::new()
+    };
+    st.reason = None;
+    st.status = ItemStatus::InProgress;
+    st.stage = Some(Stage::Volumes);
+    ctx.event(
+        mig,
+        false,
+        "MigrationStarted",
+        format!(
+            "migrating {} to ClusterPair {}: {} volume(s)",
+            spec.namespaces.join(","),
+            spec.cluster_pair,
+            st.volumes.len()
+        ),
+    )
+    .await;
+    Ok(None)
+}
+
+/// Another migration in progress over one of the same namespaces, described.
+async fn running_elsewhere(ctx: &Ctx, mig: &Migration) -> Result<Option<String>> {
+    let all: kube::Api<Migration> = kube::Api::all(ctx.client.clone());
+    for other in all.list(&Default::default()).await?.items {
+        if other.metadata.uid == mig.metadata.uid {
+            continue;
+        }
+        let running = other
+            .status
+            .as_ref()
+            .is_some_and(|s| s.status == ItemStatus::InProgress && s.finish_timestamp.is_none());
+        if let Some(n) = other
+            .spec
+            .namespaces
+            .iter()
+            .find(|n| mig.spec.namespaces.contains(n))
+            && running
+        {
+            {
+                return Ok(Some(format!(
+                    "Migration {}/{} is already migrating namespace {n}: wait for it to end",
+                    other.namespace().unwrap_or_default(),
+                    other.name_any()
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Every PVC in the namespaces that the selectors take, with ferry's ones Pending and the
+/// others Skipped with the reason.
+async fn volumes_in_scope(ctx: &Ctx, mig: &Migration) -> Result<Vec<VolumeInfo>> {
+    let mut out = Vec::new();
+    for n in &mig.spec.namespaces {
+        for pvc in api::list(&ctx.client, &kinds_used::pvc(), Some(n), None).await? {
+            if crate::resources::select::skip_reason(
+                &pvc,
+                &mig.spec.selectors,
+                &mig.spec.exclude_selectors,
+            )
+            .is_some()
+            {
+                continue;
+            }
+            let name = pvc["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let only = &mig.spec.persistent_volume_claims;
+            if !only.is_empty() && !only.contains(&name) {
+                continue;
+            }
+            let mut v = VolumeInfo {
+                namespace: n.clone(),
+                persistent_volume_claim: name.clone(),
+                ..Default::default()
+            };
+            let pv_name = pvc["spec"]["volumeName"].as_str().unwrap_or_default();
+            if pvc["status"]["phase"].as_str() != Some("Bound") || pv_name.is_empty() {
+                v.status = ItemStatus::Skipped;
+                v.reason = Some(format!(
+                    "PVC {n}/{name} is not bound to a volume; bind it or leave it out with excludeSelectors"
+                ));
+                out.push(v);
+                continue;
+            }
+            v.volume = pv_name.to_string();
+            let pv = api::get(&ctx.client, &kinds_used::pv(), None, pv_name).await?;
+            let driver = pv
+                .as_ref()
+                .and_then(|p| p["spec"]["csi"]["driver"].as_str())
+                .unwrap_or("");
+            if driver != ferry_csi::DRIVER_NAME {
+                let by = if driver.is_empty() {
+                    "a non-CSI volume plugin".to_string()
+                } else {
+                    format!("driver {driver}")
+                };
+                v.status = ItemStatus::Skipped;
+                v.reason = Some(format!(
+                    "volume {pv_name} belongs to {by}; ferry moves the data of {} volumes only, so this PVC is left out",
+                    ferry_csi::DRIVER_NAME
+                ));
+                out.push(v);
+                continue;
+            }
+            v.volume_handle = pv
+                .as_ref()
+                .and_then(|p| p["spec"]["csi"]["volumeHandle"].as_str())
+                .map(str::to_string);
+            out.push(v);
+        }
+    }
+    Ok(out)
+}

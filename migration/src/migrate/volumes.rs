@@ -1,0 +1,467 @@
+//! Stage Volumes: for each PVC in scope, a VolumeSnapshot (which the csi-snapshotter turns
+//! into ferry's CreateSnapshot), an export to the transfer store, a VolumeImport on the
+//! destination, and its PV.
+
+use super::fail;
+use crate::crd::{ClusterPair, ItemStatus, Migration, MigrationStatus, Stage, VolumeInfo};
+use crate::error::{Error, Result};
+use crate::pair::PairSettings;
+use crate::{Ctx, api, kinds_used, names};
+use kube::ResourceExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Label on every VolumeSnapshot a migration makes, naming the migration.
+pub const SNAPSHOT_LABEL: &str = "ferry.dev/migration";
+
+/// Moves each unfinished volume as far as it can go now.
+pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result<Option<Duration>> {
+    let ns = mig.namespace().unwrap_or_default();
+    let pairs: kube::Api<ClusterPair> = kube::Api::namespaced(ctx.client.clone(), &ns);
+    let Some(pair) = pairs.get_opt(&mig.spec.cluster_pair).await? else {
+        fail(
+            st,
+            format!(
+                "ClusterPair {} was deleted during the migration",
+                mig.spec.cluster_pair
+            ),
+        );
+        return Ok(None);
+    };
+    let settings = match PairSettings::load(&ctx.client, &pair).await {
+        Ok(s) => s,
+        Err(e @ Error::Invalid(_)) => {
+            fail(st, e.to_string());
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let dest = (ctx.connect)(settings.clone()).await?;
+    let mut waiting = false;
+    for i in 0..st.volumes.len() {
+        if st.volumes[i].status.is_final() {
+            continue;
+        }
+        match advance(ctx, mig, &pair, &settings, &dest, st, i).await {
+            Ok(true) => waiting = true,
+            Ok(false) => {}
+            Err(e) => {
+                // Transient trouble (API, network): keep the reason, try again later.
+                st.volumes[i].reason = Some(e.to_string());
+                waiting = true;
+            }
+        }
+        super::save(ctx, mig, st).await?;
+    }
+    if waiting {
+        return Ok(Some(ctx.poll));
+    }
+    st.volume_migration_finish_timestamp = Some(crate::time::now());
+    let failed: Vec<String> = st
+        .volumes
+        .iter()
+        .filter(|v| v.status == ItemStatus::Failed)
+        .map(|v| {
+            format!(
+                "{}/{}: {}",
+                v.namespace,
+                v.persistent_volume_claim,
+                v.reason.as_deref().unwrap_or("failed")
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        let reason = format!(
+            "volumes failed, resources were not copied: {}",
+            failed.join("; ")
+        );
+        ctx.event(mig, true, "VolumesFailed", reason.clone()).await;
+        fail(st, reason);
+        return Ok(None);
+    }
+    let moved: u64 = st.volumes.iter().map(|v| v.bytes_done).sum();
+    ctx.event(
+        mig,
+        false,
+        "VolumesMigrated",
+        format!(
+            "{} volume(s) on the destination, {moved} bytes moved",
+            st.volumes
+                .iter()
+                .filter(|v| v.status == ItemStatus::Successful)
+                .count()
+        ),
+    )
+    .await;
+    st.stage = Some(if mig.spec.include_resources {
+        Stage::Application
+    } else {
+        Stage::Final
+    });
+    Ok(None)
+}
+
+/// Takes volume `i` one or more steps further; `Ok(true)` when it must wait.
+async fn advance(
+    ctx: &Ctx,
+    mig: &Migration,
+    pair: &ClusterPair,
+    settings: &PairSettings,
+    dest: &kube::Client,
+    st: &mut MigrationStatus,
+    i: usize,
+) -> Result<bool> {
+    let v = &mut st.volumes[i];
+    v.status = ItemStatus::InProgress;
+    if v.snapshot.is_none() {
+        let name = create_snapshot(ctx, mig, v).await?;
+        let Some(name) = name else { return Ok(false) };
+        ctx.event(
+            mig,
+            false,
+            "SnapshotCreated",
+            format!(
+                "VolumeSnapshot {}/{name} of PVC {}",
+                v.namespace, v.persistent_volume_claim
+            ),
+        )
+        .await;
+        v.snapshot = Some(name);
+        v.reason = Some("waiting for the snapshot to be ready".into());
+        return Ok(true);
+    }
+    if v.snapshot_handle.is_none() {
+        match snapshot_handle(ctx, v).await? {
+            Handle::Ready(h) => {
+                v.snapshot_handle = Some(h);
+                v.reason = None;
+            }
+            Handle::Waiting(why) => {
+                v.reason = Some(why);
+                return Ok(true);
+            }
+            Handle::Failed(why) => {
+                v.status = ItemStatus::Failed;
+                v.reason = Some(why);
+                return Ok(false);
+            }
+        }
+    }
+    if !v.exported {
+        match export(ctx, mig, settings, st, i).await {
+            Ok(()) => {}
+            Err(
+                e @ Error::Transfer(
+                    ferry_transfer::Error::Key(_) | ferry_transfer::Error::Invalid(_),
+                ),
+            ) => {
+                let v = &mut st.volumes[i];
+                v.status = ItemStatus::Failed;
+                v.reason = Some(format!("export: {e}"));
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let v = &mut st.volumes[i];
+    if v.volume_import.is_none() {
+        let name = create_import(ctx, mig, pair, settings, dest, v).await?;
+        v.volume_import = Some(name);
+        v.reason = Some("waiting for the destination to import".into());
+        return Ok(true);
+    }
+    if v.destination_volume.is_none() {
+        let name = v.volume_import.clone().unwrap_or_default();
+        let vi = api::get(
+            dest,
+            &kinds_used::volume_import(),
+            Some(&settings.ferry_namespace),
+            &name,
+        )
+        .await?;
+        let Some(vi) = vi else {
+            // Deleted on the destination: make it again.
+            v.volume_import = None;
+            return Ok(true);
+        };
+        let ours = vi["status"]["snapshotId"].as_str() == v.snapshot_handle.as_deref();
+        match (ours, vi["status"]["phase"].as_str()) {
+            (true, Some("Ready")) => {
+                v.destination_volume = vi["status"]["persistentVolume"]
+                    .as_str()
+                    .map(str::to_string);
+                v.status = ItemStatus::Successful;
+                v.reason = None;
+                ctx.event(
+                    mig,
+                    false,
+                    "VolumeImported",
+                    format!(
+                        "PVC {}/{} is PV {} on the destination",
+                        v.namespace,
+                        v.persistent_volume_claim,
+                        v.destination_volume.as_deref().unwrap_or_default()
+                    ),
+                )
+                .await;
+                return Ok(false);
+            }
+            (true, Some("Failed")) => {
+                v.status = ItemStatus::Failed;
+                v.reason = Some(format!(
+                    "destination import {name} failed: {}",
+                    vi["status"]["reason"].as_str().unwrap_or("no reason given")
+                ));
+                return Ok(false);
+            }
+            _ => {
+                v.reason = Some(format!("waiting for the destination to import ({name})"));
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Creates the VolumeSnapshot of a volume's PVC; `None` when the volume failed instead.
+async fn create_snapshot(ctx: &Ctx, mig: &Migration, v: &mut VolumeInfo) -> Result<Option<String>> {
+    let Some(class) = snapshot_class(ctx).await? else {
+        v.status = ItemStatus::Failed;
+        v.reason = Some(format!(
+            "no VolumeSnapshotClass for driver {}: apply manifests/snapshotclass.yaml",
+            ferry_csi::DRIVER_NAME
+        ));
+        return Ok(None);
+    };
+    let name = names::snapshot(
+        &mig.namespace().unwrap_or_default(),
+        &mig.name_any(),
+        &v.persistent_volume_claim,
+    );
+    let obj = json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {
+            "name": name,
+            "namespace": v.namespace,
+            "labels": { SNAPSHOT_LABEL: mig.name_any() },
+        },
+        "spec": {
+            "volumeSnapshotClassName": class,
+            "source": { "persistentVolumeClaimName": v.persistent_volume_claim },
+        },
+    });
+    api::apply(&ctx.client, &kinds_used::volume_snapshot(), &obj).await?;
+    Ok(Some(name))
+}
+
+/// Ferry's VolumeSnapshotClass: the one marked default, else the first.
+async fn snapshot_class(ctx: &Ctx) -> Result<Option<String>> {
+    let classes = api::list(
+        &ctx.client,
+        &kinds_used::volume_snapshot_class(),
+        None,
+        None,
+    )
+    .await?;
+    let ours: Vec<&Value> = classes
+        .iter()
+        .filter(|c| c["driver"].as_str() == Some(ferry_csi::DRIVER_NAME))
+        .collect();
+    let default = ours.iter().find(|c| {
+        c["metadata"]["annotations"]["snapshot.storage.kubernetes.io/is-default-class"].as_str()
+            == Some("true")
+    });
+    Ok(default
+        .or(ours.first())
+        .and_then(|c| c["metadata"]["name"].as_str())
+        .map(str::to_string))
+}
+
+enum Handle {
+    Ready(String),
+    Waiting(String),
+    Failed(String),
+}
+
+/// The chunk-store snapshot id behind a VolumeSnapshot, once the snapshotter made it.
+async fn snapshot_handle(ctx: &Ctx, v: &VolumeInfo) -> Result<Handle> {
+    let name = v.snapshot.clone().unwrap_or_default();
+    let Some(vs) = api::get(
+        &ctx.client,
+        &kinds_used::volume_snapshot(),
+        Some(&v.namespace),
+        &name,
+    )
+    .await?
+    else {
+        return Ok(Handle::Failed(format!(
+            "VolumeSnapshot {}/{name} disappeared before it was exported",
+            v.namespace
+        )));
+    };
+    if let Some(msg) = vs["status"]["error"]["message"].as_str() {
+        return Ok(Handle::Failed(format!(
+            "VolumeSnapshot {}/{name}: {msg}",
+            v.namespace
+        )));
+    }
+    let content = vs["status"]["boundVolumeSnapshotContentName"].as_str();
+    if vs["status"]["readyToUse"].as_bool() != Some(true) || content.is_none() {
+        return Ok(Handle::Waiting(format!(
+            "waiting for VolumeSnapshot {}/{name} to be ready (is csi-snapshotter running?)",
+            v.namespace
+        )));
+    }
+    let content = content.unwrap_or_default();
+    let vsc = api::get(
+        &ctx.client,
+        &kinds_used::volume_snapshot_content(),
+        None,
+        content,
+    )
+    .await?;
+    match vsc
+        .as_ref()
+        .and_then(|c| c["status"]["snapshotHandle"].as_str())
+    {
+        Some(h) => Ok(Handle::Ready(h.to_string())),
+        None => Ok(Handle::Waiting(format!(
+            "waiting for VolumeSnapshotContent {content} to name its snapshot"
+        ))),
+    }
+}
+
+/// Exports volume `i`'s snapshot, writing bytes done to the status every few seconds.
+async fn export(
+    ctx: &Ctx,
+    mig: &Migration,
+    settings: &PairSettings,
+    st: &mut MigrationStatus,
+    i: usize,
+) -> Result<()> {
+    let handle = st.volumes[i].snapshot_handle.clone().unwrap_or_default();
+    let target = settings.open_transfer().await?;
+    let progress = Arc::new(ferry_transfer::Progress::default());
+    let job = ferry_transfer::export(&ctx.store, &handle, &target, progress.clone(), ctx.tuning);
+    tokio::pin!(job);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let report = loop {
+        tokio::select! {
+            r = &mut job => break r?,
+            _ = tick.tick() => {
+                let p = progress.snapshot();
+                st.volumes[i].bytes_total = p.bytes_total;
+                st.volumes[i].bytes_done = p.bytes_done;
+                if let Err(e) = super::save(ctx, mig, st).await {
+                    tracing::warn!(error = %e, "progress not saved");
+                }
+            }
+        }
+    };
+    let p = progress.snapshot();
+    let v = &mut st.volumes[i];
+    v.bytes_total = p.bytes_total.max(report.bytes_read);
+    v.bytes_done = v.bytes_total;
+    v.exported = true;
+    ferry_csi::metrics::bytes_moved("export", report.bytes_written);
+    ctx.event(
+        mig,
+        false,
+        "VolumeExported",
+        format!(
+            "PVC {}/{}: {} of {} chunks copied, {} bytes written",
+            v.namespace,
+            v.persistent_volume_claim,
+            report.chunks_copied,
+            report.chunks_total,
+            report.bytes_written
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+/// Puts the transfer Secret and the VolumeImport on the destination.
+async fn create_import(
+    ctx: &Ctx,
+    mig: &Migration,
+    pair: &ClusterPair,
+    settings: &PairSettings,
+    dest: &kube::Client,
+    v: &VolumeInfo,
+) -> Result<String> {
+    let fns = &settings.ferry_namespace;
+    let secret_name = names::transfer_secret(
+        &pair.namespace().unwrap_or_default(),
+        &pair.name_any(),
+        pair.metadata.uid.as_deref().unwrap_or_default(),
+    );
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": secret_name, "namespace": fns },
+        "type": "Opaque",
+        "stringData": settings.destination_secret_data(),
+    });
+    api::apply(dest, &kinds_used::secret(), &secret).await?;
+    let source_pv = api::get(&ctx.client, &kinds_used::pv(), None, &v.volume)
+        .await?
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "PV {} of PVC {}/{} is gone",
+                v.volume, v.namespace, v.persistent_volume_claim
+            ))
+        })?;
+    let pvc = api::get(
+        &ctx.client,
+        &kinds_used::pvc(),
+        Some(&v.namespace),
+        &v.persistent_volume_claim,
+    )
+    .await?
+    .unwrap_or_default();
+    let volume_id = v.volume_handle.clone().unwrap_or_default();
+    let name = names::import(&volume_id);
+    let ps = &source_pv["spec"];
+    let obj = json!({
+        "apiVersion": "ferry.dev/v1alpha1",
+        "kind": "VolumeImport",
+        "metadata": { "name": name, "namespace": fns },
+        "spec": {
+            "source": {
+                "volumeId": volume_id,
+                "snapshotId": v.snapshot_handle,
+                "migration": format!("{}/{}", mig.namespace().unwrap_or_default(), mig.name_any()),
+            },
+            "transferSecret": secret_name,
+            "persistentVolume": {
+                "name": name,
+                "claimNamespace": v.namespace,
+                "claimName": v.persistent_volume_claim,
+                "capacity": ps["capacity"]["storage"].as_str().unwrap_or("1Gi"),
+                "accessModes": ps["accessModes"].clone(),
+                "volumeMode": ps["volumeMode"].as_str(),
+                "storageClassName": pvc["spec"]["storageClassName"].as_str().or(ps["storageClassName"].as_str()),
+                "reclaimPolicy": ps["persistentVolumeReclaimPolicy"].as_str(),
+                "mountOptions": ps["mountOptions"].as_array().cloned().unwrap_or_default(),
+                "fsType": ps["csi"]["fsType"].as_str(),
+            },
+        },
+    });
+    let mut obj = obj;
+    // Drop nulls: absent optional fields stay absent instead of being owned as null.
+    strip_nulls(&mut obj);
+    api::apply(dest, &kinds_used::volume_import(), &obj).await?;
+    Ok(name)
+}
+
+fn strip_nulls(v: &mut Value) {
+    if let Value::Object(m) = v {
+        m.retain(|_, x| !x.is_null());
+        for x in m.values_mut() {
+            strip_nulls(x);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Deterministic names of what a migration creates, so a retry finds what a crashed try made.
+
+use sha2::{Digest, Sha256};
+
+fn short_hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// The VolumeSnapshot a migration makes of a PVC (in the PVC's namespace).
+pub fn snapshot(migration_ns: &str, migration: &str, pvc: &str) -> String {
+    let base: String = format!("{migration}-{pvc}").chars().take(40).collect();
+    format!(
+        "{}-{}",
+        base.trim_end_matches(['-', '.']),
+        short_hash(&[migration_ns, migration, pvc])
+    )
+}
+
+/// The VolumeImport (and the PV it makes) on the destination for a source volume: one per
+/// source volume, so a later migration of the same volume moves only what changed.
+pub fn import(source_volume_id: &str) -> String {
+    format!("ferry-import-{}", short_hash(&[source_volume_id]))
+}
+
+/// The Secret on the destination holding a pair's transfer settings for its imports.
+pub fn transfer_secret(pair_ns: &str, pair: &str, pair_uid: &str) -> String {
+    let base: String = format!("ferry-transfer-{pair}").chars().take(40).collect();
+    format!(
+        "{}-{}",
+        base.trim_end_matches(['-', '.']),
+        short_hash(&[pair_ns, pair, pair_uid])
+    )
+}
+
+/// The Migration the annotation on a namespace (or a PVC) asks for.
+pub fn triggered_migration(namespace: &str, pvc: Option<&str>, pair: &str) -> String {
+    let base: String = match pvc {
+        Some(p) => format!("{namespace}-{p}-to-{pair}"),
+        None => format!("{namespace}-to-{pair}"),
+    }
+    .chars()
+    .take(40)
+    .collect();
+    format!(
+        "{}-{}",
+        base.trim_end_matches(['-', '.']),
+        short_hash(&[namespace, pvc.unwrap_or(""), pair])
+    )
+}

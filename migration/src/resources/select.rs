@@ -1,0 +1,71 @@
+//! Which collected objects a migration keeps, and why it leaves the others.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+
+/// Why an object is left out, when it is.
+pub fn skip_reason(
+    obj: &Value,
+    selectors: &BTreeMap<String, String>,
+    exclude_selectors: &BTreeMap<String, String>,
+) -> Option<String> {
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let labels = &obj["metadata"]["labels"];
+    let has_all = |want: &BTreeMap<String, String>| {
+        want.iter()
+            .all(|(k, v)| labels[k.as_str()].as_str() == Some(v.as_str()))
+    };
+    if !selectors.is_empty() && !has_all(selectors) {
+        return Some("labels do not match the migration's selectors".into());
+    }
+    if !exclude_selectors.is_empty() && has_all(exclude_selectors) {
+        return Some("labels match the migration's excludeSelectors".into());
+    }
+    match kind {
+        "Secret" if obj["type"].as_str() == Some("kubernetes.io/service-account-token") => {
+            Some("service-account token; the destination issues its own".into())
+        }
+        "ServiceAccount" if name == "default" => {
+            Some("the default service account exists in every namespace".into())
+        }
+        "ConfigMap" if name == "kube-root-ca.crt" => {
+            Some("cluster-managed CA bundle; the destination publishes its own".into())
+        }
+        _ if obj["metadata"]["deletionTimestamp"].is_string() => {
+            Some("being deleted on the source".into())
+        }
+        _ => None,
+    }
+}
+
+/// Drops objects owned by another collected object (a Deployment's ReplicaSets, a
+/// CronJob's Jobs): their owner recreates them. Returns what was kept and, for each dropped
+/// object's index, the owner's kind and name.
+pub fn drop_owned(objects: Vec<Value>) -> (Vec<Value>, Vec<(Value, String)>) {
+    let uids: HashSet<String> = objects
+        .iter()
+        .filter_map(|o| o["metadata"]["uid"].as_str().map(str::to_string))
+        .collect();
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for o in objects {
+        let owner = o["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["uid"].as_str().is_some_and(|u| uids.contains(u)))
+            .map(|r| {
+                format!(
+                    "owned by {} {}; its owner recreates it",
+                    r["kind"].as_str().unwrap_or_default(),
+                    r["name"].as_str().unwrap_or_default()
+                )
+            });
+        match owner {
+            Some(reason) => dropped.push((o, reason)),
+            None => kept.push(o),
+        }
+    }
+    (kept, dropped)
+}

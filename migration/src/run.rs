@@ -1,0 +1,92 @@
+//! The sidecar's main loop: one kube-runtime controller per resource it reconciles.
+//!
+//! - Migration (on a source): the flow of `crate::migrate`.
+//! - ClusterPair: readiness checks, again every few minutes.
+//! - VolumeImport (on a destination): imports and PVs.
+//! - Namespace and PersistentVolumeClaim: the `ferry.dev/migrate-to` trigger.
+
+use crate::crd::{ClusterPair, Migration, VolumeImport};
+use crate::{Ctx, Error};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Resource};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn requeue(wait: Option<Duration>) -> Action {
+    match wait {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    }
+}
+
+fn on_error<K>(_: Arc<K>, e: &Error, _: Arc<Ctx>) -> Action {
+    tracing::warn!(error = %e, kind = e.kind(), "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn migration(m: Arc<Migration>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    crate::migrate::reconcile(&ctx, &m).await.map(requeue)
+}
+
+async fn pair(p: Arc<ClusterPair>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    crate::cluster_pair::reconcile(&ctx, &p)
+        .await
+        .map(Action::requeue)
+}
+
+async fn import(v: Arc<VolumeImport>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    crate::volume_import::reconcile(&ctx, &v).await.map(requeue)
+}
+
+async fn annotated<K: Resource + serde::Serialize>(
+    o: Arc<K>,
+    ctx: Arc<Ctx>,
+) -> Result<Action, Error> {
+    let v = serde_json::to_value(o.as_ref()).map_err(|e| Error::Unexpected(e.to_string()))?;
+    crate::trigger::handle(&ctx, &v).await?;
+    Ok(Action::await_change())
+}
+
+async fn drain<T, E: std::fmt::Display>(name: &str, s: impl futures::Stream<Item = Result<T, E>>) {
+    s.for_each(|r| async {
+        if let Err(e) = r {
+            tracing::debug!(controller = name, error = %e, "reconcile");
+        }
+    })
+    .await;
+}
+
+/// Runs every controller until the process is stopped.
+pub async fn run(ctx: Ctx) {
+    let ctx = Arc::new(ctx);
+    let c = ctx.client.clone();
+    let cfg = watcher::Config::default;
+    let migrations = Controller::new(Api::<Migration>::all(c.clone()), cfg())
+        .shutdown_on_signal()
+        .run(migration, on_error, ctx.clone());
+    let pairs = Controller::new(Api::<ClusterPair>::all(c.clone()), cfg())
+        .shutdown_on_signal()
+        .run(pair, on_error, ctx.clone());
+    let imports = Controller::new(
+        Api::<VolumeImport>::namespaced(c.clone(), &ctx.namespace),
+        cfg(),
+    )
+    .shutdown_on_signal()
+    .run(import, on_error, ctx.clone());
+    let namespaces = Controller::new(Api::<Namespace>::all(c.clone()), cfg())
+        .shutdown_on_signal()
+        .run(annotated, on_error, ctx.clone());
+    let claims = Controller::new(Api::<PersistentVolumeClaim>::all(c.clone()), cfg())
+        .shutdown_on_signal()
+        .run(annotated, on_error, ctx.clone());
+    futures::join!(
+        drain("migration", migrations),
+        drain("clusterpair", pairs),
+        drain("volumeimport", imports),
+        drain("namespace", namespaces),
+        drain("pvc", claims),
+    );
+}

@@ -1,0 +1,190 @@
+//! VolumeImport reconciler (destination side): import the exported snapshot into this
+//! cluster's chunk store, then create the PV, pre-bound to the claim, for ferry's driver.
+//!
+//! The chunk-store volume is named after the VolumeImport, so a retry (or a later import of
+//! a newer snapshot of the same source volume) finds it and fetches only what differs. A
+//! volume in use on a node (leased) is never re-rooted under its writer.
+
+use crate::crd::{ImportPhase, VolumeImport, VolumeImportStatus};
+use crate::error::{Error, Result};
+use crate::pair::{secret_data, transfer_from_data};
+use crate::{Ctx, api, kinds_used};
+use ferry_transfer::{Key, TransferStore};
+use kube::ResourceExt;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Volume attribute carrying the chunk size (as the CSI controller sets it).
+const CTX_CHUNK_SIZE: &str = "ferry.dev/chunkSize";
+
+/// Brings one VolumeImport to Ready (or Failed); returns when to look again.
+///
+/// # Errors
+/// API errors a retry may cure.
+pub async fn reconcile(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<Duration>> {
+    let mut st = vi.status.clone().unwrap_or_default();
+    let snap = &vi.spec.source.snapshot_id;
+    if st.snapshot_id.as_ref() == Some(snap)
+        && matches!(st.phase, ImportPhase::Ready | ImportPhase::Failed)
+    {
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    let outcome = import(ctx, vi, &mut st).await;
+    ferry_csi::metrics::operation(
+        "volume_import",
+        outcome.as_ref().err().map(Error::kind),
+        started.elapsed(),
+    );
+    match outcome {
+        Ok(()) => {
+            st.phase = ImportPhase::Ready;
+            st.reason = None;
+            ctx.event(
+                vi,
+                false,
+                "Imported",
+                format!(
+                    "PV {} ready for claim {}/{}",
+                    vi.spec.persistent_volume.name,
+                    vi.spec.persistent_volume.claim_namespace,
+                    vi.spec.persistent_volume.claim_name
+                ),
+            )
+            .await;
+        }
+        Err(
+            e @ (Error::Invalid(_)
+            | Error::Transfer(
+                ferry_transfer::Error::Key(_)
+                | ferry_transfer::Error::Tampered(_)
+                | ferry_transfer::Error::Missing(_)
+                | ferry_transfer::Error::Invalid(_),
+            )),
+        ) => {
+            st.phase = ImportPhase::Failed;
+            st.reason = Some(e.to_string());
+            ctx.event(vi, true, "ImportFailed", e.to_string()).await;
+        }
+        Err(e) => {
+            // Transient: say so and try again.
+            st.reason = Some(format!("retrying: {e}"));
+            save(ctx, vi, &st).await?;
+            return Ok(Some(ctx.poll));
+        }
+    }
+    st.snapshot_id = Some(snap.clone());
+    save(ctx, vi, &st).await?;
+    Ok(None)
+}
+
+async fn save(ctx: &Ctx, vi: &VolumeImport, st: &VolumeImportStatus) -> Result<()> {
+    let v = serde_json::to_value(st).map_err(|e| Error::Unexpected(e.to_string()))?;
+    api::patch_status(
+        &ctx.client,
+        &kinds_used::volume_import(),
+        &vi.namespace().unwrap_or_default(),
+        &vi.name_any(),
+        &v,
+    )
+    .await
+}
+
+async fn import(ctx: &Ctx, vi: &VolumeImport, st: &mut VolumeImportStatus) -> Result<()> {
+    let ns = vi.namespace().unwrap_or_default();
+    let what = format!("Secret {ns}/{}", vi.spec.transfer_secret);
+    let data = secret_data(&ctx.client, &ns, &vi.spec.transfer_secret)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("{what} named by the VolumeImport not found")))?;
+    let (_, config, key) = transfer_from_data(&what, &data)?;
+    let key = key.as_deref().map(Key::parse).transpose()?;
+    let target = TransferStore::open(&config, key).await?;
+    let src = &vi.spec.source;
+    let commit = target
+        .get_commit(&src.volume_id, &src.snapshot_id)
+        .await?
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "snapshot {} of volume {} is not in the transfer store (export it first)",
+                src.snapshot_id, src.volume_id
+            ))
+        })?;
+    let name = vi.name_any();
+    if let Some(existing) = ctx.store.volume_by_name(&name).await? {
+        ctx.store.check_unleased(existing.id()).await.map_err(|e| {
+            Error::Invalid(format!("volume {} is in use on the destination ({e}); stop what uses claim {}/{} and the import goes on", existing.id(), vi.spec.persistent_volume.claim_namespace, vi.spec.persistent_volume.claim_name))
+        })?;
+    }
+    st.phase = ImportPhase::InProgress;
+    st.reason = None;
+    save(ctx, vi, st).await?;
+    let progress = Arc::new(ferry_transfer::Progress::default());
+    let job = ferry_transfer::import(
+        &target,
+        &commit,
+        &ctx.store,
+        &name,
+        progress.clone(),
+        ctx.tuning,
+    );
+    tokio::pin!(job);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let report = loop {
+        tokio::select! {
+            r = &mut job => break r?,
+            _ = tick.tick() => {
+                let p = progress.snapshot();
+                st.bytes_total = p.bytes_total;
+                st.bytes_done = p.bytes_done;
+                let _ = save(ctx, vi, st).await;
+            }
+        }
+    };
+    ferry_csi::metrics::bytes_moved("import", report.bytes_read);
+    let p = progress.snapshot();
+    st.bytes_total = p.bytes_total;
+    st.bytes_done = p.bytes_total;
+    let volume = ctx
+        .store
+        .volume_by_name(&name)
+        .await?
+        .ok_or_else(|| Error::Unexpected(format!("imported volume {name} not found")))?;
+    let pv = &vi.spec.persistent_volume;
+    let mut obj = json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": pv.name,
+            "labels": { "ferry.dev/volume-import": name },
+            "annotations": { "pv.kubernetes.io/provisioned-by": ferry_csi::DRIVER_NAME },
+        },
+        "spec": {
+            "capacity": { "storage": pv.capacity },
+            "accessModes": pv.access_modes,
+            "claimRef": { "apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": pv.claim_namespace, "name": pv.claim_name },
+            "persistentVolumeReclaimPolicy": pv.reclaim_policy.clone().unwrap_or_else(|| "Delete".into()),
+            "csi": {
+                "driver": ferry_csi::DRIVER_NAME,
+                "volumeHandle": volume.id(),
+                "volumeAttributes": { CTX_CHUNK_SIZE: commit.options.chunk_size.to_string() },
+            },
+        },
+    });
+    if let Some(m) = &pv.volume_mode {
+        obj["spec"]["volumeMode"] = json!(m);
+    }
+    if let Some(c) = &pv.storage_class_name {
+        obj["spec"]["storageClassName"] = json!(c);
+    }
+    if !pv.mount_options.is_empty() {
+        obj["spec"]["mountOptions"] = json!(pv.mount_options);
+    }
+    if let Some(f) = &pv.fs_type {
+        obj["spec"]["csi"]["fsType"] = json!(f);
+    }
+    api::apply(&ctx.client, &kinds_used::pv(), &obj).await?;
+    st.persistent_volume = Some(pv.name.clone());
+    st.volume_handle = Some(volume.id().to_string());
+    Ok(())
+}

@@ -11,6 +11,8 @@ pub mod cluster_pair;
 pub mod context;
 pub mod crd;
 mod error;
+#[cfg(feature = "fake-api")]
+pub mod fake_api;
 pub mod kinds_used;
 pub mod migrate;
 pub mod names;

@@ -1,0 +1,736 @@
+//! An in-memory stand-in for the Kubernetes API server, for tests only (feature `fake-api`).
+//!
+//! No real API server can be installed here, so tests drive the controller against this one.
+//! It keeps objects as JSON and models the API behaviours the controller relies on:
+//! 404 NotFound and 409 AlreadyExists with `Status` bodies, server-assigned metadata (uid,
+//! resourceVersion, creationTimestamp, generation), the status subresource (writes to the
+//! object ignore `status`; writes to `/status` change only `status`), server-side apply
+//! (`fieldManager` required; creates or merges), JSON merge patch (null deletes), PUT with
+//! a resourceVersion precondition (409 Conflict), immutable fields of PVCs and PVs (422), label
+//! selectors on lists, and watches (over HTTP). Every request is logged for assertions, and
+//! the Nth write can be made to fail with 500 to test resumption.
+//!
+//! Two ways in: [`FakeApi::client`] gives a kube client over kube-rs's `tower_test` mock
+//! service; [`FakeApi::serve`] listens on 127.0.0.1 for real processes (with a kubeconfig).
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// One logged request.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    /// HTTP method.
+    pub method: String,
+    /// Path without the query.
+    pub path: String,
+    /// Query string.
+    pub query: String,
+    /// Content type of the body.
+    pub content_type: String,
+    /// HTTP status answered.
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<String, Value>,
+    rv: u64,
+    events: Vec<(u64, String, &'static str, Value)>,
+    log: Vec<Logged>,
+    writes: usize,
+    fail_write: Option<usize>,
+    unreachable: bool,
+}
+
+/// The fake API server. Clones share state.
+#[derive(Clone, Default)]
+pub struct FakeApi {
+    state: Arc<Mutex<State>>,
+}
+
+/// Where a request points.
+#[derive(Debug)]
+struct Target {
+    group: String,
+    version: String,
+    plural: String,
+    ns: Option<String>,
+    name: Option<String>,
+    status: bool,
+}
+
+impl Target {
+    fn parse(path: &str) -> Option<Target> {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, version, rest) = match segs.first()? {
+            &"api" => (String::new(), segs.get(1)?.to_string(), &segs[2..]),
+            &"apis" => (
+                segs.get(1)?.to_string(),
+                segs.get(2)?.to_string(),
+                &segs[3..],
+            ),
+            _ => return None,
+        };
+        let (ns, rest) = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+            (Some(rest[1].to_string()), &rest[2..])
+        } else {
+            (None, rest)
+        };
+        Some(Target {
+            group,
+            version,
+            plural: rest.first()?.to_string(),
+            ns,
+            name: rest.get(1).map(|s| s.to_string()),
+            status: rest.get(2) == Some(&"status"),
+        })
+    }
+
+    fn collection(&self) -> String {
+        format!("{}/{}", self.group, self.plural)
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!(
+            "{}/{}/{name}",
+            self.collection(),
+            self.ns.as_deref().unwrap_or("")
+        )
+    }
+
+    fn in_scope(&self, key: &str) -> bool {
+        let prefix = format!("{}/", self.collection());
+        let Some(rest) = key.strip_prefix(&prefix) else {
+            return false;
+        };
+        match &self.ns {
+            Some(ns) => rest.starts_with(&format!("{ns}/")),
+            None => true,
+        }
+    }
+}
+
+fn status(code: u16, reason: &str, message: String) -> (u16, Value) {
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": message, "reason": reason, "code": code}),
+    )
+}
+
+/// RFC 7386 merge: objects merge, null deletes, everything else replaces.
+fn merge(into: &mut Value, patch: &Value) {
+    match (into, patch) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                if v.is_null() {
+                    a.remove(k);
+                } else {
+                    merge(a.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (slot, p) => *slot = p.clone(),
+    }
+}
+
+fn matches_labels(obj: &Value, selector: &str) -> bool {
+    selector
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .all(|term| match term.split_once('=') {
+            Some((k, v)) => obj["metadata"]["labels"][k.trim_end_matches('=')].as_str() == Some(v),
+            None => obj["metadata"]["labels"][term].is_string(),
+        })
+}
+
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| {
+            v.replace("%3D", "=")
+                .replace("%2C", ",")
+                .replace("%2F", "/")
+        })
+    })
+}
+
+/// Fields of a kind that may not change once set (the API answers 422).
+fn immutable_change(collection: &str, live: &Value, next: &Value) -> Option<String> {
+    let paths: &[&[&str]] = match collection {
+        "/persistentvolumeclaims" => &[
+            &["spec", "volumeName"],
+            &["spec", "storageClassName"],
+            &["spec", "accessModes"],
+            &["spec", "volumeMode"],
+        ],
+        "/persistentvolumes" => &[&["spec", "csi"]],
+        "snapshot.storage.k8s.io/volumesnapshots" => &[&["spec", "source"]],
+        _ => &[],
+    };
+    for p in paths {
+        let get = |v: &Value| p.iter().fold(v.clone(), |v, k| v[*k].clone());
+        let (a, b) = (get(live), get(next));
+        if !a.is_null() && a != b {
+            return Some(format!("{}: field is immutable", p.join(".")));
+        }
+    }
+    None
+}
+
+impl FakeApi {
+    /// An empty API.
+    pub fn new() -> FakeApi {
+        FakeApi::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores `obj` as the server would after a create (no request logged).
+    pub fn seed(&self, obj: Value) -> Value {
+        let t = seed_target(&obj);
+        let mut st = self.lock();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let out = create(&mut st, &t, &name, obj, true);
+        out.1
+    }
+
+    /// The object at `collection` (`group/plural`), namespace and name.
+    pub fn get(&self, collection: &str, ns: Option<&str>, name: &str) -> Option<Value> {
+        self.lock()
+            .objects
+            .get(&format!("{collection}/{}/{name}", ns.unwrap_or("")))
+            .cloned()
+    }
+
+    /// Every object in `collection`.
+    pub fn all(&self, collection: &str) -> Vec<Value> {
+        let prefix = format!("{collection}/");
+        self.lock()
+            .objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Sets an object's status directly, as another controller would.
+    pub fn set_status(&self, collection: &str, ns: Option<&str>, name: &str, status: Value) {
+        let mut st = self.lock();
+        st.rv += 1;
+        let rv = st.rv;
+        let key = format!("{collection}/{}/{name}", ns.unwrap_or(""));
+        if let Some(o) = st.objects.get_mut(&key) {
+            o["status"] = status;
+            o["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let o = o.clone();
+            st.events.push((rv, key, "MODIFIED", o));
+        }
+    }
+
+    /// The requests served so far.
+    pub fn log(&self) -> Vec<Logged> {
+        self.lock().log.clone()
+    }
+
+    /// Makes the `n`th write from now (1-based) fail with 500, once.
+    pub fn fail_write(&self, n: usize) {
+        let mut st = self.lock();
+        st.fail_write = Some(st.writes + n);
+    }
+
+    /// Answers every request with 503, as an API server that is down.
+    pub fn set_unreachable(&self, down: bool) {
+        self.lock().unreachable = down;
+    }
+
+    /// Serves one request.
+    pub fn serve_one(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Value) {
+        let mut st = self.lock();
+        let (code, v) = handle(&mut st, method, path, query, content_type, body);
+        st.log.push(Logged {
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            content_type: content_type.to_string(),
+            status: code,
+        });
+        (code, v)
+    }
+
+    /// A kube client whose requests this API answers, over kube-rs's `tower_test` mock.
+    pub fn client(&self) -> kube::Client {
+        let (svc, handle) =
+            tower_test::mock::pair::<Request<kube::client::Body>, Response<kube::client::Body>>();
+        let api = self.clone();
+        tokio::spawn(async move {
+            let mut handle = std::pin::pin!(handle);
+            while let Some((req, send)) = handle.next_request().await {
+                let (parts, body) = req.into_parts();
+                let bytes = http_body_util::BodyExt::collect(body)
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let ct = parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let (code, v) = api.serve_one(
+                    &parts.method,
+                    parts.uri.path(),
+                    parts.uri.query().unwrap_or(""),
+                    &ct,
+                    &bytes,
+                );
+                let resp = Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(
+                        serde_json::to_vec(&v).unwrap_or_default(),
+                    ))
+                    .unwrap_or_else(|_| Response::new(kube::client::Body::empty()));
+                send.send_response(resp);
+            }
+        });
+        kube::Client::new(svc, "default")
+    }
+
+    /// Serves the API over HTTP on 127.0.0.1 (port picked by the OS), watches included.
+    /// Returns the address; the server stops when the runtime does.
+    ///
+    /// # Errors
+    /// The socket cannot be bound.
+    pub async fn serve(&self) -> std::io::Result<std::net::SocketAddr> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let api = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    continue;
+                };
+                let api = api.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let api = api.clone();
+                        async move { Ok::<_, std::convert::Infallible>(api.http(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(conn), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(addr)
+    }
+
+    /// A kubeconfig for a server at `addr`.
+    pub fn kubeconfig(addr: std::net::SocketAddr) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\n\
+             current-context: fake\nusers:\n- name: fake\n  user:\n    token: fake\n"
+        )
+    }
+
+    async fn http(
+        &self,
+        req: Request<hyper::body::Incoming>,
+    ) -> Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
+        use http_body_util::BodyExt;
+        let (parts, body) = req.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let query = parts.uri.query().unwrap_or("").to_string();
+        let path = parts.uri.path().to_string();
+        if parts.method == Method::GET && query_param(&query, "watch").as_deref() == Some("true") {
+            return self.watch(&path, &query);
+        }
+        let ct = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let (code, v) = self.serve_one(&parts.method, &path, &query, &ct, &bytes);
+        Response::builder()
+            .status(code)
+            .header("content-type", "application/json")
+            .body(
+                http_body_util::Full::new(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
+                    .boxed(),
+            )
+            .unwrap_or_default()
+    }
+
+    /// A watch: events after `resourceVersion`, one JSON object per line, until
+    /// `timeoutSeconds` pass.
+    fn watch(
+        &self,
+        path: &str,
+        query: &str,
+    ) -> Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
+        use http_body_util::BodyExt;
+        let Some(t) = Target::parse(path) else {
+            return Response::builder()
+                .status(404)
+                .body(http_body_util::Full::new(Bytes::new()).boxed())
+                .unwrap_or_default();
+        };
+        let after: u64 = query_param(query, "resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let selector = query_param(query, "labelSelector").unwrap_or_default();
+        let secs: u64 = query_param(query, "timeoutSeconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60)
+            .min(60);
+        let api = self.clone();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let stream = futures::stream::unfold(after, move |mut after| {
+            let api = api.clone();
+            let selector = selector.clone();
+            let t_coll = (t.group.clone(), t.plural.clone(), t.ns.clone());
+            async move {
+                loop {
+                    if tokio::time::Instant::now() >= deadline {
+                        return None;
+                    }
+                    let t = Target {
+                        group: t_coll.0.clone(),
+                        version: String::new(),
+                        plural: t_coll.1.clone(),
+                        ns: t_coll.2.clone(),
+                        name: None,
+                        status: false,
+                    };
+                    let lines: Vec<(u64, Value)> = {
+                        let st = api.lock();
+                        st.events
+                            .iter()
+                            .filter(|(rv, key, _, o)| {
+                                *rv > after && t.in_scope(key) && matches_labels(o, &selector)
+                            })
+                            .map(|(rv, _, ty, o)| (*rv, json!({"type": ty, "object": o})))
+                            .collect()
+                    };
+                    if let Some(last) = lines.last().map(|(rv, _)| *rv) {
+                        after = last;
+                        let mut out = Vec::new();
+                        for (_, l) in lines {
+                            out.extend(serde_json::to_vec(&l).unwrap_or_default());
+                            out.push(b'\n');
+                        }
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+                                Bytes::from(out),
+                            )),
+                            after,
+                        ));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        });
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(http_body_util::StreamBody::new(stream).boxed())
+            .unwrap_or_default()
+    }
+}
+
+fn seed_target(obj: &Value) -> Target {
+    let api_version = obj["apiVersion"].as_str().unwrap_or("v1");
+    let (group, version) = api_version
+        .rsplit_once('/')
+        .map_or(("", api_version), |(g, v)| (g, v));
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    Target {
+        group: group.into(),
+        version: version.into(),
+        plural: plural_of(kind),
+        ns: obj["metadata"]["namespace"].as_str().map(str::to_string),
+        name: None,
+        status: false,
+    }
+}
+
+/// English plural of a kind, as the API names resources.
+fn plural_of(kind: &str) -> String {
+    let k = kind.to_ascii_lowercase();
+    if k.ends_with("ss") || k.ends_with('x') {
+        format!("{k}es")
+    } else if let Some(stem) = k.strip_suffix('y') {
+        format!("{stem}ies")
+    } else {
+        format!("{k}s")
+    }
+}
+
+/// Standard base64, as the API encodes Secret data.
+pub fn base64(b: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                T[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+/// A Secret's `stringData` is write-only: the API merges it into `data`, base64-encoded.
+fn fold_string_data(collection: &str, obj: &mut Value) {
+    if collection != "/secrets" {
+        return;
+    }
+    let Some(sd) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
+    if !obj["data"].is_object() {
+        obj["data"] = json!({});
+    }
+    for (k, v) in sd.as_object().into_iter().flatten() {
+        obj["data"][k] = json!(base64(v.as_str().unwrap_or_default().as_bytes()));
+    }
+}
+
+fn bump(st: &mut State, key: &str, obj: &mut Value, ty: &'static str) {
+    st.rv += 1;
+    obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+    st.events.push((st.rv, key.to_string(), ty, obj.clone()));
+}
+
+fn create(
+    st: &mut State,
+    t: &Target,
+    name: &str,
+    mut obj: Value,
+    keep_status: bool,
+) -> (u16, Value) {
+    let key = t.key(name);
+    fold_string_data(&t.collection(), &mut obj);
+    if st.objects.contains_key(&key) {
+        return status(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", t.plural),
+        );
+    }
+    if !keep_status && let Some(o) = obj.as_object_mut() {
+        o.remove("status");
+    }
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    let m = &mut obj["metadata"];
+    m["name"] = json!(name);
+    if let Some(ns) = &t.ns {
+        m["namespace"] = json!(ns);
+    }
+    if m["uid"].is_null() {
+        m["uid"] = json!(format!("uid-{}-{}", t.plural, st.rv + 1));
+    }
+    m["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    m["generation"] = json!(1);
+    bump(st, &key, &mut obj, "ADDED");
+    st.objects.insert(key, obj.clone());
+    (201, obj)
+}
+
+fn handle(
+    st: &mut State,
+    method: &Method,
+    path: &str,
+    query: &str,
+    ct: &str,
+    body: &[u8],
+) -> (u16, Value) {
+    if st.unreachable {
+        return status(503, "ServiceUnavailable", "the API server is down".into());
+    }
+    let Some(t) = Target::parse(path) else {
+        return status(404, "NotFound", format!("no API at {path}"));
+    };
+    let _ = &t.version;
+    if *method != Method::GET {
+        st.writes += 1;
+        if st.fail_write == Some(st.writes) {
+            st.fail_write = None;
+            return status(500, "InternalError", "injected failure".into());
+        }
+    }
+    let parsed: Option<Value> = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(body).ok()
+    };
+    match (method.clone(), &t.name) {
+        (Method::GET, None) => {
+            let selector = query_param(query, "labelSelector").unwrap_or_default();
+            let items: Vec<Value> = st
+                .objects
+                .iter()
+                .filter(|(k, o)| t.in_scope(k) && matches_labels(o, &selector))
+                .map(|(_, o)| o.clone())
+                .collect();
+            (
+                200,
+                json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
+            )
+        }
+        (Method::GET, Some(name)) => match st.objects.get(&t.key(name)) {
+            Some(o) => (200, o.clone()),
+            None => status(
+                404,
+                "NotFound",
+                format!("{} \"{name}\" not found", t.plural),
+            ),
+        },
+        (Method::POST, None) => {
+            let Some(obj) = parsed else {
+                return status(400, "BadRequest", "no body".into());
+            };
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if name.is_empty() {
+                return status(422, "Invalid", "metadata.name: Required value".into());
+            }
+            create(st, &t, &name, obj, false)
+        }
+        (Method::PUT, Some(name)) => {
+            let Some(mut obj) = parsed else {
+                return status(400, "BadRequest", "no body".into());
+            };
+            let key = t.key(name);
+            let Some(live) = st.objects.get(&key).cloned() else {
+                return status(
+                    404,
+                    "NotFound",
+                    format!("{} \"{name}\" not found", t.plural),
+                );
+            };
+            if obj["metadata"]["resourceVersion"] != live["metadata"]["resourceVersion"] {
+                return status(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                        t.plural
+                    ),
+                );
+            }
+            if t.status {
+                let mut next = live.clone();
+                next["status"] = obj["status"].clone();
+                obj = next;
+            } else {
+                obj["status"] = live["status"].clone();
+                obj["metadata"]["uid"] = live["metadata"]["uid"].clone();
+            }
+            bump(st, &key, &mut obj, "MODIFIED");
+            st.objects.insert(key, obj.clone());
+            (200, obj)
+        }
+        (Method::PATCH, Some(name)) => {
+            let Some(patch) = parsed else {
+                return status(400, "BadRequest", "no body".into());
+            };
+            let key = t.key(name);
+            let apply = ct.starts_with("application/apply-patch");
+            if apply && query_param(query, "fieldManager").is_none() {
+                return status(
+                    400,
+                    "BadRequest",
+                    "PATCH with apply-patch needs a fieldManager".into(),
+                );
+            }
+            let Some(live) = st.objects.get(&key).cloned() else {
+                if apply && !t.status {
+                    return create(st, &t, name, patch, false);
+                }
+                return status(
+                    404,
+                    "NotFound",
+                    format!("{} \"{name}\" not found", t.plural),
+                );
+            };
+            let mut next = live.clone();
+            if t.status {
+                let mut s = next["status"].take();
+                if s.is_null() {
+                    s = Value::Object(Map::new());
+                }
+                merge(&mut s, &patch["status"]);
+                next["status"] = s;
+            } else {
+                let mut p = patch.clone();
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("status");
+                }
+                merge(&mut next, &p);
+                fold_string_data(&t.collection(), &mut next);
+                if let Some(why) = immutable_change(&t.collection(), &live, &next) {
+                    return status(
+                        422,
+                        "Invalid",
+                        format!("{} \"{name}\" is invalid: {why}", t.plural),
+                    );
+                }
+                if next["spec"] != live["spec"] {
+                    let g = live["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+                    next["metadata"]["generation"] = json!(g);
+                }
+            }
+            next["metadata"]["uid"] = live["metadata"]["uid"].clone();
+            bump(st, &key, &mut next, "MODIFIED");
+            st.objects.insert(key, next.clone());
+            (200, next)
+        }
+        (Method::DELETE, Some(name)) => {
+            let key = t.key(name);
+            match st.objects.remove(&key) {
+                Some(mut o) => {
+                    bump(st, &key, &mut o, "DELETED");
+                    (200, o)
+                }
+                None => status(
+                    404,
+                    "NotFound",
+                    format!("{} \"{name}\" not found", t.plural),
+                ),
+            }
+        }
+        _ => status(405, "MethodNotAllowed", format!("{method} {path}")),
+    }
+}

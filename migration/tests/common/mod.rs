@@ -1,0 +1,297 @@
+//! Two clusters for migration tests: each an in-memory API (`FakeApi`, standing in for a
+//! real API server, which cannot run here) and a real chunk store; a local-folder transfer
+//! store between them. The csi-snapshotter and the destination's sidecar are played by
+//! [`World::step_cluster_controllers`]: the first makes real chunk-store snapshots for
+//! VolumeSnapshots, the second runs ferry's real VolumeImport reconciler.
+
+#![allow(dead_code)]
+
+use ferry_migration::crd::{Migration, MigrationStatus, VolumeImport};
+use ferry_migration::fake_api::FakeApi;
+use ferry_migration::{Ctx, pair::PairSettings};
+use ferry_store::{Store, StoreConfig, StoreOptions, VolumeOptions, VolumeSpec};
+use rand::{RngCore, SeedableRng, rngs::StdRng};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const FERRY_NS: &str = "ferry-system";
+pub const CHUNK: u64 = 64 << 10;
+
+pub struct World {
+    pub src: FakeApi,
+    pub dst: FakeApi,
+    pub src_store: Store,
+    pub dst_store: Store,
+    pub src_ctx: Ctx,
+    pub dst_ctx: Ctx,
+    pub transfer_dir: tempfile::TempDir,
+}
+
+async fn store() -> Store {
+    Store::open(
+        &StoreConfig::memory(),
+        StoreOptions {
+            gc_grace: Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("memory store")
+}
+
+impl World {
+    pub async fn new() -> World {
+        let src = FakeApi::new();
+        let dst = FakeApi::new();
+        let (src_store, dst_store) = (store().await, store().await);
+        let dst_for_connect = dst.clone();
+        let mut src_ctx = Ctx::new(src.client(), src_store.clone(), FERRY_NS.into(), false);
+        src_ctx.connect = Arc::new(move |_s: PairSettings| {
+            let d = dst_for_connect.clone();
+            Box::pin(async move { Ok(d.client()) })
+        });
+        src_ctx.poll = Duration::from_millis(1);
+        let mut dst_ctx = Ctx::new(dst.client(), dst_store.clone(), FERRY_NS.into(), false);
+        dst_ctx.poll = Duration::from_millis(1);
+        for api in [&src, &dst] {
+            api.seed(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": FERRY_NS}}),
+            );
+            api.seed(json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": "ferry.csi.dev"}, "spec": {"attachRequired": false}}));
+            api.seed(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass", "metadata": {"name": "ferry", "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "true"}}, "driver": "ferry.csi.dev", "deletionPolicy": "Delete"}));
+        }
+        World {
+            src,
+            dst,
+            src_store,
+            dst_store,
+            src_ctx,
+            dst_ctx,
+            transfer_dir: tempfile::tempdir().expect("tmp"),
+        }
+    }
+
+    /// A ClusterPair `name` in `ns`, its Secret, and (when `ready`) a Ready status.
+    pub fn pair(&self, ns: &str, name: &str, ready: bool) {
+        let root = self.transfer_dir.path().to_string_lossy().to_string();
+        self.src.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-secret"), "namespace": ns},
+            "data": b64(&[("kubeconfig", "apiVersion: v1\nkind: Config\n"), ("backend", "fs"), ("root", &root)])}));
+        let mut p = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": name, "namespace": ns},
+            "spec": {"secretRef": {"name": format!("{name}-secret")}}});
+        if ready {
+            p["status"] = json!({"schedulerStatus": "Ready", "storageStatus": "Ready"});
+        }
+        self.src.seed(p);
+    }
+
+    /// Namespace `ns` with a ferry volume (PVC `data`, `chunks` chunks of seeded bytes), a PVC
+    /// of another driver, and the usual resources around them. Returns the volume id.
+    pub async fn shop(&self, ns: &str, chunks: u64) -> String {
+        let v = self
+            .src_store
+            .create_volume(VolumeSpec {
+                name: format!("pvc-{ns}-data"),
+                capacity_bytes: chunks * CHUNK,
+                options: VolumeOptions::default(),
+                parameters: Default::default(),
+                source: None,
+            })
+            .await
+            .expect("volume");
+        let id = v.id().to_string();
+        fill(&self.src_store, &id, chunks, 7).await;
+        let s = &self.src;
+        s.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"team": "shop"}}}));
+        s.seed(json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": format!("pv-{ns}-data")},
+            "spec": {"capacity": {"storage": format!("{}Ki", chunks * 64)}, "accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+                     "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "ferry",
+                     "claimRef": {"namespace": ns, "name": "data"},
+                     "csi": {"driver": "ferry.csi.dev", "volumeHandle": id, "fsType": "ext4"}}}));
+        s.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": ns, "labels": {"app": "web"},
+                "annotations": {"pv.kubernetes.io/bind-completed": "yes", "volume.kubernetes.io/storage-provisioner": "ferry.csi.dev"}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ferry", "volumeName": format!("pv-{ns}-data"), "resources": {"requests": {"storage": "3Mi"}}},
+            "status": {"phase": "Bound"}}));
+        s.seed(json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": format!("pv-{ns}-ebs")},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-123"}}}));
+        s.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "cache", "namespace": ns},
+            "spec": {"accessModes": ["ReadWriteOnce"], "volumeName": format!("pv-{ns}-ebs"), "resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": "Bound"}}));
+        let dep = s.seed(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns, "labels": {"app": "web"}},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx"}], "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}},
+            "status": {"readyReplicas": 3}}));
+        s.seed(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-5d4f", "namespace": ns,
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": dep["metadata"]["uid"], "controller": true}]},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}));
+        s.seed(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+            "spec": {"type": "NodePort", "clusterIP": "10.0.0.5", "clusterIPs": ["10.0.0.5"], "selector": {"app": "web"}, "ports": [{"port": 80, "nodePort": 30080}]}}));
+        s.seed(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": ns},
+            "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 5432}]}}));
+        s.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-token", "namespace": ns}, "type": "kubernetes.io/service-account-token", "data": {}}));
+        s.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-password", "namespace": ns}, "type": "Opaque", "data": {"password": "aHVudGVyMg=="}}));
+        s.seed(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}}));
+        s.seed(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web", "namespace": ns}, "secrets": [{"name": "web-token"}]}));
+        s.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": ns}, "data": {"mode": "prod"}}));
+        s.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt", "namespace": ns}, "data": {"ca.crt": "x"}}));
+        s.seed(json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "report", "namespace": ns},
+            "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "r", "image": "busybox"}]}}}}}}));
+        id
+    }
+
+    pub fn migration(&self, ns: &str, name: &str, spec: Value) {
+        self.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Migration", "metadata": {"name": name, "namespace": ns}, "spec": spec}));
+    }
+
+    pub fn migration_status(&self, ns: &str, name: &str) -> MigrationStatus {
+        let m = self
+            .src
+            .get("ferry.dev/migrations", Some(ns), name)
+            .expect("migration");
+        serde_json::from_value(m["status"].clone()).unwrap_or_default()
+    }
+
+    /// Plays csi-snapshotter on the source and ferry's sidecar on the destination, once.
+    pub async fn step_cluster_controllers(&self) {
+        for vs in self.src.all("snapshot.storage.k8s.io/volumesnapshots") {
+            if vs["status"]["readyToUse"].as_bool() == Some(true) {
+                continue;
+            }
+            let ns = vs["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let name = vs["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let pvc_name = vs["spec"]["source"]["persistentVolumeClaimName"]
+                .as_str()
+                .unwrap_or_default();
+            let pvc = self
+                .src
+                .get("/persistentvolumeclaims", Some(&ns), pvc_name)
+                .expect("pvc");
+            let pv = self
+                .src
+                .get(
+                    "/persistentvolumes",
+                    None,
+                    pvc["spec"]["volumeName"].as_str().unwrap_or_default(),
+                )
+                .expect("pv");
+            let handle = pv["spec"]["csi"]["volumeHandle"]
+                .as_str()
+                .unwrap_or_default();
+            // What csi-snapshotter does: CreateSnapshot named after the content, then status.
+            let content = format!(
+                "snapcontent-{}",
+                vs["metadata"]["uid"].as_str().unwrap_or_default()
+            );
+            let snap = self
+                .src_store
+                .create_snapshot(&content, handle, Default::default())
+                .await
+                .expect("snapshot");
+            self.src.seed(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent", "metadata": {"name": content},
+                "spec": {"driver": "ferry.csi.dev", "deletionPolicy": "Delete", "volumeSnapshotRef": {"namespace": ns, "name": name}},
+                "status": {"snapshotHandle": snap.id, "readyToUse": true}}));
+            self.src.set_status(
+                "snapshot.storage.k8s.io/volumesnapshots",
+                Some(&ns),
+                &name,
+                json!({"readyToUse": true, "boundVolumeSnapshotContentName": content}),
+            );
+        }
+        for vi in self.dst.all("ferry.dev/volumeimports") {
+            let vi: VolumeImport = serde_json::from_value(vi).expect("volume import");
+            // A controller retries a failed reconcile; so does this loop, on its next turn.
+            if let Err(e) = ferry_migration::volume_import::reconcile(&self.dst_ctx, &vi).await {
+                eprintln!("import reconcile error (retried): {e}");
+            }
+        }
+    }
+
+    /// Reconciles migration `ns/name` (with the other controllers in between) until it ends.
+    pub async fn drive(&self, ns: &str, name: &str) -> MigrationStatus {
+        for _ in 0..40 {
+            let m: Migration = serde_json::from_value(
+                self.src
+                    .get("ferry.dev/migrations", Some(ns), name)
+                    .expect("migration"),
+            )
+            .expect("parse");
+            match ferry_migration::migrate::reconcile(&self.src_ctx, &m).await {
+                Ok(None) => return self.migration_status(ns, name),
+                Ok(Some(_)) => {}
+                Err(e) => eprintln!("reconcile error (retried): {e}"),
+            }
+            self.step_cluster_controllers().await;
+        }
+        panic!(
+            "migration {ns}/{name} did not end: {:?}",
+            self.migration_status(ns, name)
+        );
+    }
+
+    /// Every write the source API saw, as `METHOD path`.
+    pub fn source_writes(&self) -> Vec<String> {
+        self.src
+            .log()
+            .into_iter()
+            .filter(|l| l.method != "GET")
+            .map(|l| format!("{} {}", l.method, l.path))
+            .collect()
+    }
+}
+
+fn b64(pairs: &[(&str, &str)]) -> Value {
+    use std::fmt::Write;
+    // The API returns Secret data base64-encoded.
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let enc = |b: &[u8]| {
+        let mut s = String::new();
+        for c in b.chunks(3) {
+            let n = (c[0] as u32) << 16
+                | (*c.get(1).unwrap_or(&0) as u32) << 8
+                | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..4 {
+                if i <= c.len() {
+                    let _ = s.write_char(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    s.push('=');
+                }
+            }
+        }
+        s
+    };
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(enc(v.as_bytes()))))
+            .collect(),
+    )
+}
+
+pub async fn fill(store: &Store, id: &str, chunks: u64, seed: u64) {
+    let h = store.open_volume(id).await.expect("open");
+    let mut rng = StdRng::seed_from_u64(seed);
+    for i in 0..chunks {
+        if i % 4 == 3 {
+            continue; // a hole
+        }
+        let mut buf = vec![0u8; CHUNK as usize];
+        rng.fill_bytes(&mut buf);
+        h.write_at(i * CHUNK, &buf).await.expect("write");
+    }
+    h.flush().await.expect("flush");
+}
+
+pub async fn digest(store: &Store, id: &str) -> String {
+    let h = store.open_volume(id).await.expect("open");
+    let size = h.size().await;
+    hex::encode(Sha256::digest(
+        h.read_at(0, size as usize).await.expect("read"),
+    ))
+}

@@ -14,7 +14,8 @@
 //! service; [`FakeApi::serve`] listens on 127.0.0.1 for real processes (with a kubeconfig).
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+pub use http::Method;
+use http::{Request, Response};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

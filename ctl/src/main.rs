@@ -1,5 +1,6 @@
 //! `ferryctl`: the operator's command line for ferry.
 
+mod kube_cli;
 mod transfer;
 
 use clap::{Parser, Subcommand};
@@ -8,15 +9,32 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "ferryctl",
     version,
-    about = "Operate ferry: move volumes between chunk stores"
+    about = "Operate ferry: migrations between clusters, cluster pairs, and volume transfers"
 )]
 struct Cli {
+    #[command(flatten)]
+    kube: kube_cli::KubeArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print objects to apply (a ClusterPair and its Secret).
+    #[command(subcommand)]
+    Generate(kube_cli::Generate),
+    /// List ClusterPairs or Migrations.
+    #[command(subcommand)]
+    Get(kube_cli::Get),
+    /// Create a Migration.
+    #[command(subcommand)]
+    Create(kube_cli::Create),
+    /// Start migrated workloads at their source replica counts.
+    #[command(subcommand)]
+    Activate(kube_cli::Activation),
+    /// Scale migrated workloads to zero, keeping their counts.
+    #[command(subcommand)]
+    Deactivate(kube_cli::Activation),
     /// Export snapshots to a transfer store, import them into a chunk store, verify them.
     #[command(subcommand)]
     Transfer(transfer::TransferCommand),
@@ -32,7 +50,13 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let k = cli.kube;
     let result = match cli.command {
+        Command::Generate(g) => kube_cli::generate(&k, g).await,
+        Command::Get(g) => kube_cli::get(&k, g).await,
+        Command::Create(c) => kube_cli::create(&k, c).await,
+        Command::Activate(_) => kube_cli::activation(&k, true).await,
+        Command::Deactivate(_) => kube_cli::activation(&k, false).await,
         Command::Transfer(c) => transfer::run(c).await,
     };
     match result {

@@ -1,0 +1,304 @@
+//! The Kubernetes verbs of `ferryctl` (storkctl's): argument parsing and output; the work is
+//! in the `ferryctl` library.
+
+use clap::{Args, Subcommand};
+use ferryctl::Result;
+use std::path::PathBuf;
+
+/// Which cluster to talk to.
+#[derive(Args, Debug, Clone)]
+pub struct KubeArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current one).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Namespace.
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// Every namespace (get, activate, deactivate).
+    #[arg(long = "all-namespaces", short = 'A', global = true)]
+    pub all_namespaces: bool,
+}
+
+impl KubeArgs {
+    async fn client(&self) -> Result<kube::Client> {
+        let opts = kube::config::KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let config = match &self.kubeconfig {
+            Some(p) => {
+                let kc = kube::config::Kubeconfig::read_from(p)?;
+                kube::Config::from_custom_kubeconfig(kc, &opts).await?
+            }
+            None if self.context.is_some() => kube::Config::from_kubeconfig(&opts).await?,
+            None => kube::Config::infer().await?,
+        };
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    fn ns(&self) -> String {
+        self.namespace.clone().unwrap_or_else(|| "default".into())
+    }
+}
+
+/// `generate ...`
+#[derive(Subcommand, Debug)]
+pub enum Generate {
+    /// Print a ClusterPair and its Secret for the cluster the kubeconfig context points at
+    /// (the destination); apply the output on the source.
+    Clusterpair(GenerateClusterPair),
+}
+
+/// Flags of `generate clusterpair`.
+#[derive(Args, Debug)]
+pub struct GenerateClusterPair {
+    /// ClusterPair name.
+    pub name: String,
+    /// Namespace where ferry runs on the destination.
+    #[arg(long = "ferry-namespace")]
+    pub ferry_namespace: Option<String>,
+    /// Transfer store service: s3, azblob, gcs or fs.
+    #[arg(long)]
+    pub backend: String,
+    /// Bucket (S3, GCS) or container (Azure).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Key prefix in the bucket, or the folder for fs.
+    #[arg(long)]
+    pub root: Option<String>,
+    /// Service endpoint.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// S3 access key id.
+    #[arg(long = "access-key-id", env = "AWS_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(
+        long = "secret-access-key",
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub secret_access_key: Option<String>,
+    /// Azure account name.
+    #[arg(long = "account-name")]
+    pub account_name: Option<String>,
+    /// Azure account key.
+    #[arg(long = "account-key", hide_env_values = true)]
+    pub account_key: Option<String>,
+    /// GCS service-account JSON, base64.
+    #[arg(long)]
+    pub credential: Option<String>,
+    /// File with the transfer store's encryption key (ferryctl transfer keygen writes one).
+    #[arg(long = "encryption-key-file")]
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+/// `get ...`
+#[derive(Subcommand, Debug)]
+pub enum Get {
+    /// ClusterPairs: NAME STORAGE-STATUS SCHEDULER-STATUS CREATED.
+    #[command(alias = "clusterpairs")]
+    Clusterpair,
+    /// Migrations: NAME CLUSTERPAIR STAGE STATUS VOLUMES RESOURCES CREATED ELAPSED.
+    #[command(alias = "migrations")]
+    Migration {
+        /// One migration, with its volumes and reasons.
+        name: Option<String>,
+        /// Follow the named migration with a progress bar until it ends.
+        #[arg(long, short = 'w')]
+        watch: bool,
+    },
+}
+
+/// `create ...`
+#[derive(Subcommand, Debug)]
+pub enum Create {
+    /// Create a Migration.
+    Migration(CreateMigration),
+}
+
+/// Flags of `create migration` (storkctl's names).
+#[derive(Args, Debug)]
+pub struct CreateMigration {
+    /// Migration name.
+    pub name: String,
+    /// ClusterPair to migrate to.
+    #[arg(long = "clusterPair", alias = "cluster-pair")]
+    pub cluster_pair: String,
+    /// Namespaces to migrate, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Copy resources.
+    #[arg(long = "includeResources", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub include_resources: bool,
+    /// Copy volume data.
+    #[arg(long = "includeVolumes", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub include_volumes: bool,
+    /// Start applications on the destination.
+    #[arg(long = "startApplications", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub start_applications: bool,
+    /// Wait for the migration to end, with a progress bar.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `activate migration` / `deactivate migration`.
+#[derive(Subcommand, Debug)]
+pub enum Activation {
+    /// The migrated workloads of the namespace (-n) or of every namespace (-A).
+    #[command(alias = "migrations")]
+    Migration,
+}
+
+fn bar() -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(0);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb
+}
+
+async fn follow(client: &kube::Client, ns: &str, name: &str) -> Result<()> {
+    let pb = bar();
+    let st =
+        ferryctl::migrations::wait(client, ns, name, std::time::Duration::from_secs(1), |st| {
+            let (done, total, msg) = ferryctl::migrations::progress(st);
+            pb.set_length(total.max(done));
+            pb.set_position(done);
+            pb.set_message(msg);
+        })
+        .await?;
+    pb.finish();
+    println!(
+        "{}",
+        ferryctl::migrations::get(client, Some(ns), Some(name)).await?
+    );
+    match st.status {
+        ferry_migration::crd::ItemStatus::Failed => Err(format!("migration {name} failed").into()),
+        _ => Ok(()),
+    }
+}
+
+pub async fn generate(k: &KubeArgs, g: Generate) -> Result<()> {
+    let Generate::Clusterpair(a) = g;
+    let path = match &k.kubeconfig {
+        Some(p) => p.clone(),
+        None => std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".kube/config"))
+            .ok_or("no kubeconfig: pass --kubeconfig")?,
+    };
+    let kubeconfig =
+        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut transfer = std::collections::BTreeMap::new();
+    transfer.insert("backend".to_string(), a.backend.clone());
+    for (key, v) in [
+        ("bucket", &a.bucket),
+        ("root", &a.root),
+        ("endpoint", &a.endpoint),
+        ("region", &a.region),
+        ("accessKeyId", &a.access_key_id),
+        ("secretAccessKey", &a.secret_access_key),
+        ("accountName", &a.account_name),
+        ("accountKey", &a.account_key),
+        ("credential", &a.credential),
+    ] {
+        if let Some(v) = v {
+            transfer.insert(key.to_string(), v.clone());
+        }
+    }
+    let encryption_key = match &a.encryption_key_file {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let out = ferryctl::generate::clusterpair(&ferryctl::generate::GenerateArgs {
+        name: a.name,
+        namespace: k.ns(),
+        kubeconfig,
+        kubeconfig_dir: path.parent().map(PathBuf::from),
+        context: k.context.clone(),
+        transfer,
+        encryption_key,
+        ferry_namespace: a.ferry_namespace,
+    })?;
+    print!("{out}");
+    Ok(())
+}
+
+pub async fn get(k: &KubeArgs, g: Get) -> Result<()> {
+    let client = k.client().await?;
+    let ns = if k.all_namespaces { None } else { Some(k.ns()) };
+    match g {
+        Get::Clusterpair => print!("{}", ferryctl::pairs::get(&client, ns.as_deref()).await?),
+        Get::Migration {
+            name: Some(name),
+            watch: true,
+        } => follow(&client, &k.ns(), &name).await?,
+        Get::Migration { name, .. } => {
+            print!(
+                "{}",
+                ferryctl::migrations::get(&client, ns.as_deref(), name.as_deref()).await?
+            )
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(k: &KubeArgs, c: Create) -> Result<()> {
+    let Create::Migration(a) = c;
+    let client = k.client().await?;
+    let ns = k.ns();
+    let args = ferryctl::migrations::CreateArgs {
+        cluster_pair: a.cluster_pair,
+        namespaces: a.namespaces,
+        include_resources: a.include_resources,
+        include_volumes: a.include_volumes,
+        start_applications: a.start_applications,
+    };
+    print!(
+        "{}",
+        ferryctl::migrations::create(&client, &ns, &a.name, &args).await?
+    );
+    if a.wait {
+        follow(&client, &ns, &a.name).await?;
+    }
+    Ok(())
+}
+
+pub async fn activation(k: &KubeArgs, activate: bool) -> Result<()> {
+    let client = k.client().await?;
+    let namespaces = if k.all_namespaces {
+        let nss = ferry_migration::api::list(
+            &client,
+            &ferry_migration::kinds_used::namespace(),
+            None,
+            None,
+        )
+        .await?;
+        nss.iter()
+            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+            .collect()
+    } else {
+        vec![k.ns()]
+    };
+    let lines = ferryctl::activate::set(&client, &namespaces, activate).await?;
+    if lines.is_empty() {
+        println!(
+            "nothing to {}",
+            if activate { "activate" } else { "deactivate" }
+        );
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
+}

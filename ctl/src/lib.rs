@@ -1,0 +1,11 @@
+//! The Kubernetes half of `ferryctl`: storkctl's verbs for ClusterPairs and Migrations, as
+//! functions over a kube client so they can be tested without a cluster.
+
+pub mod activate;
+pub mod generate;
+pub mod migrations;
+pub mod pairs;
+pub mod table;
+
+/// Errors of ferryctl's Kubernetes commands, as text for the user.
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;

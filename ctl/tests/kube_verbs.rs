@@ -1,0 +1,256 @@
+//! ferryctl's storkctl verbs against the in-memory API server (standing in for a real one,
+//! which cannot run here).
+
+use ferry_migration::fake_api::FakeApi;
+use serde_json::json;
+
+#[tokio::test]
+async fn create_then_get_migration_prints_storkctls_columns() {
+    let api = FakeApi::new();
+    let client = api.client();
+    let args = ferryctl::migrations::CreateArgs {
+        cluster_pair: "remote".into(),
+        namespaces: vec!["shop".into(), "blog".into()],
+        include_resources: true,
+        include_volumes: false,
+        start_applications: true,
+    };
+    let out = ferryctl::migrations::create(&client, "shop", "m1", &args)
+        .await
+        .expect("create");
+    assert_eq!(out, "Migration m1 created successfully\n");
+    let m = api
+        .get("ferry.dev/migrations", Some("shop"), "m1")
+        .expect("stored");
+    assert_eq!(m["spec"]["namespaces"], json!(["shop", "blog"]));
+    assert_eq!(m["spec"]["includeVolumes"], false);
+    assert_eq!(m["spec"]["startApplications"], true);
+    // Creating it again says it exists (the API answers 409).
+    let err = ferryctl::migrations::create(&client, "shop", "m1", &args)
+        .await
+        .expect_err("exists");
+    assert!(err.to_string().contains("already exists"));
+
+    api.set_status("ferry.dev/migrations", Some("shop"), "m1", json!({
+        "stage": "Final", "status": "PartialSuccess",
+        "startTimestamp": "2026-01-01T00:00:00Z", "finishTimestamp": "2026-01-01T00:01:05Z",
+        "volumes": [{"namespace": "shop", "persistentVolumeClaim": "data", "status": "Successful", "bytesTotal": 10, "bytesDone": 10},
+                    {"namespace": "shop", "persistentVolumeClaim": "cache", "status": "Skipped", "reason": "other driver"}],
+        "resources": [{"kind": "Deployment", "version": "v1", "group": "apps", "namespace": "shop", "name": "web", "status": "Successful"}]}));
+    let table = ferryctl::migrations::get(&client, Some("shop"), None)
+        .await
+        .expect("get");
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "CLUSTERPAIR",
+            "STAGE",
+            "STATUS",
+            "VOLUMES",
+            "RESOURCES",
+            "CREATED",
+            "ELAPSED"
+        ]
+    );
+    let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
+    assert_eq!(
+        &row[..6],
+        ["m1", "remote", "Final", "PartialSuccess", "1/2", "1/1"]
+    );
+    assert_eq!(row.last(), Some(&"1m05s"));
+    let one = ferryctl::migrations::get(&client, Some("shop"), Some("m1"))
+        .await
+        .expect("get one");
+    assert!(
+        one.contains("volume shop/cache: Skipped 0/0 bytes (other driver)"),
+        "{one}"
+    );
+    let all = ferryctl::migrations::get(&client, None, None)
+        .await
+        .expect("all");
+    assert!(all.starts_with("NAMESPACE"));
+    let (done, total, msg) = ferryctl::migrations::progress(
+        &serde_json::from_value(
+            api.get("ferry.dev/migrations", Some("shop"), "m1")
+                .expect("m")["status"]
+                .clone(),
+        )
+        .expect("status"),
+    );
+    assert_eq!((done, total), (10, 10));
+    assert!(msg.starts_with("Final PartialSuccess"));
+}
+
+#[tokio::test]
+async fn get_clusterpair_prints_statuses_and_reasons() {
+    let api = FakeApi::new();
+    api.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "remote", "namespace": "shop"},
+        "spec": {"secretRef": {"name": "s"}},
+        "status": {"schedulerStatus": "Ready", "storageStatus": "Error", "storageReason": "transfer store: bucket not found"}}));
+    let out = ferryctl::pairs::get(&api.client(), Some("shop"))
+        .await
+        .expect("get");
+    let mut lines = out.lines();
+    assert_eq!(
+        lines
+            .next()
+            .expect("h")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["NAME", "STORAGE-STATUS", "SCHEDULER-STATUS", "CREATED"]
+    );
+    assert_eq!(
+        &lines
+            .next()
+            .expect("r")
+            .split_whitespace()
+            .collect::<Vec<_>>()[..3],
+        ["remote", "Error", "Ready"]
+    );
+    assert!(out.contains("remote: transfer store: bucket not found"));
+    assert_eq!(
+        ferryctl::pairs::get(&api.client(), Some("empty"))
+            .await
+            .expect("get"),
+        "No resources found.\n"
+    );
+}
+
+/// Stands for: a merge patch on spec.replicas scales a Deployment; only objects a migration
+/// applied (label ferry.dev/migrated) are touched.
+#[tokio::test]
+async fn activate_and_deactivate_use_the_annotation() {
+    let api = FakeApi::new();
+    api.seed(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop",
+        "labels": {"ferry.dev/migrated": "true"}, "annotations": {"ferry.dev/migrationReplicas": "3"}}, "spec": {"replicas": 0}}));
+    api.seed(json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "report", "namespace": "shop",
+        "labels": {"ferry.dev/migrated": "true"}, "annotations": {"ferry.dev/migrationSuspend": "false"}}, "spec": {"suspend": true}}));
+    api.seed(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "local", "namespace": "shop"}, "spec": {"replicas": 0}}));
+    let client = api.client();
+    let lines = ferryctl::activate::set(&client, &["shop".into()], true)
+        .await
+        .expect("activate");
+    assert_eq!(
+        lines,
+        [
+            "deployment shop/web: replicas 3",
+            "cronjob shop/report: suspend false"
+        ]
+    );
+    assert_eq!(
+        api.get("apps/deployments", Some("shop"), "web").expect("d")["spec"]["replicas"],
+        3
+    );
+    assert_eq!(
+        api.get("batch/cronjobs", Some("shop"), "report")
+            .expect("c")["spec"]["suspend"],
+        false
+    );
+    assert_eq!(
+        api.get("apps/deployments", Some("shop"), "local")
+            .expect("l")["spec"]["replicas"],
+        0,
+        "not migrated: untouched"
+    );
+    assert!(
+        ferryctl::activate::set(&client, &["shop".into()], true)
+            .await
+            .expect("again")
+            .is_empty(),
+        "idempotent"
+    );
+    let lines = ferryctl::activate::set(&client, &["shop".into()], false)
+        .await
+        .expect("deactivate");
+    assert_eq!(lines.len(), 2);
+    let d = api.get("apps/deployments", Some("shop"), "web").expect("d");
+    assert_eq!(d["spec"]["replicas"], 0);
+    assert_eq!(
+        d["metadata"]["annotations"]["ferry.dev/migrationReplicas"],
+        "3"
+    );
+}
+
+#[test]
+fn generate_clusterpair_keeps_one_context_and_inlines_files() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("ca.crt"), b"CA").expect("write");
+    let kubeconfig = r#"
+apiVersion: v1
+kind: Config
+current-context: other
+clusters:
+- name: dest
+  cluster: {server: "https://10.1.2.3:6443", certificate-authority: ca.crt}
+- name: other
+  cluster: {server: "https://other:6443"}
+users:
+- name: admin
+  user: {token: abc}
+- name: someone
+  user: {token: zzz}
+contexts:
+- name: dest
+  context: {cluster: dest, user: admin}
+- name: other
+  context: {cluster: other, user: someone}
+"#;
+    let args = ferryctl::generate::GenerateArgs {
+        name: "remote".into(),
+        namespace: "shop".into(),
+        kubeconfig: kubeconfig.into(),
+        kubeconfig_dir: Some(dir.path().to_path_buf()),
+        context: Some("dest".into()),
+        transfer: [
+            ("backend", "s3"),
+            ("bucket", "moves"),
+            ("region", "eu-west-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        encryption_key: Some(format!("{}\n", "ab".repeat(32))),
+        ferry_namespace: None,
+    };
+    let out = ferryctl::generate::clusterpair(&args).expect("generate");
+    let docs: Vec<serde_yaml::Value> = out
+        .split("---\n")
+        .map(|d| serde_yaml::from_str(d).expect("yaml"))
+        .collect();
+    assert_eq!(docs[0]["kind"], "Secret");
+    assert_eq!(docs[1]["kind"], "ClusterPair");
+    assert_eq!(docs[1]["spec"]["secretRef"]["name"], "remote-pair");
+    let data = &docs[0]["stringData"];
+    assert_eq!(data["bucket"], "moves");
+    assert_eq!(data["encryptionKey"].as_str().map(str::len), Some(64));
+    let kc: serde_yaml::Value =
+        serde_yaml::from_str(data["kubeconfig"].as_str().expect("kc")).expect("kc yaml");
+    assert_eq!(kc["current-context"], "dest");
+    assert_eq!(kc["clusters"].as_sequence().map(Vec::len), Some(1));
+    assert_eq!(
+        kc["clusters"][0]["cluster"]["certificate-authority-data"],
+        "Q0E="
+    );
+    assert!(kc["clusters"][0]["cluster"]["certificate-authority"].is_null());
+    assert_eq!(kc["users"][0]["user"]["token"], "abc");
+    // Settings the controller would refuse are refused here.
+    let mut bad = args.clone();
+    bad.transfer.remove("bucket");
+    assert!(
+        ferryctl::generate::clusterpair(&bad)
+            .expect_err("no bucket")
+            .to_string()
+            .contains("bucket")
+    );
+    let mut bad = args;
+    bad.context = Some("nope".into());
+    assert!(
+        ferryctl::generate::clusterpair(&bad)
+            .expect_err("ctx")
+            .to_string()
+            .contains("context nope")
+    );
+}

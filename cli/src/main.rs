@@ -1,6 +1,7 @@
 //! `ferry`: the CSI plugin of the ferry storage system, its local demo, and store upkeep.
 
 mod demo;
+mod migration;
 mod plugin;
 mod store_args;
 
@@ -24,6 +25,8 @@ enum Command {
     /// Serve one staged volume as a block device image (started by the node service).
     #[command(name = "volume-server", hide = true)]
     VolumeServer(plugin::VolumeServerArgs),
+    /// Run the migration controller (the sidecar beside the CSI controller).
+    Migration(migration::MigrationArgs),
     /// Run the local walk-through: volume, data, snapshot, restore, verify.
     Demo(demo::DemoArgs),
     /// Run one garbage-collection pass over the chunk store.
@@ -49,6 +52,7 @@ async fn main() -> std::process::ExitCode {
         Command::Plugin(a) => plugin::run(a).await,
         Command::VolumeServer(a) => plugin::volume_server(a).await,
         Command::Demo(a) => demo::run(a).await,
+        Command::Migration(a) => migration::run(a).await,
         Command::Gc(a) => gc(a).await,
     };
     match result {

@@ -66,9 +66,9 @@ struct Target {
 impl Target {
     fn parse(path: &str) -> Option<Target> {
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let (group, version, rest) = match segs.first()? {
-            &"api" => (String::new(), segs.get(1)?.to_string(), &segs[2..]),
-            &"apis" => (
+        let (group, version, rest) = match *segs.first()? {
+            "api" => (String::new(), segs.get(1)?.to_string(), &segs[2..]),
+            "apis" => (
                 segs.get(1)?.to_string(),
                 segs.get(2)?.to_string(),
                 &segs[3..],

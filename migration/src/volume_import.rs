@@ -23,6 +23,13 @@ const CTX_CHUNK_SIZE: &str = "ferry.dev/chunkSize";
 /// # Errors
 /// API errors a retry may cure.
 pub async fn reconcile(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<Duration>> {
+    // A watch cache may hand over an older copy; decide on the current one.
+    let api: kube::Api<VolumeImport> =
+        kube::Api::namespaced(ctx.client.clone(), &vi.namespace().unwrap_or_default());
+    let Some(fresh) = api.get_opt(&vi.name_any()).await? else {
+        return Ok(None);
+    };
+    let vi = &fresh;
     let mut st = vi.status.clone().unwrap_or_default();
     let snap = &vi.spec.source.snapshot_id;
     if st.snapshot_id.as_ref() == Some(snap)

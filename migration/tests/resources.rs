@@ -229,12 +229,8 @@ fn what_is_left_out_and_why() {
     labelled["metadata"]["labels"] = json!({"app": "web"});
     let mut deleting = meta("ConfigMap", "d");
     deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-    let table: Vec<(
-        Value,
-        &BTreeMap<String, String>,
-        &BTreeMap<String, String>,
-        Option<&str>,
-    )> = vec![
+    type Labels = BTreeMap<String, String>;
+    let table: Vec<(Value, &Labels, &Labels, Option<&str>)> = vec![
         (token, &none, &none, Some("service-account token")),
         (
             meta("ServiceAccount", "default"),

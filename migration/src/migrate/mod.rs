@@ -52,6 +52,13 @@ pub fn next_step(status: Option<&MigrationStatus>) -> Step {
 /// # Errors
 /// API errors that a retry may cure.
 pub async fn reconcile(ctx: &Ctx, mig: &Migration) -> Result<Option<Duration>> {
+    // A watch cache may hand over an older copy; the status must not go back in time.
+    let api: kube::Api<Migration> =
+        kube::Api::namespaced(ctx.client.clone(), &mig.namespace().unwrap_or_default());
+    let Some(fresh) = api.get_opt(&mig.name_any()).await? else {
+        return Ok(None);
+    };
+    let mig = &fresh;
     let mut status = mig.status.clone().unwrap_or_default();
     loop {
         let step = next_step(Some(&status));

@@ -1,0 +1,86 @@
+//! `ferry migration`: the migration controller, run as a sidecar beside the CSI controller.
+
+use crate::store_args::StoreArgs;
+use clap::Args;
+use ferry_store::Store;
+use std::path::PathBuf;
+
+/// Flags of `ferry migration`.
+#[derive(Args, Debug)]
+pub struct MigrationArgs {
+    /// The namespace the sidecar runs in: VolumeImports are served here, and Migrations made
+    /// here may move any namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "ferry-system")]
+    pub namespace: String,
+    /// Kubeconfig to use instead of the in-cluster service account (for running outside a
+    /// cluster).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The CSI controller's socket: the sidecar waits until the driver answers Probe on it
+    /// before reconciling (unset: no wait).
+    #[arg(long, env = "CSI_ENDPOINT")]
+    pub csi_endpoint: Option<String>,
+    /// Serve Prometheus metrics (`/metrics`) on this address.
+    #[arg(long, env = "FERRY_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Seconds between looks at something in progress (snapshots, imports).
+    #[arg(long, env = "FERRY_MIGRATION_POLL_SECS", default_value_t = 5.0)]
+    pub poll_secs: f64,
+    /// Publish Kubernetes Events for each step.
+    #[arg(long, env = "FERRY_MIGRATION_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub events: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Runs the migration controller until SIGTERM or SIGINT.
+///
+/// # Errors
+/// Bad settings; no Kubernetes API to talk to.
+pub async fn run(args: MigrationArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if let Some(addr) = args.metrics_addr {
+        ferry_csi::metrics::serve(addr).await?;
+    }
+    if let Some(ep) = &args.csi_endpoint {
+        wait_for_driver(ep).await?;
+    }
+    let store = Store::open(&args.store.config()?, args.store.options()).await?;
+    let config = match &args.kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    let client = kube::Client::try_from(config)?;
+    let mut ctx = ferry_migration::Ctx::new(client, store, args.namespace.clone(), args.events);
+    ctx.poll = std::time::Duration::from_secs_f64(args.poll_secs.max(0.05));
+    tracing::info!(namespace = %args.namespace, "migration controller starting");
+    ferry_migration::run::run(ctx).await;
+    Ok(())
+}
+
+/// Waits until the CSI driver on `endpoint` answers Probe ready.
+async fn wait_for_driver(endpoint: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use ferry_proto::v1::ProbeRequest;
+    use ferry_proto::v1::identity_client::IdentityClient;
+    let path = ferry_csi::serve::socket_path(endpoint)?;
+    for attempt in 0u32.. {
+        if let Ok(ch) = ferry_csi::serve::connect_unix(&path).await {
+            let ready = IdentityClient::new(ch)
+                .probe(ProbeRequest {})
+                .await
+                .ok()
+                .and_then(|r| r.into_inner().ready)
+                .unwrap_or(false);
+            if ready {
+                return Ok(());
+            }
+        }
+        if attempt % 10 == 0 {
+            tracing::info!(socket = %path.display(), "waiting for the CSI driver");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    Ok(())
+}

@@ -121,6 +121,11 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
                 Ok(items) => items,
                 // A kind this cluster does not serve has nothing to copy.
                 Err(e) if e.api_code() == Some(404) => continue,
+                // Custom kinds the sidecar may not read are left out, said in the log.
+                Err(e) if e.api_code() == Some(403) && !kinds::default_kinds().contains(k) => {
+                    tracing::warn!(kind = %k.kind, group = %k.group, error = %e, "not permitted to list; left out");
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             for o in items {

@@ -1,0 +1,13 @@
+# The ferry image: `ferry` (CSI plugin, migration sidecar) and `ferryctl`, with the tools
+# the node data path calls (losetup, blkid, mount, mkfs and fsck for ext4 and xfs).
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p ferry -p ferryctl
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates util-linux mount e2fsprogs xfsprogs \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/ferry /src/target/release/ferryctl /usr/local/bin/
+ENTRYPOINT ["/usr/local/bin/ferry"]

@@ -1,4 +1,5 @@
-//! An in-memory stand-in for the Kubernetes API server, for tests only (feature `fake-api`).
+//! An in-memory stand-in for the Kubernetes API server (feature `fake-api`), for tests and
+//! for the local demo, which shows a migration without a cluster.
 //!
 //! No real API server can be installed here, so tests drive the controller against this one.
 //! It keeps objects as JSON and models the API behaviours the controller relies on:

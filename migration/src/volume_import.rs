@@ -74,6 +74,16 @@ pub async fn reconcile(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<Duration>>
             st.reason = Some(e.to_string());
             ctx.event(vi, true, "ImportFailed", e.to_string()).await;
         }
+        // The destination API refused the PV (for example 422 on an existing PV with
+        // other immutable fields): a retry gets the same answer.
+        Err(e)
+            if e.api_code()
+                .is_some_and(|c| (400..500).contains(&c) && c != 409 && c != 429) =>
+        {
+            st.phase = ImportPhase::Failed;
+            st.reason = Some(e.to_string());
+            ctx.event(vi, true, "ImportFailed", e.to_string()).await;
+        }
         Err(e) => {
             // Transient: say so and try again.
             st.reason = Some(format!("retrying: {e}"));

@@ -125,6 +125,10 @@ async fn a_namespace_moves_with_its_data_and_its_resources_parked() {
     );
     assert!(w.dst.get("/secrets", Some(NS), "web-token").is_none());
     assert!(w.dst.get("/secrets", Some(NS), "db-password").is_some());
+    assert!(
+        w.dst.get("/secrets", Some(NS), "remote-secret").is_none(),
+        "pair credentials stay home"
+    );
     assert!(w.dst.get("/serviceaccounts", Some(NS), "default").is_none());
     assert!(w.dst.get("/serviceaccounts", Some(NS), "web").expect("sa")["secrets"].is_null());
     assert!(
@@ -291,14 +295,27 @@ async fn a_second_migration_moves_only_what_changed() {
 }
 
 /// A controller that dies between any two writes: each step's result is in the status, so
-/// the next reconcile goes on. Each write to either API fails once in turn (500), and the
-/// migration still ends with the same result.
+/// the next reconcile goes on. Every write a clean run makes, on either API, fails once in
+/// turn (500), and the migration still ends with the same result.
 #[tokio::test]
 async fn a_failure_at_any_write_resumes_to_the_same_result() {
-    for (side, n) in (1..=14)
+    let clean = World::new().await;
+    clean.pair(NS, "remote", true);
+    clean.shop(NS, 8).await;
+    clean.migration(NS, "m1", spec());
+    clean.drive(NS, "m1").await;
+    let writes = |log: Vec<ferry_migration::fake_api::Logged>| {
+        log.iter().filter(|l| l.method != "GET").count()
+    };
+    let (src_writes, dst_writes) = (writes(clean.src.log()), writes(clean.dst.log()));
+    assert!(
+        src_writes >= 8 && dst_writes >= 8,
+        "{src_writes} {dst_writes}"
+    );
+    let cases = (1..=src_writes)
         .map(|n| ("source", n))
-        .chain((1..=10).map(|n| ("destination", n)))
-    {
+        .chain((1..=dst_writes).map(|n| ("destination", n)));
+    for (side, n) in cases {
         let w = World::new().await;
         w.pair(NS, "remote", true);
         let vol = w.shop(NS, 8).await;

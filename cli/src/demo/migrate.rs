@@ -1,92 +1,297 @@
-//! The migration half of the walk-through: the snapshot exported to an encrypted transfer
-//! store (a local folder), imported into a second chunk store, and the two compared.
+//! The migration half of the walk-through: a namespace with an application and its volume
+//! moved by the migration controller from cluster A to cluster B.
+//!
+//! Both clusters' API servers are the in-process stand-in (`ferry_migration::fake_api`):
+//! the demo needs no cluster. Everything else is real: the controller's reconcilers
+//! (ClusterPair check, Migration through Volumes, Application and Final, the destination's
+//! VolumeImport), CreateSnapshot and DeleteSnapshot over the plugin's socket (the demo plays
+//! csi-snapshotter), the encrypted transfer store (a folder), and chunk store B.
 
 use super::{BoxError, digest};
+use ferry_migration::crd::{ClusterPair, Migration, MigrationStatus, VolumeImport};
+use ferry_migration::fake_api::{FakeApi, Method, base64};
+use ferry_migration::{Ctx, pair::PairSettings};
+use ferry_proto::v1::controller_client::ControllerClient;
+use ferry_proto::v1::{CreateSnapshotRequest, DeleteSnapshotRequest};
 use ferry_store::{Source, Store, StoreConfig, StoreOptions, VolumeSpec};
-use ferry_transfer::{Key, Progress, Report, TransferStore, Tuning};
+use ferry_transfer::Key;
+use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::Channel;
 
-/// Exports `snapshot` of store `a`, imports it into a new store beside it, and checks the
-/// imported volume holds the snapshot's bytes. Returns whether they match.
+const NS: &str = "shop";
+const FERRY_NS: &str = "ferry-system";
+
+/// Migrates namespace `shop`, whose database volume holds `snapshot`'s bytes, from A to B;
+/// returns whether B's volume holds the same bytes.
 ///
 /// # Errors
 /// A failed step.
-pub async fn run(a: &Store, snapshot: &str, dir: &Path) -> Result<bool, BoxError> {
-    let key = Key::parse(Key::generate_hex().as_bytes())?;
-    let transfer_dir = dir.join("transfer");
-    let transfer =
-        TransferStore::open(&StoreConfig::fs(transfer_dir.to_string_lossy()), Some(key)).await?;
-    let exported = ferry_transfer::export(
-        a,
-        snapshot,
-        &transfer,
-        Arc::new(Progress::default()),
-        Tuning::default(),
-    )
-    .await?;
-    line(
-        "export",
-        &exported,
-        &format!("to {} (encrypted)", transfer_dir.display()),
-    );
-
-    let b_dir = dir.join("store-b");
-    let b = Store::open(
-        &StoreConfig::fs(b_dir.to_string_lossy()),
-        StoreOptions::default(),
-    )
-    .await?;
+pub async fn run(
+    a: &Store,
+    mut csi: ControllerClient<Channel>,
+    snapshot: &str,
+    dir: &Path,
+) -> Result<bool, BoxError> {
+    // The application's volume on A: a clone of the snapshot, so its bytes stay put.
     let snap = a.get_snapshot(snapshot).await?;
-    let commit = transfer
-        .find_commit(&format!("{}/{}", snap.source_volume_id, snap.id))
-        .await?;
-    let imported = ferry_transfer::import(
-        &transfer,
-        &commit,
-        &b,
-        "demo-data",
-        Arc::new(Progress::default()),
-        Tuning::default(),
-    )
-    .await?;
-    let b_vol = imported.volume_id.clone().unwrap_or_default();
-    line(
-        "import",
-        &imported,
-        &format!("into {} as {b_vol}", b_dir.display()),
-    );
-
-    // The snapshot's bytes on A, read through an unmounted clone of it.
-    let check = a
+    let app = a
         .create_volume(VolumeSpec {
-            name: "demo-check".into(),
+            name: "demo-shop-db".into(),
             capacity_bytes: snap.size_bytes,
             options: snap.options,
             parameters: Default::default(),
             source: Some(Source::Snapshot(snap.id.clone())),
         })
         .await?;
-    let src_sum = whole(a, check.id()).await?;
-    let dst_sum = whole(&b, &b_vol).await?;
-    println!("sha256 source      {src_sum}  (snapshot on store A)");
-    println!("sha256 destination {dst_sum}  (imported on store B)");
-    Ok(src_sum == dst_sum)
+    let b_dir = dir.join("store-b");
+    let b = Store::open(
+        &StoreConfig::fs(b_dir.to_string_lossy()),
+        StoreOptions::default(),
+    )
+    .await?;
+    let transfer_dir = dir.join("transfer");
+    std::fs::create_dir_all(&transfer_dir)?;
+
+    let (src, dst) = (FakeApi::new(), FakeApi::new());
+    for api in [&src, &dst] {
+        api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": FERRY_NS}}));
+        api.seed(json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": "ferry.csi.dev"}, "spec": {"attachRequired": false}}));
+        api.seed(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass", "metadata": {"name": "ferry"}, "driver": "ferry.csi.dev", "deletionPolicy": "Delete"}));
+    }
+    seed_app(&src, app.id(), snap.size_bytes);
+    let key = Key::generate_hex();
+    let secret: serde_json::Map<String, Value> = [
+        ("kubeconfig", "apiVersion: v1\nkind: Config\n".to_string()),
+        ("backend", "fs".to_string()),
+        ("root", transfer_dir.to_string_lossy().into_owned()),
+        ("encryptionKey", key),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), json!(base64(v.as_bytes()))))
+    .collect();
+    src.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "remote-pair", "namespace": NS}, "data": secret}));
+    src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "remote", "namespace": NS}, "spec": {"secretRef": {"name": "remote-pair"}}}));
+
+    let dst_api = dst.clone();
+    let mut src_ctx = Ctx::new(src.client(), a.clone(), FERRY_NS.into(), false);
+    src_ctx.connect = Arc::new(move |_s: PairSettings| {
+        let d = dst_api.clone();
+        Box::pin(async move { Ok(d.client()) })
+    });
+    src_ctx.poll = Duration::from_millis(20);
+    let mut dst_ctx = Ctx::new(dst.client(), b.clone(), FERRY_NS.into(), false);
+    dst_ctx.poll = Duration::from_millis(20);
+
+    let pair: ClusterPair = from(src.get("ferry.dev/clusterpairs", Some(NS), "remote"))?;
+    ferry_migration::cluster_pair::reconcile(&src_ctx, &pair).await?;
+    let pair: ClusterPair = from(src.get("ferry.dev/clusterpairs", Some(NS), "remote"))?;
+    let ps = pair.status.unwrap_or_default();
+    println!(
+        "clusterpair      remote: scheduler {}, storage {} (transfer store {}, encrypted)",
+        ps.scheduler_status,
+        ps.storage_status,
+        transfer_dir.display()
+    );
+
+    src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Migration", "metadata": {"name": "shop-to-remote", "namespace": NS},
+        "spec": {"clusterPair": "remote", "namespaces": [NS]}}));
+    let mut last = String::new();
+    let mut made = Vec::new();
+    let status = loop {
+        let m: Migration = from(src.get("ferry.dev/migrations", Some(NS), "shop-to-remote"))?;
+        let wait = ferry_migration::migrate::reconcile(&src_ctx, &m).await?;
+        let st: MigrationStatus = from(
+            src.get("ferry.dev/migrations", Some(NS), "shop-to-remote")
+                .map(|m| m["status"].clone()),
+        )?;
+        let now = format!(
+            "{} {}",
+            st.stage.map(|s| s.to_string()).unwrap_or_default(),
+            st.status
+        );
+        if now != last {
+            println!("migration        stage {now}");
+            last = now;
+        }
+        if wait.is_none() {
+            break st;
+        }
+        // csi-snapshotter's part, then the destination sidecar's.
+        snapshotter(&src, &mut csi, &mut made).await?;
+        for vi in dst.all("ferry.dev/volumeimports") {
+            let vi: VolumeImport = serde_json::from_value(vi)?;
+            ferry_migration::volume_import::reconcile(&dst_ctx, &vi).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for v in &status.volumes {
+        println!(
+            "volume           {}/{}: {} ({} KiB moved) -> PV {} on B",
+            v.namespace,
+            v.persistent_volume_claim,
+            v.status,
+            v.bytes_done >> 10,
+            v.destination_volume.as_deref().unwrap_or("-")
+        );
+    }
+    for r in &status.resources {
+        println!("resource         {} {}: {}", r.kind, r.name, r.status);
+    }
+    let dep = dst
+        .get("apps/deployments", Some(NS), "db")
+        .unwrap_or_default();
+    println!(
+        "on B             Deployment db at {} replicas (source count {} kept in ferry.dev/migrationReplicas)",
+        dep["spec"]["replicas"], dep["metadata"]["annotations"]["ferry.dev/migrationReplicas"]
+    );
+    // csi-snapshotter deletes the migration's snapshot once its VolumeSnapshot is gone.
+    snapshotter(&src, &mut csi, &mut made).await?;
+    let pv = status
+        .volumes
+        .first()
+        .and_then(|v| v.destination_volume.clone())
+        .unwrap_or_default();
+    let pv = dst.get("/persistentvolumes", None, &pv).unwrap_or_default();
+    let b_id = pv["spec"]["csi"]["volumeHandle"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let src_sum = whole(a, app.id()).await?;
+    let dst_sum = whole(&b, &b_id).await?;
+    println!("sha256 source      {src_sum}  (PVC shop/db on A)");
+    println!(
+        "sha256 destination {dst_sum}  (PV {} on B, store {})",
+        pv["metadata"]["name"].as_str().unwrap_or(""),
+        b_dir.display()
+    );
+    Ok(status.status == ferry_migration::crd::ItemStatus::Successful && src_sum == dst_sum)
+}
+
+fn from<T: serde::de::DeserializeOwned>(v: Option<Value>) -> Result<T, BoxError> {
+    Ok(serde_json::from_value(v.ok_or("object missing")?)?)
+}
+
+/// The namespace `shop`: a database Deployment on a ferry PVC, a Service, a ConfigMap.
+fn seed_app(api: &FakeApi, volume: &str, size: u64) {
+    api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-shop-db"},
+        "spec": {"capacity": {"storage": format!("{}Ki", size >> 10)}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Delete",
+                 "storageClassName": "ferry", "claimRef": {"namespace": NS, "name": "db"},
+                 "csi": {"driver": "ferry.csi.dev", "volumeHandle": volume, "fsType": "ext4"}}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "db", "namespace": NS},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ferry", "volumeName": "pv-shop-db", "resources": {"requests": {"storage": format!("{}Ki", size >> 10)}}},
+        "status": {"phase": "Bound"}}));
+    api.seed(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "db", "namespace": NS},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "db"}}, "template": {"metadata": {"labels": {"app": "db"}},
+            "spec": {"containers": [{"name": "db", "image": "postgres:17"}], "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "db"}}]}}}}));
+    api.seed(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": NS},
+        "spec": {"clusterIP": "10.96.0.10", "selector": {"app": "db"}, "ports": [{"port": 5432}]}}),
+    );
+    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "db-settings", "namespace": NS}, "data": {"max_connections": "100"}}));
+}
+
+/// What csi-snapshotter does, once: CreateSnapshot for new VolumeSnapshots, DeleteSnapshot
+/// for contents whose VolumeSnapshot is gone.
+async fn snapshotter(
+    api: &FakeApi,
+    csi: &mut ControllerClient<Channel>,
+    made: &mut Vec<String>,
+) -> Result<(), BoxError> {
+    for vsc in api.all("snapshot.storage.k8s.io/volumesnapshotcontents") {
+        let r = &vsc["spec"]["volumeSnapshotRef"];
+        if api
+            .get(
+                "snapshot.storage.k8s.io/volumesnapshots",
+                r["namespace"].as_str(),
+                r["name"].as_str().unwrap_or_default(),
+            )
+            .is_none()
+        {
+            let id = vsc["status"]["snapshotHandle"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            csi.delete_snapshot(DeleteSnapshotRequest {
+                snapshot_id: id,
+                ..Default::default()
+            })
+            .await?;
+            let name = vsc["metadata"]["name"].as_str().unwrap_or_default();
+            api.serve_one(
+                &Method::DELETE,
+                &format!("/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/{name}"),
+                "",
+                "",
+                b"",
+            );
+        }
+    }
+    for vs in api.all("snapshot.storage.k8s.io/volumesnapshots") {
+        if vs["status"]["readyToUse"].as_bool() == Some(true) {
+            continue;
+        }
+        let ns = vs["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let name = vs["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let claim = vs["spec"]["source"]["persistentVolumeClaimName"]
+            .as_str()
+            .unwrap_or_default();
+        let pvc = api
+            .get("/persistentvolumeclaims", Some(&ns), claim)
+            .ok_or("claim missing")?;
+        let pv = api
+            .get(
+                "/persistentvolumes",
+                None,
+                pvc["spec"]["volumeName"].as_str().unwrap_or_default(),
+            )
+            .ok_or("volume missing")?;
+        let content = format!(
+            "snapcontent-{}",
+            vs["metadata"]["uid"].as_str().unwrap_or_default()
+        );
+        let created = csi
+            .create_snapshot(CreateSnapshotRequest {
+                source_volume_id: pv["spec"]["csi"]["volumeHandle"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                name: content.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .snapshot
+            .ok_or("CreateSnapshot returned no snapshot")?;
+        println!(
+            "CreateSnapshot   {} of PVC {ns}/{claim} (for VolumeSnapshot {name})",
+            created.snapshot_id
+        );
+        made.push(created.snapshot_id.clone());
+        api.seed(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent", "metadata": {"name": content},
+            "spec": {"driver": "ferry.csi.dev", "deletionPolicy": "Delete", "volumeSnapshotRef": {"namespace": ns, "name": name}},
+            "status": {"snapshotHandle": created.snapshot_id, "readyToUse": true}}));
+        api.set_status(
+            "snapshot.storage.k8s.io/volumesnapshots",
+            Some(&ns),
+            &name,
+            json!({"readyToUse": true, "boundVolumeSnapshotContentName": content}),
+        );
+    }
+    Ok(())
 }
 
 async fn whole(store: &Store, id: &str) -> Result<String, BoxError> {
     let h = store.open_volume(id).await?;
     let size = h.size().await;
     Ok(digest(&h.read_at(0, size as usize).await?))
-}
-
-fn line(verb: &str, r: &Report, place: &str) {
-    println!(
-        "{verb:<16} {} chunks copied, {} present, {} pages, {} KiB written in {:.1?} {place}",
-        r.chunks_copied,
-        r.chunks_skipped,
-        r.pages_copied,
-        r.bytes_written >> 10,
-        r.duration
-    );
 }

@@ -154,10 +154,13 @@ impl Demo {
             return Err("restored files do not match the snapshot".into());
         }
         println!("OK: the restored volume holds exactly the files at the snapshot");
-        if !super::migrate::run(&self.store, &snap.snapshot_id, &self.dir).await? {
+        if !super::migrate::run(&self.store, self.ctl.clone(), &snap.snapshot_id, &self.dir).await?
+        {
             return Err("the imported volume differs from the snapshot".into());
         }
-        println!("OK: the volume moved to store B holds exactly the snapshot's bytes");
+        println!(
+            "OK: namespace shop migrated; its volume on B holds exactly the bytes it had on A"
+        );
         Ok(())
     }
 

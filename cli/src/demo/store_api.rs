@@ -100,9 +100,9 @@ pub async fn run(plugin: &DemoPlugin, dir: &std::path::Path, size: u64) -> Resul
         return Err("restored data does not match the snapshot".into());
     }
     println!("OK: the restored volume holds exactly the snapshot's data");
-    if !super::migrate::run(store, &snap.snapshot_id, dir).await? {
+    if !super::migrate::run(store, ctl.clone(), &snap.snapshot_id, dir).await? {
         return Err("the imported volume differs from the snapshot".into());
     }
-    println!("OK: the volume moved to store B holds exactly the snapshot's bytes");
+    println!("OK: namespace shop migrated; its volume on B holds exactly the bytes it had on A");
     Ok(())
 }

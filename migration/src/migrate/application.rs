@@ -114,6 +114,18 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
                 kind: k,
             });
         }
+        // The Secrets of ClusterPairs here hold another cluster's credentials: never copied.
+        let pair_secrets: BTreeSet<String> =
+            api::list(&ctx.client, &kinds_used::cluster_pair(), Some(ns), None)
+                .await?
+                .iter()
+                .filter(|p| {
+                    p["spec"]["secretRef"]["namespace"]
+                        .as_str()
+                        .is_none_or(|n| n == ns)
+                })
+                .filter_map(|p| p["spec"]["secretRef"]["name"].as_str().map(str::to_string))
+                .collect();
         let mut objects = Vec::new();
         let mut kind_of = BTreeMap::new();
         for k in &scope {
@@ -182,6 +194,10 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
                 });
                 continue;
             }
+            if k.kind == "Secret" && pair_secrets.contains(&i.name) {
+                tracing::debug!(name = %i.name, "ClusterPair credentials left out");
+                continue;
+            }
             if let Some(why) = select::skip_reason(&o, &BTreeMap::new(), &BTreeMap::new()) {
                 tracing::debug!(name = %i.name, kind = %k.kind, why, "left out");
                 continue;
@@ -241,7 +257,9 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
                         i.name.clone(),
                     ));
                 }
-                Err(Error::Kube(kube::Error::Api(s))) => {
+                // The API refused this object (4xx): it stays refused on a retry, so say why.
+                // Server trouble (5xx, 429) fails the reconcile; the stage runs again.
+                Err(Error::Kube(kube::Error::Api(s))) if s.code < 500 && s.code != 429 => {
                     i.status = ItemStatus::Failed;
                     i.reason = Some(format!(
                         "destination refused it ({} {}): {}",
@@ -325,10 +343,11 @@ async fn purge(
                         i.status = ItemStatus::Successful;
                         i.reason = Some("purged: gone from the source".into());
                     }
-                    Err(e) => {
+                    Err(e) if e.api_code().is_some_and(|c| c < 500 && c != 429) => {
                         i.status = ItemStatus::Failed;
                         i.reason = Some(format!("purge failed: {e}"));
                     }
+                    Err(e) => return Err(e),
                 }
                 results.push(i);
             }

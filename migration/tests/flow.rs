@@ -421,20 +421,54 @@ async fn a_migration_may_not_reach_into_another_namespace() {
     );
 }
 
+/// The pair is checked when a migration starts: a destination that stopped answering since
+/// its last check fails the migration with the pair's reason, before anything is made.
 #[tokio::test]
-async fn a_pair_in_error_fails_the_migration_with_the_pairs_reason() {
+async fn an_unreachable_destination_fails_the_migration_with_the_reason() {
     let w = World::new().await;
     w.shop(NS, 2).await;
-    w.pair(NS, "remote", false);
-    w.src.set_status("ferry.dev/clusterpairs", Some(NS), "remote",
-        json!({"schedulerStatus": "Error", "schedulerReason": "destination API did not answer", "storageStatus": "Ready"}));
+    w.pair(NS, "remote", true);
+    w.dst.set_unreachable(true);
     w.migration(NS, "m1", spec());
     let st = w.drive(NS, "m1").await;
     assert_eq!(st.status, ItemStatus::Failed);
+    let reason = st.reason.unwrap_or_default();
     assert!(
-        st.reason
-            .unwrap_or_default()
-            .contains("destination API did not answer")
+        reason.contains("ClusterPair remote is not ready")
+            && reason.contains("destination API did not answer"),
+        "{reason}"
+    );
+    assert!(
+        w.src
+            .all("snapshot.storage.k8s.io/volumesnapshots")
+            .is_empty()
+    );
+    assert_source_untouched(&w);
+}
+
+/// A transfer store nothing answers for (an S3 endpoint on a closed port) fails the
+/// migration with the storage reason.
+#[tokio::test]
+async fn an_unreachable_bucket_fails_the_migration_with_the_reason() {
+    let w = World::new().await;
+    w.shop(NS, 2).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    w.src.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-secret", "namespace": NS}, "data": {
+        "kubeconfig": "YQ==", "backend": "czM=", "bucket": "YnVja2V0", "endpoint": base64(&format!("http://127.0.0.1:{port}")),
+        "accessKeyId": "YQ==", "secretAccessKey": "Yg==", "region": "dXMtZWFzdC0x"}}));
+    w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "s3", "namespace": NS},
+        "spec": {"secretRef": {"name": "s3-secret"}}, "status": {"schedulerStatus": "Ready", "storageStatus": "Ready"}}));
+    w.migration(NS, "m1", json!({"clusterPair": "s3", "namespaces": [NS]}));
+    let st = w.drive(NS, "m1").await;
+    assert_eq!(st.status, ItemStatus::Failed);
+    let reason = st.reason.unwrap_or_default();
+    assert!(
+        reason.contains("ClusterPair s3 is not ready") && reason.contains("transfer store"),
+        "{reason}"
     );
     assert_source_untouched(&w);
 }

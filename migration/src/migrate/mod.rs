@@ -76,7 +76,24 @@ pub async fn reconcile(ctx: &Ctx, mig: &Migration) -> Result<Option<Duration>> {
             outcome.as_ref().err().map(Error::kind),
             started.elapsed(),
         );
-        let wait = outcome?;
+        let wait = match outcome {
+            Ok(w) => {
+                if status
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("retrying after"))
+                {
+                    status.reason = None;
+                }
+                w
+            }
+            Err(e) => {
+                // Shown on the Migration while the step is retried.
+                status.reason = Some(format!("retrying after: {e}"));
+                let _ = save(ctx, mig, &status).await;
+                return Err(e);
+            }
+        };
         save(ctx, mig, &status).await?;
         if let Some(w) = wait {
             return Ok(Some(w));

@@ -1,9 +1,7 @@
 //! Validation: what must hold before a migration touches anything.
 
 use super::fail;
-use crate::crd::{
-    ClusterPair, ItemStatus, Migration, MigrationStatus, PairState, Stage, VolumeInfo,
-};
+use crate::crd::{ClusterPair, ItemStatus, Migration, MigrationStatus, Stage, VolumeInfo};
 use crate::error::Result;
 use crate::{Ctx, api, kinds_used};
 use kube::ResourceExt;
@@ -49,8 +47,10 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         );
         return Ok(None);
     };
-    let pst = pair.status.clone().unwrap_or_default();
-    if pst.scheduler_status == PairState::Error || pst.storage_status == PairState::Error {
+    // The pair is checked now, not trusted from its last status: a destination or bucket
+    // that went away since fails the migration here, before anything is made.
+    let pst = crate::cluster_pair::check(ctx, &pair).await;
+    if !pst.ready() {
         let why: Vec<&str> = [
             pst.scheduler_reason.as_deref(),
             pst.storage_reason.as_deref(),
@@ -67,13 +67,6 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
             ),
         );
         return Ok(None);
-    }
-    if !pst.ready() {
-        st.reason = Some(format!(
-            "waiting for ClusterPair {} to be checked",
-            spec.cluster_pair
-        ));
-        return Ok(Some(ctx.poll));
     }
     for n in &spec.namespaces {
         if api::get(&ctx.client, &kinds_used::namespace(), None, n)

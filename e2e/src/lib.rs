@@ -17,7 +17,7 @@ pub fn ferry_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| match std::env::var_os("FERRY_BIN") {
         Some(bin) => PathBuf::from(bin),
-        None => build_bin("ferry", "ferry"),
+        None => build_bin("ferry"),
     })
     .clone()
 }
@@ -25,19 +25,27 @@ pub fn ferry_bin() -> PathBuf {
 /// The workspace's `ferryctl` binary, built once per test process.
 pub fn ferryctl_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build_bin("ferryctl", "ferryctl"))
-        .clone()
+    BIN.get_or_init(|| build_bin("ferryctl")).clone()
 }
 
-fn build_bin(package: &str, bin: &str) -> PathBuf {
+fn build_bin(bin: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        // The same selection `cargo test --workspace` builds, so features unify the same way
+        // and the binary is already there instead of rebuilt with other features.
+        .args([
+            "build",
+            "--quiet",
+            "--workspace",
+            "--bins",
+            "--tests",
+            "--examples",
+        ])
         .status()
         .expect("running cargo build");
-    assert!(status.success(), "building {bin} failed");
+    assert!(status.success(), "building the workspace for {bin} failed");
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"));

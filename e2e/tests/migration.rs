@@ -84,95 +84,40 @@ async fn digest(store: &Store, id: &str) -> String {
 /// DeleteSnapshot for each content whose VolumeSnapshot is gone (deletionPolicy Delete).
 async fn snapshotter(
     api: &FakeApi,
-    csi: &mut ControllerClient<tonic::transport::Channel>,
+    csi: &ControllerClient<tonic::transport::Channel>,
     made: &mut Vec<String>,
 ) {
-    for vsc in api.all("snapshot.storage.k8s.io/volumesnapshotcontents") {
-        let r = &vsc["spec"]["volumeSnapshotRef"];
-        if api
-            .get(
-                "snapshot.storage.k8s.io/volumesnapshots",
-                r["namespace"].as_str(),
-                r["name"].as_str().unwrap_or_default(),
-            )
-            .is_none()
-        {
-            csi.delete_snapshot(DeleteSnapshotRequest {
-                snapshot_id: vsc["status"]["snapshotHandle"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .into(),
-                ..Default::default()
-            })
-            .await
-            .expect("DeleteSnapshot");
-            let name = vsc["metadata"]["name"].as_str().unwrap_or_default();
-            api.serve_one(
-                &ferry_migration::fake_api::Method::DELETE,
-                &format!("/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/{name}"),
-                "",
-                "",
-                b"",
-            );
-        }
-    }
-    for vs in api.all("snapshot.storage.k8s.io/volumesnapshots") {
-        if vs["status"]["readyToUse"].as_bool() == Some(true) {
-            continue;
-        }
-        let ns = vs["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let name = vs["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let pvc = api
-            .get(
-                "/persistentvolumeclaims",
-                Some(&ns),
-                vs["spec"]["source"]["persistentVolumeClaimName"]
-                    .as_str()
-                    .unwrap_or_default(),
-            )
-            .expect("pvc");
-        let pv = api
-            .get(
-                "/persistentvolumes",
-                None,
-                pvc["spec"]["volumeName"].as_str().unwrap_or_default(),
-            )
-            .expect("pv");
-        let content = format!(
-            "snapcontent-{}",
-            vs["metadata"]["uid"].as_str().unwrap_or_default()
-        );
-        let snap = csi
-            .create_snapshot(CreateSnapshotRequest {
-                source_volume_id: pv["spec"]["csi"]["volumeHandle"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .into(),
-                name: content.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("CreateSnapshot")
-            .into_inner()
-            .snapshot
-            .expect("snapshot");
-        made.push(snap.snapshot_id.clone());
-        api.seed(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent", "metadata": {"name": content},
-            "spec": {"driver": "ferry.csi.dev", "deletionPolicy": "Delete", "volumeSnapshotRef": {"namespace": ns, "name": name}},
-            "status": {"snapshotHandle": snap.snapshot_id, "readyToUse": true}}));
-        api.set_status(
-            "snapshot.storage.k8s.io/volumesnapshots",
-            Some(&ns),
-            &name,
-            json!({"readyToUse": true, "boundVolumeSnapshotContentName": content}),
-        );
-    }
+    let new = api
+        .play_snapshotter(
+            |volume, name| {
+                let mut c = csi.clone();
+                async move {
+                    let req = CreateSnapshotRequest {
+                        source_volume_id: volume,
+                        name,
+                        ..Default::default()
+                    };
+                    let r = c.create_snapshot(req).await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>(r.into_inner().snapshot.unwrap_or_default().snapshot_id)
+                }
+            },
+            |snapshot_id| {
+                let mut c = csi.clone();
+                async move {
+                    let req = DeleteSnapshotRequest {
+                        snapshot_id,
+                        ..Default::default()
+                    };
+                    c.delete_snapshot(req)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            },
+        )
+        .await
+        .expect("snapshotter");
+    made.extend(new);
 }
 
 fn seed_cluster(api: &FakeApi) {
@@ -291,7 +236,7 @@ async fn a_namespace_migrates_through_s3_with_the_real_binaries() {
     let started = Instant::now();
     let mut made = Vec::new();
     let status = loop {
-        snapshotter(&src, &mut csi, &mut made).await;
+        snapshotter(&src, &csi, &mut made).await;
         let migs = src.all("ferry.dev/migrations");
         if let Some(m) = migs.first()
             && m["status"]["finishTimestamp"].is_string()
@@ -349,7 +294,7 @@ async fn a_namespace_migrates_through_s3_with_the_real_binaries() {
 
     // The migration's VolumeSnapshot is gone, and with it (csi-snapshotter's DeleteSnapshot)
     // the chunk-store snapshot.
-    snapshotter(&src, &mut csi, &mut made).await;
+    snapshotter(&src, &csi, &mut made).await;
     assert_eq!(made.len(), 1);
     assert!(
         src.all("snapshot.storage.k8s.io/volumesnapshots")

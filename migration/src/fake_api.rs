@@ -238,6 +238,89 @@ impl FakeApi {
         }
     }
 
+    /// Plays csi-snapshotter once against this API: each VolumeSnapshot not yet ready gets a
+    /// snapshot from `create(volume handle of its claim's PV, content name)`, a
+    /// VolumeSnapshotContent naming it, and a ready status; each content whose VolumeSnapshot
+    /// is gone is removed after `delete(snapshot handle)` (deletionPolicy Delete). Returns the
+    /// snapshot handles made.
+    ///
+    /// # Errors
+    /// What `create` or `delete` returns; a snapshot whose claim or volume is missing.
+    pub async fn play_snapshotter<E, C, CF, D, DF>(
+        &self,
+        mut create: C,
+        mut delete: D,
+    ) -> Result<Vec<String>, E>
+    where
+        E: From<String>,
+        C: FnMut(String, String) -> CF,
+        CF: std::future::Future<Output = Result<String, E>>,
+        D: FnMut(String) -> DF,
+        DF: std::future::Future<Output = Result<(), E>>,
+    {
+        const SNAPS: &str = "snapshot.storage.k8s.io/volumesnapshots";
+        const CONTENTS: &str = "snapshot.storage.k8s.io/volumesnapshotcontents";
+        for vsc in self.all(CONTENTS) {
+            let r = &vsc["spec"]["volumeSnapshotRef"];
+            let owner = r["name"].as_str().unwrap_or_default();
+            if self.get(SNAPS, r["namespace"].as_str(), owner).is_none() {
+                let handle = vsc["status"]["snapshotHandle"].as_str().unwrap_or_default();
+                delete(handle.to_string()).await?;
+                let name = vsc["metadata"]["name"].as_str().unwrap_or_default();
+                let key = format!("{CONTENTS}//{name}");
+                let mut st = self.lock();
+                if let Some(mut o) = st.objects.remove(&key) {
+                    bump(&mut st, &key, &mut o, "DELETED");
+                }
+            }
+        }
+        let mut made = Vec::new();
+        for vs in self.all(SNAPS) {
+            if vs["status"]["readyToUse"].as_bool() == Some(true) {
+                continue;
+            }
+            let ns = vs["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let name = vs["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let claim = vs["spec"]["source"]["persistentVolumeClaimName"]
+                .as_str()
+                .unwrap_or_default();
+            let pvc = self
+                .get("/persistentvolumeclaims", Some(&ns), claim)
+                .ok_or_else(|| format!("claim {ns}/{claim} of VolumeSnapshot {name} is missing"))?;
+            let pv_name = pvc["spec"]["volumeName"].as_str().unwrap_or_default();
+            let pv = self
+                .get("/persistentvolumes", None, pv_name)
+                .ok_or_else(|| format!("volume {pv_name} of claim {ns}/{claim} is missing"))?;
+            let volume = pv["spec"]["csi"]["volumeHandle"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let content = format!(
+                "snapcontent-{}",
+                vs["metadata"]["uid"].as_str().unwrap_or_default()
+            );
+            let handle = create(volume, content.clone()).await?;
+            self.seed(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
+                "metadata": {"name": content},
+                "spec": {"driver": "ferry.csi.dev", "deletionPolicy": "Delete", "volumeSnapshotRef": {"namespace": ns, "name": name}},
+                "status": {"snapshotHandle": handle, "readyToUse": true}}));
+            self.set_status(
+                SNAPS,
+                Some(&ns),
+                &name,
+                json!({"readyToUse": true, "boundVolumeSnapshotContentName": content}),
+            );
+            made.push(handle);
+        }
+        Ok(made)
+    }
+
     /// The requests served so far.
     pub fn log(&self) -> Vec<Logged> {
         self.lock().log.clone()

@@ -123,7 +123,8 @@ impl TransferStore {
     /// # Errors
     /// The backend's error, or [`Error::Invalid`] when the read returns other bytes.
     pub async fn probe(&self, who: &str) -> Result<()> {
-        let name = format!("probe/{who}");
+        // Unique per call: two checks of one pair may run at once.
+        let name = format!("probe/{who}-{:016x}", rand::random::<u64>());
         let body = format!("ferry probe {who}").into_bytes();
         self.objects.put(&name, body.clone()).await?;
         let back = self.objects.get(&name).await?;

@@ -9,7 +9,7 @@
 
 use super::{BoxError, digest};
 use ferry_migration::crd::{ClusterPair, Migration, MigrationStatus, VolumeImport};
-use ferry_migration::fake_api::{FakeApi, Method, base64};
+use ferry_migration::fake_api::{FakeApi, base64};
 use ferry_migration::{Ctx, pair::PairSettings};
 use ferry_proto::v1::controller_client::ControllerClient;
 use ferry_proto::v1::{CreateSnapshotRequest, DeleteSnapshotRequest};
@@ -31,7 +31,7 @@ const FERRY_NS: &str = "ferry-system";
 /// A failed step.
 pub async fn run(
     a: &Store,
-    mut csi: ControllerClient<Channel>,
+    csi: ControllerClient<Channel>,
     snapshot: &str,
     dir: &Path,
 ) -> Result<bool, BoxError> {
@@ -99,7 +99,6 @@ pub async fn run(
     src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Migration", "metadata": {"name": "shop-to-remote", "namespace": NS},
         "spec": {"clusterPair": "remote", "namespaces": [NS]}}));
     let mut last = String::new();
-    let mut made = Vec::new();
     let status = loop {
         let m: Migration = from(src.get("ferry.dev/migrations", Some(NS), "shop-to-remote"))?;
         let wait = ferry_migration::migrate::reconcile(&src_ctx, &m).await?;
@@ -120,7 +119,7 @@ pub async fn run(
             break st;
         }
         // csi-snapshotter's part, then the destination sidecar's.
-        snapshotter(&src, &mut csi, &mut made).await?;
+        snapshotter(&src, &csi).await?;
         for vi in dst.all("ferry.dev/volumeimports") {
             let vi: VolumeImport = serde_json::from_value(vi)?;
             ferry_migration::volume_import::reconcile(&dst_ctx, &vi).await?;
@@ -148,7 +147,7 @@ pub async fn run(
         dep["spec"]["replicas"], dep["metadata"]["annotations"]["ferry.dev/migrationReplicas"]
     );
     // csi-snapshotter deletes the migration's snapshot once its VolumeSnapshot is gone.
-    snapshotter(&src, &mut csi, &mut made).await?;
+    snapshotter(&src, &csi).await?;
     let pv = status
         .volumes
         .first()
@@ -196,97 +195,39 @@ fn seed_app(api: &FakeApi, volume: &str, size: u64) {
 
 /// What csi-snapshotter does, once: CreateSnapshot for new VolumeSnapshots, DeleteSnapshot
 /// for contents whose VolumeSnapshot is gone.
-async fn snapshotter(
-    api: &FakeApi,
-    csi: &mut ControllerClient<Channel>,
-    made: &mut Vec<String>,
-) -> Result<(), BoxError> {
-    for vsc in api.all("snapshot.storage.k8s.io/volumesnapshotcontents") {
-        let r = &vsc["spec"]["volumeSnapshotRef"];
-        if api
-            .get(
-                "snapshot.storage.k8s.io/volumesnapshots",
-                r["namespace"].as_str(),
-                r["name"].as_str().unwrap_or_default(),
-            )
-            .is_none()
-        {
-            let id = vsc["status"]["snapshotHandle"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            csi.delete_snapshot(DeleteSnapshotRequest {
-                snapshot_id: id,
-                ..Default::default()
-            })
-            .await?;
-            let name = vsc["metadata"]["name"].as_str().unwrap_or_default();
-            api.serve_one(
-                &Method::DELETE,
-                &format!("/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/{name}"),
-                "",
-                "",
-                b"",
-            );
-        }
-    }
-    for vs in api.all("snapshot.storage.k8s.io/volumesnapshots") {
-        if vs["status"]["readyToUse"].as_bool() == Some(true) {
-            continue;
-        }
-        let ns = vs["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let name = vs["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let claim = vs["spec"]["source"]["persistentVolumeClaimName"]
-            .as_str()
-            .unwrap_or_default();
-        let pvc = api
-            .get("/persistentvolumeclaims", Some(&ns), claim)
-            .ok_or("claim missing")?;
-        let pv = api
-            .get(
-                "/persistentvolumes",
-                None,
-                pvc["spec"]["volumeName"].as_str().unwrap_or_default(),
-            )
-            .ok_or("volume missing")?;
-        let content = format!(
-            "snapcontent-{}",
-            vs["metadata"]["uid"].as_str().unwrap_or_default()
-        );
-        let created = csi
-            .create_snapshot(CreateSnapshotRequest {
-                source_volume_id: pv["spec"]["csi"]["volumeHandle"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .into(),
-                name: content.clone(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .snapshot
-            .ok_or("CreateSnapshot returned no snapshot")?;
-        println!(
-            "CreateSnapshot   {} of PVC {ns}/{claim} (for VolumeSnapshot {name})",
-            created.snapshot_id
-        );
-        made.push(created.snapshot_id.clone());
-        api.seed(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent", "metadata": {"name": content},
-            "spec": {"driver": "ferry.csi.dev", "deletionPolicy": "Delete", "volumeSnapshotRef": {"namespace": ns, "name": name}},
-            "status": {"snapshotHandle": created.snapshot_id, "readyToUse": true}}));
-        api.set_status(
-            "snapshot.storage.k8s.io/volumesnapshots",
-            Some(&ns),
-            &name,
-            json!({"readyToUse": true, "boundVolumeSnapshotContentName": content}),
-        );
-    }
+async fn snapshotter(api: &FakeApi, csi: &ControllerClient<Channel>) -> Result<(), BoxError> {
+    api.play_snapshotter(
+        |volume, name| {
+            let mut c = csi.clone();
+            async move {
+                let req = CreateSnapshotRequest {
+                    source_volume_id: volume.clone(),
+                    name,
+                    ..Default::default()
+                };
+                let snap = c
+                    .create_snapshot(req)
+                    .await?
+                    .into_inner()
+                    .snapshot
+                    .ok_or("CreateSnapshot returned no snapshot")?;
+                println!("CreateSnapshot   {} of volume {volume}", snap.snapshot_id);
+                Ok::<_, BoxError>(snap.snapshot_id)
+            }
+        },
+        |snapshot_id| {
+            let mut c = csi.clone();
+            async move {
+                c.delete_snapshot(DeleteSnapshotRequest {
+                    snapshot_id,
+                    ..Default::default()
+                })
+                .await?;
+                Ok::<(), BoxError>(())
+            }
+        },
+    )
+    .await?;
     Ok(())
 }
 

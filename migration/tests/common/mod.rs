@@ -154,56 +154,19 @@ impl World {
 
     /// Plays csi-snapshotter on the source and ferry's sidecar on the destination, once.
     pub async fn step_cluster_controllers(&self) {
-        for vs in self.src.all("snapshot.storage.k8s.io/volumesnapshots") {
-            if vs["status"]["readyToUse"].as_bool() == Some(true) {
-                continue;
-            }
-            let ns = vs["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let name = vs["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let pvc_name = vs["spec"]["source"]["persistentVolumeClaimName"]
-                .as_str()
-                .unwrap_or_default();
-            let pvc = self
-                .src
-                .get("/persistentvolumeclaims", Some(&ns), pvc_name)
-                .expect("pvc");
-            let pv = self
-                .src
-                .get(
-                    "/persistentvolumes",
-                    None,
-                    pvc["spec"]["volumeName"].as_str().unwrap_or_default(),
-                )
-                .expect("pv");
-            let handle = pv["spec"]["csi"]["volumeHandle"]
-                .as_str()
-                .unwrap_or_default();
-            // What csi-snapshotter does: CreateSnapshot named after the content, then status.
-            let content = format!(
-                "snapcontent-{}",
-                vs["metadata"]["uid"].as_str().unwrap_or_default()
-            );
-            let snap = self
-                .src_store
-                .create_snapshot(&content, handle, Default::default())
-                .await
-                .expect("snapshot");
-            self.src.seed(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent", "metadata": {"name": content},
-                "spec": {"driver": "ferry.csi.dev", "deletionPolicy": "Delete", "volumeSnapshotRef": {"namespace": ns, "name": name}},
-                "status": {"snapshotHandle": snap.id, "readyToUse": true}}));
-            self.src.set_status(
-                "snapshot.storage.k8s.io/volumesnapshots",
-                Some(&ns),
-                &name,
-                json!({"readyToUse": true, "boundVolumeSnapshotContentName": content}),
-            );
-        }
+        let store = &self.src_store;
+        self.src
+            .play_snapshotter(
+                |volume, content| async move {
+                    let snap = store
+                        .create_snapshot(&content, &volume, Default::default())
+                        .await;
+                    snap.map(|s| s.id).map_err(|e| e.to_string())
+                },
+                |id| async move { store.delete_snapshot(&id).await.map_err(|e| e.to_string()) },
+            )
+            .await
+            .expect("snapshotter");
         for vi in self.dst.all("ferry.dev/volumeimports") {
             let vi: VolumeImport = serde_json::from_value(vi).expect("volume import");
             // A controller retries a failed reconcile; so does this loop, on its next turn.
@@ -246,32 +209,10 @@ impl World {
     }
 }
 
+/// Secret data as the API returns it: base64-encoded.
 fn b64(pairs: &[(&str, &str)]) -> Value {
-    use std::fmt::Write;
-    // The API returns Secret data base64-encoded.
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let enc = |b: &[u8]| {
-        let mut s = String::new();
-        for c in b.chunks(3) {
-            let n = (c[0] as u32) << 16
-                | (*c.get(1).unwrap_or(&0) as u32) << 8
-                | *c.get(2).unwrap_or(&0) as u32;
-            for i in 0..4 {
-                if i <= c.len() {
-                    let _ = s.write_char(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    s.push('=');
-                }
-            }
-        }
-        s
-    };
-    Value::Object(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(enc(v.as_bytes()))))
-            .collect(),
-    )
+    let enc = |v: &str| json!(ferry_migration::fake_api::base64(v.as_bytes()));
+    Value::Object(pairs.iter().map(|(k, v)| (k.to_string(), enc(v))).collect())
 }
 
 pub async fn fill(store: &Store, id: &str, chunks: u64, seed: u64) {

@@ -371,12 +371,7 @@ impl FakeApi {
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
-                let ct = parts
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
+                let ct = content_type(&parts.headers);
                 let (code, v) = api.serve_one(
                     &parts.method,
                     parts.uri.path(),
@@ -451,12 +446,7 @@ impl FakeApi {
         if parts.method == Method::GET && query_param(&query, "watch").as_deref() == Some("true") {
             return self.watch(&path, &query);
         }
-        let ct = parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let ct = content_type(&parts.headers);
         let (code, v) = self.serve_one(&parts.method, &path, &query, &ct, &bytes);
         Response::builder()
             .status(code)
@@ -543,6 +533,11 @@ impl FakeApi {
             .body(http_body_util::StreamBody::new(stream).boxed())
             .unwrap_or_default()
     }
+}
+
+fn content_type(headers: &http::HeaderMap) -> String {
+    let ct = headers.get(http::header::CONTENT_TYPE);
+    ct.and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
 
 fn seed_target(obj: &Value) -> Target {

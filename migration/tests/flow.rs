@@ -263,18 +263,7 @@ async fn a_second_migration_moves_only_what_changed() {
         v.destination_volume, first_done.destination_volume,
         "same PV"
     );
-    let pv = w
-        .dst
-        .get(
-            "/persistentvolumes",
-            None,
-            v.destination_volume.as_deref().unwrap_or(""),
-        )
-        .expect("pv");
-    let dst_id = pv["spec"]["csi"]["volumeHandle"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let dst_id = w.destination_volume_id(v);
     assert_eq!(
         digest(&w.dst_store, &dst_id).await,
         digest(&w.src_store, &vol).await
@@ -336,18 +325,7 @@ async fn a_failure_at_any_write_resumes_to_the_same_result() {
             .find(|v| v.persistent_volume_claim == "data")
             .expect("v");
         assert_eq!(v.status, ItemStatus::Successful, "{side} write {n}");
-        let pv = w
-            .dst
-            .get(
-                "/persistentvolumes",
-                None,
-                v.destination_volume.as_deref().unwrap_or(""),
-            )
-            .expect("pv");
-        let dst_id = pv["spec"]["csi"]["volumeHandle"]
-            .as_str()
-            .expect("id")
-            .to_string();
+        let dst_id = w.destination_volume_id(v);
         assert_eq!(
             digest(&w.dst_store, &dst_id).await,
             digest(&w.src_store, &vol).await,
@@ -623,18 +601,7 @@ async fn an_import_over_a_volume_in_use_waits_for_it() {
         .find(|v| v.persistent_volume_claim == "data")
         .expect("v")
         .clone();
-    let pv = w
-        .dst
-        .get(
-            "/persistentvolumes",
-            None,
-            v.destination_volume.as_deref().unwrap_or(""),
-        )
-        .expect("pv");
-    let dst_id = pv["spec"]["csi"]["volumeHandle"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let dst_id = w.destination_volume_id(&v);
     w.dst_store
         .acquire_lease(&dst_id, "node-b", std::time::Duration::from_secs(600))
         .await

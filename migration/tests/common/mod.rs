@@ -198,6 +198,19 @@ impl World {
         );
     }
 
+    /// The destination chunk-store volume behind a migrated volume's PV.
+    pub fn destination_volume_id(&self, v: &ferry_migration::crd::VolumeInfo) -> String {
+        let pv_name = v.destination_volume.as_deref().unwrap_or("");
+        let pv = self
+            .dst
+            .get("/persistentvolumes", None, pv_name)
+            .expect("pv");
+        pv["spec"]["csi"]["volumeHandle"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
     /// Every write the source API saw, as `METHOD path`.
     pub fn source_writes(&self) -> Vec<String> {
         self.src

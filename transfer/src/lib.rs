@@ -6,6 +6,7 @@
 //! commit's root. Transfer stores may be encrypted ([`Key`]). [`Progress`] is readable while
 //! either runs; each ends with a [`Report`]. Layout: [`layout`].
 
+pub mod bounds;
 mod crypto;
 mod error;
 mod export;

@@ -96,7 +96,9 @@ impl PackWriter {
                 entries,
             };
             let path = layout::index(&id);
-            let bytes = store.seal(&path, serde_json::to_vec(&index).unwrap_or_default());
+            let plain = serde_json::to_vec(&index)
+                .map_err(|e| Error::Invalid(format!("encoding pack index {path}: {e}")))?;
+            let bytes = store.seal(&path, plain);
             let m = bytes.len() as u64;
             store.objects().put(&path, bytes).await?;
             progress.done(chunks, volume_bytes);

@@ -1,5 +1,6 @@
 //! A transfer store: any opendal service, holding packs of blobs, their indexes, and commits.
 
+use crate::bounds;
 use crate::crypto::Key;
 use crate::error::{Error, Result};
 use crate::layout;
@@ -150,7 +151,8 @@ impl TransferStore {
                             .encode(k.seal(layout::MARKER.as_bytes(), KEY_CHECK))
                     }),
                 };
-                let bytes = serde_json::to_vec_pretty(&m).unwrap_or_default();
+                let bytes = serde_json::to_vec_pretty(&m)
+                    .map_err(|e| Error::Invalid(format!("encoding the marker: {e}")))?;
                 self.objects.put_if_absent(layout::MARKER, bytes).await?;
                 self.objects
                     .get(layout::MARKER)
@@ -228,22 +230,38 @@ impl TransferStore {
         }
     }
 
-    /// Every indexed blob.
+    /// Every indexed blob. Each index is checked before use ([`bounds`]): its name and the
+    /// pack it names are 64 hex digits, and every entry's name, kind, offset and length are
+    /// within the format's limits.
     ///
     /// # Errors
-    /// An index that does not open or parse; backend errors.
+    /// [`Error::Tampered`] for an index that does not open, parse or pass the checks; backend
+    /// errors.
     pub async fn load_index(&self) -> Result<Index> {
         let mut index = Index::new();
         for name in self.objects.list_names(layout::INDEX).await? {
             let path = format!("{}{name}", layout::INDEX);
-            let Some(bytes) = self.objects.get(&path).await? else {
+            let stem = name.strip_suffix(".json").unwrap_or_default();
+            if !bounds::is_hex_name(stem) {
+                return Err(Error::Tampered(format!(
+                    "{path} is not a pack index name (64 hex digits and .json)"
+                )));
+            }
+            let Some(bytes) = self.get_bounded(&path, bounds::MAX_INDEX_BYTES).await? else {
                 continue;
             };
             let plain = self.open_sealed(&path, bytes, &format!("pack index {path}"))?;
             let idx: PackIndex = serde_json::from_slice(&plain)
                 .map_err(|e| Error::Tampered(format!("pack index {path} does not parse: {e}")))?;
+            if idx.pack != stem {
+                return Err(Error::Tampered(format!(
+                    "pack index {path} describes pack {:?}, not the pack its name says",
+                    idx.pack
+                )));
+            }
             let pack: Arc<str> = idx.pack.as_str().into();
             for e in idx.entries {
+                bounds::check_entry(&path, &e)?;
                 index.insert(
                     e.name,
                     Location {
@@ -255,6 +273,27 @@ impl TransferStore {
             }
         }
         Ok(index)
+    }
+
+    /// Reads a whole metadata object, refusing one larger than `max` bytes before reading it.
+    async fn get_bounded(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        match self.objects.stat(path).await? {
+            None => return Ok(None),
+            Some(m) if m.size > max => {
+                return Err(Error::Tampered(format!(
+                    "{path} holds {} bytes, more than the {max} its format allows",
+                    m.size
+                )));
+            }
+            Some(_) => {}
+        }
+        match self.objects.get(path).await? {
+            Some(b) if b.len() as u64 > max => Err(Error::Tampered(format!(
+                "{path} holds {} bytes, more than the {max} its format allows",
+                b.len()
+            ))),
+            other => Ok(other),
+        }
     }
 
     /// Reads blob `h` of `kind` found at `loc`, authenticates and verifies it; returns the
@@ -290,6 +329,15 @@ impl TransferStore {
         len: u64,
         what: &str,
     ) -> Result<Vec<u8>> {
+        if !bounds::is_hex_name(pack)
+            || offset
+                .checked_add(len)
+                .is_none_or(|end| end > bounds::MAX_PACK_BYTES)
+        {
+            return Err(Error::Tampered(format!(
+                "{what}: span {offset}+{len} of pack {pack:?} is outside the format"
+            )));
+        }
         match self
             .objects
             .get_range(&layout::pack(pack), offset, len)
@@ -325,8 +373,12 @@ impl TransferStore {
     /// # Errors
     /// Backend errors.
     pub async fn put_commit(&self, commit: &Commit) -> Result<()> {
+        bounds::check_id("volume", &commit.volume_id)?;
+        bounds::check_id("snapshot", &commit.snapshot_id)?;
         let path = layout::commit(&commit.volume_id, &commit.snapshot_id);
-        let bytes = self.seal(&path, serde_json::to_vec_pretty(commit).unwrap_or_default());
+        let plain = serde_json::to_vec_pretty(commit)
+            .map_err(|e| Error::Invalid(format!("encoding commit {path}: {e}")))?;
+        let bytes = self.seal(&path, plain);
         self.objects.put_if_absent(&path, bytes).await?;
         Ok(())
     }
@@ -334,16 +386,20 @@ impl TransferStore {
     /// The commit of `snapshot` of `volume`, if exported.
     ///
     /// # Errors
-    /// A commit that does not open or parse; backend errors.
+    /// [`Error::Invalid`] for ids that are not ids; [`Error::Tampered`] for a commit that
+    /// does not open, parse, or describe what its path says; backend errors.
     pub async fn get_commit(&self, volume: &str, snapshot: &str) -> Result<Option<Commit>> {
+        bounds::check_id("volume", volume)?;
+        bounds::check_id("snapshot", snapshot)?;
         let path = layout::commit(volume, snapshot);
-        let Some(bytes) = self.objects.get(&path).await? else {
+        let Some(bytes) = self.get_bounded(&path, bounds::MAX_COMMIT_BYTES).await? else {
             return Ok(None);
         };
         let plain = self.open_sealed(&path, bytes, &format!("commit {volume}/{snapshot}"))?;
-        serde_json::from_slice(&plain)
-            .map(Some)
-            .map_err(|e| Error::Tampered(format!("commit {path} does not parse: {e}")))
+        let c: Commit = serde_json::from_slice(&plain)
+            .map_err(|e| Error::Tampered(format!("commit {path} does not parse: {e}")))?;
+        bounds::check_commit(&path, &c, volume, snapshot)?;
+        Ok(Some(c))
     }
 
     /// The commit named `<volume id>/<snapshot id>`, or the newest of a volume when only
@@ -368,11 +424,16 @@ impl TransferStore {
     /// # Errors
     /// Backend errors.
     pub async fn latest_commit(&self, volume: &str) -> Result<Option<Commit>> {
+        bounds::check_id("volume", volume)?;
         let mut best: Option<Commit> = None;
         for name in self.objects.list_names(&layout::commits(volume)).await? {
             let Some(snap) = name.strip_suffix(".json") else {
                 continue;
             };
+            if bounds::check_id("snapshot", snap).is_err() {
+                tracing::warn!(volume, name, "not a commit name; left alone");
+                continue;
+            }
             if let Some(c) = self.get_commit(volume, snap).await?
                 && best.as_ref().is_none_or(|b| c.created_ms > b.created_ms)
             {

@@ -78,7 +78,17 @@ fn the_controller_runs_the_standard_sidecars_and_the_migration_sidecar() {
         .filter(|c| c["image"] == "ferry")
         .map(args)
         .collect();
-    assert_eq!(ferry, ["plugin", "migration"]);
+    assert_eq!(ferry, ["plugin"]);
+    // The migration controller is its own Deployment, with its own service account.
+    let mig = find(&all, "Deployment", "ferry-migration");
+    let pod = &mig["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "ferry-migration");
+    assert_eq!(args(&pod["containers"][0]), "migration");
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["serviceAccountName"],
+        "ferry-controller"
+    );
+    find(&all, "ServiceAccount", "ferry-migration");
     for c in containers {
         assert!(
             c["livenessProbe"].is_mapping()
@@ -104,27 +114,74 @@ fn the_controller_runs_the_standard_sidecars_and_the_migration_sidecar() {
     );
 }
 
-/// Every (group, resource, verb) the migration sidecar's code calls is granted.
-#[test]
-fn rbac_grants_what_the_migration_sidecar_uses() {
-    let all = all_docs();
-    let role = find(&all, "ClusterRole", "ferry-migration");
-    let grants = |group: &str, resource: &str, verb: &str| {
-        role["rules"].as_sequence().expect("rules").iter().any(|r| {
-            let has = |k: &str, v: &str| {
-                r[k].as_sequence()
-                    .is_some_and(|s| s.iter().any(|x| x == v || x == "*"))
-            };
-            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
-        })
+/// The (group, resource, verb) triples a role grants, `*` expanded only as itself.
+fn grants_of(role: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_sequence()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
+    for r in role["rules"].as_sequence().into_iter().flatten() {
+        for g in strs(&r["apiGroups"]) {
+            for res in strs(&r["resources"]) {
+                for v in strs(&r["verbs"]) {
+                    out.push((g.clone(), res.clone(), v));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A ClusterRole's rules, with those of the roles it aggregates when it has an
+/// aggregationRule (as the API server's aggregation controller fills them in).
+fn effective_grants(all: &[Value], name: &str) -> Vec<(String, String, String)> {
+    let role = find(all, "ClusterRole", name);
+    let mut out = grants_of(role);
+    for sel in role["aggregationRule"]["clusterRoleSelectors"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        let labels = sel["matchLabels"].as_mapping().expect("matchLabels");
+        for other in all.iter().filter(|d| d["kind"] == "ClusterRole") {
+            let has_all = labels
+                .iter()
+                .all(|(k, v)| other["metadata"]["labels"][k.as_str().expect("key")] == *v);
+            if has_all {
+                out.extend(grants_of(other));
+            }
+        }
+    }
+    out
+}
+
+fn grants(list: &[(String, String, String)], group: &str, resource: &str, verb: &str) -> bool {
+    list.iter().any(|(g, r, v)| {
+        (g == group || g == "*") && (r == resource || r == "*") && (v == verb || v == "*")
+    })
+}
+
+/// Every (group, resource, verb) the migration controller's code calls is granted to its
+/// own account, and nothing on the source lets it write what it migrates.
+#[test]
+fn rbac_grants_what_the_migration_controller_uses() {
+    let all = all_docs();
+    let binding = find(&all, "ClusterRoleBinding", "ferry-migration");
+    assert_eq!(binding["subjects"][0]["name"], "ferry-migration");
+    let g = effective_grants(&all, "ferry-migration");
     for k in kinds::default_kinds()
         .iter()
         .chain(kinds::optional_kinds().iter())
     {
         for verb in ["get", "list"] {
             assert!(
-                grants(&k.group, &k.plural, verb),
+                grants(&g, &k.group, &k.plural, verb),
                 "{verb} {}/{}",
                 k.group,
                 k.plural
@@ -135,7 +192,10 @@ fn rbac_grants_what_the_migration_sidecar_uses() {
         ("", "namespaces", "watch"),
         ("", "persistentvolumeclaims", "watch"),
         ("", "persistentvolumes", "get"),
+        ("", "persistentvolumes", "create"),
+        ("", "persistentvolumes", "patch"),
         ("", "secrets", "get"),
+        ("", "configmaps", "get"),
         ("snapshot.storage.k8s.io", "volumesnapshots", "create"),
         ("snapshot.storage.k8s.io", "volumesnapshots", "patch"),
         ("snapshot.storage.k8s.io", "volumesnapshots", "delete"),
@@ -150,18 +210,111 @@ fn rbac_grants_what_the_migration_sidecar_uses() {
         ("storage.k8s.io", "csidrivers", "get"),
         ("events.k8s.io", "events", "create"),
     ];
-    for (g, r, v) in needed {
-        assert!(grants(g, r, v), "{v} {g}/{r}");
+    for (gr, r, v) in needed {
+        assert!(grants(&g, gr, r, v), "{v} {gr}/{r}");
+    }
+    let local = grants_of(find(&all, "Role", "ferry-migration-local"));
+    for v in ["create", "patch"] {
+        assert!(grants(&local, "", "configmaps", v), "{v} configmaps");
     }
     // Never a write to what it migrates on the source.
     for k in kinds::default_kinds() {
         for verb in ["create", "update", "patch", "delete"] {
             assert!(
-                !grants(&k.group, &k.plural, verb) || k.plural == "persistentvolumes",
+                !grants(&g, &k.group, &k.plural, verb) || k.plural == "persistentvolumes",
                 "{verb} {}/{}",
                 k.group,
                 k.plural
             );
         }
     }
+    assert!(
+        !g.iter().any(|(gr, r, v)| gr == "*" || r == "*" || v == "*"),
+        "{g:?}"
+    );
+}
+
+/// The destination role grants exactly what a migration writes there (the Application
+/// stage's kinds, their Namespaces, VolumeImports and their Secrets, the CSIDriver check)
+/// and nothing that grants privileges.
+#[test]
+fn the_destination_role_is_exactly_what_a_migration_writes() {
+    let all = all_docs();
+    let g = effective_grants(&all, "ferry-migration-destination");
+    let mut needed: Vec<(String, String, String)> = Vec::new();
+    let mut need = |gr: &str, r: &str, v: &str| needed.push((gr.into(), r.into(), v.into()));
+    for k in kinds::default_kinds()
+        .iter()
+        .chain(kinds::optional_kinds().iter())
+    {
+        // apply = create or patch; get and list for the plan and purge; delete for purge.
+        for v in ["get", "list", "create", "patch", "delete"] {
+            need(&k.group, &k.plural, v);
+        }
+    }
+    for v in ["get", "create", "patch"] {
+        need("", "namespaces", v);
+    }
+    for v in ["get", "list", "create", "patch"] {
+        need("ferry.dev", "volumeimports", v);
+    }
+    need("storage.k8s.io", "csidrivers", "get");
+    for (gr, r, v) in &needed {
+        assert!(grants(&g, gr, r, v), "missing {v} {gr}/{r}");
+    }
+    for t in &g {
+        assert!(needed.contains(t), "granted but never used: {t:?}");
+    }
+    for (gr, r, v) in &g {
+        assert!(
+            !matches!(v.as_str(), "bind" | "escalate" | "impersonate" | "*"),
+            "{v} {gr}/{r}"
+        );
+        assert!(
+            !matches!(r.as_str(), "clusterroles" | "clusterrolebindings" | "*"),
+            "{v} {gr}/{r}"
+        );
+    }
+}
+
+/// Every container that mounts nothing runs unprivileged: non-root, read-only root
+/// filesystem, no capabilities, no privilege escalation, seccomp RuntimeDefault. Only the
+/// node plugin is privileged (it attaches loop devices and mounts).
+#[test]
+fn containers_run_with_least_privilege() {
+    let all = all_docs();
+    let mut checked = 0;
+    for d in all
+        .iter()
+        .filter(|d| d["kind"] == "Deployment" || d["kind"] == "DaemonSet")
+    {
+        let pod = &d["spec"]["template"]["spec"];
+        for c in pod["containers"].as_sequence().expect("containers") {
+            let name = format!(
+                "{}/{}",
+                d["metadata"]["name"].as_str().unwrap_or_default(),
+                c["name"].as_str().unwrap_or_default()
+            );
+            let sc = &c["securityContext"];
+            if d["kind"] == "DaemonSet" && c["image"] == "ferry" {
+                assert_eq!(sc["privileged"], true, "{name}");
+                continue;
+            }
+            checked += 1;
+            assert_ne!(sc["privileged"], true, "{name}");
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+            assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+            assert_eq!(sc["capabilities"]["drop"][0], "ALL", "{name}");
+            let seccomp = if sc["seccompProfile"].is_mapping() {
+                &sc["seccompProfile"]
+            } else {
+                &pod["securityContext"]["seccompProfile"]
+            };
+            assert_eq!(seccomp["type"], "RuntimeDefault", "{name}");
+            if d["kind"] == "Deployment" {
+                assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+            }
+        }
+    }
+    assert!(checked >= 8, "{checked} containers checked");
 }

@@ -26,6 +26,15 @@ pub struct MigrationArgs {
     /// Seconds between looks at something in progress (snapshots, imports).
     #[arg(long, env = "FERRY_MIGRATION_POLL_SECS", default_value_t = 5.0)]
     pub poll_secs: f64,
+    /// A folder (a mount shared with the other cluster) under which ClusterPairs and
+    /// VolumeImports may keep a folder (`fs`) transfer store; repeat for several. None: folder
+    /// transfer stores are refused.
+    #[arg(
+        long = "transfer-folder",
+        env = "FERRY_TRANSFER_FOLDERS",
+        value_delimiter = ','
+    )]
+    pub transfer_folders: Vec<PathBuf>,
     /// Publish Kubernetes Events for each step.
     #[arg(long, env = "FERRY_MIGRATION_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub events: bool,
@@ -55,6 +64,7 @@ pub async fn run(args: MigrationArgs) -> Result<(), Box<dyn std::error::Error + 
     let client = kube::Client::try_from(config)?;
     let mut ctx = ferry_migration::Ctx::new(client, store, args.namespace.clone(), args.events);
     ctx.poll = std::time::Duration::from_secs_f64(args.poll_secs.max(0.05));
+    ctx.policy.transfer_folders = args.transfer_folders.clone();
     tracing::info!(namespace = %args.namespace, "migration controller starting");
     ferry_migration::run::run(ctx).await;
     Ok(())

@@ -135,7 +135,23 @@ pub fn clusterpair(a: &GenerateArgs) -> Result<String> {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
         .collect();
-    ferry_migration::pair::PairSettings::from_data("the generated Secret", &bytes)?;
+    // Which folders a folder transfer store may use is the controller's setting
+    // (--transfer-folder), unknown here: ferryctl checks everything else.
+    let folders = a
+        .transfer
+        .get("root")
+        .and_then(|r| std::path::Path::new(r).parent())
+        .map(|p| vec![p.to_path_buf()])
+        .unwrap_or_default();
+    let settings = ferry_migration::pair::PairSettings::from_data(
+        "the generated Secret",
+        &bytes,
+        ferry_migration::trust::Trust::Tenant,
+        &ferry_migration::trust::Policy {
+            transfer_folders: folders,
+        },
+    )?;
+    settings.checked_kubeconfig()?;
     let secret_name = format!("{}-pair", a.name);
     let secret = serde_json::json!({
         "apiVersion": "v1",

@@ -208,6 +208,8 @@ contexts:
             ("backend", "s3"),
             ("bucket", "moves"),
             ("region", "eu-west-1"),
+            ("accessKeyId", "AKIA"),
+            ("secretAccessKey", "s3cr3t"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -244,6 +246,14 @@ contexts:
             .expect_err("no bucket")
             .to_string()
             .contains("bucket")
+    );
+    let mut bad = args.clone();
+    bad.transfer.remove("secretAccessKey");
+    assert!(
+        ferryctl::generate::clusterpair(&bad)
+            .expect_err("no credentials")
+            .to_string()
+            .contains("environment")
     );
     let mut bad = args;
     bad.context = Some("nope".into());

@@ -21,7 +21,7 @@ pub async fn check(ctx: &Ctx, pair: &ClusterPair) -> ClusterPairStatus {
         observed_generation: pair.metadata.generation,
         ..Default::default()
     };
-    let settings = match PairSettings::load(&ctx.client, pair).await {
+    let settings = match PairSettings::load(ctx, pair).await {
         Ok(s) => s,
         Err(e) => {
             let reason = e.to_string();
@@ -55,7 +55,7 @@ pub async fn check(ctx: &Ctx, pair: &ClusterPair) -> ClusterPairStatus {
 }
 
 async fn check_scheduler(ctx: &Ctx, s: &PairSettings) -> std::result::Result<(), String> {
-    let dest = (ctx.connect)(s.clone()).await.map_err(|e| e.to_string())?;
+    let dest = s.connect(ctx).await.map_err(|e| e.to_string())?;
     let unreachable = |e: Error| {
         format!(
             "destination API did not answer: {e}; check the kubeconfig's server and credentials"

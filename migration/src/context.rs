@@ -3,8 +3,10 @@
 
 use crate::error::Result;
 use crate::pair::PairSettings;
+use crate::trust::{Policy, Trust};
 use ferry_store::Store;
 use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use std::sync::Arc;
@@ -33,6 +35,8 @@ pub struct Ctx {
     pub tuning: ferry_transfer::Tuning,
     /// How long to wait before looking again at something in progress.
     pub poll: Duration,
+    /// What tenants' objects may ask for.
+    pub policy: Policy,
 }
 
 impl Ctx {
@@ -50,13 +54,24 @@ impl Ctx {
         Ctx {
             client,
             store,
-            namespace,
             connect: Arc::new(|s: PairSettings| {
                 Box::pin(async move { s.destination_client().await })
             }),
             recorder,
             tuning: ferry_transfer::Tuning::default(),
             poll: Duration::from_secs(5),
+            policy: Policy::default(),
+            namespace,
+        }
+    }
+
+    /// The trust an object in namespace `ns` gets: the sidecar's own namespace is the
+    /// admin's.
+    pub fn trust(&self, ns: &str) -> Trust {
+        if ns == self.namespace {
+            Trust::Admin
+        } else {
+            Trust::Tenant
         }
     }
 
@@ -68,6 +83,12 @@ impl Ctx {
         reason: &str,
         note: String,
     ) {
+        self.event_on(&obj.object_ref(&()), warning, reason, note)
+            .await;
+    }
+
+    /// Publishes an event on the object `at` refers to; failures are logged, never fatal.
+    pub async fn event_on(&self, at: &ObjectReference, warning: bool, reason: &str, note: String) {
         tracing::info!(reason, note = %note, "event");
         let Some(r) = &self.recorder else { return };
         let ev = Event {
@@ -81,7 +102,7 @@ impl Ctx {
             action: reason.into(),
             secondary: None,
         };
-        if let Err(e) = r.publish(&ev, &obj.object_ref(&())).await {
+        if let Err(e) = r.publish(&ev, at).await {
             tracing::warn!(error = %e, "event not published");
         }
     }

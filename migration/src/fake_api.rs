@@ -8,7 +8,11 @@
 //! object ignore `status`; writes to `/status` change only `status`), server-side apply
 //! (`fieldManager` required; creates or merges), JSON merge patch (null deletes), PUT with
 //! a resourceVersion precondition (409 Conflict), immutable fields of PVCs and PVs (422), label
-//! selectors on lists, and watches (over HTTP). Every request is logged for assertions, and
+//! selectors on lists, and watches (over HTTP). Custom resources are checked against the
+//! `x-kubernetes-validations` CEL rules of their CustomResourceDefinition, as the real server
+//! does on create and update (transition rules such as `self == oldSelf` on update only),
+//! evaluated by kube-rs's CEL crate; a failed rule is 422 Invalid with the rule's message.
+//! A new FakeApi has ferry's own CRDs installed (as `kubectl apply -k manifests/` would). Every request is logged for assertions, and
 //! the Nth write can be made to fail with 500 to test resumption.
 //!
 //! Two ways in: [`FakeApi::client`] gives a kube client over kube-rs's `tower_test` mock
@@ -184,9 +188,15 @@ fn immutable_change(collection: &str, live: &Value, next: &Value) -> Option<Stri
 }
 
 impl FakeApi {
-    /// An empty API.
+    /// An API with ferry's CRDs installed and no other object.
     pub fn new() -> FakeApi {
-        FakeApi::default()
+        let api = FakeApi::default();
+        for crd in crate::crd::crds() {
+            if let Ok(v) = serde_json::to_value(crd) {
+                api.seed(v);
+            }
+        }
+        api
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -646,6 +656,57 @@ fn create(
     (201, obj)
 }
 
+/// The OpenAPI schema the CRD serving `t` gives its version, if a CRD serves it.
+fn crd_schema(st: &State, t: &Target) -> Option<Value> {
+    if t.group.is_empty() {
+        return None;
+    }
+    let crd = st.objects.get(&format!(
+        "apiextensions.k8s.io/customresourcedefinitions//{}.{}",
+        t.plural, t.group
+    ))?;
+    crd["spec"]["versions"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == t.version)
+        .map(|v| v["schema"]["openAPIV3Schema"].clone())
+}
+
+/// Checks a custom resource against its CRD's CEL rules, as the real server does: `old` is
+/// the stored object on update, `None` on create (where transition rules do not run).
+fn check_rules(
+    st: &State,
+    t: &Target,
+    name: &str,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Option<(u16, Value)> {
+    let schema = crd_schema(st, t)?;
+    let errors = kube_cel::Validator::new()
+        .validate(&schema, obj, old)
+        .err()?;
+    let kind = obj["kind"].as_str().unwrap_or(&t.plural).to_string();
+    let causes: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            if e.field_path.is_empty() {
+                format!("<nil>: Invalid value: \"object\": {}", e.message)
+            } else {
+                format!("{}: Invalid value: \"object\": {}", e.field_path, e.message)
+            }
+        })
+        .collect();
+    Some(status(
+        422,
+        "Invalid",
+        format!(
+            "{kind}.{} \"{name}\" is invalid: {}",
+            t.group,
+            causes.join(", ")
+        ),
+    ))
+}
+
 fn handle(
     st: &mut State,
     method: &Method,
@@ -706,6 +767,9 @@ fn handle(
             if name.is_empty() {
                 return status(422, "Invalid", "metadata.name: Required value".into());
             }
+            if let Some(refused) = check_rules(st, &t, &name, &obj, None) {
+                return refused;
+            }
             create(st, &t, &name, obj, false)
         }
         (Method::PUT, Some(name)) => {
@@ -738,6 +802,9 @@ fn handle(
                 obj["status"] = live["status"].clone();
                 obj["metadata"]["uid"] = live["metadata"]["uid"].clone();
             }
+            if let Some(refused) = check_rules(st, &t, name, &obj, Some(&live)) {
+                return refused;
+            }
             bump(st, &key, &mut obj, "MODIFIED");
             st.objects.insert(key, obj.clone());
             (200, obj)
@@ -757,6 +824,9 @@ fn handle(
             }
             let Some(live) = st.objects.get(&key).cloned() else {
                 if apply && !t.status {
+                    if let Some(refused) = check_rules(st, &t, name, &patch, None) {
+                        return refused;
+                    }
                     return create(st, &t, name, patch, false);
                 }
                 return status(
@@ -793,6 +863,9 @@ fn handle(
                 }
             }
             next["metadata"]["uid"] = live["metadata"]["uid"].clone();
+            if let Some(refused) = check_rules(st, &t, name, &next, Some(&live)) {
+                return refused;
+            }
             bump(st, &key, &mut next, "MODIFIED");
             st.objects.insert(key, next.clone());
             (200, next)

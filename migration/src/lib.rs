@@ -21,6 +21,7 @@ pub mod resources;
 pub mod run;
 pub mod time;
 pub mod trigger;
+pub mod trust;
 pub mod volume_import;
 
 pub use context::Ctx;

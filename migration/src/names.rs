@@ -52,3 +52,26 @@ pub fn triggered_migration(namespace: &str, pvc: Option<&str>, pair: &str) -> St
         short_hash(&[namespace, pvc.unwrap_or(""), pair])
     )
 }
+
+/// Checks that `name` is a DNS-1123 subdomain (what most object names must be): at most 253
+/// characters of lowercase letters, digits, '-' and '.', starting and ending alphanumeric.
+///
+/// # Errors
+/// [`crate::Error::Invalid`] naming `what`.
+pub fn check_object_name(what: &str, name: &str) -> crate::Result<()> {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 253
+        && b.iter().all(|&c| alnum(c) || c == b'-' || c == b'.')
+        && alnum(b[0])
+        && alnum(b[b.len() - 1]);
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::Invalid(format!(
+            "{what} {name:?} is not a valid object name (lowercase letters, digits, '-' and \
+             '.', at most 253)"
+        )))
+    }
+}

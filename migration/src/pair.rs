@@ -6,8 +6,10 @@
 //! `accessKeyId`, `secretAccessKey`, `accountName`, `accountKey`, `credential`,
 //! `anonymous`).
 
+use crate::Ctx;
 use crate::crd::ClusterPair;
 use crate::error::{Error, Result};
+use crate::trust::{Policy, Trust, check_kubeconfig};
 use ferry_store::StoreConfig;
 use ferry_transfer::{Key, TransferStore};
 use k8s_openapi::api::core::v1::Secret;
@@ -22,13 +24,15 @@ pub const DEFAULT_FERRY_NAMESPACE: &str = "ferry-system";
 /// A transfer store's settings as Secret keys, parsed, and its raw key.
 pub type TransferSettings = (BTreeMap<String, String>, StoreConfig, Option<Vec<u8>>);
 
-/// Transfer store settings and key from a Secret's data (the keys other than the pair's own).
+/// Transfer store settings and key from a Secret's data (the keys other than the pair's own),
+/// checked against `policy`.
 ///
 /// # Errors
-/// [`Error::Invalid`] naming the wrong key.
+/// [`Error::Invalid`] naming the wrong or refused key.
 pub fn transfer_from_data(
     what: &str,
     data: &BTreeMap<String, Vec<u8>>,
+    policy: &Policy,
 ) -> Result<TransferSettings> {
     let mut params = BTreeMap::new();
     for (k, v) in data {
@@ -49,6 +53,7 @@ pub fn transfer_from_data(
              gcs or a shared folder"
         )));
     }
+    policy.check_transfer(&format!("{what}: transfer store"), &config)?;
     let key = data.get("encryptionKey").cloned().filter(|k| !k.is_empty());
     if let Some(k) = &key {
         Key::parse(k).map_err(|e| Error::Invalid(format!("{what}: encryptionKey: {e}")))?;
@@ -90,14 +95,21 @@ pub struct PairSettings {
     pub transfer: StoreConfig,
     /// The raw encryption key, when the transfer store is encrypted.
     pub encryption_key: Option<Vec<u8>>,
+    /// Who wrote the pair: a tenant's kubeconfig may carry inline credentials only.
+    pub trust: Trust,
 }
 
 impl PairSettings {
-    /// Parses a Secret's data (already base64-decoded).
+    /// Parses a Secret's data (already base64-decoded) of a pair written with `trust`.
     ///
     /// # Errors
-    /// [`Error::Invalid`] naming the missing or wrong key.
-    pub fn from_data(what: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<PairSettings> {
+    /// [`Error::Invalid`] naming the missing, wrong or refused key or field.
+    pub fn from_data(
+        what: &str,
+        data: &BTreeMap<String, Vec<u8>>,
+        trust: Trust,
+        policy: &Policy,
+    ) -> Result<PairSettings> {
         let text = |k: &str| -> Result<Option<String>> {
             data.get(k)
                 .map(|v| {
@@ -114,8 +126,9 @@ impl PairSettings {
                  (ferryctl generate clusterpair writes it)"
                 ))
             })?;
-        let (transfer_params, transfer, encryption_key) = transfer_from_data(what, data)?;
+        let (transfer_params, transfer, encryption_key) = transfer_from_data(what, data, policy)?;
         Ok(PairSettings {
+            trust,
             kubeconfig,
             context: text("context")?.filter(|s| !s.is_empty()),
             ferry_namespace: text("ferryNamespace")?
@@ -127,27 +140,38 @@ impl PairSettings {
         })
     }
 
-    /// Reads and parses the Secret a ClusterPair names.
+    /// Reads and parses the Secret a ClusterPair names. A pair outside the controller's
+    /// namespace may name a Secret in its own namespace only, and its kubeconfig may carry
+    /// inline credentials only (see [`crate::trust`]).
     ///
     /// # Errors
-    /// [`Error::Invalid`] when the Secret is missing or malformed; API errors.
-    pub async fn load(client: &kube::Client, pair: &ClusterPair) -> Result<PairSettings> {
-        let ns = pair
-            .spec
-            .secret_ref
-            .namespace
-            .clone()
-            .or_else(|| pair.namespace())
-            .unwrap_or_default();
+    /// [`Error::Invalid`] when the Secret is missing, malformed, in another namespace, or
+    /// asks for something refused; API errors.
+    pub async fn load(ctx: &Ctx, pair: &ClusterPair) -> Result<PairSettings> {
+        let own = pair.namespace().unwrap_or_default();
+        let trust = ctx.trust(&own);
+        let ns = match pair.spec.secret_ref.namespace.as_deref() {
+            None | Some("") => own.clone(),
+            Some(other) if other == own || trust == Trust::Admin => other.to_string(),
+            Some(other) => {
+                return Err(Error::Invalid(format!(
+                    "ClusterPair {own}/{} names Secret {other}/{}: a pair may name only a \
+                     Secret in its own namespace ({own}); copy the Secret there and remove \
+                     spec.secretRef.namespace",
+                    pair.name_any(),
+                    pair.spec.secret_ref.name
+                )));
+            }
+        };
         let name = &pair.spec.secret_ref.name;
-        let data = secret_data(client, &ns, name).await?.ok_or_else(|| {
+        let data = secret_data(&ctx.client, &ns, name).await?.ok_or_else(|| {
             Error::Invalid(format!(
                 "Secret {ns}/{name} named by ClusterPair {} not found: create it \
                  (ferryctl generate clusterpair prints one)",
                 pair.name_any()
             ))
         })?;
-        PairSettings::from_data(&format!("Secret {ns}/{name}"), &data)
+        PairSettings::from_data(&format!("Secret {ns}/{name}"), &data, trust, &ctx.policy)
     }
 
     /// The encryption key, parsed.
@@ -170,13 +194,35 @@ impl PairSettings {
         Ok(TransferStore::open(&self.transfer, self.key()?).await?)
     }
 
+    /// The kubeconfig, parsed and checked against what a pair of this trust may use.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when it does not parse or sets a refused field (named).
+    pub fn checked_kubeconfig(&self) -> Result<kube::config::Kubeconfig> {
+        let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig)
+            .map_err(|e| Error::Invalid(format!("destination kubeconfig: {e}")))?;
+        check_kubeconfig("destination", &kc, self.trust)?;
+        Ok(kc)
+    }
+
+    /// A client for the destination through `ctx`'s connector, once the kubeconfig passed
+    /// [`PairSettings::checked_kubeconfig`]: nothing reaches a destination from a kubeconfig
+    /// that asks for more than its pair may.
+    ///
+    /// # Errors
+    /// The refusal; the connector's errors.
+    pub async fn connect(&self, ctx: &Ctx) -> Result<kube::Client> {
+        self.checked_kubeconfig()?;
+        (ctx.connect)(self.clone()).await
+    }
+
     /// A client for the destination cluster.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when the kubeconfig does not parse or names no usable context.
+    /// [`Error::Invalid`] when the kubeconfig does not parse, asks for a refused field, or
+    /// names no usable context.
     pub async fn destination_client(&self) -> Result<kube::Client> {
-        let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig)
-            .map_err(|e| Error::Invalid(format!("destination kubeconfig: {e}")))?;
+        let kc = self.checked_kubeconfig()?;
         let opts = kube::config::KubeConfigOptions {
             context: self.context.clone(),
             ..Default::default()

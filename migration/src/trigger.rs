@@ -1,7 +1,9 @@
 //! The annotation trigger: `ferry.dev/migrate-to: <clusterpair>` on a Namespace (or a PVC)
 //! makes a Migration of that namespace (or of that claim only), so its status has one home.
 //!
-//! The source object is never written. Each trigger handled is recorded in the ConfigMap
+//! The ClusterPair must be in the annotated object's own namespace (for a Namespace, that
+//! namespace); otherwise a Warning Event says so and nothing is made. The source object is
+//! never written. Each trigger handled is recorded in the ConfigMap
 //! [`HANDLED_CONFIGMAP`] in the sidecar's namespace, keyed by the object's uid and the pair,
 //! so one annotation starts one migration, across restarts and re-lists.
 
@@ -9,7 +11,7 @@ use crate::crd::{ClusterPair, Migration, MigrationSpec};
 use crate::error::Result;
 use crate::migrate::TRIGGER_ANNOTATION;
 use crate::{Ctx, names};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -54,6 +56,20 @@ pub fn trigger_of(obj: &Value) -> Option<Trigger> {
             uid,
         }),
         _ => None,
+    }
+}
+
+/// A reference to an object given as JSON, for its Events.
+fn object_ref(obj: &Value) -> ObjectReference {
+    let s = |k: &str| obj["metadata"][k].as_str().map(str::to_string);
+    ObjectReference {
+        api_version: obj["apiVersion"].as_str().map(str::to_string),
+        kind: obj["kind"].as_str().map(str::to_string),
+        name: s("name"),
+        namespace: s("namespace"),
+        uid: s("uid"),
+        resource_version: s("resourceVersion"),
+        field_path: None,
     }
 }
 
@@ -118,13 +134,21 @@ pub async fn handle(ctx: &Ctx, obj: &Value) -> Result<Option<String>> {
     {
         return Ok(None);
     }
-    // The pair in the annotated namespace, else in the sidecar's (admin) namespace.
-    let in_ns: kube::Api<ClusterPair> = kube::Api::namespaced(ctx.client.clone(), &t.namespace);
-    let ns = if in_ns.get_opt(&t.pair).await?.is_some() {
-        t.namespace.clone()
-    } else {
-        ctx.namespace.clone()
-    };
+    // Only a pair in the annotated object's own namespace: a tenant who may annotate a claim
+    // must not borrow a pair (or the reach) of the controller's namespace.
+    let ns = t.namespace.clone();
+    let in_ns: kube::Api<ClusterPair> = kube::Api::namespaced(ctx.client.clone(), &ns);
+    if in_ns.get_opt(&t.pair).await?.is_none() {
+        let note = format!(
+            "{TRIGGER_ANNOTATION} names ClusterPair {:?}, which is not in namespace {ns}: \
+             create the pair there (a trigger never uses a pair of another namespace)",
+            t.pair
+        );
+        tracing::warn!(namespace = %ns, pair = %t.pair, "trigger names no pair in its namespace");
+        ctx.event_on(&object_ref(obj), true, "TriggerRefused", note)
+            .await;
+        return Ok(None);
+    }
     let mig = migration_for(&t, &ns);
     let migs: kube::Api<Migration> = kube::Api::namespaced(ctx.client.clone(), &ns);
     let created = match migs.create(&PostParams::default(), &mig).await {

@@ -8,7 +8,7 @@
 use crate::crd::{ImportPhase, VolumeImport, VolumeImportStatus};
 use crate::error::{Error, Result};
 use crate::pair::{secret_data, transfer_from_data};
-use crate::{Ctx, api, kinds_used};
+use crate::{Ctx, api, kinds_used, names};
 use ferry_transfer::{Key, TransferStore};
 use kube::ResourceExt;
 use serde_json::json;
@@ -108,13 +108,27 @@ async fn save(ctx: &Ctx, vi: &VolumeImport, st: &VolumeImportStatus) -> Result<(
     .await
 }
 
+/// Checks the spec fields that become names, paths and ids before any is used.
+fn check_spec(vi: &VolumeImport) -> Result<()> {
+    let s = &vi.spec;
+    ferry_transfer::bounds::check_id("spec.source.volumeId", &s.source.volume_id)?;
+    ferry_transfer::bounds::check_id("spec.source.snapshotId", &s.source.snapshot_id)?;
+    names::check_object_name("spec.transferSecret", &s.transfer_secret)?;
+    let pv = &s.persistent_volume;
+    names::check_object_name("spec.persistentVolume.name", &pv.name)?;
+    names::check_object_name("spec.persistentVolume.claimNamespace", &pv.claim_namespace)?;
+    names::check_object_name("spec.persistentVolume.claimName", &pv.claim_name)?;
+    Ok(())
+}
+
 async fn import(ctx: &Ctx, vi: &VolumeImport, st: &mut VolumeImportStatus) -> Result<()> {
+    check_spec(vi)?;
     let ns = vi.namespace().unwrap_or_default();
     let what = format!("Secret {ns}/{}", vi.spec.transfer_secret);
     let data = secret_data(&ctx.client, &ns, &vi.spec.transfer_secret)
         .await?
         .ok_or_else(|| Error::Invalid(format!("{what} named by the VolumeImport not found")))?;
-    let (_, config, key) = transfer_from_data(&what, &data)?;
+    let (_, config, key) = transfer_from_data(&what, &data, &ctx.policy)?;
     let key = key.as_deref().map(Key::parse).transpose()?;
     let target = TransferStore::open(&config, key).await?;
     let src = &vi.spec.source;

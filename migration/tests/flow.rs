@@ -436,7 +436,7 @@ async fn an_unreachable_bucket_fails_the_migration_with_the_reason() {
         .expect("addr")
         .port();
     w.src.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-secret", "namespace": NS}, "data": {
-        "kubeconfig": "YQ==", "backend": "czM=", "bucket": "YnVja2V0", "endpoint": base64(&format!("http://127.0.0.1:{port}")),
+        "kubeconfig": base64("apiVersion: v1\nkind: Config\n"), "backend": "czM=", "bucket": "YnVja2V0", "endpoint": base64(&format!("http://127.0.0.1:{port}")),
         "accessKeyId": "YQ==", "secretAccessKey": "Yg==", "region": "dXMtZWFzdC0x"}}));
     w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "s3", "namespace": NS},
         "spec": {"secretRef": {"name": "s3-secret"}}, "status": {"schedulerStatus": "Ready", "storageStatus": "Ready"}}));
@@ -546,7 +546,7 @@ async fn cluster_pair_status_names_what_is_wrong() {
         .port();
     w.src.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-secret", "namespace": NS},
         "stringData": {}, "data": {
-            "kubeconfig": "YQ==", "backend": "czM=", "bucket": "YnVja2V0",
+            "kubeconfig": base64("apiVersion: v1\nkind: Config\n"), "backend": "czM=", "bucket": "YnVja2V0",
             "endpoint": base64(&format!("http://127.0.0.1:{port}")), "accessKeyId": "YQ==", "secretAccessKey": "Yg==", "region": "dXMtZWFzdC0x"}}));
     w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "s3", "namespace": NS},
         "spec": {"secretRef": {"name": "s3-secret"}}}));

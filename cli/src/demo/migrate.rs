@@ -82,8 +82,11 @@ pub async fn run(
         Box::pin(async move { Ok(d.client()) })
     });
     src_ctx.poll = Duration::from_millis(20);
+    // The transfer folder is one the operator allows on both sides (--transfer-folder).
+    src_ctx.policy.transfer_folders = vec![dir.to_path_buf()];
     let mut dst_ctx = Ctx::new(dst.client(), b.clone(), FERRY_NS.into(), false);
     dst_ctx.poll = Duration::from_millis(20);
+    dst_ctx.policy.transfer_folders = vec![dir.to_path_buf()];
 
     let pair: ClusterPair = from(src.get("ferry.dev/clusterpairs", Some(NS), "remote"))?;
     ferry_migration::cluster_pair::reconcile(&src_ctx, &pair).await?;

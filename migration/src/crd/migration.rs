@@ -10,7 +10,15 @@ fn yes() -> bool {
 }
 
 /// What to migrate and where. Field names and defaults are Stork's.
+///
+/// The spec cannot change once created: the API server enforces this on every update (a
+/// validation rule), and the controller fails a migration whose spec differs from the one it
+/// validated (`status.validatedSpec`).
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self == oldSelf",
+    "message": "a Migration's spec is immutable: create a new Migration"
+}]))]
 #[kube(
     group = "ferry.dev",
     version = "v1alpha1",
@@ -149,6 +157,9 @@ pub struct MigrationStatus {
     /// Counts, bytes and times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
+    /// SHA-256 of the spec as validated: every later step checks the spec still hashes to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validated_spec: Option<String>,
     /// When the migration started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_timestamp: Option<String>,

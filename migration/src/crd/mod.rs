@@ -21,6 +21,7 @@ pub use volume_import::{
     VolumeImportStatus,
 };
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 /// API group of ferry's resources.
@@ -28,15 +29,59 @@ pub const GROUP: &str = "ferry.dev";
 /// API version of ferry's resources.
 pub const VERSION: &str = "v1alpha1";
 
-/// Each CRD's file name under `manifests/crds/` and its YAML.
-pub fn crd_yaml() -> Vec<(&'static str, String)> {
-    let render = |crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| {
-        let body = serde_yaml::to_string(&crd).unwrap_or_default();
-        format!("# Generated from the Rust types in migration/src/crd by hack/gen-crds.sh.\n---\n{body}")
+/// Ferry's CRDs, as installed from `manifests/crds/`.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![ClusterPair::crd(), Migration::crd(), VolumeImport::crd()]
+        .into_iter()
+        .map(known_formats)
+        .collect()
+}
+
+/// Rewrites the integer formats schemars emits (`uint64`, `uint32`, `uint`, ...) to the ones
+/// the API server knows (`int64`, `int32`); the `minimum: 0` beside them keeps them unsigned.
+fn known_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::String(f)) = m.get_mut("format") {
+                    let known = match f.as_str() {
+                        "uint64" | "uint" | "int" => Some("int64"),
+                        "uint32" | "uint16" | "uint8" | "int16" | "int8" => Some("int32"),
+                        _ => None,
+                    };
+                    if let Some(k) = known {
+                        *f = k.to_string();
+                    }
+                }
+                m.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut v) = serde_json::to_value(&crd) else {
+        return crd;
     };
-    vec![
-        ("clusterpairs.ferry.dev.yaml", render(ClusterPair::crd())),
-        ("migrations.ferry.dev.yaml", render(Migration::crd())),
-        ("volumeimports.ferry.dev.yaml", render(VolumeImport::crd())),
-    ]
+    walk(&mut v);
+    serde_json::from_value(v).unwrap_or(crd)
+}
+
+/// Each CRD's file name under `manifests/crds/` and its YAML.
+///
+/// # Errors
+/// A CRD that does not serialise (not expected: they are built from the types).
+pub fn crd_yaml() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+    crds()
+        .into_iter()
+        .map(|crd| {
+            let file = format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or_default());
+            let body = serde_yaml::to_string(&crd)?;
+            Ok((
+                file,
+                format!(
+                    "# Generated from the Rust types in migration/src/crd by hack/gen-crds.sh.\n---\n{body}"
+                ),
+            ))
+        })
+        .collect()
 }

@@ -234,8 +234,8 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         );
         return Ok(None);
     };
-    let settings = PairSettings::load(&ctx.client, &pair).await?;
-    let dest = (ctx.connect)(settings).await?;
+    let settings = PairSettings::load(ctx, &pair).await?;
+    let dest = settings.connect(ctx).await?;
     let started = std::time::Instant::now();
     let plan = collect(ctx, mig, st).await?;
     let mut applied: BTreeSet<(String, String, String)> = BTreeSet::new();

@@ -14,6 +14,7 @@ use crate::crd::{ItemStatus, Migration, MigrationStatus, Stage};
 use crate::error::{Error, Result};
 use crate::{Ctx, api, kinds_used};
 use kube::ResourceExt;
+use sha2::Digest;
 use std::time::Duration;
 
 pub use application::{TRIGGER_ANNOTATION, collect};
@@ -60,6 +61,11 @@ pub async fn reconcile(ctx: &Ctx, mig: &Migration) -> Result<Option<Duration>> {
     };
     let mig = &fresh;
     let mut status = mig.status.clone().unwrap_or_default();
+    if let Some(reason) = spec_changed(mig, &status) {
+        // Checked before every step: what was validated is what runs, or nothing does.
+        tracing::warn!(migration = %mig.name_any(), "{reason}");
+        fail(&mut status, reason);
+    }
     loop {
         let step = next_step(Some(&status));
         let started = std::time::Instant::now();
@@ -99,6 +105,29 @@ pub async fn reconcile(ctx: &Ctx, mig: &Migration) -> Result<Option<Duration>> {
             return Ok(Some(w));
         }
     }
+}
+
+/// The hash of a spec, as `status.validatedSpec` records it.
+///
+/// # Errors
+/// None in practice: a spec always serialises.
+pub fn spec_hash(mig: &Migration) -> Result<String> {
+    let bytes = serde_json::to_vec(&mig.spec).map_err(|e| Error::Unexpected(e.to_string()))?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// Why a migration whose spec differs from the validated one must stop, if it does.
+fn spec_changed(mig: &Migration, st: &MigrationStatus) -> Option<String> {
+    let validated = st.validated_spec.as_deref()?;
+    if st.finish_timestamp.is_some() || st.status == ItemStatus::Failed {
+        return None;
+    }
+    let now = spec_hash(mig).unwrap_or_default();
+    (now != validated).then(|| {
+        "spec changed after validation: a Migration's spec is immutable, so this one stops \
+         here and moves nothing more; create a new Migration for the new spec"
+            .to_string()
+    })
 }
 
 /// Writes the whole status through the status subresource.

@@ -90,6 +90,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         Vec::new()
     };
     st.reason = None;
+    st.validated_spec = Some(super::spec_hash(mig)?);
     st.status = ItemStatus::InProgress;
     st.stage = Some(Stage::Volumes);
     ctx.event(

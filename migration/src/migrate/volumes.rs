@@ -29,7 +29,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         );
         return Ok(None);
     };
-    let settings = match PairSettings::load(&ctx.client, &pair).await {
+    let settings = match PairSettings::load(ctx, &pair).await {
         Ok(s) => s,
         Err(e @ Error::Invalid(_)) => {
             fail(st, e.to_string());
@@ -37,7 +37,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         }
         Err(e) => return Err(e),
     };
-    let dest = (ctx.connect)(settings.clone()).await?;
+    let dest = settings.connect(ctx).await?;
     let mut waiting = false;
     for i in 0..st.volumes.len() {
         if st.volumes[i].status.is_final() {

@@ -95,9 +95,13 @@ pub fn optional_kinds() -> Vec<Kind> {
     vec![Kind::new("batch", "v1", "Job", "jobs")]
 }
 
-/// API groups whose custom resources are never copied: ferry's own, and snapshots, which
-/// point at cluster-local content.
-pub const SKIPPED_CUSTOM_GROUPS: [&str; 2] = ["ferry.dev", "snapshot.storage.k8s.io"];
+/// API groups whose custom resources are never copied: ferry's own, and snapshots and group
+/// snapshots, which point at cluster-local content.
+pub const SKIPPED_CUSTOM_GROUPS: [&str; 3] = [
+    "ferry.dev",
+    "snapshot.storage.k8s.io",
+    "groupsnapshot.storage.k8s.io",
+];
 
 /// The namespaced custom kinds a CustomResourceDefinition list offers, at each CRD's storage
 /// version.

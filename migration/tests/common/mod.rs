@@ -53,8 +53,12 @@ impl World {
             Box::pin(async move { Ok(d.client()) })
         });
         src_ctx.poll = Duration::from_millis(1);
+        let transfer_dir = tempfile::tempdir().expect("tmp");
+        // The operator allows folder transfer stores under this one (--transfer-folder).
+        src_ctx.policy.transfer_folders = vec![transfer_dir.path().to_path_buf()];
         let mut dst_ctx = Ctx::new(dst.client(), dst_store.clone(), FERRY_NS.into(), false);
         dst_ctx.poll = Duration::from_millis(1);
+        dst_ctx.policy.transfer_folders = vec![transfer_dir.path().to_path_buf()];
         for api in [&src, &dst] {
             api.seed(
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": FERRY_NS}}),
@@ -69,13 +73,22 @@ impl World {
             dst_store,
             src_ctx,
             dst_ctx,
-            transfer_dir: tempfile::tempdir().expect("tmp"),
+            transfer_dir,
         }
+    }
+
+    /// The folder of the transfer store the pairs name.
+    pub fn transfer_root(&self) -> String {
+        self.transfer_dir
+            .path()
+            .join("store")
+            .to_string_lossy()
+            .to_string()
     }
 
     /// A ClusterPair `name` in `ns`, its Secret, and (when `ready`) a Ready status.
     pub fn pair(&self, ns: &str, name: &str, ready: bool) {
-        let root = self.transfer_dir.path().to_string_lossy().to_string();
+        let root = self.transfer_root();
         self.src.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-secret"), "namespace": ns},
             "data": b64(&[("kubeconfig", "apiVersion: v1\nkind: Config\n"), ("backend", "fs"), ("root", &root)])}));
         let mut p = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": name, "namespace": ns},

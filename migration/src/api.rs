@@ -86,21 +86,6 @@ pub async fn merge(
     to_value(o)
 }
 
-/// Merge-patches the status subresource with `{"status": status}`.
-pub async fn patch_status(
-    client: &kube::Client,
-    kind: &Kind,
-    ns: &str,
-    name: &str,
-    status: &Value,
-) -> Result<()> {
-    let body = serde_json::json!({ "status": status });
-    api(client, &kind.api_resource(), Some(ns))
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
-        .await?;
-    Ok(())
-}
-
 /// Deletes an object; already gone counts as deleted.
 pub async fn delete(
     client: &kube::Client,

@@ -7,6 +7,7 @@
 use crate::crd::{ClusterPair, ClusterPairStatus, PairState};
 use crate::error::{Error, Result};
 use crate::pair::PairSettings;
+use crate::status::StatusWriter;
 use crate::{Ctx, api, kinds_used};
 use kube::ResourceExt;
 use std::time::Duration;
@@ -56,11 +57,7 @@ pub async fn check(ctx: &Ctx, pair: &ClusterPair) -> ClusterPairStatus {
 
 async fn check_scheduler(ctx: &Ctx, s: &PairSettings) -> std::result::Result<(), String> {
     let dest = s.connect(ctx).await.map_err(|e| e.to_string())?;
-    let unreachable = |e: Error| {
-        format!(
-            "destination API did not answer: {e}; check the kubeconfig's server and credentials"
-        )
-    };
+    let unreachable = |e: Error| crate::destination_problem(&e);
     let driver = api::get(
         &dest,
         &kinds_used::csi_driver(),
@@ -104,13 +101,61 @@ async fn check_storage(s: &PairSettings, who: &str) -> std::result::Result<(), S
         .map_err(|e| format!("transfer store did not accept a write and a read: {e}"))
 }
 
-/// Checks a pair and writes its status; returns when to check again.
+/// How long after a check the next one is due: [`RECHECK`] while Ready; while not, 30 s
+/// doubling with each failed check in a row, at most [`RECHECK`].
+pub fn recheck_after(st: &ClusterPairStatus) -> Duration {
+    if st.ready() {
+        return RECHECK;
+    }
+    let doublings = st.failed_checks.saturating_sub(1).min(8);
+    (Duration::from_secs(30) * 2u32.pow(doublings)).min(RECHECK)
+}
+
+/// When the pair's next check is due, counted from now: zero when its spec changed since
+/// the last check or it was never checked.
+pub fn due_in(pair: &ClusterPair) -> Duration {
+    let Some(st) = &pair.status else {
+        return Duration::ZERO;
+    };
+    if st.observed_generation != pair.metadata.generation {
+        return Duration::ZERO;
+    }
+    let Some(since) = st
+        .last_checked
+        .as_deref()
+        .and_then(|t| crate::time::seconds_between(t, &crate::time::now()))
+    else {
+        return Duration::ZERO;
+    };
+    recheck_after(st).saturating_sub(Duration::from_secs_f64(since.max(0.0)))
+}
+
+/// Checks a pair when a check is due and writes its status; returns when to look again.
+///
+/// Every status write makes the API send a watch event for the pair, which brings it back
+/// here at once; a pair whose check is not due yet is therefore left alone (no dial to the
+/// destination, no write), so a pair that is not Ready is checked on its backoff, not in a
+/// loop.
 ///
 /// # Errors
-/// API errors writing the status.
+/// API errors reading the pair or writing its status.
 pub async fn reconcile(ctx: &Ctx, pair: &ClusterPair) -> Result<Duration> {
-    let st = check(ctx, pair).await;
-    let old = pair.status.clone().unwrap_or_default();
+    let api: kube::Api<ClusterPair> =
+        kube::Api::namespaced(ctx.client.clone(), &pair.namespace().unwrap_or_default());
+    let Some(fresh) = api.get_opt(&pair.name_any()).await? else {
+        return Ok(RECHECK);
+    };
+    let wait = due_in(&fresh);
+    if !wait.is_zero() {
+        return Ok(wait);
+    }
+    let mut st = check(ctx, &fresh).await;
+    let old = fresh.status.clone().unwrap_or_default();
+    st.failed_checks = if st.ready() {
+        0
+    } else {
+        old.failed_checks.saturating_add(1)
+    };
     if (old.scheduler_status, old.storage_status) != (st.scheduler_status, st.storage_status) {
         let warning = !st.ready();
         let note = match (&st.scheduler_reason, &st.storage_reason) {
@@ -122,20 +167,8 @@ pub async fn reconcile(ctx: &Ctx, pair: &ClusterPair) -> Result<Duration> {
                 .join("; "),
         };
         let reason = if warning { "PairNotReady" } else { "PairReady" };
-        ctx.event(pair, warning, reason, note).await;
+        ctx.event(&fresh, warning, reason, note).await;
     }
-    let status = serde_json::to_value(&st).map_err(|e| Error::Unexpected(e.to_string()))?;
-    api::patch_status(
-        &ctx.client,
-        &kinds_used::cluster_pair(),
-        &pair.namespace().unwrap_or_default(),
-        &pair.name_any(),
-        &status,
-    )
-    .await?;
-    Ok(if st.ready() {
-        RECHECK
-    } else {
-        Duration::from_secs(30)
-    })
+    StatusWriter::new(&ctx.client, &fresh)?.save(&st).await?;
+    Ok(recheck_after(&st))
 }

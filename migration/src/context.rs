@@ -1,6 +1,7 @@
 //! What every reconciler needs: this cluster's client and chunk store, how to reach a
 //! destination, where to publish events.
 
+use crate::backoff::Backoff;
 use crate::error::Result;
 use crate::pair::PairSettings;
 use crate::trust::{Policy, Trust};
@@ -37,6 +38,8 @@ pub struct Ctx {
     pub poll: Duration,
     /// What tenants' objects may ask for.
     pub policy: Policy,
+    /// Failed reconciles in a row, per object, for their backoff.
+    pub backoff: Arc<Backoff>,
 }
 
 impl Ctx {
@@ -61,6 +64,7 @@ impl Ctx {
             tuning: ferry_transfer::Tuning::default(),
             poll: Duration::from_secs(5),
             policy: Policy::default(),
+            backoff: Arc::default(),
             namespace,
         }
     }

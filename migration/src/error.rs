@@ -32,6 +32,49 @@ impl Error {
         }
     }
 
+    /// The one retry policy: true when trying the same thing again will fail the same way
+    /// (bad input, a refusal by the API, damaged or missing data, a full store), so the item
+    /// fails with the reason; false when a later try may pass (network trouble, 5xx, 408,
+    /// 409, 429, a busy or unreachable store), so it is retried with backoff.
+    pub fn is_permanent(&self) -> bool {
+        use ferry_store::Error as S;
+        let store = |e: &S| {
+            !matches!(
+                e,
+                S::Unavailable(_) | S::Conflict(_) | S::Held(_) | S::Internal(_)
+            )
+        };
+        match self {
+            Error::Kube(kube::Error::Api(s)) => {
+                (400..500).contains(&s.code) && !matches!(s.code, 408 | 409 | 429)
+            }
+            Error::Kube(_) => false,
+            Error::Store(e) => store(e),
+            Error::Transfer(ferry_transfer::Error::Store(e)) => store(e),
+            Error::Transfer(_) => true,
+            Error::Invalid(_) | Error::Unexpected(_) => true,
+        }
+    }
+
+    /// `permanent` or `temporary`, for metrics and logs.
+    pub fn class(&self) -> &'static str {
+        if self.is_permanent() {
+            "permanent"
+        } else {
+            "temporary"
+        }
+    }
+
+    /// Counts the error in `ferry_migration_errors_total{class, kind}`.
+    pub fn count(&self) {
+        ferry_csi::metrics::add(
+            "ferry_migration_errors_total",
+            "Errors met by the migration controller, by retry class and kind.",
+            &[("class", self.class()), ("kind", self.kind())],
+            1.0,
+        );
+    }
+
     /// A short kind for metrics labels.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -44,5 +87,36 @@ impl Error {
             Error::Invalid(_) => "invalid_input",
             Error::Unexpected(_) => "unexpected",
         }
+    }
+}
+
+/// What went wrong talking to a destination's API, said for a person: the HTTP status when
+/// there is one, and what to fix.
+pub fn destination_problem(e: &Error) -> String {
+    match e {
+        Error::Kube(kube::Error::Api(s)) => match s.code {
+            401 => format!(
+                "the destination API refused the pair's credentials (401 Unauthorized: {}): put \
+                 a valid token or client certificate in the pair's kubeconfig",
+                s.message
+            ),
+            403 => format!(
+                "the destination API forbids the pair's account this (403 Forbidden: {}): bind \
+                 ClusterRole ferry-migration-destination to that account on the destination",
+                s.message
+            ),
+            code if code >= 500 => format!(
+                "destination API did not answer ({code} {}: {}); it is down or overloaded, \
+                 retried on the pair's next check",
+                s.reason, s.message
+            ),
+            code => format!(
+                "the destination API answered {code} {}: {}",
+                s.reason, s.message
+            ),
+        },
+        other => format!(
+            "destination API did not answer: {other}; check the kubeconfig's server address"
+        ),
     }
 }

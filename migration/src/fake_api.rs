@@ -6,8 +6,9 @@
 //! 404 NotFound and 409 AlreadyExists with `Status` bodies, server-assigned metadata (uid,
 //! resourceVersion, creationTimestamp, generation), the status subresource (writes to the
 //! object ignore `status`; writes to `/status` change only `status`), server-side apply
-//! (`fieldManager` required; creates or merges), JSON merge patch (null deletes), PUT with
-//! a resourceVersion precondition (409 Conflict), immutable fields of PVCs and PVs (422), label
+//! (`fieldManager` required; creates or merges), JSON merge patch (a member sent as null is
+//! removed, one left out is kept), PUT and merge patches carrying a resourceVersion as a
+//! precondition (409 Conflict), a watch event for every write, status writes included, immutable fields of PVCs and PVs (422), label
 //! selectors on lists, and watches (over HTTP). Custom resources are checked against the
 //! `x-kubernetes-validations` CEL rules of their CustomResourceDefinition, as the real server
 //! does on create and update (transition rules such as `self == oldSelf` on update only),
@@ -231,6 +232,23 @@ impl FakeApi {
             .iter()
             .filter(|(k, _)| k.starts_with(&prefix))
             .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The watch events recorded for one object (what a watch from the start would deliver),
+    /// oldest first, as their types (`ADDED`, `MODIFIED`, `DELETED`).
+    pub fn watch_events(
+        &self,
+        collection: &str,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Vec<&'static str> {
+        let key = format!("{collection}/{}/{name}", ns.unwrap_or(""));
+        self.lock()
+            .events
+            .iter()
+            .filter(|(_, k, _, _)| *k == key)
+            .map(|(_, _, ty, _)| *ty)
             .collect()
     }
 
@@ -835,6 +853,20 @@ fn handle(
                     format!("{} \"{name}\" not found", t.plural),
                 );
             };
+            // A patch that names a resourceVersion is a precondition, as on the real server.
+            if !apply
+                && let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
+                && live["metadata"]["resourceVersion"].as_str() != Some(rv)
+            {
+                return status(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                        t.plural
+                    ),
+                );
+            }
             let mut next = live.clone();
             if t.status {
                 let mut s = next["status"].take();

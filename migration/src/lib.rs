@@ -7,6 +7,7 @@
 //! - [`run`]: the sidecar's main loop.
 
 pub mod api;
+pub mod backoff;
 pub mod cluster_pair;
 pub mod context;
 pub mod crd;
@@ -19,10 +20,11 @@ pub mod names;
 pub mod pair;
 pub mod resources;
 pub mod run;
+pub mod status;
 pub mod time;
 pub mod trigger;
 pub mod trust;
 pub mod volume_import;
 
 pub use context::Ctx;
-pub use error::{Error, Result};
+pub use error::{Error, Result, destination_problem};

@@ -22,32 +22,69 @@ fn requeue(wait: Option<Duration>) -> Action {
     }
 }
 
-fn on_error<K>(_: Arc<K>, e: &Error, _: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %e, kind = e.kind(), "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(10))
+/// Where an object's failures are counted.
+fn key<K: Resource<DynamicType = ()>>(o: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        o.meta().namespace.as_deref().unwrap_or_default(),
+        o.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+fn on_error<K: Resource<DynamicType = ()>>(o: Arc<K>, e: &Error, ctx: Arc<Ctx>) -> Action {
+    let wait = ctx.backoff.failed(&key(o.as_ref()));
+    tracing::warn!(object = %key(o.as_ref()), error = %e, kind = e.kind(), class = e.class(),
+        retry_in = ?wait, "reconcile failed; retrying");
+    Action::requeue(wait)
+}
+
+/// Runs a reconcile; a success clears the object's backoff.
+async fn counted<K, F>(o: &K, ctx: &Ctx, run: F) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+    F: std::future::Future<Output = Result<Action, Error>>,
+{
+    let out = run.await;
+    if out.is_ok() {
+        ctx.backoff.succeeded(&key(o));
+    }
+    out
 }
 
 async fn migration(m: Arc<Migration>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    crate::migrate::reconcile(&ctx, &m).await.map(requeue)
+    counted(m.as_ref(), &ctx, async {
+        crate::migrate::reconcile(&ctx, &m).await.map(requeue)
+    })
+    .await
 }
 
 async fn pair(p: Arc<ClusterPair>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    crate::cluster_pair::reconcile(&ctx, &p)
-        .await
-        .map(Action::requeue)
+    counted(p.as_ref(), &ctx, async {
+        crate::cluster_pair::reconcile(&ctx, &p)
+            .await
+            .map(Action::requeue)
+    })
+    .await
 }
 
 async fn import(v: Arc<VolumeImport>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    crate::volume_import::reconcile(&ctx, &v).await.map(requeue)
+    counted(v.as_ref(), &ctx, async {
+        crate::volume_import::reconcile(&ctx, &v).await.map(requeue)
+    })
+    .await
 }
 
-async fn annotated<K: Resource + serde::Serialize>(
+async fn annotated<K: Resource<DynamicType = ()> + serde::Serialize>(
     o: Arc<K>,
     ctx: Arc<Ctx>,
 ) -> Result<Action, Error> {
-    let v = serde_json::to_value(o.as_ref()).map_err(|e| Error::Unexpected(e.to_string()))?;
-    crate::trigger::handle(&ctx, &v).await?;
-    Ok(Action::await_change())
+    counted(o.as_ref(), &ctx, async {
+        let v = serde_json::to_value(o.as_ref()).map_err(|e| Error::Unexpected(e.to_string()))?;
+        crate::trigger::handle(&ctx, &v).await?;
+        Ok(Action::await_change())
+    })
+    .await
 }
 
 async fn drain<T, E: std::fmt::Display>(name: &str, s: impl futures::Stream<Item = Result<T, E>>) {

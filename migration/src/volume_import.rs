@@ -8,6 +8,7 @@
 use crate::crd::{ImportPhase, VolumeImport, VolumeImportStatus};
 use crate::error::{Error, Result};
 use crate::pair::{secret_data, transfer_from_data};
+use crate::status::StatusWriter;
 use crate::{Ctx, api, kinds_used, names};
 use ferry_transfer::{Key, TransferStore};
 use kube::ResourceExt;
@@ -30,6 +31,7 @@ pub async fn reconcile(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<Duration>>
         return Ok(None);
     };
     let vi = &fresh;
+    let mut w = StatusWriter::new(&ctx.client, vi)?;
     let mut st = vi.status.clone().unwrap_or_default();
     let snap = &vi.spec.source.snapshot_id;
     if st.snapshot_id.as_ref() == Some(snap)
@@ -38,7 +40,7 @@ pub async fn reconcile(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<Duration>>
         return Ok(None);
     }
     let started = std::time::Instant::now();
-    let outcome = import(ctx, vi, &mut st).await;
+    let outcome = import(ctx, vi, &mut st, &mut w).await;
     ferry_csi::metrics::operation(
         "volume_import",
         outcome.as_ref().err().map(Error::kind),
@@ -61,51 +63,23 @@ pub async fn reconcile(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<Duration>>
             )
             .await;
         }
-        Err(
-            e @ (Error::Invalid(_)
-            | Error::Transfer(
-                ferry_transfer::Error::Key(_)
-                | ferry_transfer::Error::Tampered(_)
-                | ferry_transfer::Error::Missing(_)
-                | ferry_transfer::Error::Invalid(_),
-            )),
-        ) => {
-            st.phase = ImportPhase::Failed;
-            st.reason = Some(e.to_string());
-            ctx.event(vi, true, "ImportFailed", e.to_string()).await;
-        }
-        // The destination API refused the PV (for example 422 on an existing PV with
-        // other immutable fields): a retry gets the same answer.
-        Err(e)
-            if e.api_code()
-                .is_some_and(|c| (400..500).contains(&c) && c != 409 && c != 429) =>
-        {
+        Err(e) if e.is_permanent() => {
+            e.count();
             st.phase = ImportPhase::Failed;
             st.reason = Some(e.to_string());
             ctx.event(vi, true, "ImportFailed", e.to_string()).await;
         }
         Err(e) => {
-            // Transient: say so and try again.
+            // Temporary: say so and try again.
+            e.count();
             st.reason = Some(format!("retrying: {e}"));
-            save(ctx, vi, &st).await?;
+            w.save(&st).await?;
             return Ok(Some(ctx.poll));
         }
     }
     st.snapshot_id = Some(snap.clone());
-    save(ctx, vi, &st).await?;
+    w.save(&st).await?;
     Ok(None)
-}
-
-async fn save(ctx: &Ctx, vi: &VolumeImport, st: &VolumeImportStatus) -> Result<()> {
-    let v = serde_json::to_value(st).map_err(|e| Error::Unexpected(e.to_string()))?;
-    api::patch_status(
-        &ctx.client,
-        &kinds_used::volume_import(),
-        &vi.namespace().unwrap_or_default(),
-        &vi.name_any(),
-        &v,
-    )
-    .await
 }
 
 /// Checks the spec fields that become names, paths and ids before any is used.
@@ -121,7 +95,12 @@ fn check_spec(vi: &VolumeImport) -> Result<()> {
     Ok(())
 }
 
-async fn import(ctx: &Ctx, vi: &VolumeImport, st: &mut VolumeImportStatus) -> Result<()> {
+async fn import(
+    ctx: &Ctx,
+    vi: &VolumeImport,
+    st: &mut VolumeImportStatus,
+    w: &mut StatusWriter<VolumeImport>,
+) -> Result<()> {
     check_spec(vi)?;
     let ns = vi.namespace().unwrap_or_default();
     let what = format!("Secret {ns}/{}", vi.spec.transfer_secret);
@@ -149,7 +128,7 @@ async fn import(ctx: &Ctx, vi: &VolumeImport, st: &mut VolumeImportStatus) -> Re
     }
     st.phase = ImportPhase::InProgress;
     st.reason = None;
-    save(ctx, vi, st).await?;
+    w.save(st).await?;
     let progress = Arc::new(ferry_transfer::Progress::default());
     let job = ferry_transfer::import(
         &target,
@@ -168,7 +147,9 @@ async fn import(ctx: &Ctx, vi: &VolumeImport, st: &mut VolumeImportStatus) -> Re
                 let p = progress.snapshot();
                 st.bytes_total = p.bytes_total;
                 st.bytes_done = p.bytes_done;
-                let _ = save(ctx, vi, st).await;
+                if let Err(e) = w.save(st).await {
+                    tracing::warn!(error = %e, "progress not saved");
+                }
             }
         }
     };

@@ -526,10 +526,7 @@ async fn cluster_pair_status_names_what_is_wrong() {
     );
 
     w.dst.set_unreachable(true);
-    ferry_migration::cluster_pair::reconcile(&w.src_ctx, &get(&w))
-        .await
-        .expect("reconcile");
-    let st = get(&w).status.expect("status");
+    let st = ferry_migration::cluster_pair::check(&w.src_ctx, &get(&w)).await;
     assert_eq!(st.scheduler_status, PairState::Error);
     assert!(
         st.scheduler_reason

@@ -104,6 +104,30 @@ fn claims_are_bound_to_their_new_volumes() {
     assert!(err.contains("shop/other has no imported volume"));
 }
 
+/// The trigger annotation never travels: on the destination its controller would start a
+/// migration of the object back to a pair of that name.
+#[test]
+fn the_trigger_annotation_is_stripped_from_every_copied_object() {
+    let bound: BTreeMap<String, String> =
+        [("shop/data".to_string(), "ferry-import-1".to_string())].into();
+    for kind in [
+        "PersistentVolumeClaim",
+        "Namespace",
+        "ConfigMap",
+        "Deployment",
+    ] {
+        let mut o = meta(kind, "data");
+        o["metadata"]["annotations"]["ferry.dev/migrate-to"] = json!("remote");
+        o["spec"] = json!({});
+        let t = transform(o, &cx(true, &bound)).expect("transform");
+        assert!(
+            t["metadata"]["annotations"]["ferry.dev/migrate-to"].is_null(),
+            "{kind}: {t}"
+        );
+        assert_eq!(t["metadata"]["annotations"]["keep"], "me", "{kind}");
+    }
+}
+
 /// Stands for: a Job's selector and pod labels carry its uid (controller-uid), which the API
 /// server generates and rejects when copied.
 #[test]
@@ -331,6 +355,7 @@ fn kinds_in_scope_follow_stork_defaults_options_and_exclusions() {
         {"spec": {"group": "infra.example.com", "scope": "Cluster", "names": {"kind": "Pool", "plural": "pools"}, "versions": [{"name": "v1", "served": true, "storage": true}]}},
         {"spec": {"group": "ferry.dev", "scope": "Namespaced", "names": {"kind": "Migration", "plural": "migrations"}, "versions": [{"name": "v1alpha1", "served": true, "storage": true}]}},
         {"spec": {"group": "snapshot.storage.k8s.io", "scope": "Namespaced", "names": {"kind": "VolumeSnapshot", "plural": "volumesnapshots"}, "versions": [{"name": "v1", "served": true, "storage": true}]}},
+        {"spec": {"group": "groupsnapshot.storage.k8s.io", "scope": "Namespaced", "names": {"kind": "VolumeGroupSnapshot", "plural": "volumegroupsnapshots"}, "versions": [{"name": "v1beta1", "served": true, "storage": true}]}},
     ]});
     let custom = kinds::custom_kinds(&crds);
     assert_eq!(custom.len(), 1);

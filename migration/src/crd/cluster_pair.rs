@@ -95,9 +95,16 @@ pub struct ClusterPairStatus {
     /// When the pair was last checked (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checked: Option<String>,
+    /// Checks in a row that found the pair not Ready (the next check backs off with it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_checks: u32,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ClusterPairStatus {

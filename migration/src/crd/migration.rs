@@ -215,6 +215,13 @@ pub struct VolumeInfo {
     /// The destination PV, once imported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_volume: Option<String>,
+    /// Temporary failures retried so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One resource's outcome.

@@ -14,8 +14,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// Annotation on a source Namespace or PVC that asks for a migration; never copied.
-pub const TRIGGER_ANNOTATION: &str = "ferry.dev/migrate-to";
+pub use crate::resources::TRIGGER_ANNOTATION;
 
 /// One object to apply, or the reason it is not.
 pub struct Planned {
@@ -101,9 +100,6 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
         if let Some(mut n) = api::get(&ctx.client, &kinds_used::namespace(), None, ns).await? {
             n["apiVersion"] = "v1".into();
             n["kind"] = "Namespace".into();
-            if let Some(a) = n["metadata"]["annotations"].as_object_mut() {
-                a.remove(TRIGGER_ANNOTATION);
-            }
             if let Some(s) = n.as_object_mut() {
                 s.remove("spec");
             }
@@ -257,14 +253,19 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
                         i.name.clone(),
                     ));
                 }
-                // The API refused this object (4xx): it stays refused on a retry, so say why.
-                // Server trouble (5xx, 429) fails the reconcile; the stage runs again.
-                Err(Error::Kube(kube::Error::Api(s))) if s.code < 500 && s.code != 429 => {
+                // The API refused this object: it stays refused on a retry, so say why.
+                // Temporary trouble (5xx, 429, network) fails the reconcile; the stage runs
+                // again.
+                Err(e) if e.is_permanent() => {
+                    e.count();
                     i.status = ItemStatus::Failed;
-                    i.reason = Some(format!(
-                        "destination refused it ({} {}): {}",
-                        s.code, s.reason, s.message
-                    ));
+                    i.reason = Some(match &e {
+                        Error::Kube(kube::Error::Api(s)) => format!(
+                            "destination refused it ({} {}): {}",
+                            s.code, s.reason, s.message
+                        ),
+                        other => other.to_string(),
+                    });
                 }
                 Err(e) => return Err(e),
             },
@@ -343,7 +344,8 @@ async fn purge(
                         i.status = ItemStatus::Successful;
                         i.reason = Some("purged: gone from the source".into());
                     }
-                    Err(e) if e.api_code().is_some_and(|c| c < 500 && c != 429) => {
+                    Err(e) if e.is_permanent() => {
+                        e.count();
                         i.status = ItemStatus::Failed;
                         i.reason = Some(format!("purge failed: {e}"));
                     }

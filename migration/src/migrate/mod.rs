@@ -10,9 +10,10 @@ mod finish;
 mod validate;
 mod volumes;
 
+use crate::Ctx;
 use crate::crd::{ItemStatus, Migration, MigrationStatus, Stage};
 use crate::error::{Error, Result};
-use crate::{Ctx, api, kinds_used};
+use crate::status::StatusWriter;
 use kube::ResourceExt;
 use sha2::Digest;
 use std::time::Duration;
@@ -60,6 +61,7 @@ pub async fn reconcile(ctx: &Ctx, mig: &Migration) -> Result<Option<Duration>> {
         return Ok(None);
     };
     let mig = &fresh;
+    let mut w = StatusWriter::new(&ctx.client, mig)?;
     let mut status = mig.status.clone().unwrap_or_default();
     if let Some(reason) = spec_changed(mig, &status) {
         // Checked before every step: what was validated is what runs, or nothing does.
@@ -68,10 +70,18 @@ pub async fn reconcile(ctx: &Ctx, mig: &Migration) -> Result<Option<Duration>> {
     }
     loop {
         let step = next_step(Some(&status));
+        // A step that still fails sets the reason again.
+        if status
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(RETRYING))
+        {
+            status.reason = None;
+        }
         let started = std::time::Instant::now();
         let outcome = match step {
             Step::Validate => validate::run(ctx, mig, &mut status).await,
-            Step::Volumes => volumes::run(ctx, mig, &mut status).await,
+            Step::Volumes => volumes::run(ctx, mig, &mut status, &mut w).await,
             Step::Application => application::run(ctx, mig, &mut status).await,
             Step::Finish => finish::run(ctx, mig, &mut status).await,
             Step::Done => return Ok(None),
@@ -83,29 +93,26 @@ pub async fn reconcile(ctx: &Ctx, mig: &Migration) -> Result<Option<Duration>> {
             started.elapsed(),
         );
         let wait = match outcome {
-            Ok(w) => {
-                if status
-                    .reason
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with("retrying after"))
-                {
-                    status.reason = None;
-                }
-                w
-            }
+            Ok(w) => w,
             Err(e) => {
+                e.count();
                 // Shown on the Migration while the step is retried.
-                status.reason = Some(format!("retrying after: {e}"));
-                let _ = save(ctx, mig, &status).await;
+                status.reason = Some(format!("{RETRYING}{e}"));
+                if let Err(save) = w.save(&status).await {
+                    tracing::warn!(error = %save, "retry reason not saved");
+                }
                 return Err(e);
             }
         };
-        save(ctx, mig, &status).await?;
-        if let Some(w) = wait {
-            return Ok(Some(w));
+        w.save(&status).await?;
+        if let Some(wait) = wait {
+            return Ok(Some(wait));
         }
     }
 }
+
+/// How a Migration's `reason` starts while a step is being retried.
+pub const RETRYING: &str = "retrying: ";
 
 /// The hash of a spec, as `status.validatedSpec` records it.
 ///
@@ -128,19 +135,6 @@ fn spec_changed(mig: &Migration, st: &MigrationStatus) -> Option<String> {
          here and moves nothing more; create a new Migration for the new spec"
             .to_string()
     })
-}
-
-/// Writes the whole status through the status subresource.
-pub async fn save(ctx: &Ctx, mig: &Migration, status: &MigrationStatus) -> Result<()> {
-    let v = serde_json::to_value(status).map_err(|e| Error::Unexpected(e.to_string()))?;
-    api::patch_status(
-        &ctx.client,
-        &kinds_used::migration(),
-        &mig.namespace().unwrap_or_default(),
-        &mig.name_any(),
-        &v,
-    )
-    .await
 }
 
 /// Ends a migration as Failed with `reason`: the Final stage then removes what it made.

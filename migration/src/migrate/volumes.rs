@@ -6,6 +6,7 @@ use super::fail;
 use crate::crd::{ClusterPair, ItemStatus, Migration, MigrationStatus, Stage, VolumeInfo};
 use crate::error::{Error, Result};
 use crate::pair::PairSettings;
+use crate::status::StatusWriter;
 use crate::{Ctx, api, kinds_used, names};
 use kube::ResourceExt;
 use serde_json::{Value, json};
@@ -16,7 +17,12 @@ use std::time::Duration;
 pub const SNAPSHOT_LABEL: &str = "ferry.dev/migration";
 
 /// Moves each unfinished volume as far as it can go now.
-pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result<Option<Duration>> {
+pub async fn run(
+    ctx: &Ctx,
+    mig: &Migration,
+    st: &mut MigrationStatus,
+    w: &mut StatusWriter<Migration>,
+) -> Result<Option<Duration>> {
     let ns = mig.namespace().unwrap_or_default();
     let pairs: kube::Api<ClusterPair> = kube::Api::namespaced(ctx.client.clone(), &ns);
     let Some(pair) = pairs.get_opt(&mig.spec.cluster_pair).await? else {
@@ -43,16 +49,30 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         if st.volumes[i].status.is_final() {
             continue;
         }
-        match advance(ctx, mig, &pair, &settings, &dest, st, i).await {
+        match advance(ctx, mig, &pair, &settings, &dest, st, w, i).await {
             Ok(true) => waiting = true,
             Ok(false) => {}
             Err(e) => {
-                // Transient trouble (API, network): keep the reason, try again later.
-                st.volumes[i].reason = Some(e.to_string());
-                waiting = true;
+                e.count();
+                let v = &mut st.volumes[i];
+                if e.is_permanent() {
+                    v.status = ItemStatus::Failed;
+                    v.reason = Some(e.to_string());
+                } else {
+                    // Temporary trouble (API, network, a busy store): say so, try again.
+                    v.retries += 1;
+                    v.reason = Some(format!("retrying (attempt {}): {e}", v.retries));
+                    st.reason = Some(format!(
+                        "{}PVC {}/{}: {e}",
+                        super::RETRYING,
+                        v.namespace,
+                        v.persistent_volume_claim
+                    ));
+                    waiting = true;
+                }
             }
         }
-        super::save(ctx, mig, st).await?;
+        w.save(st).await?;
     }
     if waiting {
         return Ok(Some(ctx.poll));
@@ -103,6 +123,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
 }
 
 /// Takes volume `i` one or more steps further; `Ok(true)` when it must wait.
+#[allow(clippy::too_many_arguments)]
 async fn advance(
     ctx: &Ctx,
     mig: &Migration,
@@ -110,6 +131,7 @@ async fn advance(
     settings: &PairSettings,
     dest: &kube::Client,
     st: &mut MigrationStatus,
+    w: &mut StatusWriter<Migration>,
     i: usize,
 ) -> Result<bool> {
     let v = &mut st.volumes[i];
@@ -149,16 +171,13 @@ async fn advance(
         }
     }
     if !v.exported {
-        match export(ctx, mig, settings, st, i).await {
+        match export(ctx, mig, settings, st, w, i).await {
             Ok(()) => {}
-            Err(
-                e @ Error::Transfer(
-                    ferry_transfer::Error::Key(_) | ferry_transfer::Error::Invalid(_),
-                ),
-            ) => {
+            Err(e) if e.is_permanent() => {
+                e.count();
                 let v = &mut st.volumes[i];
                 v.status = ItemStatus::Failed;
-                v.reason = Some(format!("export: {e}"));
+                v.reason = Some(format!("export to the transfer store: {e}"));
                 return Ok(false);
             }
             Err(e) => return Err(e),
@@ -339,6 +358,7 @@ async fn export(
     mig: &Migration,
     settings: &PairSettings,
     st: &mut MigrationStatus,
+    w: &mut StatusWriter<Migration>,
     i: usize,
 ) -> Result<()> {
     let handle = st.volumes[i].snapshot_handle.clone().unwrap_or_default();
@@ -354,7 +374,7 @@ async fn export(
                 let p = progress.snapshot();
                 st.volumes[i].bytes_total = p.bytes_total;
                 st.volumes[i].bytes_done = p.bytes_done;
-                if let Err(e) = super::save(ctx, mig, st).await {
+                if let Err(e) = w.save(st).await {
                     tracing::warn!(error = %e, "progress not saved");
                 }
             }

@@ -10,6 +10,9 @@ pub mod transform;
 
 pub use kinds::Kind;
 
+/// Annotation on a source Namespace or PVC that asks for a migration; stripped from every
+/// copied object, so the destination's controller never starts a migration back.
+pub const TRIGGER_ANNOTATION: &str = "ferry.dev/migrate-to";
 /// Annotation holding a workload's source replica count while it is parked at zero.
 pub const REPLICAS_ANNOTATION: &str = "ferry.dev/migrationReplicas";
 /// Annotation holding a CronJob's source `suspend` value while it is suspended.

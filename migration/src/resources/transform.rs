@@ -3,7 +3,7 @@
 
 use super::{
     MIGRATED_LABEL, MIGRATION_ANNOTATION, PAUSED_NODE_SELECTOR, REPLICAS_ANNOTATION,
-    SUSPEND_ANNOTATION,
+    SUSPEND_ANNOTATION, TRIGGER_ANNOTATION,
 };
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -31,9 +31,11 @@ const SERVER_METADATA: [&str; 9] = [
     "ownerReferences",
 ];
 
-/// Annotations that describe the source cluster's state, not the object.
+/// Annotations that describe the source cluster's state, not the object, and ferry's
+/// trigger, which would make the destination migrate the object back.
 fn is_cluster_annotation(key: &str) -> bool {
-    key == "kubectl.kubernetes.io/last-applied-configuration"
+    key == TRIGGER_ANNOTATION
+        || key == "kubectl.kubernetes.io/last-applied-configuration"
         || key == "deployment.kubernetes.io/revision"
         || key.starts_with("pv.kubernetes.io/")
         || key.starts_with("volume.kubernetes.io/")

@@ -87,12 +87,43 @@ impl Ctx {
         reason: &str,
         note: String,
     ) {
-        self.event_on(&obj.object_ref(&()), warning, reason, note)
+        self.publish(&obj.object_ref(&()), None, warning, reason, note)
             .await;
     }
 
     /// Publishes an event on the object `at` refers to; failures are logged, never fatal.
     pub async fn event_on(&self, at: &ObjectReference, warning: bool, reason: &str, note: String) {
+        self.publish(at, None, warning, reason, note).await;
+    }
+
+    /// Publishes an event on `obj` about one of its claims (namespace and name): each claim
+    /// gets its own event series, so one volume's note never hides another's.
+    pub async fn volume_event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        claim: (&str, &str),
+        reason: &str,
+        note: String,
+    ) {
+        let related = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("PersistentVolumeClaim".into()),
+            namespace: Some(claim.0.to_string()),
+            name: Some(claim.1.to_string()),
+            ..Default::default()
+        };
+        self.publish(&obj.object_ref(&()), Some(related), false, reason, note)
+            .await;
+    }
+
+    async fn publish(
+        &self,
+        at: &ObjectReference,
+        related: Option<ObjectReference>,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         tracing::info!(reason, note = %note, "event");
         let Some(r) = &self.recorder else { return };
         let ev = Event {
@@ -104,7 +135,7 @@ impl Ctx {
             reason: reason.into(),
             note: Some(note),
             action: reason.into(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = r.publish(&ev, at).await {
             tracing::warn!(error = %e, "event not published");

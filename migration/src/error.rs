@@ -50,7 +50,9 @@ impl Error {
             }
             Error::Kube(_) => false,
             Error::Store(e) => store(e),
-            Error::Transfer(ferry_transfer::Error::Store(e)) => store(e),
+            Error::Transfer(ferry_transfer::Error::Store(e) | ferry_transfer::Error::Target(e)) => {
+                store(e)
+            }
             Error::Transfer(_) => true,
             Error::Invalid(_) | Error::Unexpected(_) => true,
         }

@@ -50,6 +50,7 @@ struct State {
     writes: usize,
     fail_write: Option<usize>,
     unreachable: bool,
+    forbidden: std::collections::BTreeSet<String>,
 }
 
 /// The fake API server. Clones share state.
@@ -250,6 +251,12 @@ impl FakeApi {
             .filter(|(_, k, _, _)| *k == key)
             .map(|(_, _, ty, _)| *ty)
             .collect()
+    }
+
+    /// Answers 403 Forbidden to every request on `collection` (`group/plural`), as the real
+    /// server does for a client whose RBAC does not grant it.
+    pub fn forbid(&self, collection: &str) {
+        self.lock().forbidden.insert(collection.to_string());
     }
 
     /// Sets an object's status directly, as another controller would.
@@ -740,6 +747,19 @@ fn handle(
         return status(404, "NotFound", format!("no API at {path}"));
     };
     let _ = &t.version;
+    if st.forbidden.contains(&t.collection()) {
+        return status(
+            403,
+            "Forbidden",
+            format!(
+                "{} is forbidden: User \"system:serviceaccount:ferry-system:ferry-migration\" cannot {} resource \"{}\" in API group \"{}\"",
+                t.plural,
+                method.as_str().to_lowercase(),
+                t.plural,
+                t.group
+            ),
+        );
+    }
     if *method != Method::GET {
         st.writes += 1;
         if st.fail_write == Some(st.writes) {

@@ -15,8 +15,8 @@ fn crd_files_equal_the_generated_crds() {
         }
         let on_disk = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}; run hack/gen-crds.sh", path.display()));
-        assert_eq!(
-            on_disk, yaml,
+        assert!(
+            on_disk == yaml,
             "{file} differs from the types; run hack/gen-crds.sh"
         );
     }

@@ -6,9 +6,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What can go wrong in a transfer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// From a chunk store or the transfer store's backend (full, unreachable, ...).
+    /// From a chunk store (the source or the destination of a transfer).
     #[error(transparent)]
     Store(#[from] ferry_store::Error),
+    /// From the transfer store's backend (full, unreachable, misconfigured, ...): said as the
+    /// transfer store's, not the chunk store's.
+    #[error("{}", target_text(.0))]
+    Target(ferry_store::Error),
     /// The key does not open this transfer store (or one is missing, or one was given for a
     /// store that is not encrypted).
     #[error("{0}")]
@@ -22,4 +26,15 @@ pub enum Error {
     /// Bad input: a missing commit, a malformed key file, an unknown snapshot.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// A transfer store backend's error, named as the transfer store's.
+fn target_text(e: &ferry_store::Error) -> String {
+    use ferry_store::Error as S;
+    match e {
+        S::Unavailable(t) => format!("transfer store unavailable: {t}"),
+        S::StoreFull(t) => format!("transfer store full: {t}"),
+        S::Config(t) => format!("transfer store misconfigured: {t}"),
+        other => format!("transfer store: {other}"),
+    }
 }

@@ -89,7 +89,11 @@ impl PackWriter {
         self.uploads.spawn(async move {
             let id = hex::encode(Sha256::digest(&buf));
             let n = buf.len() as u64;
-            store.objects().put(&layout::pack(&id), buf).await?;
+            store
+                .objects()
+                .put(&layout::pack(&id), buf)
+                .await
+                .map_err(Error::Target)?;
             let index = PackIndex {
                 format: TRANSFER_FORMAT,
                 pack: id.clone(),
@@ -100,7 +104,11 @@ impl PackWriter {
                 .map_err(|e| Error::Invalid(format!("encoding pack index {path}: {e}")))?;
             let bytes = store.seal(&path, plain);
             let m = bytes.len() as u64;
-            store.objects().put(&path, bytes).await?;
+            store
+                .objects()
+                .put(&path, bytes)
+                .await
+                .map_err(Error::Target)?;
             progress.done(chunks, volume_bytes);
             progress.stored(n + m);
             Ok(n + m)

@@ -112,7 +112,7 @@ impl TransferStore {
     /// [`Error::Key`] when the key is missing, wrong, or given for an unencrypted store;
     /// backend errors.
     pub async fn open(config: &StoreConfig, key: Option<Key>) -> Result<TransferStore> {
-        let objects = Objects::open(config, 32)?;
+        let objects = Objects::open(config, 32).map_err(Error::Target)?;
         let store = TransferStore { objects, key };
         store.check_marker().await?;
         Ok(store)
@@ -127,9 +127,12 @@ impl TransferStore {
         // Unique per call: two checks of one pair may run at once.
         let name = format!("probe/{who}-{:016x}", rand::random::<u64>());
         let body = format!("ferry probe {who}").into_bytes();
-        self.objects.put(&name, body.clone()).await?;
-        let back = self.objects.get(&name).await?;
-        self.objects.delete(&name).await?;
+        self.objects
+            .put(&name, body.clone())
+            .await
+            .map_err(Error::Target)?;
+        let back = self.objects.get(&name).await.map_err(Error::Target)?;
+        self.objects.delete(&name).await.map_err(Error::Target)?;
         if back.as_deref() != Some(&body[..]) {
             return Err(Error::Invalid(format!(
                 "the transfer store returned other bytes for {name} than were written"
@@ -139,7 +142,12 @@ impl TransferStore {
     }
 
     async fn check_marker(&self) -> Result<()> {
-        let marker = match self.objects.get(layout::MARKER).await? {
+        let marker = match self
+            .objects
+            .get(layout::MARKER)
+            .await
+            .map_err(Error::Target)?
+        {
             Some(bytes) => bytes,
             None => {
                 let m = Marker {
@@ -153,10 +161,14 @@ impl TransferStore {
                 };
                 let bytes = serde_json::to_vec_pretty(&m)
                     .map_err(|e| Error::Invalid(format!("encoding the marker: {e}")))?;
-                self.objects.put_if_absent(layout::MARKER, bytes).await?;
+                self.objects
+                    .put_if_absent(layout::MARKER, bytes)
+                    .await
+                    .map_err(Error::Target)?;
                 self.objects
                     .get(layout::MARKER)
-                    .await?
+                    .await
+                    .map_err(Error::Target)?
                     .ok_or_else(|| Error::Invalid("transfer store marker vanished".into()))?
             }
         };
@@ -239,7 +251,12 @@ impl TransferStore {
     /// errors.
     pub async fn load_index(&self) -> Result<Index> {
         let mut index = Index::new();
-        for name in self.objects.list_names(layout::INDEX).await? {
+        for name in self
+            .objects
+            .list_names(layout::INDEX)
+            .await
+            .map_err(Error::Target)?
+        {
             let path = format!("{}{name}", layout::INDEX);
             let stem = name.strip_suffix(".json").unwrap_or_default();
             if !bounds::is_hex_name(stem) {
@@ -277,7 +294,7 @@ impl TransferStore {
 
     /// Reads a whole metadata object, refusing one larger than `max` bytes before reading it.
     async fn get_bounded(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
-        match self.objects.stat(path).await? {
+        match self.objects.stat(path).await.map_err(Error::Target)? {
             None => return Ok(None),
             Some(m) if m.size > max => {
                 return Err(Error::Tampered(format!(
@@ -287,7 +304,7 @@ impl TransferStore {
             }
             Some(_) => {}
         }
-        match self.objects.get(path).await? {
+        match self.objects.get(path).await.map_err(Error::Target)? {
             Some(b) if b.len() as u64 > max => Err(Error::Tampered(format!(
                 "{path} holds {} bytes, more than the {max} its format allows",
                 b.len()
@@ -350,7 +367,7 @@ impl TransferStore {
             Err(ferry_store::Error::Corrupt { reason, .. }) => Err(Error::Tampered(format!(
                 "{what}: pack {pack} is damaged ({reason})"
             ))),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(Error::Target(e)),
         }
     }
 
@@ -379,7 +396,10 @@ impl TransferStore {
         let plain = serde_json::to_vec_pretty(commit)
             .map_err(|e| Error::Invalid(format!("encoding commit {path}: {e}")))?;
         let bytes = self.seal(&path, plain);
-        self.objects.put_if_absent(&path, bytes).await?;
+        self.objects
+            .put_if_absent(&path, bytes)
+            .await
+            .map_err(Error::Target)?;
         Ok(())
     }
 
@@ -426,7 +446,12 @@ impl TransferStore {
     pub async fn latest_commit(&self, volume: &str) -> Result<Option<Commit>> {
         bounds::check_id("volume", volume)?;
         let mut best: Option<Commit> = None;
-        for name in self.objects.list_names(&layout::commits(volume)).await? {
+        for name in self
+            .objects
+            .list_names(&layout::commits(volume))
+            .await
+            .map_err(Error::Target)?
+        {
             let Some(snap) = name.strip_suffix(".json") else {
                 continue;
             };

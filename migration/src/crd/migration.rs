@@ -191,12 +191,17 @@ pub struct VolumeInfo {
     /// Why it failed or was skipped, or what it waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Bytes of the volume's data to move.
+    /// Bytes of the volume's data this migration moves, uncompressed: its chunks that the
+    /// transfer store's last commit of the volume does not hold (all of them the first time;
+    /// holes never count).
     #[serde(default)]
     pub bytes_total: u64,
-    /// Bytes moved so far.
+    /// Of those, bytes done so far.
     #[serde(default)]
     pub bytes_done: u64,
+    /// Bytes the export wrote to the transfer store (only what the store lacked, compressed).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub bytes_transferred: u64,
     /// The source chunk-store volume id (the PV's volume handle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_handle: Option<String>,
@@ -221,6 +226,10 @@ pub struct VolumeInfo {
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 
@@ -260,8 +269,15 @@ pub struct Summary {
     pub total_number_of_resources: u64,
     /// Resources applied on the destination.
     pub number_of_migrated_resources: u64,
-    /// Bytes of volume data moved.
+    /// Bytes of the volumes' data migrated, uncompressed (changed chunks only on an
+    /// incremental run; Stork's field).
     pub total_bytes_migrated: u64,
+    /// Bytes actually sent to the transfer store for them (changed chunks only, compressed).
+    #[serde(default)]
+    pub total_bytes_transferred: u64,
+    /// Objects deleted on the destination because the source no longer has them.
+    #[serde(default)]
+    pub number_of_purged_resources: u64,
     /// Time the Volumes stage took, for example `12.3s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elapsed_time_for_volume_migration: Option<String>,

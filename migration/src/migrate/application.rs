@@ -16,6 +16,9 @@ use std::time::Duration;
 
 pub use crate::resources::TRIGGER_ANNOTATION;
 
+/// How the reason of a resource entry that records a purge starts.
+pub const PURGED: &str = "purge: ";
+
 /// One object to apply, or the reason it is not.
 pub struct Planned {
     /// Where it goes.
@@ -48,13 +51,16 @@ fn info(kind: &Kind, obj: &Value) -> ResourceInfo {
 ///
 /// # Errors
 /// API errors listing the source.
-pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result<Vec<Planned>> {
+pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result<Collected> {
     let spec = &mig.spec;
+    let mut plan = Vec::new();
+    let mut present = BTreeSet::new();
     let custom = match api::list(&ctx.client, &kinds_used::crd(), None, None).await {
         Ok(list) => kinds::custom_kinds(&serde_json::json!({ "items": list })),
-        // Without the right to list CRDs, custom resources are left out (logged).
+        // Without the right to list CRDs, custom resources are left out: said in the status.
         Err(e) if matches!(e.api_code(), Some(403 | 404)) => {
             tracing::warn!(error = %e, "custom resources left out");
+            plan.push(not_listed(&kinds_used::crd(), "", &e));
             Vec::new()
         }
         Err(e) => return Err(e),
@@ -95,7 +101,6 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
         bound_volumes: &bound,
         migration: &migration,
     };
-    let mut plan = Vec::new();
     for ns in &spec.namespaces {
         if let Some(mut n) = api::get(&ctx.client, &kinds_used::namespace(), None, ns).await? {
             n["apiVersion"] = "v1".into();
@@ -129,14 +134,16 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
                 Ok(items) => items,
                 // A kind this cluster does not serve has nothing to copy.
                 Err(e) if e.api_code() == Some(404) => continue,
-                // Custom kinds the sidecar may not read are left out, said in the log.
+                // Custom kinds the controller may not read are left out, said in the status.
                 Err(e) if e.api_code() == Some(403) && !kinds::default_kinds().contains(k) => {
                     tracing::warn!(kind = %k.kind, group = %k.group, error = %e, "not permitted to list; left out");
+                    plan.push(not_listed(k, ns, &e));
                     continue;
                 }
                 Err(e) => return Err(e),
             };
             for o in items {
+                present.insert(identity(k, ns, &o));
                 if select::skip_reason(&o, &spec.selectors, &spec.exclude_selectors).is_some() {
                     continue;
                 }
@@ -213,7 +220,52 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
             p.info.name.clone(),
         )
     });
-    Ok(plan)
+    Ok(Collected { plan, present })
+}
+
+/// What [`collect`] read: the plan, and every object the source has in the kinds and
+/// namespaces in scope (selected or not), which purging compares against.
+pub struct Collected {
+    /// The objects to apply, in apply order, and those left out with their reason.
+    pub plan: Vec<Planned>,
+    /// `(apiVersion/kind, namespace, name)` of every object the source has.
+    pub present: BTreeSet<(String, String, String)>,
+}
+
+/// An object's identity for purging.
+fn identity(k: &Kind, ns: &str, o: &Value) -> (String, String, String) {
+    (
+        k.api_version() + "/" + &k.kind,
+        ns.to_string(),
+        o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+/// A Skipped entry for a kind the controller may not list.
+fn not_listed(k: &Kind, ns: &str, e: &Error) -> Planned {
+    Planned {
+        kind: k.clone(),
+        object: Err(String::new()),
+        info: ResourceInfo {
+            group: k.group.clone(),
+            version: k.version.clone(),
+            kind: k.kind.clone(),
+            namespace: ns.to_string(),
+            name: String::new(),
+            status: ItemStatus::Skipped,
+            reason: Some(format!(
+                "the migration controller may not list {} ({}): its objects were left out; \
+                 grant list on {}/{} to the ferry-migration service account to migrate them",
+                k.plural,
+                e,
+                if k.group.is_empty() { "core" } else { &k.group },
+                k.plural
+            )),
+        },
+    }
 }
 
 /// Applies the plan on the destination and records each object's outcome.
@@ -233,8 +285,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
     let settings = PairSettings::load(ctx, &pair).await?;
     let dest = settings.connect(ctx).await?;
     let started = std::time::Instant::now();
-    let plan = collect(ctx, mig, st).await?;
-    let mut applied: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let Collected { plan, present } = collect(ctx, mig, st).await?;
     let mut results = Vec::new();
     for p in plan {
         let mut i = p.info;
@@ -245,14 +296,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
                 i.reason = Some(why);
             }
             Ok(obj) => match api::apply(&dest, &p.kind, &obj).await {
-                Ok(_) => {
-                    i.status = ItemStatus::Successful;
-                    applied.insert((
-                        p.kind.api_version() + "/" + &p.kind.kind,
-                        i.namespace.clone(),
-                        i.name.clone(),
-                    ));
-                }
+                Ok(_) => i.status = ItemStatus::Successful,
                 // The API refused this object: it stays refused on a retry, so say why.
                 // Temporary trouble (5xx, 429, network) fails the reconcile; the stage runs
                 // again.
@@ -273,7 +317,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         results.push(i);
     }
     if mig.spec.purge_deleted_resources {
-        purge(&dest, mig, &applied, &mut results).await?;
+        purge(&dest, mig, &present, &mut results).await?;
     }
     st.resources = results;
     st.resource_migration_finish_timestamp = Some(crate::time::now());
@@ -308,12 +352,13 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
     Ok(None)
 }
 
-/// Deletes, in the migrated namespaces on the destination, objects that carry the migrated
-/// label but were not applied this time.
+/// Deletes, in the migrated namespaces on the destination, objects that an earlier migration
+/// brought (they carry the migrated label) and that the source no longer has. An object the
+/// source still has stays, even when it was left out, skipped or failed this time.
 async fn purge(
     dest: &kube::Client,
     mig: &Migration,
-    applied: &BTreeSet<(String, String, String)>,
+    present: &BTreeSet<(String, String, String)>,
     results: &mut Vec<ResourceInfo>,
 ) -> Result<()> {
     let scope = kinds::kinds_in_scope(
@@ -334,20 +379,19 @@ async fn purge(
                     .as_str()
                     .unwrap_or_default()
                     .to_string();
-                let key = (k.api_version() + "/" + &k.kind, ns.clone(), name.clone());
-                if applied.contains(&key) {
+                if present.contains(&identity(k, ns, &o)) {
                     continue;
                 }
                 let mut i = info(k, &o);
                 match api::delete(dest, k, Some(ns), &name).await {
                     Ok(()) => {
                         i.status = ItemStatus::Successful;
-                        i.reason = Some("purged: gone from the source".into());
+                        i.reason = Some(format!("{PURGED}deleted, gone from the source"));
                     }
                     Err(e) if e.is_permanent() => {
                         e.count();
                         i.status = ItemStatus::Failed;
-                        i.reason = Some(format!("purge failed: {e}"));
+                        i.reason = Some(format!("{PURGED}delete failed: {e}"));
                     }
                     Err(e) => return Err(e),
                 }

@@ -1,10 +1,17 @@
 //! Stage Final: delete the snapshots the migration made, then set the outcome and summary.
 
-use crate::crd::{ItemStatus, Migration, MigrationStatus, Summary};
+use crate::crd::{ItemStatus, Migration, MigrationStatus, ResourceInfo, Summary};
 use crate::error::Result;
 use crate::time::{human, now, seconds_between};
 use crate::{Ctx, api, kinds_used};
 use std::time::Duration;
+
+/// A resource entry that records a purge on the destination, not a copy.
+fn is_purge(r: &ResourceInfo) -> bool {
+    r.reason
+        .as_deref()
+        .is_some_and(|x| x.starts_with(super::application::PURGED))
+}
 
 /// Cleans up and ends the migration.
 pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result<Option<Duration>> {
@@ -33,21 +40,28 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
             .iter()
             .filter(|v| v.status == ItemStatus::Successful)
             .count() as u64,
-        total_number_of_resources: st
-            .resources
-            .iter()
-            .filter(|r| r.reason.as_deref().is_none_or(|r| !r.starts_with("purged")))
-            .count() as u64,
+        total_number_of_resources: st.resources.iter().filter(|r| !is_purge(r)).count() as u64,
         number_of_migrated_resources: st
             .resources
             .iter()
-            .filter(|r| r.status == ItemStatus::Successful)
+            .filter(|r| !is_purge(r) && r.status == ItemStatus::Successful)
+            .count() as u64,
+        number_of_purged_resources: st
+            .resources
+            .iter()
+            .filter(|r| is_purge(r) && r.status == ItemStatus::Successful)
             .count() as u64,
         total_bytes_migrated: st
             .volumes
             .iter()
             .filter(|v| v.exported)
             .map(|v| v.bytes_done)
+            .sum(),
+        total_bytes_transferred: st
+            .volumes
+            .iter()
+            .filter(|v| v.exported)
+            .map(|v| v.bytes_transferred)
             .sum(),
         elapsed_time_for_volume_migration: vol_end
             .as_deref()
@@ -64,7 +78,10 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
             .volumes
             .iter()
             .any(|v| v.status != ItemStatus::Successful)
-            || st.resources.iter().any(|r| r.status == ItemStatus::Failed);
+            || st
+                .resources
+                .iter()
+                .any(|r| matches!(r.status, ItemStatus::Failed | ItemStatus::Skipped));
         st.status = if partial {
             ItemStatus::PartialSuccess
         } else {

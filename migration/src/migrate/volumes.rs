@@ -100,13 +100,15 @@ pub async fn run(
         fail(st, reason);
         return Ok(None);
     }
-    let moved: u64 = st.volumes.iter().map(|v| v.bytes_done).sum();
+    let logical: u64 = st.volumes.iter().map(|v| v.bytes_done).sum();
+    let moved: u64 = st.volumes.iter().map(|v| v.bytes_transferred).sum();
     ctx.event(
         mig,
         false,
         "VolumesMigrated",
         format!(
-            "{} volume(s) on the destination, {moved} bytes moved",
+            "{} volume(s) on the destination: {logical} bytes of data, {moved} bytes \
+             transferred",
             st.volumes
                 .iter()
                 .filter(|v| v.status == ItemStatus::Successful)
@@ -139,13 +141,13 @@ async fn advance(
     if v.snapshot.is_none() {
         let name = create_snapshot(ctx, mig, v).await?;
         let Some(name) = name else { return Ok(false) };
-        ctx.event(
+        ctx.volume_event(
             mig,
-            false,
+            (&v.namespace, &v.persistent_volume_claim),
             "SnapshotCreated",
             format!(
-                "VolumeSnapshot {}/{name} of PVC {}",
-                v.namespace, v.persistent_volume_claim
+                "VolumeSnapshot {}/{name} of PVC {}/{}",
+                v.namespace, v.namespace, v.persistent_volume_claim
             ),
         )
         .await;
@@ -212,9 +214,9 @@ async fn advance(
                     .map(str::to_string);
                 v.status = ItemStatus::Successful;
                 v.reason = None;
-                ctx.event(
+                ctx.volume_event(
                     mig,
-                    false,
+                    (&v.namespace, &v.persistent_volume_claim),
                     "VolumeImported",
                     format!(
                         "PVC {}/{} is PV {} on the destination",
@@ -384,11 +386,12 @@ async fn export(
     let v = &mut st.volumes[i];
     v.bytes_total = p.bytes_total.max(report.bytes_read);
     v.bytes_done = v.bytes_total;
+    v.bytes_transferred = report.bytes_written;
     v.exported = true;
     ferry_csi::metrics::bytes_moved("export", report.bytes_written);
-    ctx.event(
+    ctx.volume_event(
         mig,
-        false,
+        (&v.namespace, &v.persistent_volume_claim),
         "VolumeExported",
         format!(
             "PVC {}/{}: {} of {} chunks copied, {} bytes written",

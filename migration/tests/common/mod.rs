@@ -99,13 +99,13 @@ impl World {
         self.src.seed(p);
     }
 
-    /// Namespace `ns` with a ferry volume (PVC `data`, `chunks` chunks of seeded bytes), a PVC
-    /// of another driver, and the usual resources around them. Returns the volume id.
-    pub async fn shop(&self, ns: &str, chunks: u64) -> String {
+    /// A ferry volume of `chunks` chunks of seeded bytes in namespace `ns`, its PV and its
+    /// bound PVC `claim` (labelled app=web). Returns the volume id.
+    pub async fn ferry_claim(&self, ns: &str, claim: &str, chunks: u64, seed: u64) -> String {
         let v = self
             .src_store
             .create_volume(VolumeSpec {
-                name: format!("pvc-{ns}-data"),
+                name: format!("pvc-{ns}-{claim}"),
                 capacity_bytes: chunks * CHUNK,
                 options: VolumeOptions::default(),
                 parameters: Default::default(),
@@ -114,18 +114,26 @@ impl World {
             .await
             .expect("volume");
         let id = v.id().to_string();
-        fill(&self.src_store, &id, chunks, 7).await;
+        fill(&self.src_store, &id, chunks, seed).await;
         let s = &self.src;
-        s.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"team": "shop"}}}));
-        s.seed(json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": format!("pv-{ns}-data")},
+        s.seed(json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": format!("pv-{ns}-{claim}")},
             "spec": {"capacity": {"storage": format!("{}Ki", chunks * 64)}, "accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
                      "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "ferry",
-                     "claimRef": {"namespace": ns, "name": "data"},
+                     "claimRef": {"namespace": ns, "name": claim},
                      "csi": {"driver": "ferry.csi.dev", "volumeHandle": id, "fsType": "ext4"}}}));
-        s.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": ns, "labels": {"app": "web"},
+        s.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": ns, "labels": {"app": "web"},
                 "annotations": {"pv.kubernetes.io/bind-completed": "yes", "volume.kubernetes.io/storage-provisioner": "ferry.csi.dev"}},
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ferry", "volumeName": format!("pv-{ns}-data"), "resources": {"requests": {"storage": "3Mi"}}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ferry", "volumeName": format!("pv-{ns}-{claim}"), "resources": {"requests": {"storage": "3Mi"}}},
             "status": {"phase": "Bound"}}));
+        id
+    }
+
+    /// Namespace `ns` with a ferry volume (PVC `data`, `chunks` chunks of seeded bytes), a PVC
+    /// of another driver, and the usual resources around them. Returns the volume id.
+    pub async fn shop(&self, ns: &str, chunks: u64) -> String {
+        self.src.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"team": "shop"}}}));
+        let id = self.ferry_claim(ns, "data", chunks, 7).await;
+        let s = &self.src;
         s.seed(json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": format!("pv-{ns}-ebs")},
             "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-123"}}}));
         s.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "cache", "namespace": ns},

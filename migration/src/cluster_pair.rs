@@ -4,11 +4,11 @@
 //! the VolumeImport resource is served in ferry's namespace. Storage side: the transfer store
 //! opens (key checked) and accepts a write and a read.
 
-use crate::crd::{ClusterPair, ClusterPairStatus, PairState};
+use crate::crd::{ClusterPair, ClusterPairStatus, Migration, PairState};
 use crate::error::{Error, Result};
 use crate::pair::PairSettings;
 use crate::status::StatusWriter;
-use crate::{Ctx, api, kinds_used};
+use crate::{Ctx, api, finalizer, kinds_used};
 use kube::ResourceExt;
 use std::time::Duration;
 
@@ -101,6 +101,25 @@ async fn check_storage(s: &PairSettings, who: &str) -> std::result::Result<(), S
         .map_err(|e| format!("transfer store did not accept a write and a read: {e}"))
 }
 
+/// A Migration of the pair's namespace that uses it and has not ended, by name.
+async fn running_user(ctx: &Ctx, pair: &ClusterPair) -> Result<Option<String>> {
+    let migs: kube::Api<Migration> =
+        kube::Api::namespaced(ctx.client.clone(), &pair.namespace().unwrap_or_default());
+    let name = pair.name_any();
+    Ok(migs
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|m| {
+            m.spec.cluster_pair == name
+                && m.status
+                    .as_ref()
+                    .is_some_and(|s| s.stage.is_some() && s.finish_timestamp.is_none())
+        })
+        .map(|m| m.name_any()))
+}
+
 /// How long after a check the next one is due: [`RECHECK`] while Ready; while not, 30 s
 /// doubling with each failed check in a row, at most [`RECHECK`].
 pub fn recheck_after(st: &ClusterPairStatus) -> Duration {
@@ -144,6 +163,25 @@ pub async fn reconcile(ctx: &Ctx, pair: &ClusterPair) -> Result<Duration> {
         kube::Api::namespaced(ctx.client.clone(), &pair.namespace().unwrap_or_default());
     let Some(fresh) = api.get_opt(&pair.name_any()).await? else {
         return Ok(RECHECK);
+    };
+    if finalizer::deleting(&fresh) {
+        if finalizer::has(&fresh, finalizer::PAIR) {
+            if let Some(user) = running_user(ctx, &fresh).await? {
+                let note = format!(
+                    "ClusterPair {} is deleted once Migration {user} that uses it ends",
+                    fresh.name_any()
+                );
+                ctx.event(&fresh, false, "PairInUse", note).await;
+                return Ok(Duration::from_secs(10));
+            }
+            finalizer::remove(&ctx.client, &fresh, finalizer::PAIR).await?;
+        }
+        return Ok(RECHECK);
+    }
+    let fresh = if finalizer::has(&fresh, finalizer::PAIR) {
+        fresh
+    } else {
+        finalizer::add(&ctx.client, &fresh, finalizer::PAIR).await?
     };
     let wait = due_in(&fresh);
     if !wait.is_zero() {

@@ -13,7 +13,9 @@
 //! `x-kubernetes-validations` CEL rules of their CustomResourceDefinition, as the real server
 //! does on create and update (transition rules such as `self == oldSelf` on update only),
 //! evaluated by kube-rs's CEL crate; a failed rule is 422 Invalid with the rule's message.
-//! A new FakeApi has ferry's own CRDs installed (as `kubectl apply -k manifests/` would). Every request is logged for assertions, and
+//! Finalizers as the real server has them: a DELETE of an object that has some sets its
+//! `deletionTimestamp` and keeps it; it goes when a write removes the last one; none may be
+//! added meanwhile (422). A new FakeApi has ferry's own CRDs installed (as `kubectl apply -k manifests/` would). Every request is logged for assertions, and
 //! the Nth write can be made to fail with 500 to test resumption.
 //!
 //! Two ways in: [`FakeApi::client`] gives a kube client over kube-rs's `tower_test` mock
@@ -681,6 +683,45 @@ fn create(
     (201, obj)
 }
 
+/// While an object is being deleted, finalizers may be removed but none added (422), as on
+/// the real server.
+fn finalizer_change(t: &Target, name: &str, live: &Value, next: &Value) -> Option<(u16, Value)> {
+    if live["metadata"]["deletionTimestamp"].is_null() {
+        return None;
+    }
+    let list = |v: &Value| -> Vec<String> {
+        v["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect()
+    };
+    let before = list(live);
+    let added: Vec<String> = list(next)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    (!added.is_empty()).then(|| {
+        status(
+            422,
+            "Invalid",
+            format!(
+                "{} \"{name}\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}",
+                t.plural
+            ),
+        )
+    })
+}
+
+/// An object marked for deletion whose last finalizer was just removed is deleted.
+fn gone_after_finalizers(next: &Value) -> bool {
+    !next["metadata"]["deletionTimestamp"].is_null()
+        && next["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
+}
+
 /// The OpenAPI schema the CRD serving `t` gives its version, if a CRD serves it.
 fn crd_schema(st: &State, t: &Target) -> Option<Value> {
     if t.group.is_empty() {
@@ -915,8 +956,17 @@ fn handle(
                 }
             }
             next["metadata"]["uid"] = live["metadata"]["uid"].clone();
+            next["metadata"]["deletionTimestamp"] = live["metadata"]["deletionTimestamp"].clone();
             if let Some(refused) = check_rules(st, &t, name, &next, Some(&live)) {
                 return refused;
+            }
+            if let Some(refused) = finalizer_change(&t, name, &live, &next) {
+                return refused;
+            }
+            if gone_after_finalizers(&next) {
+                bump(st, &key, &mut next, "DELETED");
+                st.objects.remove(&key);
+                return (200, next);
             }
             bump(st, &key, &mut next, "MODIFIED");
             st.objects.insert(key, next.clone());
@@ -924,6 +974,20 @@ fn handle(
         }
         (Method::DELETE, Some(name)) => {
             let key = t.key(name);
+            // An object with finalizers is only marked; it goes once they are all removed.
+            if let Some(live) = st.objects.get(&key).cloned()
+                && live["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty())
+            {
+                let mut next = live;
+                if next["metadata"]["deletionTimestamp"].is_null() {
+                    next["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:01Z");
+                    bump(st, &key, &mut next, "MODIFIED");
+                    st.objects.insert(key, next.clone());
+                }
+                return (200, next);
+            }
             match st.objects.remove(&key) {
                 Some(mut o) => {
                     bump(st, &key, &mut o, "DELETED");

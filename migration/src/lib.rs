@@ -14,6 +14,7 @@ pub mod crd;
 mod error;
 #[cfg(feature = "fake-api")]
 pub mod fake_api;
+pub mod finalizer;
 pub mod kinds_used;
 pub mod migrate;
 pub mod names;

@@ -1,16 +1,20 @@
 //! Migration reconciler: validate, then stage Volumes, stage Application, stage Final.
 //!
+//! A finalizer ([`crate::finalizer::MIGRATION`]) is added before anything is made, so a
+//! Migration deleted mid-run first removes its snapshots and unfinished imports.
+//!
 //! Every step writes what it did to the Migration's status before the next starts, so a
 //! controller restarted at any point reads the status and goes on from there: a volume with
 //! a snapshot name is not snapshotted again, an exported one is not exported again, the
 //! Application stage applies with server-side apply and may simply run again.
 
 mod application;
+mod cleanup;
 mod finish;
 mod validate;
 mod volumes;
 
-use crate::Ctx;
+use crate::{Ctx, finalizer};
 use crate::crd::{ItemStatus, Migration, MigrationStatus, Stage};
 use crate::error::{Error, Result};
 use crate::status::StatusWriter;
@@ -59,6 +63,21 @@ pub async fn reconcile(ctx: &Ctx, mig: &Migration) -> Result<Option<Duration>> {
         kube::Api::namespaced(ctx.client.clone(), &mig.namespace().unwrap_or_default());
     let Some(fresh) = api.get_opt(&mig.name_any()).await? else {
         return Ok(None);
+    };
+    if finalizer::deleting(&fresh) {
+        if finalizer::has(&fresh, finalizer::MIGRATION) {
+            cleanup::run(ctx, &fresh).await?;
+            finalizer::remove(&ctx.client, &fresh, finalizer::MIGRATION).await?;
+        }
+        return Ok(None);
+    }
+    let fresh = if finalizer::has(&fresh, finalizer::MIGRATION)
+        || next_step(fresh.status.as_ref()) == Step::Done
+    {
+        fresh
+    } else {
+        // Before anything is made, so that a deletion always finds what to clean up.
+        finalizer::add(&ctx.client, &fresh, finalizer::MIGRATION).await?
     };
     let mig = &fresh;
     let mut w = StatusWriter::new(&ctx.client, mig)?;

@@ -1,0 +1,92 @@
+//! Finalizers on ferry's resources: what deleting one must clean up first.
+//!
+//! - [`MIGRATION`] on a Migration: deleting it mid-run removes the VolumeSnapshots it made on
+//!   the source and the VolumeImports on the destination that had not finished.
+//! - [`PAIR`] on a ClusterPair: deleting it waits until no running Migration uses it.
+//!
+//! Both are added by the reconciler before it does anything else with the object, removed
+//! when the cleanup is done, and the cleanup may run any number of times (and after an
+//! add that never happened): each step treats "already gone" as done.
+
+use crate::error::{Error, Result};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// On a Migration: its snapshots and unfinished imports are removed before it goes.
+pub const MIGRATION: &str = "ferry.dev/migration-cleanup";
+/// On a ClusterPair: it goes only when no running Migration uses it.
+pub const PAIR: &str = "ferry.dev/pair-in-use";
+
+/// True when the object is being deleted.
+pub fn deleting<K: Resource>(obj: &K) -> bool {
+    obj.meta().deletion_timestamp.is_some()
+}
+
+/// True when the object carries `name`.
+pub fn has<K: Resource>(obj: &K, name: &str) -> bool {
+    obj.finalizers().iter().any(|f| f == name)
+}
+
+/// Adds `name` to the object's finalizers (guarded by its resourceVersion); returns the
+/// object as written.
+///
+/// # Errors
+/// API errors; 409 when the object changed since it was read.
+pub async fn add<K>(client: &kube::Client, obj: &K, name: &str) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let mut list = obj.finalizers().to_vec();
+    list.push(name.to_string());
+    write(client, obj, list).await
+}
+
+/// Removes `name` from the object's finalizers; the API deletes an object being deleted
+/// once its last finalizer is gone.
+///
+/// # Errors
+/// API errors; 409 when the object changed since it was read.
+pub async fn remove<K>(client: &kube::Client, obj: &K, name: &str) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let list: Vec<String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != name)
+        .cloned()
+        .collect();
+    match write(client, obj, list).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.api_code() == Some(404) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn write<K>(client: &kube::Client, obj: &K, list: Vec<String>) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({
+        "metadata": { "finalizers": list, "resourceVersion": obj.resource_version() }
+    });
+    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::from)
+}

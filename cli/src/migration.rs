@@ -35,6 +35,13 @@ pub struct MigrationArgs {
         value_delimiter = ','
     )]
     pub transfer_folders: Vec<PathBuf>,
+    /// Reconcile only while holding the `ferry-migration` Lease in the namespace, so that of
+    /// several replicas one works at a time.
+    #[arg(long, env = "FERRY_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Seconds a leader's Lease lasts without renewal (it renews every third of it).
+    #[arg(long, env = "FERRY_LEADER_LEASE_SECS", default_value_t = 15)]
+    pub leader_lease_secs: u64,
     /// Publish Kubernetes Events for each step.
     #[arg(long, env = "FERRY_MIGRATION_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub events: bool,
@@ -66,7 +73,21 @@ pub async fn run(args: MigrationArgs) -> Result<(), Box<dyn std::error::Error + 
     ctx.poll = std::time::Duration::from_secs_f64(args.poll_secs.max(0.05));
     ctx.policy.transfer_folders = args.transfer_folders.clone();
     tracing::info!(namespace = %args.namespace, "migration controller starting");
-    ferry_migration::run::run(ctx).await;
+    if !args.leader_elect {
+        ferry_migration::run::run(ctx).await;
+        return Ok(());
+    }
+    let me = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "ferry-migration".into()),
+            std::process::id()
+        )
+    });
+    let leases = kube::Api::namespaced(ctx.client.clone(), &args.namespace);
+    let ttl = std::time::Duration::from_secs(args.leader_lease_secs.max(3));
+    ferry_migration::leader::run_while_leading(leases, me, ttl, ferry_migration::run::run(ctx))
+        .await?;
     Ok(())
 }
 

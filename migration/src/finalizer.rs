@@ -86,7 +86,11 @@ where
     let patch = json!({
         "metadata": { "finalizers": list, "resourceVersion": obj.resource_version() }
     });
-    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(Error::from)
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::from)
 }

@@ -16,6 +16,7 @@ mod error;
 pub mod fake_api;
 pub mod finalizer;
 pub mod kinds_used;
+pub mod leader;
 pub mod migrate;
 pub mod names;
 pub mod pair;

@@ -44,12 +44,19 @@ async fn deleting_a_migration_mid_run_removes_what_it_made() {
     let w = World::new().await;
     w.pair(NS, "remote", true);
     w.shop(NS, 2).await;
-    w.migration(NS, "m1", json!({"clusterPair": "remote", "namespaces": [NS]}));
+    w.migration(
+        NS,
+        "m1",
+        json!({"clusterPair": "remote", "namespaces": [NS]}),
+    );
     let ctx = &w.src_ctx;
     ferry_migration::migrate::reconcile(ctx, &migration(&w).expect("m"))
         .await
         .expect("reconcile");
-    assert!(finalizer::has(&migration(&w).expect("m"), finalizer::MIGRATION));
+    assert!(finalizer::has(
+        &migration(&w).expect("m"),
+        finalizer::MIGRATION
+    ));
     // The snapshotter makes the snapshot; the destination does not import yet.
     w.src
         .play_snapshotter(
@@ -71,7 +78,10 @@ async fn deleting_a_migration_mid_run_removes_what_it_made() {
         .await
         .expect("reconcile");
     assert_eq!(w.dst.all("ferry.dev/volumeimports").len(), 1);
-    assert_eq!(w.src.all("snapshot.storage.k8s.io/volumesnapshots").len(), 1);
+    assert_eq!(
+        w.src.all("snapshot.storage.k8s.io/volumesnapshots").len(),
+        1
+    );
 
     delete(&w, "migrations", "m1");
     let marked = migration(&w).expect("kept while its finalizer is there");
@@ -79,7 +89,11 @@ async fn deleting_a_migration_mid_run_removes_what_it_made() {
     ferry_migration::migrate::reconcile(ctx, &marked)
         .await
         .expect("cleanup");
-    assert!(w.src.all("snapshot.storage.k8s.io/volumesnapshots").is_empty());
+    assert!(
+        w.src
+            .all("snapshot.storage.k8s.io/volumesnapshots")
+            .is_empty()
+    );
     assert!(w.dst.all("ferry.dev/volumeimports").is_empty());
     assert!(migration(&w).is_none(), "gone once cleaned up");
     // Running the cleanup again (a retried reconcile) is harmless.
@@ -98,7 +112,11 @@ async fn deleting_a_pair_in_use_waits_for_its_migration() {
         .await
         .expect("reconcile");
     assert!(finalizer::has(&pair(&w).expect("pair"), finalizer::PAIR));
-    w.migration(NS, "m1", json!({"clusterPair": "remote", "namespaces": [NS]}));
+    w.migration(
+        NS,
+        "m1",
+        json!({"clusterPair": "remote", "namespaces": [NS]}),
+    );
     ferry_migration::migrate::reconcile(&w.src_ctx, &migration(&w).expect("m"))
         .await
         .expect("reconcile");

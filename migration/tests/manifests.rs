@@ -217,6 +217,12 @@ fn rbac_grants_what_the_migration_controller_uses() {
     for v in ["create", "patch"] {
         assert!(grants(&local, "", "configmaps", v), "{v} configmaps");
     }
+    for v in ["get", "create", "update"] {
+        assert!(
+            grants(&local, "coordination.k8s.io", "leases", v),
+            "{v} leases"
+        );
+    }
     // Never a write to what it migrates on the source.
     for k in kinds::default_kinds() {
         for verb in ["create", "update", "patch", "delete"] {

@@ -56,8 +56,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration) -> Result<()> {
         Err(e) => return Err(e),
     };
     let dest = settings.connect(ctx).await?;
-    let imports: kube::Api<VolumeImport> =
-        kube::Api::namespaced(dest, &settings.ferry_namespace);
+    let imports: kube::Api<VolumeImport> = kube::Api::namespaced(dest, &settings.ferry_namespace);
     for name in &unfinished {
         match imports.delete(name, &Default::default()).await {
             Ok(_) => {}

@@ -14,10 +14,10 @@ mod finish;
 mod validate;
 mod volumes;
 
-use crate::{Ctx, finalizer};
 use crate::crd::{ItemStatus, Migration, MigrationStatus, Stage};
 use crate::error::{Error, Result};
 use crate::status::StatusWriter;
+use crate::{Ctx, finalizer};
 use kube::ResourceExt;
 use sha2::Digest;
 use std::time::Duration;

@@ -115,8 +115,14 @@ pub fn minify(kubeconfig: &str, context: Option<&str>, dir: Option<&Path>) -> Re
     Ok(serde_yaml::to_string(&out)?)
 }
 
-/// The Secret and ClusterPair, as one YAML stream.
-pub fn clusterpair(a: &GenerateArgs) -> Result<String> {
+/// The Secret's data (the minified kubeconfig, the transfer settings, key and namespace)
+/// and the settings it parses to.
+fn secret_data(
+    a: &GenerateArgs,
+) -> Result<(
+    BTreeMap<String, String>,
+    ferry_migration::pair::PairSettings,
+)> {
     let kubeconfig = minify(
         &a.kubeconfig,
         a.context.as_deref(),
@@ -130,7 +136,15 @@ pub fn clusterpair(a: &GenerateArgs) -> Result<String> {
     if let Some(f) = &a.ferry_namespace {
         data.insert("ferryNamespace".into(), f.clone());
     }
-    // Check the transfer settings the way the controller will.
+    // Check the settings the way the controller will.
+    let settings = settings_of(a, &data)?;
+    Ok((data, settings))
+}
+
+fn settings_of(
+    a: &GenerateArgs,
+    data: &BTreeMap<String, String>,
+) -> Result<ferry_migration::pair::PairSettings> {
     let bytes: BTreeMap<String, Vec<u8>> = data
         .iter()
         .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
@@ -152,6 +166,55 @@ pub fn clusterpair(a: &GenerateArgs) -> Result<String> {
         },
     )?;
     settings.checked_kubeconfig()?;
+    Ok(settings)
+}
+
+/// Checks a generated pair the way the migration controller will: the destination API
+/// answers with these credentials and has ferry installed, and the transfer store takes a
+/// write and a read.
+///
+/// # Errors
+/// What the controller would report, and how to fix it.
+pub async fn check(settings: &ferry_migration::pair::PairSettings) -> Result<()> {
+    let dest = settings.destination_client().await?;
+    let mut problems = Vec::new();
+    if let Err(why) =
+        ferry_migration::cluster_pair::check_destination(&dest, &settings.ferry_namespace).await
+    {
+        problems.push(format!("destination: {why}"));
+    }
+    if let Err(why) = ferry_migration::cluster_pair::check_storage(settings, "ferryctl").await {
+        problems.push(format!("storage: {why}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the pair would not be Ready: {} (pass --skip-check to print it anyway)",
+            problems.join("; ")
+        )
+        .into())
+    }
+}
+
+/// The ClusterPair and its Secret, as YAML, for `a`; its settings are checked as the
+/// controller will check them, without reaching anything ([`check`] does that).
+///
+/// # Errors
+/// What is wrong with the kubeconfig or the transfer settings.
+pub fn clusterpair(a: &GenerateArgs) -> Result<String> {
+    pair_yaml(a, &secret_data(a)?.0)
+}
+
+/// The Secret's data for `a`, and its parsed settings.
+///
+/// # Errors
+/// What is wrong with the kubeconfig or the transfer settings.
+pub fn pair_settings(a: &GenerateArgs) -> Result<ferry_migration::pair::PairSettings> {
+    Ok(secret_data(a)?.1)
+}
+
+fn pair_yaml(a: &GenerateArgs, data: &BTreeMap<String, String>) -> Result<String> {
     let secret_name = format!("{}-pair", a.name);
     let secret = serde_json::json!({
         "apiVersion": "v1",

@@ -63,6 +63,10 @@ pub struct GenerateClusterPair {
     /// Transfer store service: s3, azblob, gcs or fs.
     #[arg(long)]
     pub backend: String,
+    /// Print the pair without first checking, as the controller will, that the destination
+    /// answers with ferry installed and the transfer store takes a write and a read.
+    #[arg(long = "skip-check")]
+    pub skip_check: bool,
     /// Bucket (S3, GCS) or container (Azure).
     #[arg(long)]
     pub bucket: Option<String>,
@@ -220,7 +224,7 @@ pub async fn generate(k: &KubeArgs, g: Generate) -> Result<()> {
         }
         None => None,
     };
-    let out = ferryctl::generate::clusterpair(&ferryctl::generate::GenerateArgs {
+    let args = ferryctl::generate::GenerateArgs {
         name: a.name,
         namespace: k.ns(),
         kubeconfig,
@@ -229,8 +233,11 @@ pub async fn generate(k: &KubeArgs, g: Generate) -> Result<()> {
         transfer,
         encryption_key,
         ferry_namespace: a.ferry_namespace,
-    })?;
-    print!("{out}");
+    };
+    if !a.skip_check {
+        ferryctl::generate::check(&ferryctl::generate::pair_settings(&args)?).await?;
+    }
+    print!("{}", ferryctl::generate::clusterpair(&args)?);
     Ok(())
 }
 

@@ -264,3 +264,57 @@ contexts:
             .contains("context nope")
     );
 }
+
+/// Defect 8: `generate clusterpair` checks the pair as the controller will before printing
+/// it. Against the API stand-in served on 127.0.0.1 (a real HTTP server, standing in for a
+/// kube-apiserver) with ferry's CSIDriver and a folder transfer store it passes; with the
+/// server gone, or the CSIDriver missing, it fails with the reason.
+#[tokio::test]
+async fn generate_clusterpair_checks_the_pair_before_printing_it() {
+    use ferry_migration::fake_api::FakeApi;
+    let dir = tempfile::tempdir().expect("tmp");
+    let api = FakeApi::new();
+    api.seed(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ferry-system"}}));
+    let addr = api.serve().await.expect("serve");
+    let args = |kubeconfig: String| ferryctl::generate::GenerateArgs {
+        name: "remote".into(),
+        namespace: "shop".into(),
+        kubeconfig,
+        kubeconfig_dir: None,
+        context: None,
+        transfer: [
+            ("backend", "fs".to_string()),
+            (
+                "root",
+                dir.path().join("moves").to_string_lossy().into_owned(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        encryption_key: None,
+        ferry_namespace: None,
+    };
+    let ok = args(FakeApi::kubeconfig(addr));
+    let settings = ferryctl::generate::pair_settings(&ok).expect("settings");
+    let e = ferryctl::generate::check(&settings)
+        .await
+        .expect_err("no CSIDriver yet");
+    assert!(e.to_string().contains("ferry is not installed"), "{e}");
+    api.seed(serde_json::json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": "ferry.csi.dev"}, "spec": {}}));
+    ferryctl::generate::check(&settings).await.expect("ready");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let gone = args(FakeApi::kubeconfig(closed));
+    let e = ferryctl::generate::check(&ferryctl::generate::pair_settings(&gone).expect("settings"))
+        .await
+        .expect_err("unreachable");
+    let text = e.to_string();
+    assert!(
+        text.contains("did not answer") && text.contains("--skip-check"),
+        "{text}"
+    );
+}

@@ -57,6 +57,19 @@ pub async fn check(ctx: &Ctx, pair: &ClusterPair) -> ClusterPairStatus {
 
 async fn check_scheduler(ctx: &Ctx, s: &PairSettings) -> std::result::Result<(), String> {
     let dest = s.connect(ctx).await.map_err(|e| e.to_string())?;
+    check_destination(&dest, &s.ferry_namespace).await
+}
+
+/// The scheduler side of a pair: the destination API answers, ferry's CSIDriver is there and
+/// VolumeImports are served in `ferry_namespace`. Returns the reason when not.
+///
+/// # Errors
+/// The reason, for a person.
+pub async fn check_destination(
+    dest: &kube::Client,
+    ferry_namespace: &str,
+) -> std::result::Result<(), String> {
+    let dest = dest.clone();
     let unreachable = |e: Error| crate::destination_problem(&e);
     let driver = api::get(
         &dest,
@@ -75,7 +88,7 @@ async fn check_scheduler(ctx: &Ctx, s: &PairSettings) -> std::result::Result<(),
     match api::list(
         &dest,
         &kinds_used::volume_import(),
-        Some(&s.ferry_namespace),
+        Some(ferry_namespace),
         None,
     )
     .await
@@ -84,13 +97,18 @@ async fn check_scheduler(ctx: &Ctx, s: &PairSettings) -> std::result::Result<(),
         Err(e) if e.api_code() == Some(404) => Err(format!(
             "the destination does not serve VolumeImports in namespace {}: apply \
              manifests/crds there, or set ferryNamespace in the pair's Secret",
-            s.ferry_namespace
+            ferry_namespace
         )),
         Err(e) => Err(unreachable(e)),
     }
 }
 
-async fn check_storage(s: &PairSettings, who: &str) -> std::result::Result<(), String> {
+/// The storage side of a pair: the transfer store opens (key checked) and takes a write and
+/// a read of a probe named after `who`. Returns the reason when not.
+///
+/// # Errors
+/// The reason, for a person.
+pub async fn check_storage(s: &PairSettings, who: &str) -> std::result::Result<(), String> {
     let store = s
         .open_transfer()
         .await

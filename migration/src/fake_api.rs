@@ -3,20 +3,27 @@
 //!
 //! No real API server can be installed here, so tests drive the controller against this one.
 //! It keeps objects as JSON and models the API behaviours the controller relies on:
-//! 404 NotFound and 409 AlreadyExists with `Status` bodies, server-assigned metadata (uid,
-//! resourceVersion, creationTimestamp, generation), the status subresource (writes to the
-//! object ignore `status`; writes to `/status` change only `status`), server-side apply
-//! (`fieldManager` required; creates or merges), JSON merge patch (a member sent as null is
-//! removed, one left out is kept), PUT and merge patches carrying a resourceVersion as a
-//! precondition (409 Conflict), a watch event for every write, status writes included, immutable fields of PVCs and PVs (422), label
-//! selectors on lists, and watches (over HTTP). Custom resources are checked against the
-//! `x-kubernetes-validations` CEL rules of their CustomResourceDefinition, as the real server
-//! does on create and update (transition rules such as `self == oldSelf` on update only),
-//! evaluated by kube-rs's CEL crate; a failed rule is 422 Invalid with the rule's message.
-//! Finalizers as the real server has them: a DELETE of an object that has some sets its
-//! `deletionTimestamp` and keeps it; it goes when a write removes the last one; none may be
-//! added meanwhile (422). A new FakeApi has ferry's own CRDs installed (as `kubectl apply -k manifests/` would). Every request is logged for assertions, and
-//! the Nth write can be made to fail with 500 to test resumption.
+//! - 404 NotFound, 409 AlreadyExists and Conflict, 422 Invalid with `Status` bodies; 403 for
+//!   a collection a test forbids ([`FakeApi::forbid`]);
+//! - server-assigned metadata (uid, resourceVersion, creationTimestamp, generation);
+//! - the status subresource (writes to the object ignore `status`; writes to `/status`
+//!   change only `status`);
+//! - server-side apply (`fieldManager` required; creates or merges);
+//! - JSON merge patch: a member sent as null is removed, one left out is kept;
+//! - a resourceVersion in a PUT, or in a merge patch, is a precondition (409 Conflict);
+//! - a watch event for every write, status writes included (over HTTP, and readable with
+//!   [`FakeApi::watch_events`]);
+//! - custom resources checked against the `x-kubernetes-validations` CEL rules of their
+//!   CustomResourceDefinition on create and update (transition rules such as
+//!   `self == oldSelf` on update only), evaluated by kube-rs's CEL crate, 422 with the
+//!   rule's message when one fails;
+//! - finalizers: a DELETE of an object that has some sets its `deletionTimestamp` and keeps
+//!   it; it goes when a write removes the last one; none may be added meanwhile (422);
+//! - immutable fields of PVCs and PVs (422), label selectors on lists.
+//!
+//! A new FakeApi has ferry's own CRDs installed (as `kubectl apply -k manifests/` would).
+//! Every request is logged for assertions, and the Nth write can be made to fail with 500 to
+//! test resumption.
 //!
 //! Two ways in: [`FakeApi::client`] gives a kube client over kube-rs's `tower_test` mock
 //! service; [`FakeApi::serve`] listens on 127.0.0.1 for real processes (with a kubeconfig).

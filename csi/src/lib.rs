@@ -1,6 +1,7 @@
 //! The core of ferry's CSI driver: the Identity service, unix-socket serving, request
 //! validation shared by the services, and the one mapping of errors to `tonic::Status`.
 
+pub mod authority;
 pub mod error;
 pub mod guard;
 pub mod identity;

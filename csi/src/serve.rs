@@ -1,7 +1,9 @@
 //! Serving gRPC on a unix socket, with a graceful stop on SIGTERM or SIGINT.
 
+use crate::authority::FixAuthority;
 use std::path::{Path, PathBuf};
 use tokio::net::UnixListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::server::Router;
 
@@ -55,8 +57,10 @@ pub async fn serve_unix(
     }
     let listener = UnixListener::bind(path)?;
     tracing::info!(socket = %path.display(), "serving CSI");
+    // Clients that send the socket path as :authority are answered too (see authority.rs).
+    let incoming = UnixListenerStream::new(listener).map(|c| c.map(FixAuthority::new));
     router
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     let _ = std::fs::remove_file(path);
     Ok(())

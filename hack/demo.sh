@@ -4,4 +4,6 @@
 # a namespace between two in-process clusters by the migration controller.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --quiet --release -p ferry -- demo "$@"
+# The demo binary serves volumes with the ferry binary beside it: build both.
+cargo build --quiet --release -p ferry -p ferry-demo
+exec target/release/ferry-demo "$@"

@@ -1,6 +1,6 @@
-//! `ferry`: the CSI plugin of the ferry storage system, its local demo, and store upkeep.
+//! `ferry`: the CSI plugin of the ferry storage system, its migration controller, and store
+//! upkeep. The local demo is `ferry-demo` (the `demo` crate).
 
-mod demo;
 mod migration;
 mod plugin;
 mod store_args;
@@ -27,8 +27,6 @@ enum Command {
     VolumeServer(plugin::VolumeServerArgs),
     /// Run the migration controller (the sidecar beside the CSI controller).
     Migration(migration::MigrationArgs),
-    /// Run the local walk-through: volume, data, snapshot, restore, verify.
-    Demo(demo::DemoArgs),
     /// Run one garbage-collection pass over the chunk store.
     Gc(store_args::StoreArgs),
 }
@@ -36,11 +34,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // The demo prints its own steps; its logs stay quiet unless RUST_LOG asks.
-    let default_level = match cli.command {
-        Command::Demo(_) => "warn",
-        _ => "info",
-    };
+    let default_level = "info";
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -51,7 +45,6 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Plugin(a) => plugin::run(a).await,
         Command::VolumeServer(a) => plugin::volume_server(a).await,
-        Command::Demo(a) => demo::run(a).await,
         Command::Migration(a) => migration::run(a).await,
         Command::Gc(a) => gc(a).await,
     };

@@ -1,7 +1,7 @@
 //! ferryctl's storkctl verbs against the in-memory API server (standing in for a real one,
 //! which cannot run here).
 
-use ferry_migration::fake_api::FakeApi;
+use ferry_kubefake::FakeApi;
 use serde_json::json;
 
 #[tokio::test]
@@ -271,7 +271,7 @@ contexts:
 /// server gone, or the CSIDriver missing, it fails with the reason.
 #[tokio::test]
 async fn generate_clusterpair_checks_the_pair_before_printing_it() {
-    use ferry_migration::fake_api::FakeApi;
+    use ferry_kubefake::FakeApi;
     let dir = tempfile::tempdir().expect("tmp");
     let api = FakeApi::new();
     api.seed(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ferry-system"}}));

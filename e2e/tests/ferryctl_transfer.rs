@@ -224,8 +224,8 @@ async fn a_full_transfer_store_fails_with_the_reason_and_keeps_earlier_commits()
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("full") && err.contains("No space left"),
-        "says why: {err}"
+        err.contains("transfer store full") && err.contains("No space left"),
+        "says why, naming the transfer store: {err}"
     );
     // The earlier commit is whole.
     ok(ferryctl(&[

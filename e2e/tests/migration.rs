@@ -8,7 +8,7 @@
 //! and watch like against a real one. The test plays csi-snapshotter: for each
 //! VolumeSnapshot it calls CreateSnapshot on the plugin's socket and fills in the status.
 
-use ferry_migration::fake_api::{FakeApi, base64};
+use ferry_kubefake::{FakeApi, base64};
 use ferry_proto::v1::VolumeCapability;
 use ferry_proto::v1::controller_client::ControllerClient;
 use ferry_proto::v1::volume_capability::access_mode::Mode;
@@ -223,7 +223,7 @@ async fn a_namespace_migrates_through_s3_with_the_real_binaries() {
     // The annotation asks for the migration; the sidecar makes the Migration object.
     src.set_status("/namespaces", None, NS, json!({"phase": "Active"}));
     src.serve_one(
-        &ferry_migration::fake_api::Method::PATCH,
+        &ferry_kubefake::Method::PATCH,
         &format!("/api/v1/namespaces/{NS}"),
         "",
         "application/merge-patch+json",

@@ -12,8 +12,6 @@ pub mod cluster_pair;
 pub mod context;
 pub mod crd;
 mod error;
-#[cfg(feature = "fake-api")]
-pub mod fake_api;
 pub mod finalizer;
 pub mod kinds_used;
 pub mod leader;

@@ -6,8 +6,8 @@
 mod common;
 
 use common::World;
+use ferry_kubefake::Method;
 use ferry_migration::crd::{ClusterPair, ItemStatus, Migration};
-use ferry_migration::fake_api::Method;
 use ferry_migration::finalizer;
 use serde_json::json;
 
@@ -137,7 +137,7 @@ async fn deleting_a_pair_in_use_waits_for_its_migration() {
 /// Modelled as the real server: no finalizer may be added to an object being deleted.
 #[test]
 fn no_finalizer_is_added_to_an_object_being_deleted() {
-    let api = ferry_migration::fake_api::FakeApi::new();
+    let api = ferry_kubefake::FakeApi::new();
     api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": NS, "finalizers": ["a"]}}));
     let path = format!("/api/v1/namespaces/{NS}/configmaps/c");
     assert_eq!(api.serve_one(&Method::DELETE, &path, "", "", b"").0, 200);

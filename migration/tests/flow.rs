@@ -293,9 +293,8 @@ async fn a_failure_at_any_write_resumes_to_the_same_result() {
     clean.shop(NS, 8).await;
     clean.migration(NS, "m1", spec());
     clean.drive(NS, "m1").await;
-    let writes = |log: Vec<ferry_migration::fake_api::Logged>| {
-        log.iter().filter(|l| l.method != "GET").count()
-    };
+    let writes =
+        |log: Vec<ferry_kubefake::Logged>| log.iter().filter(|l| l.method != "GET").count();
     let (src_writes, dst_writes) = (writes(clean.src.log()), writes(clean.dst.log()));
     assert!(
         src_writes >= 8 && dst_writes >= 8,
@@ -580,7 +579,7 @@ async fn cluster_pair_status_names_what_is_wrong() {
 }
 
 fn base64(s: &str) -> String {
-    ferry_migration::fake_api::base64(s.as_bytes())
+    ferry_kubefake::base64(s.as_bytes())
 }
 
 /// The destination refuses to re-root a volume its node is writing (the lease), and says

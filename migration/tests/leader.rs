@@ -2,7 +2,7 @@
 //! run here), with what the real server does to a Lease modelled: create answers 409 when it
 //! exists, and a replace carrying an older resourceVersion answers 409.
 
-use ferry_migration::fake_api::FakeApi;
+use ferry_kubefake::FakeApi;
 use ferry_migration::leader::{LEASE, try_hold};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;

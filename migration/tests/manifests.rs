@@ -324,3 +324,56 @@ fn containers_run_with_least_privilege() {
     }
     assert!(checked >= 8, "{checked} containers checked");
 }
+
+/// The API stand-in is test support: the crates that ship in the `ferry` and `ferryctl`
+/// binaries never depend on it (only their tests do, and the demo binary).
+#[test]
+fn no_shipped_crate_links_the_api_stand_in() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for krate in [
+        "cli",
+        "ctl",
+        "migration",
+        "csi",
+        "node",
+        "controller",
+        "store",
+        "transfer",
+    ] {
+        let text =
+            std::fs::read_to_string(root.join(krate).join("Cargo.toml")).expect("Cargo.toml");
+        let normal = text.split("[dev-dependencies]").next().unwrap_or_default();
+        for banned in ["ferry-kubefake", "tower-test", "kube-cel", "fake-api"] {
+            assert!(!normal.contains(banned), "{krate} depends on {banned}");
+        }
+    }
+}
+
+/// Defect 4: the standard sidecars' rules match the upstream roles of the pinned versions:
+/// csi-provisioner adds its finalizer to VolumeSnapshots (update), csi-resizer and
+/// csi-provisioner read VolumeAttributesClasses, and all three elect a leader with Leases.
+#[test]
+fn the_sidecars_get_what_their_upstream_roles_grant() {
+    let all = all_docs();
+    let g = effective_grants(&all, "ferry-csi-sidecars");
+    for (gr, r, v) in [
+        ("snapshot.storage.k8s.io", "volumesnapshots", "update"),
+        ("snapshot.storage.k8s.io", "volumesnapshotcontents", "patch"),
+        ("storage.k8s.io", "volumeattributesclasses", "get"),
+        ("storage.k8s.io", "volumeattributesclasses", "list"),
+        ("storage.k8s.io", "volumeattributesclasses", "watch"),
+        ("", "persistentvolumeclaims", "patch"),
+        ("", "persistentvolumeclaims/status", "patch"),
+    ] {
+        assert!(grants(&g, gr, r, v), "{v} {gr}/{r}");
+    }
+    let leases = grants_of(find(&all, "Role", "ferry-csi-sidecars-leases"));
+    for v in ["get", "create", "update"] {
+        assert!(
+            grants(&leases, "coordination.k8s.io", "leases", v),
+            "{v} leases"
+        );
+    }
+    let binding = find(&all, "RoleBinding", "ferry-csi-sidecars-leases");
+    assert_eq!(binding["subjects"][0]["name"], "ferry-controller");
+}

@@ -202,3 +202,44 @@ async fn a_retried_step_shows_on_the_migration() {
         "cleared once it passed"
     );
 }
+
+/// One retry policy: a permanent error (here the snapshot a VolumeSnapshotContent names is
+/// gone from the chunk store, as a corrupt or missing source would be) fails the volume with
+/// the reason at once instead of being retried forever.
+#[tokio::test]
+async fn a_missing_source_snapshot_fails_the_volume_instead_of_retrying() {
+    let w = World::new().await;
+    w.pair(NS, "remote", true);
+    w.shop(NS, 2).await;
+    w.migration(NS, "m1", spec());
+    let get = |w: &World| -> ferry_migration::crd::Migration {
+        serde_json::from_value(
+            w.src
+                .get("ferry.dev/migrations", Some(NS), "m1")
+                .expect("m"),
+        )
+        .expect("parse")
+    };
+    ferry_migration::migrate::reconcile(&w.src_ctx, &get(&w))
+        .await
+        .expect("reconcile");
+    w.step_cluster_controllers().await;
+    // The snapshot the snapshotter made disappears from the store before the export.
+    for vsc in w.src.all("snapshot.storage.k8s.io/volumesnapshotcontents") {
+        let handle = vsc["status"]["snapshotHandle"].as_str().expect("handle");
+        w.src_store.delete_snapshot(handle).await.expect("delete");
+    }
+    let st = w.drive(NS, "m1").await;
+    assert_eq!(st.status, ItemStatus::Failed, "{st:?}");
+    let v = st
+        .volumes
+        .iter()
+        .find(|v| v.persistent_volume_claim == "data")
+        .expect("volume");
+    assert_eq!(v.status, ItemStatus::Failed);
+    assert_eq!(v.retries, 0, "not retried: {v:?}");
+    assert!(
+        v.reason.as_deref().unwrap_or_default().contains("export"),
+        "{v:?}"
+    );
+}

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{FERRY_NS, World};
+use ferry_kubefake::{Method, base64};
 use ferry_migration::crd::{ClusterPair, ItemStatus, PairState, VolumeImport};
-use ferry_migration::fake_api::{Method, base64};
 use serde_json::{Value, json};
 
 const NS: &str = "shop";

@@ -30,7 +30,7 @@ async fn a_namespace_annotation_makes_one_migration() {
         .expect("name")
         .to_string();
     w.src.serve_one(
-        &ferry_migration::fake_api::Method::DELETE,
+        &ferry_kubefake::Method::DELETE,
         &format!("/apis/ferry.dev/v1alpha1/namespaces/shop/migrations/{name}"),
         "",
         "",

@@ -38,3 +38,22 @@ fn target_text(e: &ferry_store::Error) -> String {
         other => format!("transfer store: {other}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transfer_store_errors_say_transfer_store() {
+        let full = Error::Target(ferry_store::Error::StoreFull(
+            "No space left on device".into(),
+        ));
+        assert_eq!(
+            full.to_string(),
+            "transfer store full: No space left on device"
+        );
+        let down = Error::Target(ferry_store::Error::Unavailable("refused".into()));
+        assert!(down.to_string().starts_with("transfer store unavailable"));
+        assert!(!down.to_string().contains("chunk store"));
+    }
+}

@@ -116,17 +116,20 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
             });
         }
         // The Secrets of ClusterPairs here hold another cluster's credentials: never copied.
-        let pair_secrets: BTreeSet<String> =
-            api::list(&ctx.client, &kinds_used::cluster_pair(), Some(ns), None)
-                .await?
-                .iter()
-                .filter(|p| {
-                    p["spec"]["secretRef"]["namespace"]
-                        .as_str()
-                        .is_none_or(|n| n == ns)
-                })
-                .filter_map(|p| p["spec"]["secretRef"]["name"].as_str().map(str::to_string))
-                .collect();
+        let pairs: kube::Api<ClusterPair> = kube::Api::namespaced(ctx.client.clone(), ns);
+        let pair_secrets: BTreeSet<String> = pairs
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|p| p.spec.secret_ref)
+            .filter(|r| {
+                r.namespace
+                    .as_deref()
+                    .is_none_or(|n| n.is_empty() || n == ns)
+            })
+            .map(|r| r.name)
+            .collect();
         let mut objects = Vec::new();
         let mut kind_of = BTreeMap::new();
         for k in &scope {

@@ -3,7 +3,10 @@
 //! destination, and its PV.
 
 use super::fail;
-use crate::crd::{ClusterPair, ItemStatus, Migration, MigrationStatus, Stage, VolumeInfo};
+use crate::crd::{
+    ClusterPair, ImportPhase, ImportSource, ItemStatus, Migration, MigrationStatus,
+    PersistentVolumeTemplate, Stage, VolumeImport, VolumeImportSpec, VolumeInfo,
+};
 use crate::error::{Error, Result};
 use crate::pair::PairSettings;
 use crate::status::StatusWriter;
@@ -194,24 +197,18 @@ async fn advance(
     }
     if v.destination_volume.is_none() {
         let name = v.volume_import.clone().unwrap_or_default();
-        let vi = api::get(
-            dest,
-            &kinds_used::volume_import(),
-            Some(&settings.ferry_namespace),
-            &name,
-        )
-        .await?;
-        let Some(vi) = vi else {
+        let imports: kube::Api<VolumeImport> =
+            kube::Api::namespaced(dest.clone(), &settings.ferry_namespace);
+        let Some(vi) = imports.get_opt(&name).await? else {
             // Deleted on the destination: make it again.
             v.volume_import = None;
             return Ok(true);
         };
-        let ours = vi["status"]["snapshotId"].as_str() == v.snapshot_handle.as_deref();
-        match (ours, vi["status"]["phase"].as_str()) {
-            (true, Some("Ready")) => {
-                v.destination_volume = vi["status"]["persistentVolume"]
-                    .as_str()
-                    .map(str::to_string);
+        let vst = vi.status.unwrap_or_default();
+        let ours = vst.snapshot_id.as_deref() == v.snapshot_handle.as_deref();
+        match (ours, vst.phase) {
+            (true, ImportPhase::Ready) => {
+                v.destination_volume = vst.persistent_volume.clone();
                 v.status = ItemStatus::Successful;
                 v.reason = None;
                 ctx.volume_event(
@@ -228,11 +225,11 @@ async fn advance(
                 .await;
                 return Ok(false);
             }
-            (true, Some("Failed")) => {
+            (true, ImportPhase::Failed) => {
                 v.status = ItemStatus::Failed;
                 v.reason = Some(format!(
                     "destination import {name} failed: {}",
-                    vi["status"]["reason"].as_str().unwrap_or("no reason given")
+                    vst.reason.as_deref().unwrap_or("no reason given")
                 ));
                 return Ok(false);
             }
@@ -448,43 +445,53 @@ async fn create_import(
     let volume_id = v.volume_handle.clone().unwrap_or_default();
     let name = names::import(&volume_id);
     let ps = &source_pv["spec"];
-    let obj = json!({
-        "apiVersion": "ferry.dev/v1alpha1",
-        "kind": "VolumeImport",
-        "metadata": { "name": name, "namespace": fns },
-        "spec": {
-            "source": {
-                "volumeId": volume_id,
-                "snapshotId": v.snapshot_handle,
-                "migration": format!("{}/{}", mig.namespace().unwrap_or_default(), mig.name_any()),
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let mut vi = VolumeImport::new(
+        &name,
+        VolumeImportSpec {
+            source: ImportSource {
+                volume_id,
+                snapshot_id: v.snapshot_handle.clone().unwrap_or_default(),
+                migration: Some(format!(
+                    "{}/{}",
+                    mig.namespace().unwrap_or_default(),
+                    mig.name_any()
+                )),
             },
-            "transferSecret": secret_name,
-            "persistentVolume": {
-                "name": name,
-                "claimNamespace": v.namespace,
-                "claimName": v.persistent_volume_claim,
-                "capacity": ps["capacity"]["storage"].as_str().unwrap_or("1Gi"),
-                "accessModes": ps["accessModes"].clone(),
-                "volumeMode": ps["volumeMode"].as_str(),
-                "storageClassName": pvc["spec"]["storageClassName"].as_str().or(ps["storageClassName"].as_str()),
-                "reclaimPolicy": ps["persistentVolumeReclaimPolicy"].as_str(),
-                "mountOptions": ps["mountOptions"].as_array().cloned().unwrap_or_default(),
-                "fsType": ps["csi"]["fsType"].as_str(),
+            transfer_secret: secret_name,
+            persistent_volume: PersistentVolumeTemplate {
+                name: name.clone(),
+                claim_namespace: v.namespace.clone(),
+                claim_name: v.persistent_volume_claim.clone(),
+                capacity: text(&ps["capacity"]["storage"]).unwrap_or_else(|| "1Gi".into()),
+                access_modes: ps["accessModes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(text)
+                    .collect(),
+                volume_mode: text(&ps["volumeMode"]),
+                storage_class_name: text(&pvc["spec"]["storageClassName"])
+                    .or_else(|| text(&ps["storageClassName"])),
+                reclaim_policy: text(&ps["persistentVolumeReclaimPolicy"]),
+                mount_options: ps["mountOptions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(text)
+                    .collect(),
+                fs_type: text(&ps["csi"]["fsType"]),
             },
         },
-    });
-    let mut obj = obj;
-    // Drop nulls: absent optional fields stay absent instead of being owned as null.
-    strip_nulls(&mut obj);
-    api::apply(dest, &kinds_used::volume_import(), &obj).await?;
+    );
+    vi.metadata.namespace = Some(fns.clone());
+    let imports: kube::Api<VolumeImport> = kube::Api::namespaced(dest.clone(), fns);
+    imports
+        .patch(
+            &name,
+            &kube::api::PatchParams::apply(api::FIELD_MANAGER).force(),
+            &kube::api::Patch::Apply(&vi),
+        )
+        .await?;
     Ok(name)
-}
-
-fn strip_nulls(v: &mut Value) {
-    if let Value::Object(m) = v {
-        m.retain(|_, x| !x.is_null());
-        for x in m.values_mut() {
-            strip_nulls(x);
-        }
-    }
 }

@@ -6,8 +6,8 @@
 
 #![allow(dead_code)]
 
+use ferry_kubefake::FakeApi;
 use ferry_migration::crd::{Migration, MigrationStatus, VolumeImport};
-use ferry_migration::fake_api::FakeApi;
 use ferry_migration::{Ctx, pair::PairSettings};
 use ferry_store::{Store, StoreConfig, StoreOptions, VolumeOptions, VolumeSpec};
 use rand::{RngCore, SeedableRng, rngs::StdRng};
@@ -245,7 +245,7 @@ impl World {
 
 /// Secret data as the API returns it: base64-encoded.
 fn b64(pairs: &[(&str, &str)]) -> Value {
-    let enc = |v: &str| json!(ferry_migration::fake_api::base64(v.as_bytes()));
+    let enc = |v: &str| json!(ferry_kubefake::base64(v.as_bytes()));
     Value::Object(pairs.iter().map(|(k, v)| (k.to_string(), enc(v))).collect())
 }
 

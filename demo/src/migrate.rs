@@ -1,15 +1,15 @@
 //! The migration half of the walk-through: a namespace with an application and its volume
 //! moved by the migration controller from cluster A to cluster B.
 //!
-//! Both clusters' API servers are the in-process stand-in (`ferry_migration::fake_api`):
+//! Both clusters' API servers are the in-process stand-in (`ferry_kubefake`):
 //! the demo needs no cluster. Everything else is real: the controller's reconcilers
 //! (ClusterPair check, Migration through Volumes, Application and Final, the destination's
 //! VolumeImport), CreateSnapshot and DeleteSnapshot over the plugin's socket (the demo plays
 //! csi-snapshotter), the encrypted transfer store (a folder), and chunk store B.
 
 use super::{BoxError, digest};
+use ferry_kubefake::{FakeApi, base64};
 use ferry_migration::crd::{ClusterPair, Migration, MigrationStatus, VolumeImport};
-use ferry_migration::fake_api::{FakeApi, base64};
 use ferry_migration::{Ctx, pair::PairSettings};
 use ferry_proto::v1::controller_client::ControllerClient;
 use ferry_proto::v1::{CreateSnapshotRequest, DeleteSnapshotRequest};

@@ -1,5 +1,6 @@
-//! An in-memory stand-in for the Kubernetes API server (feature `fake-api`), for tests and
-//! for the local demo, which shows a migration without a cluster.
+//! An in-memory stand-in for the Kubernetes API server, for tests and for the local demo
+//! (`ferry-demo`), which shows a migration without a cluster. A test-support crate: no
+//! shipped binary links it.
 //!
 //! No real API server can be installed here, so tests drive the controller against this one.
 //! It keeps objects as JSON and models the API behaviours the controller relies on:
@@ -202,7 +203,7 @@ impl FakeApi {
     /// An API with ferry's CRDs installed and no other object.
     pub fn new() -> FakeApi {
         let api = FakeApi::default();
-        for crd in crate::crd::crds() {
+        for crd in ferry_migration::crd::crds() {
             if let Ok(v) = serde_json::to_value(crd) {
                 api.seed(v);
             }

@@ -1,4 +1,7 @@
-//! `ferry demo`: a local walk-through on an embedded default store (a temporary folder).
+//! `ferry-demo` (run by `hack/demo.sh`): a local walk-through on an embedded default store
+//! (a temporary folder). It serves volumes with the `ferry` binary built beside it, and
+//! stands in for the two clusters' API servers with `ferry-kubefake`, which is why it is a
+//! binary of its own: the shipped `ferry` never links the stand-in.
 //!
 //! As root, with the node tools present, it serves the whole CSI plugin (controller and
 //! node) on a socket, provisions a volume, stages and mounts it as ext4, writes files, takes
@@ -12,7 +15,7 @@ mod migrate;
 mod mounted;
 mod store_api;
 
-use clap::Args;
+use clap::Parser;
 use ferry_controller::ControllerService;
 use ferry_csi::IdentityService;
 use ferry_csi::serve::{connect_unix, serve_unix};
@@ -26,8 +29,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::transport::Channel;
 
-/// Flags of `ferry demo`.
-#[derive(Args, Debug)]
+/// Flags of `ferry-demo`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferry-demo",
+    about = "Ferry's local walk-through: volume, data, snapshot, restore, verify, migrate"
+)]
 pub struct DemoArgs {
     /// Keep the store in this folder instead of a temporary one.
     #[arg(long, env = "FERRY_DEMO_DIR")]
@@ -38,6 +45,40 @@ pub struct DemoArgs {
 }
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // The demo prints its own steps; its logs stay quiet unless RUST_LOG asks.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(DemoArgs::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `ferry` binary beside this one: volume servers are its `volume-server` command.
+fn ferry_binary() -> Result<PathBuf, BoxError> {
+    let exe = std::env::current_exe()?.with_file_name("ferry");
+    if exe.exists() {
+        Ok(exe)
+    } else {
+        Err(format!(
+            "{} is missing: the demo serves volumes with it; build it with `cargo build \
+             --release -p ferry -p ferry-demo` (hack/demo.sh does)",
+            exe.display()
+        )
+        .into())
+    }
+}
 
 /// Runs the walk-through, printing each step.
 ///
@@ -115,7 +156,7 @@ impl DemoPlugin {
                 state_dir,
                 max_volumes: 16,
                 lease_ttl: Duration::from_secs(30),
-                exe: std::env::current_exe()?,
+                exe: ferry_binary()?,
                 store_config,
                 cache_mib: 256,
             };

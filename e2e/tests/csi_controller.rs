@@ -661,8 +661,7 @@ async fn unreachable_store_is_unavailable_with_the_backends_reason() {
 
 #[tokio::test]
 async fn full_store_is_resource_exhausted() {
-    if !ferry_testkit::is_root() {
-        eprintln!("SKIP: mounting a small tmpfs needs root");
+    if ferry_testkit::skip_unless_root("mounting a small tmpfs") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -15,11 +15,7 @@ use tonic::Code;
 const MIB: u64 = 1 << 20;
 
 fn skip_unless_root(test: &str) -> bool {
-    if ferry_testkit::is_root() {
-        return false;
-    }
-    eprintln!("skipping {test}: mounting needs root (loop devices, FUSE, mount)");
-    true
+    ferry_testkit::skip_unless_root(&format!("{test} (loop devices, FUSE, mount)"))
 }
 
 fn have_xfs() -> bool {

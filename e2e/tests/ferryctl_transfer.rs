@@ -169,8 +169,7 @@ async fn killed_exports_and_imports_resume_and_match() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_transfer_store_fails_with_the_reason_and_keeps_earlier_commits() {
-    if !ferry_testkit::is_root() {
-        eprintln!("skipping: mounting a small tmpfs as the transfer store needs root");
+    if ferry_testkit::skip_unless_root("mounting a small tmpfs as the transfer store") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

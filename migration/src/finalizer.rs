@@ -20,6 +20,25 @@ pub const MIGRATION: &str = "ferry.dev/migration-cleanup";
 /// On a ClusterPair: it goes only when no running Migration uses it.
 pub const PAIR: &str = "ferry.dev/pair-in-use";
 
+/// A namespaced resource the typed API can read and write.
+pub trait Object:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+{
+}
+
+impl<K> Object for K where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug
+{
+}
+
 /// True when the object is being deleted.
 pub fn deleting<K: Resource>(obj: &K) -> bool {
     obj.meta().deletion_timestamp.is_some()
@@ -35,14 +54,7 @@ pub fn has<K: Resource>(obj: &K, name: &str) -> bool {
 ///
 /// # Errors
 /// API errors; 409 when the object changed since it was read.
-pub async fn add<K>(client: &kube::Client, obj: &K, name: &str) -> Result<K>
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
-{
+pub async fn add<K: Object>(client: &kube::Client, obj: &K, name: &str) -> Result<K> {
     let mut list = obj.finalizers().to_vec();
     list.push(name.to_string());
     write(client, obj, list).await
@@ -53,14 +65,7 @@ where
 ///
 /// # Errors
 /// API errors; 409 when the object changed since it was read.
-pub async fn remove<K>(client: &kube::Client, obj: &K, name: &str) -> Result<()>
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
-{
+pub async fn remove<K: Object>(client: &kube::Client, obj: &K, name: &str) -> Result<()> {
     let list: Vec<String> = obj
         .finalizers()
         .iter()
@@ -74,14 +79,7 @@ where
     }
 }
 
-async fn write<K>(client: &kube::Client, obj: &K, list: Vec<String>) -> Result<K>
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
-{
+async fn write<K: Object>(client: &kube::Client, obj: &K, list: Vec<String>) -> Result<K> {
     let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
     let patch = json!({
         "metadata": { "finalizers": list, "resourceVersion": obj.resource_version() }

@@ -11,10 +11,9 @@
 //!   runs again from a fresh read).
 
 use crate::error::{Error, Result};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 /// Saves the status of one object, starting from the copy a reconcile read.
@@ -25,11 +24,7 @@ pub struct StatusWriter<K> {
     resource_version: Option<String>,
 }
 
-impl<K> StatusWriter<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-    K: Resource<Scope = kube::core::NamespaceResourceScope>,
-{
+impl<K: crate::finalizer::Object> StatusWriter<K> {
     /// A writer for `obj` (namespaced), which must be the copy just read from the API.
     ///
     /// # Errors

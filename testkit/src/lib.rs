@@ -298,6 +298,20 @@ fn present(bin: &Path, kind: Kind) -> Option<()> {
     None
 }
 
+/// True when a test that needs root must be skipped: not root. It prints why; with
+/// `FERRY_REQUIRE_ROOT=1` (which the test command sets when it runs as root) it panics
+/// instead, so a run as root never passes by skipping.
+pub fn skip_unless_root(why: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    if std::env::var("FERRY_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
+        panic!("{why} needs root, and FERRY_REQUIRE_ROOT=1 says this run must not skip it");
+    }
+    eprintln!("SKIP: {why} needs root");
+    true
+}
+
 /// True when this process runs as root (tests that mount need it).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

@@ -2,10 +2,10 @@
 //! VolumeImports on the destination that had not finished. Runs before its finalizer is
 //! removed; every step treats "already gone" as done, so it may run again.
 
+use crate::Ctx;
 use crate::crd::{ClusterPair, Migration, VolumeImport};
 use crate::error::Result;
 use crate::pair::PairSettings;
-use crate::{Ctx, api, kinds_used};
 use kube::ResourceExt;
 
 /// Removes what the migration made and has not handed over.
@@ -14,17 +14,7 @@ use kube::ResourceExt;
 /// Temporary API errors (the cleanup is tried again).
 pub async fn run(ctx: &Ctx, mig: &Migration) -> Result<()> {
     let st = mig.status.clone().unwrap_or_default();
-    for v in &st.volumes {
-        if let Some(s) = &v.snapshot {
-            api::delete(
-                &ctx.client,
-                &kinds_used::volume_snapshot(),
-                Some(&v.namespace),
-                s,
-            )
-            .await?;
-        }
-    }
+    super::finish::delete_snapshots(ctx, &st).await?;
     let unfinished: Vec<&str> = st
         .volumes
         .iter()

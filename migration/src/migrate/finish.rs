@@ -13,8 +13,11 @@ fn is_purge(r: &ResourceInfo) -> bool {
         .is_some_and(|x| x.starts_with(super::application::PURGED))
 }
 
-/// Cleans up and ends the migration.
-pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result<Option<Duration>> {
+/// Deletes the VolumeSnapshots the migration made; already gone counts as deleted.
+///
+/// # Errors
+/// API errors.
+pub async fn delete_snapshots(ctx: &Ctx, st: &MigrationStatus) -> Result<()> {
     for v in &st.volumes {
         if let Some(s) = &v.snapshot {
             api::delete(
@@ -26,6 +29,12 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
             .await?;
         }
     }
+    Ok(())
+}
+
+/// Cleans up and ends the migration.
+pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result<Option<Duration>> {
+    delete_snapshots(ctx, st).await?;
     let finished = now();
     let start = st
         .start_timestamp

@@ -118,7 +118,7 @@ impl Store {
             paths,
         };
         self.objects()
-            .put(layout::GC_CONDEMNED, records::encode(&list))
+            .put(layout::GC_CONDEMNED, records::encode(&list)?)
             .await?;
         Ok(report)
     }

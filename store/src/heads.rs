@@ -46,7 +46,7 @@ impl Store {
     ) -> Result<()> {
         let rec = gen_record(id, 0, root, size, chunk, None);
         self.objects()
-            .put_if_absent(&layout::gen_path(id, 0), records::encode(&rec))
+            .put_if_absent(&layout::gen_path(id, 0), records::encode(&rec)?)
             .await?;
         Ok(())
     }
@@ -77,7 +77,7 @@ impl Store {
             let path = layout::gen_path(id, target);
             if self
                 .objects()
-                .put_if_absent(&path, records::encode(&rec))
+                .put_if_absent(&path, records::encode(&rec)?)
                 .await?
             {
                 return self.confirm(rec).await;

@@ -151,7 +151,7 @@ impl Store {
         let path = layout::lease_path(id, seq);
         if !self
             .objects()
-            .put_if_absent(&path, records::encode(&rec))
+            .put_if_absent(&path, records::encode(&rec)?)
             .await?
         {
             // Our own write whose answer was lost counts as ours.

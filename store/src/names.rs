@@ -80,7 +80,7 @@ impl Store {
             };
             if self
                 .objects()
-                .put_if_absent(path, records::encode(&rec))
+                .put_if_absent(path, records::encode(&rec)?)
                 .await?
             {
                 return Ok(rec.id);

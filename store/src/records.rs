@@ -180,9 +180,12 @@ versioned!(
 );
 
 /// Encodes a record.
-pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    // Serialising these plain structs cannot fail.
-    serde_json::to_vec_pretty(record).unwrap_or_default()
+///
+/// # Errors
+/// [`Error::Internal`] if it does not serialise: never written as empty bytes.
+pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(record)
+        .map_err(|e| Error::Internal(format!("encoding a store record: {e}")))
 }
 
 /// Decodes a record read from `path`, refusing unknown formats.

@@ -68,7 +68,7 @@ impl Store {
             created_ms: records::now_ms(),
         };
         self.objects()
-            .put(&layout::snapshot(id), records::encode(&rec))
+            .put(&layout::snapshot(id), records::encode(&rec)?)
             .await?;
         Ok(rec)
     }

@@ -57,7 +57,8 @@ impl Store {
             kind: "ferry-chunk-store".into(),
             format: STORE_FORMAT,
         };
-        let bytes = serde_json::to_vec(&marker).unwrap_or_default();
+        let bytes = serde_json::to_vec(&marker)
+            .map_err(|e| Error::Internal(format!("encoding the store marker: {e}")))?;
         if self.objects().put_if_absent(layout::MARKER, bytes).await? {
             return Ok(());
         }

@@ -108,7 +108,7 @@ impl Store {
         };
         if !self.objects().exists(&layout::volume(id)).await? {
             self.objects()
-                .put(&layout::volume(id), records::encode(&record))
+                .put(&layout::volume(id), records::encode(&record)?)
                 .await?;
         }
         self.init_head(id, root, record.spec.capacity_bytes, chunk)

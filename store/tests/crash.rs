@@ -46,7 +46,10 @@ async fn create_volume_killed_after_claiming_the_name_is_finished_by_the_retry()
         request: serde_json::to_value(spec("pvc-a")).unwrap(),
     };
     s.objects()
-        .put_if_absent(&layout::volume_name("pvc-a"), records::encode(&claimed))
+        .put_if_absent(
+            &layout::volume_name("pvc-a"),
+            records::encode(&claimed).unwrap(),
+        )
         .await
         .unwrap();
     assert!(

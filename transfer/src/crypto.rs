@@ -88,17 +88,21 @@ impl Key {
     }
 
     /// Encrypts `plain`, binding it to `aad` (the object's name).
-    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+    ///
+    /// # Errors
+    /// [`Error::Key`] when the cipher refuses (a message beyond its limit): never an empty
+    /// ciphertext.
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE];
         rand::rng().fill_bytes(&mut nonce);
         let sealed = self
             .cipher
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
-            .unwrap_or_default();
+            .map_err(|e| Error::Key(format!("sealing {} bytes: {e}", plain.len())))?;
         let mut out = Vec::with_capacity(NONCE + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        out
+        Ok(out)
     }
 
     /// Decrypts what [`Key::seal`] made for the same `aad`.
@@ -128,7 +132,7 @@ mod tests {
     #[test]
     fn seal_open_round_trip_and_tamper_detection() {
         let k = Key::parse(Key::generate_hex().as_bytes()).unwrap();
-        let s = k.seal(b"name", b"hello");
+        let s = k.seal(b"name", b"hello").expect("seal");
         assert_eq!(k.open(b"name", &s, "x").unwrap(), b"hello");
         assert!(k.open(b"other", &s, "x").is_err(), "bound to its name");
         let mut t = s.clone();

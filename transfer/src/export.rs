@@ -181,7 +181,7 @@ async fn copy(
             let check = frame.clone();
             let raw = tokio::task::spawn_blocking(move || codec::decode(&path, kind, &h, &check))
                 .await
-                .map_err(|e| Error::Invalid(format!("decode task: {e}")))??;
+                .map_err(crate::target::task_failed)??;
             Ok::<_, Error>((h, frame, raw.len() as u64))
         })
         .buffer_unordered(width.max(1));

@@ -189,7 +189,7 @@ pub async fn import(
                         .collect::<Result<Vec<_>>>()
                 })
                 .await
-                .map_err(|e| Error::Invalid(format!("decode task: {e}")))??;
+                .map_err(crate::target::task_failed)??;
                 futures::stream::iter(opened)
                     .map(|(h, frame, raw)| async move {
                         let n = frame.len() as u64;

@@ -58,7 +58,7 @@ impl PackWriter {
         chunks: u64,
         volume_bytes: u64,
     ) -> Result<()> {
-        let sealed = self.store.seal(&name, frame);
+        let sealed = self.store.seal(&name, frame)?;
         self.entries.push(Entry {
             name,
             offset: self.buf.len() as u64,
@@ -102,7 +102,7 @@ impl PackWriter {
             let path = layout::index(&id);
             let plain = serde_json::to_vec(&index)
                 .map_err(|e| Error::Invalid(format!("encoding pack index {path}: {e}")))?;
-            let bytes = store.seal(&path, plain);
+            let bytes = store.seal(&path, plain)?;
             let m = bytes.len() as u64;
             store
                 .objects()
@@ -118,7 +118,7 @@ impl PackWriter {
 
     async fn join_one(&mut self) -> Result<()> {
         if let Some(r) = self.uploads.join_next().await {
-            self.written += r.map_err(|e| Error::Invalid(format!("pack upload task: {e}")))??;
+            self.written += r.map_err(crate::target::task_failed)??;
         }
         Ok(())
     }

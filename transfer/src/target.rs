@@ -150,14 +150,18 @@ impl TransferStore {
         {
             Some(bytes) => bytes,
             None => {
+                let key_check = match &self.key {
+                    Some(k) => Some(
+                        base64::engine::general_purpose::STANDARD
+                            .encode(k.seal(layout::MARKER.as_bytes(), KEY_CHECK)?),
+                    ),
+                    None => None,
+                };
                 let m = Marker {
                     kind: "ferry-transfer".into(),
                     format: TRANSFER_FORMAT,
                     encrypted: self.key.is_some(),
-                    key_check: self.key.as_ref().map(|k| {
-                        base64::engine::general_purpose::STANDARD
-                            .encode(k.seal(layout::MARKER.as_bytes(), KEY_CHECK))
-                    }),
+                    key_check,
                 };
                 let bytes = serde_json::to_vec_pretty(&m)
                     .map_err(|e| Error::Invalid(format!("encoding the marker: {e}")))?;
@@ -228,10 +232,13 @@ impl TransferStore {
     }
 
     /// Seals `plain` for the object `aad` (identity when not encrypted).
-    pub fn seal(&self, aad: &str, plain: Vec<u8>) -> Vec<u8> {
+    ///
+    /// # Errors
+    /// The cipher's refusal.
+    pub fn seal(&self, aad: &str, plain: Vec<u8>) -> Result<Vec<u8>> {
         match &self.key {
             Some(k) => k.seal(aad.as_bytes(), &plain),
-            None => plain,
+            None => Ok(plain),
         }
     }
 
@@ -332,7 +339,7 @@ impl TransferStore {
         let h = *h;
         tokio::task::spawn_blocking(move || this.open_blob(&h, kind, sealed))
             .await
-            .map_err(|e| Error::Invalid(format!("decode task: {e}")))?
+            .map_err(task_failed)?
     }
 
     /// Reads `len` bytes at `offset` of pack `pack`; `what` names the blobs wanted there.
@@ -395,7 +402,7 @@ impl TransferStore {
         let path = layout::commit(&commit.volume_id, &commit.snapshot_id);
         let plain = serde_json::to_vec_pretty(commit)
             .map_err(|e| Error::Invalid(format!("encoding commit {path}: {e}")))?;
-        let bytes = self.seal(&path, plain);
+        let bytes = self.seal(&path, plain)?;
         self.objects
             .put_if_absent(&path, bytes)
             .await
@@ -467,4 +474,12 @@ impl TransferStore {
         }
         Ok(best)
     }
+}
+
+/// A background task that panicked or was cancelled: a fault here, not bad input, so it is
+/// temporary (the work is tried again), never a reason to fail a volume for good.
+pub(crate) fn task_failed(e: tokio::task::JoinError) -> Error {
+    Error::Store(ferry_store::Error::Internal(format!(
+        "a transfer task ended early: {e}"
+    )))
 }

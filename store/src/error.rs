@@ -56,19 +56,21 @@ pub enum Error {
 }
 
 impl Error {
-    /// Classifies an opendal error met while working on `path`.
+    /// Classifies an opendal error met while working on `path`: by its kind, its temporary
+    /// flag, the I/O error behind it (ENOSPC, EDQUOT) and the service's own words for a full
+    /// store or a failed connection in its message and causes. Never by the path, which is
+    /// only quoted (a chunk's hex name may hold any digits, `507` included).
     pub(crate) fn backend(op: &str, path: &str, err: opendal::Error) -> Self {
         use opendal::ErrorKind as K;
         let text = format!("{op} {path}: {err}");
-        if looks_full(&text) {
+        if is_full(&err) {
             return Error::StoreFull(text);
         }
         match err.kind() {
-            _ if looks_unreachable(&text) => Error::Unavailable(text),
             K::NotFound => Error::NotFound(text),
             K::ConfigInvalid | K::PermissionDenied | K::Unsupported => Error::Config(text),
             K::RateLimited => Error::Unavailable(text),
-            _ if err.is_temporary() => Error::Unavailable(text),
+            _ if err.is_temporary() || is_unreachable(&err) => Error::Unavailable(text),
             _ => Error::Internal(text),
         }
     }
@@ -79,32 +81,60 @@ impl Error {
     }
 }
 
-fn looks_full(text: &str) -> bool {
-    const SIGNS: [&str; 7] = [
-        "No space left on device",
-        "no storage space",
-        "os error 28",
-        "Disk quota exceeded",
-        "InsufficientStorage",
-        "QuotaExceeded",
-        "507",
-    ];
-    SIGNS.iter().any(|s| text.contains(s))
-}
+/// The words services and the OS use for "out of space or over quota". None of them can
+/// be part of a store path (hex names and ids), so looking for them in causes is safe.
+const FULL_SIGNS: [&str; 6] = [
+    "No space left on device",
+    "no storage space",
+    "Disk quota exceeded",
+    "InsufficientStorage",
+    "Insufficient Storage",
+    "QuotaExceeded",
+];
 
 /// Transport failures: opendal reports them as "send http request" (whatever the cause:
 /// refused, reset, closed, DNS), and marks them persistent once its retries are spent.
-fn looks_unreachable(text: &str) -> bool {
-    const SIGNS: [&str; 7] = [
-        "send http request",
-        "Connection refused",
-        "connection refused",
-        "connection reset",
-        "error sending request",
-        "dns error",
-        "timed out",
-    ];
-    SIGNS.iter().any(|s| text.contains(s))
+const UNREACHABLE_SIGNS: [&str; 7] = [
+    "send http request",
+    "Connection refused",
+    "connection refused",
+    "connection reset",
+    "error sending request",
+    "dns error",
+    "timed out",
+];
+
+/// The texts an error says of itself: its message and each cause's, without the context
+/// opendal adds (which holds the path).
+fn own_words(err: &opendal::Error) -> Vec<String> {
+    let mut out = vec![err.message().to_string()];
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        out.push(c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+fn is_full(err: &opendal::Error) -> bool {
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    own_words(err)
+        .iter()
+        .any(|t| FULL_SIGNS.iter().any(|s| t.contains(s)))
+}
+
+fn is_unreachable(err: &opendal::Error) -> bool {
+    own_words(err)
+        .iter()
+        .any(|t| UNREACHABLE_SIGNS.iter().any(|s| t.contains(s)))
 }
 
 #[cfg(test)]
@@ -142,6 +172,36 @@ mod tests {
         assert!(matches!(
             Error::backend("list", "p", odd),
             Error::Internal(_)
+        ));
+    }
+
+    /// Issue: about 1.5 % of chunk names hold "507", and an error on such a chunk was taken
+    /// for a full store (permanent, and it broke the lost-race fallback of create-if-absent).
+    #[test]
+    fn a_path_with_507_is_not_a_full_store() {
+        let path = "chunks/ab/ab5070000000000000000000000000000000000000000000000000000000ff";
+        let odd =
+            opendal::Error::new(K::Unexpected, "precondition failed").with_context("path", path);
+        assert!(matches!(
+            Error::backend("write", path, odd),
+            Error::Internal(_)
+        ));
+        let throttled = opendal::Error::new(K::RateLimited, "slow down").with_context("path", path);
+        assert!(matches!(
+            Error::backend("write", path, throttled),
+            Error::Unavailable(_)
+        ));
+        // A real full disk behind the error still is, by its OS error.
+        let enospc = opendal::Error::new(K::Unexpected, "write failed")
+            .set_source(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(matches!(
+            Error::backend("write", path, enospc),
+            Error::StoreFull(_)
+        ));
+        let quota = opendal::Error::new(K::Unexpected, "QuotaExceeded: the account is full");
+        assert!(matches!(
+            Error::backend("write", "p", quota),
+            Error::StoreFull(_)
         ));
     }
 }

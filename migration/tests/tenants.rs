@@ -217,16 +217,8 @@ async fn a_spec_patched_after_validation_moves_nothing_more() {
         "m1",
         json!({"clusterPair": "remote", "namespaces": [NS]}),
     );
-    let get = |w: &World| -> ferry_migration::crd::Migration {
-        serde_json::from_value(
-            w.src
-                .get("ferry.dev/migrations", Some(NS), "m1")
-                .expect("m"),
-        )
-        .expect("parse")
-    };
     // Validate, and start on the volumes (it waits for the snapshot).
-    let wait = ferry_migration::migrate::reconcile(&w.src_ctx, &get(&w))
+    let wait = ferry_migration::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1"))
         .await
         .expect("reconcile");
     assert!(wait.is_some());

@@ -165,6 +165,16 @@ impl World {
         self.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Migration", "metadata": {"name": name, "namespace": ns}, "spec": spec}));
     }
 
+    /// Migration `ns/name` as the source API holds it now.
+    pub fn migration_object(&self, ns: &str, name: &str) -> Migration {
+        serde_json::from_value(
+            self.src
+                .get("ferry.dev/migrations", Some(ns), name)
+                .expect("migration"),
+        )
+        .expect("parse")
+    }
+
     pub fn migration_status(&self, ns: &str, name: &str) -> MigrationStatus {
         let m = self
             .src

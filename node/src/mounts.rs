@@ -137,11 +137,18 @@ pub async fn bind(
 /// # Errors
 /// INTERNAL with umount's message (for example "target is busy").
 pub async fn unmount_all(target: &Path) -> Result<(), Error> {
+    // "target is busy" can be passing: a loop device just detached releases its backing file
+    // asynchronously, and udev's probes hold a device for a moment. Such a mount is tried
+    // again for a bounded time; a holder that stays makes the call fail, and the caller's
+    // retry (the kubelet's) goes on from there.
+    let started = std::time::Instant::now();
     while at(target)?.is_some() {
         let t = target.to_string_lossy();
         if let Err(e) = run("umount", &[&t]).await {
             if is_dead(target) {
                 run("umount", &["-l", &t]).await?;
+            } else if e.to_string().contains("target is busy") && started.elapsed() < BUSY_WAIT {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             } else {
                 return Err(e);
             }
@@ -149,6 +156,9 @@ pub async fn unmount_all(target: &Path) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// How long a busy mount is tried again before unmounting fails.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// True when `path` answers "transport endpoint is not connected": a FUSE mount whose server
 /// died, or a mount over one.

@@ -9,7 +9,7 @@ use ferry_node::{NodeConfig, NodeService};
 use ferry_proto::v1::controller_server::ControllerServer;
 use ferry_proto::v1::identity_server::IdentityServer;
 use ferry_proto::v1::node_server::NodeServer;
-use ferry_store::{Backend, Error as StoreError, Store, objects::Objects};
+use ferry_store::{Backend, Error as StoreError, Objects, Store};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;

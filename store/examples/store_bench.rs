@@ -279,13 +279,13 @@ async fn chunk_sizes(data: &[u8]) {
         h.flush().await.expect("flush");
         let w = t.elapsed();
         let chunks = store
-            .objects()
+            .raw_objects()
             .list(layout::CHUNKS)
             .await
             .expect("list")
             .len();
         let pages: u64 = store
-            .objects()
+            .raw_objects()
             .list(layout::TREES)
             .await
             .expect("list")

@@ -8,6 +8,7 @@ use crate::objects::Objects;
 use crate::tree::Page;
 use lru::LruCache;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -25,9 +26,84 @@ pub struct Blobs {
     objects: Objects,
     chunks: Mutex<LruCache<Hash, Arc<Vec<u8>>>>,
     pages: Mutex<LruCache<Hash, Arc<Page>>>,
-    /// An existing object older than this is written again before it is referenced, so a
-    /// garbage collector that condemned it sees it was revived (see `gc`).
-    refresh_after: Duration,
+    /// An existing object older than this (ms) is written again before it is referenced, so
+    /// a garbage collector that condemned it sees it was revived (see `gc`).
+    refresh_after_ms: AtomicU64,
+}
+
+/// A chunk hashed and encoded, not stored yet.
+pub struct Encoded {
+    /// Its name.
+    pub hash: Hash,
+    raw: Vec<u8>,
+    blob: Vec<u8>,
+}
+
+impl Encoded {
+    /// The chunk's bytes back.
+    pub fn into_raw(self) -> Vec<u8> {
+        self.raw
+    }
+
+    /// The chunk's bytes.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+}
+
+/// A stored frame (the codec's bytes of a chunk or page) whose content was checked against
+/// its name: only [`Frame::verify`] makes one, so only checked bytes can be stored.
+#[derive(Clone)]
+pub struct Frame {
+    kind: Kind,
+    hash: Hash,
+    bytes: Vec<u8>,
+}
+
+impl Frame {
+    /// Checks that `bytes` frame a blob of `kind` whose content hashes to `hash`, returning
+    /// the frame and the content. `what` names the bytes in errors.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the framing is bad or the content does not match its name.
+    pub fn verify(what: &str, kind: Kind, hash: &Hash, bytes: Vec<u8>) -> Result<(Frame, Vec<u8>)> {
+        let raw = codec::decode(what, kind, hash, &bytes)?;
+        Ok((
+            Frame {
+                kind,
+                hash: *hash,
+                bytes,
+            },
+            raw,
+        ))
+    }
+
+    /// What the frame holds.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The content's name.
+    pub fn hash(&self) -> &Hash {
+        &self.hash
+    }
+
+    /// The stored bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The stored bytes, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+fn path_of(kind: Kind, h: &Hash) -> String {
+    match kind {
+        Kind::Chunk => layout::chunk(h),
+        Kind::Page => layout::page(h),
+    }
 }
 
 impl Blobs {
@@ -39,13 +115,84 @@ impl Blobs {
             objects,
             chunks: Mutex::new(LruCache::new(n)),
             pages: Mutex::new(LruCache::new(pages)),
-            refresh_after: gc_grace / 2,
+            refresh_after_ms: AtomicU64::new((gc_grace / 2).as_millis() as u64),
         }
     }
 
+    /// Takes the store's recorded grace period for the refresh rule.
+    pub(crate) fn set_grace(&self, grace: Duration) {
+        self.refresh_after_ms
+            .store((grace / 2).as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn refresh_after(&self) -> Duration {
+        Duration::from_millis(self.refresh_after_ms.load(Ordering::Relaxed))
+    }
+
     /// The object layer below.
-    pub fn objects(&self) -> &Objects {
+    pub(crate) fn objects(&self) -> &Objects {
         &self.objects
+    }
+
+    /// Reads a stored chunk or page as it is stored, checked against its name.
+    ///
+    /// # Errors
+    /// [`Error::MissingChunk`] for an absent chunk, [`Error::Corrupt`] for an absent page or
+    /// damaged bytes; backend errors.
+    pub async fn read_frame(&self, kind: Kind, h: &Hash) -> Result<(Frame, Vec<u8>)> {
+        let path = path_of(kind, h);
+        let bytes = self.objects.get(&path).await?.ok_or_else(|| match kind {
+            Kind::Chunk => Error::MissingChunk(*h),
+            Kind::Page => Error::Corrupt {
+                path: path.clone(),
+                reason: "tree page is referenced but missing".into(),
+            },
+        })?;
+        let h = *h;
+        tokio::task::spawn_blocking(move || Frame::verify(&path, kind, &h, bytes))
+            .await
+            .map_err(|e| Error::Internal(format!("decode task: {e}")))?
+    }
+
+    /// True when the store has the blob and it is young enough to be referenced without
+    /// being written again (the refresh rule). Call only for hashes a [`crate::Hold`]
+    /// protects: a blob this answers true for is then safe until the hold is released.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn has_fresh(&self, kind: Kind, h: &Hash) -> Result<bool> {
+        let Some(meta) = self.objects.stat(&path_of(kind, h)).await? else {
+            return Ok(false);
+        };
+        Ok(meta
+            .modified
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_none_or(|age| age < self.refresh_after()))
+    }
+
+    /// Stores a checked frame unless a fresh copy is already there (the refresh rule).
+    ///
+    /// # Errors
+    /// Backend errors ([`Error::StoreFull`] when out of space).
+    pub async fn put_frame(&self, frame: Frame) -> Result<PutOutcome> {
+        let path = path_of(frame.kind, &frame.hash);
+        self.put_blob(&path, frame.bytes).await
+    }
+
+    /// Stores a checked frame without looking first: for blobs [`Blobs::has_fresh`] just
+    /// found missing or stale.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn write_frame(&self, frame: Frame) -> Result<PutOutcome> {
+        let n = frame.bytes.len() as u64;
+        self.objects
+            .put(&path_of(frame.kind, &frame.hash), frame.bytes)
+            .await?;
+        Ok(PutOutcome {
+            stored_bytes: n,
+            uploaded: true,
+        })
     }
 
     /// Reads and verifies a chunk.
@@ -93,16 +240,34 @@ impl Blobs {
     /// # Errors
     /// Backend errors ([`Error::StoreFull`] when out of space).
     pub async fn put_chunk(&self, raw: Vec<u8>, policy: CodecPolicy) -> Result<(Hash, PutOutcome)> {
-        let (h, raw, blob) = tokio::task::spawn_blocking(move || {
-            let h = Hash::of(&raw);
+        let enc = Self::encode_chunk(raw, policy).await?;
+        Ok((enc.hash, self.put_encoded(&enc).await?))
+    }
+
+    /// Hashes and encodes a chunk on the blocking pool, without storing it.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the task fails.
+    pub async fn encode_chunk(raw: Vec<u8>, policy: CodecPolicy) -> Result<Encoded> {
+        tokio::task::spawn_blocking(move || {
+            let hash = Hash::of(&raw);
             let (blob, _) = codec::encode(Kind::Chunk, &raw, policy);
-            (h, raw, blob)
+            Encoded { hash, raw, blob }
         })
         .await
-        .map_err(|e| Error::Internal(format!("encode task: {e}")))?;
-        let out = self.put_blob(&layout::chunk(&h), blob).await?;
-        lock(&self.chunks).put(h, Arc::new(raw));
-        Ok((h, out))
+        .map_err(|e| Error::Internal(format!("encode task: {e}")))
+    }
+
+    /// Stores an encoded chunk unless a fresh copy is already there (the refresh rule).
+    ///
+    /// # Errors
+    /// Backend errors ([`Error::StoreFull`] when out of space).
+    pub async fn put_encoded(&self, enc: &Encoded) -> Result<PutOutcome> {
+        let out = self
+            .put_blob(&layout::chunk(&enc.hash), enc.blob.clone())
+            .await?;
+        lock(&self.chunks).put(enc.hash, Arc::new(enc.raw.clone()));
+        Ok(out)
     }
 
     /// Reads and verifies a tree page.
@@ -153,7 +318,7 @@ impl Blobs {
             let fresh = meta
                 .modified
                 .and_then(|m| SystemTime::now().duration_since(m).ok())
-                .is_none_or(|age| age < self.refresh_after);
+                .is_none_or(|age| age < self.refresh_after());
             if fresh {
                 return Ok(PutOutcome::default());
             }

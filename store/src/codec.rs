@@ -111,13 +111,6 @@ fn deflate(raw: &[u8]) -> Option<Vec<u8>> {
     enc.finish().ok()
 }
 
-/// The uncompressed length a blob's header states, without decoding it (`None` when the
-/// header is not a blob header).
-pub fn raw_len(blob: &[u8]) -> Option<usize> {
-    (blob.len() >= 12 && &blob[..4] == MAGIC)
-        .then(|| u32::from_le_bytes([blob[8], blob[9], blob[10], blob[11]]) as usize)
-}
-
 /// Decodes a blob read from `path`, checking magic, version, kind, length and that the
 /// SHA-256 of the payload equals `expect`.
 ///

@@ -186,8 +186,10 @@ pub struct StoreOptions {
     pub max_dirty_bytes: usize,
     /// Object-store requests in flight per operation.
     pub concurrency: usize,
-    /// Unreferenced objects younger than this are never deleted by GC.
+    /// GC grace period recorded in a store that has none yet (see [`crate::GcPolicy`]).
     pub gc_grace: Duration,
+    /// Hold and sweep record lifetime recorded in a store that has none yet.
+    pub hold_ttl: Duration,
     /// Capacity reported by GetCapacity for object stores (they have no fixed size).
     pub capacity_bytes: Option<u64>,
     /// Largest volume the store accepts.
@@ -201,6 +203,7 @@ impl Default for StoreOptions {
             max_dirty_bytes: 64 << 20,
             concurrency: 16,
             gc_grace: Duration::from_secs(3600),
+            hold_ttl: crate::store::DEFAULT_HOLD_TTL,
             capacity_bytes: None,
             max_volume_bytes: 1 << 50,
         }

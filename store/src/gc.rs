@@ -1,38 +1,66 @@
 //! Garbage collection: delete chunks and pages no live root reaches.
 //!
 //! Two runs, at least the grace period apart, must agree before anything goes:
-//! 1. Mark every page and chunk reachable from every volume generation and every snapshot.
-//! 2. Delete what the previous run condemned, if it is still unreachable now and was not
-//!    written again since it was condemned (a writer that reuses a stored chunk older than
-//!    half the grace period writes it again first, see `Blobs::put_blob`).
-//! 3. Condemn what is unreachable and older than the grace period, for the next run.
+//! 1. A run with a condemned list at least the grace period old announces a sweep (a record
+//!    under `gc/sweeps/`), reads every live hold, then marks every page and chunk reachable
+//!    from every volume generation, every snapshot and every held root, plus every held blob.
+//! 2. It deletes what the previous run condemned, if it is still unmarked now and was not
+//!    written again since it was condemned, then removes its sweep record.
+//! 3. It condemns what is unmarked and older than the grace period, for the next run.
 //!
-//! Objects a writer uploaded but has not committed yet are younger than the grace period,
-//! so they are never condemned. If any root cannot be read, the run stops before deleting.
+//! Writers put the names of what they upload or reuse in a hold before they look at the
+//! store, and wait out a sweep that may have missed them (see `holds`), so no grace period
+//! has to outlast the longest transfer; the grace period and the refresh rule of
+//! `Blobs::put_blob` remain as a second line for writers of older builds. If any root cannot
+//! be read, or any hold record cannot be parsed, the run stops before deleting.
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::holds::{SweepRecord, record_ttl};
 use crate::layout;
-use crate::records::{self, GenRecord, SnapshotRecord};
+use crate::records::{self, GenRecord, RECORD_FORMAT, SnapshotRecord};
 use crate::store::Store;
 use crate::tree;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// What a GC run did.
+/// What a GC run did (or, in a dry run, would do).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
-    /// Roots marked from (generations and snapshots).
+    /// True when nothing was written or deleted.
+    pub dry_run: bool,
+    /// Roots marked from (generations, snapshots and held roots).
     pub roots: usize,
+    /// Live holds honoured.
+    pub holds: usize,
     /// Chunks reachable.
     pub live_chunks: usize,
     /// Pages reachable.
     pub live_pages: usize,
-    /// Objects deleted by this run.
+    /// Objects deleted by this run (would be, in a dry run).
     pub deleted: usize,
+    /// Stored bytes of the objects deleted.
+    pub deleted_bytes: u64,
+    /// Condemned objects kept because a writer wrote them again or a root or hold names
+    /// them again.
+    pub revived: usize,
     /// Objects condemned for the next run.
     pub condemned: usize,
+    /// Stored bytes of the objects condemned.
+    pub condemned_bytes: u64,
+    /// Seconds until the condemned list may be acted on, when this run found it too young.
+    pub next_sweep_in: Option<Duration>,
+    /// How long the run took.
+    pub elapsed: Duration,
+}
+
+/// How to run GC.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GcOptions {
+    /// Report what would be deleted and condemned, writing and deleting nothing.
+    pub dry_run: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -47,12 +75,92 @@ impl Store {
     /// Runs one GC pass (see the module documentation).
     ///
     /// # Errors
-    /// Backend errors, or a root that cannot be read: then nothing is deleted.
+    /// Backend errors, or a root or hold that cannot be read: then nothing is deleted.
     pub async fn gc(&self) -> Result<GcReport> {
+        self.gc_with(GcOptions::default()).await
+    }
+
+    /// Runs one GC pass with `opts`.
+    ///
+    /// # Errors
+    /// As [`Store::gc`].
+    pub async fn gc_with(&self, opts: GcOptions) -> Result<GcReport> {
+        let clock = Instant::now();
+        let mut report = GcReport {
+            dry_run: opts.dry_run,
+            ..GcReport::default()
+        };
+        if !opts.dry_run {
+            // Every run uses the grace period the store records, whatever this process's
+            // flags say.
+            self.load_gc_policy().await?;
+        }
+        let grace = self.gc_policy().grace;
         let started = SystemTime::now();
-        let grace = self.options().gc_grace;
-        let mut report = GcReport::default();
-        let (pages, chunks) = self.mark(&mut report).await?;
+
+        let old = self.condemned_list().await?;
+        let due = match &old {
+            Some((_, at)) => {
+                let age = started.duration_since(*at).unwrap_or_default();
+                if age < grace {
+                    report.next_sweep_in = Some(grace - age);
+                }
+                age >= grace
+            }
+            None => false,
+        };
+        if old.is_some() && !due {
+            // Too young to act on; it stays the list the next run checks.
+            report.elapsed = clock.elapsed();
+            return Ok(report);
+        }
+
+        let sweep = if due && !opts.dry_run {
+            Some(Sweep::announce(self).await?)
+        } else {
+            None
+        };
+        let outcome = self
+            .mark_and_delete(&mut report, old, sweep.as_ref(), opts, started, grace)
+            .await;
+        if let Some(s) = sweep {
+            s.end().await;
+        }
+        outcome?;
+        report.elapsed = clock.elapsed();
+        Ok(report)
+    }
+
+    async fn condemned_list(&self) -> Result<Option<(Condemned, SystemTime)>> {
+        let Some(bytes) = self.objects().get(layout::GC_CONDEMNED).await? else {
+            return Ok(None);
+        };
+        let list: Condemned = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            path: layout::GC_CONDEMNED.into(),
+            reason: e.to_string(),
+        })?;
+        let at = UNIX_EPOCH + Duration::from_millis(list.created_ms);
+        Ok(Some((list, at)))
+    }
+
+    async fn mark_and_delete(
+        &self,
+        report: &mut GcReport,
+        old: Option<(Condemned, SystemTime)>,
+        sweep: Option<&Sweep>,
+        opts: GcOptions,
+        started: SystemTime,
+        grace: Duration,
+    ) -> Result<()> {
+        // Holds first, then roots: a writer that released its hold after committing has a
+        // root the mark will find.
+        let (held_blobs, held_roots, holds) = self.held(!opts.dry_run).await?;
+        report.holds = holds;
+        let (mut pages, mut chunks) = self.mark(report, &held_roots).await?;
+        for h in held_blobs {
+            pages.insert(h);
+            chunks.insert(h);
+        }
         report.live_pages = pages.len();
         report.live_chunks = chunks.len();
         let live = |path: &str| match layout::hash_of_path(path) {
@@ -61,25 +169,27 @@ impl Store {
             _ => false,
         };
 
-        if let Some(bytes) = self.objects().get(layout::GC_CONDEMNED).await? {
-            let old: Condemned = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                path: layout::GC_CONDEMNED.into(),
-                reason: e.to_string(),
-            })?;
-            let condemned_at = UNIX_EPOCH + Duration::from_millis(old.created_ms);
-            if started.duration_since(condemned_at).unwrap_or_default() < grace {
-                // Too young to act on; it stays the list the next run checks.
-                return Ok(report);
-            }
-            for path in old.paths.iter().filter(|p| !live(p)) {
+        if let Some((old, condemned_at)) = old {
+            for path in &old.paths {
+                if live(path) {
+                    report.revived += 1;
+                    continue;
+                }
                 let Some(meta) = self.objects().stat(path).await? else {
                     continue;
                 };
                 if meta.modified.is_some_and(|m| m > condemned_at) {
+                    report.revived += 1;
                     continue; // written again since: a writer revived it
                 }
-                self.objects().delete(path).await?;
+                if let Some(s) = sweep {
+                    s.check()?;
+                }
+                if !opts.dry_run {
+                    self.objects().delete(path).await?;
+                }
                 report.deleted += 1;
+                report.deleted_bytes += meta.size;
             }
         }
 
@@ -104,11 +214,15 @@ impl Store {
                     None => grace.is_zero(),
                 };
                 if old_enough {
+                    report.condemned_bytes += obj.size;
                     paths.push(obj.path);
                 }
             }
         }
         report.condemned = paths.len();
+        if opts.dry_run {
+            return Ok(());
+        }
         let list = Condemned {
             format: records::RECORD_FORMAT,
             created_ms: started
@@ -119,11 +233,14 @@ impl Store {
         };
         self.objects()
             .put(layout::GC_CONDEMNED, records::encode(&list)?)
-            .await?;
-        Ok(report)
+            .await
     }
 
-    async fn mark(&self, report: &mut GcReport) -> Result<(HashSet<Hash>, HashSet<Hash>)> {
+    async fn mark(
+        &self,
+        report: &mut GcReport,
+        held_roots: &[Hash],
+    ) -> Result<(HashSet<Hash>, HashSet<Hash>)> {
         let mut roots = Vec::new();
         for id in self.objects().list_names(layout::VOLUMES).await? {
             for obj in self.objects().list(&layout::gens(&id)).await? {
@@ -144,12 +261,97 @@ impl Store {
             let s: SnapshotRecord = records::decode(&obj.path, &bytes)?;
             roots.push(s.root);
         }
-        report.roots = roots.len();
+        report.roots = roots.len() + held_roots.len();
         let mut pages = HashSet::new();
         let mut chunks = HashSet::new();
         for root in roots {
             tree::walk(self.blobs(), root, &mut pages, &mut chunks).await?;
         }
+        for root in held_roots {
+            // A held root is one a writer is copying from a record that exists; if it cannot
+            // be walked, that writer finds its source gone and starts over.
+            if let Err(e) = tree::walk(self.blobs(), *root, &mut pages, &mut chunks).await {
+                tracing::warn!(root = %root, error = %e, "a held root cannot be walked");
+            }
+        }
         Ok((pages, chunks))
     }
+}
+
+/// This run's sweep record, kept alive while it deletes.
+struct Sweep {
+    store: Store,
+    id: String,
+    valid_until: Arc<Mutex<Instant>>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl Sweep {
+    async fn announce(store: &Store) -> Result<Sweep> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let ttl = record_ttl(store);
+        let now = records::now_ms();
+        let rec = SweepRecord {
+            format: RECORD_FORMAT,
+            owner: format!("gc on {}", hostname()),
+            started_ms: now,
+            expires_ms: now + ttl.as_millis() as u64,
+        };
+        let written = Instant::now();
+        store
+            .objects()
+            .put(&layout::sweep(&id), records::encode(&rec)?)
+            .await?;
+        let valid_until = Arc::new(Mutex::new(written + ttl));
+        let refresher = tokio::spawn({
+            let (store, id, valid_until) = (store.clone(), id.clone(), valid_until.clone());
+            let mut rec = rec;
+            async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    let at = Instant::now();
+                    rec.expires_ms = records::now_ms() + ttl.as_millis() as u64;
+                    let put = match records::encode(&rec) {
+                        Ok(b) => store.objects().put(&layout::sweep(&id), b).await,
+                        Err(e) => Err(e),
+                    };
+                    match put {
+                        Ok(()) => *valid_until.lock().unwrap_or_else(|p| p.into_inner()) = at + ttl,
+                        Err(e) => tracing::warn!(error = %e, "refreshing the sweep record failed"),
+                    }
+                }
+            }
+        });
+        Ok(Sweep {
+            store: store.clone(),
+            id,
+            valid_until,
+            refresher,
+        })
+    }
+
+    /// Refuses to delete once writers may take the sweep record as expired.
+    fn check(&self) -> Result<()> {
+        let until = *self.valid_until.lock().unwrap_or_else(|p| p.into_inner());
+        let margin = record_ttl(&self.store) / 4;
+        if Instant::now() + margin >= until {
+            return Err(Error::Unavailable(
+                "the sweep record could not be kept alive; stopped deleting".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn end(self) {
+        self.refresher.abort();
+        if let Err(e) = self.store.objects().delete(&layout::sweep(&self.id)).await {
+            tracing::warn!(error = %e, "removing the sweep record failed; it will expire");
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }

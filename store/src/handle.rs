@@ -3,12 +3,15 @@
 //!
 //! Writes land in whole-chunk buffers in memory. When more than `max_dirty_bytes` are dirty,
 //! the chunks are uploaded ("sealed") without a commit: the store holds them, unreferenced,
-//! until the next flush names them in a root (GC's grace period keeps them meanwhile).
+//! until the next flush names them in a root. Meanwhile a GC hold (see `holds`) names them,
+//! so no collection can delete them however long the volume goes without a flush.
 
+use crate::blobs::{Blobs, Encoded};
 use crate::codec::CodecPolicy;
 use crate::error::{Error, Result};
 use crate::fanout::fan_out;
 use crate::hash::{Hash, is_all_zero};
+use crate::holds::Hold;
 use crate::records::GenRecord;
 use crate::store::Store;
 use crate::tree;
@@ -45,6 +48,8 @@ struct State {
     dirty: BTreeMap<u64, Vec<u8>>,
     sealed: BTreeMap<u64, Hash>,
     report: FlushReport,
+    /// Holds the sealed chunks and new pages from their upload until the commit naming them.
+    hold: Option<Hold>,
 }
 
 impl Store {
@@ -80,6 +85,7 @@ impl Store {
                 dirty: BTreeMap::new(),
                 sealed: BTreeMap::new(),
                 report: FlushReport::default(),
+                hold: None,
             }),
         }))
     }
@@ -250,22 +256,66 @@ impl VolumeHandle {
     }
 
     /// Uploads every dirty chunk (hashing and compressing on the blocking pool, uploads in
-    /// parallel), remembering their names for the next commit.
+    /// parallel), remembering their names for the next commit. The names go into the
+    /// handle's GC hold before the store is asked whether it has them.
     async fn seal(&self, st: &mut State) -> Result<()> {
+        if st.dirty.is_empty() {
+            return Ok(());
+        }
         let dirty = std::mem::take(&mut st.dirty);
         let policy = self.policy;
         let width = self.store.options().concurrency;
-        let results = fan_out(dirty, width, |(idx, buf)| {
+        let cs = st.head.chunk_size as usize;
+        // Hashing moves the buffers to the blocking pool; they come back inside the encoded
+        // chunks, so a failed upload can put them back as dirty.
+        let encoded: Vec<(u64, Option<Arc<Encoded>>)> =
+            fan_out(dirty, width, |(idx, buf)| async move {
+                if is_all_zero(&buf) {
+                    return Ok((idx, None));
+                }
+                let enc = Blobs::encode_chunk(buf, policy).await?;
+                Ok((idx, Some(Arc::new(enc))))
+            })
+            .await?;
+        let restore = |st: &mut State, encoded: Vec<(u64, Option<Arc<Encoded>>)>| {
+            for (idx, enc) in encoded {
+                let buf = match enc {
+                    None => vec![0u8; cs],
+                    Some(e) => {
+                        Arc::try_unwrap(e).map_or_else(|e| e.raw().to_vec(), Encoded::into_raw)
+                    }
+                };
+                st.dirty.insert(idx, buf);
+            }
+        };
+        let hashes: Vec<Hash> = encoded
+            .iter()
+            .filter_map(|(_, e)| e.as_ref().map(|e| e.hash))
+            .collect();
+        if let Err(e) = self.protect(st, &hashes).await {
+            restore(st, encoded);
+            return Err(e);
+        }
+        let results = fan_out(encoded.clone(), width, |(idx, enc)| {
             let store = self.store.clone();
             async move {
-                if is_all_zero(&buf) {
+                let Some(enc) = enc else {
                     return Ok((idx, Hash::ZERO, None));
-                }
-                let (h, out) = store.blobs().put_chunk(buf, policy).await?;
-                Ok((idx, h, Some(out)))
+                };
+                let out = store.blobs().put_encoded(&enc).await?;
+                Ok((idx, enc.hash, Some(out)))
             }
         })
-        .await?;
+        .await;
+        let results = match results {
+            Ok(r) => r,
+            Err(e) => {
+                // Keep the writes: a later flush tries again.
+                restore(st, encoded);
+                return Err(e);
+            }
+        };
+        drop(encoded);
         for (idx, h, out) in results {
             st.sealed.insert(idx, h);
             match out {
@@ -277,6 +327,20 @@ impl VolumeHandle {
             }
         }
         Ok(())
+    }
+
+    /// Adds blobs to the handle's GC hold, taking one first if it has none.
+    async fn protect(&self, st: &mut State, blobs: &[Hash]) -> Result<()> {
+        if blobs.is_empty() {
+            return Ok(());
+        }
+        if st.hold.is_none() {
+            st.hold = Some(self.store.hold(&format!("volume {}", self.id)).await?);
+        }
+        match &st.hold {
+            Some(h) => h.protect(blobs, &[]).await,
+            None => Ok(()),
+        }
     }
 
     /// Makes every write so far durable: uploads dirty chunks, then the changed tree pages,
@@ -299,8 +363,13 @@ impl VolumeHandle {
         let blobs = self.store.blobs();
         let (root, pages) = tree::update(blobs, st.head.root, &changes).await?;
         let n_pages = pages.len();
+        let page_hashes: Vec<Hash> = pages.iter().map(|p| p.hash()).collect();
+        self.protect(&mut st, &page_hashes).await?;
         let page_bytes = tree::upload(&self.store, pages, self.store.options().concurrency).await?;
         let uploaded = started.elapsed();
+        if let Some(h) = &st.hold {
+            h.check()?;
+        }
         let writer = self.writer.as_deref();
         let committed = match self.store.commit_as(&st.head, root, st.size, writer).await {
             Ok(rec) => rec,
@@ -318,6 +387,9 @@ impl VolumeHandle {
             Err(e) => return Err(e),
         };
         st.head = committed;
+        if let Some(h) = st.hold.take() {
+            h.release().await;
+        }
         tracing::debug!(
             volume.id = %self.id,
             chunks = st.sealed.len(),

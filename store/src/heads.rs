@@ -13,27 +13,42 @@ impl Store {
     /// # Errors
     /// [`Error::NotFound`] when the volume has no generation; backend errors.
     pub async fn head(&self, id: &str) -> Result<GenRecord> {
-        let mut gens: Vec<u64> = self
-            .objects()
-            .list_names(&layout::gens(id))
-            .await?
-            .iter()
-            .filter_map(|n| layout::gen_of_name(n))
-            .collect();
-        gens.sort_unstable_by(|a, b| b.cmp(a));
-        for g in gens {
-            let path = layout::gen_path(id, g);
-            let Some(bytes) = self.objects().get(&path).await? else {
-                continue; // pruned between list and read
-            };
-            match records::decode::<GenRecord>(&path, &bytes) {
-                Ok(rec) => return Ok(rec),
-                // A torn record of a writer that died before its commit returned.
-                Err(Error::Corrupt { .. }) => continue,
-                Err(e) => return Err(e),
+        // Commits prune older generations, so every generation a listing names may be gone
+        // by the time it is read: list again rather than call an existing volume missing.
+        for _ in 0..HEAD_ATTEMPTS {
+            let mut gens: Vec<u64> = self
+                .objects()
+                .list_names(&layout::gens(id))
+                .await?
+                .iter()
+                .filter_map(|n| layout::gen_of_name(n))
+                .collect();
+            if gens.is_empty() {
+                return Err(Error::NotFound(format!("volume {id} does not exist")));
+            }
+            gens.sort_unstable_by(|a, b| b.cmp(a));
+            let mut vanished = false;
+            for g in gens {
+                let path = layout::gen_path(id, g);
+                let Some(bytes) = self.objects().get(&path).await? else {
+                    vanished = true; // pruned between list and read
+                    continue;
+                };
+                match records::decode::<GenRecord>(&path, &bytes) {
+                    Ok(rec) => return Ok(rec),
+                    // A torn record of a writer that died before its commit returned.
+                    Err(Error::Corrupt { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if !vanished {
+                // Only torn records: the volume was never committed.
+                return Err(Error::NotFound(format!("volume {id} does not exist")));
             }
         }
-        Err(Error::NotFound(format!("volume {id} does not exist")))
+        Err(Error::Unavailable(format!(
+            "volume {id}: its generations kept changing while being read; try again"
+        )))
     }
 
     /// Writes the first generation of a new volume; a retry finds it there.
@@ -132,6 +147,9 @@ impl Store {
         Ok(rec)
     }
 }
+
+/// Listings of a volume's generations tried before giving up on a moving head.
+const HEAD_ATTEMPTS: usize = 16;
 
 /// Age after which a create-if-absent record that does not parse is taken as torn.
 pub(crate) const TORN_AFTER: std::time::Duration = std::time::Duration::from_secs(60);

@@ -11,7 +11,10 @@
 //! snapshots/<id>.json                   snapshot records (immutable)
 //! names/volumes/<sha256(name)>.json     CSI name -> volume id (create-if-absent)
 //! names/snapshots/<sha256(name)>.json   CSI name -> snapshot id (create-if-absent)
+//! gc/policy.json                        grace period and hold lifetime every process uses
 //! gc/condemned.json                     objects the last GC run found unreachable
+//! gc/holds/<uuid>.json                  what an unfinished writer holds (see `holds`)
+//! gc/sweeps/<uuid>.json                 a GC run that may be deleting (see `holds`)
 //! tmp/<uuid>                            files being renamed into place (local folders)
 //! ```
 
@@ -31,6 +34,22 @@ pub const SNAPSHOTS: &str = "snapshots/";
 pub const TMP: &str = "tmp/";
 /// GC state.
 pub const GC_CONDEMNED: &str = "gc/condemned.json";
+/// The store's GC policy.
+pub const GC_POLICY: &str = "gc/policy.json";
+/// Folder of holds.
+pub const GC_HOLDS: &str = "gc/holds/";
+/// Folder of sweeps.
+pub const GC_SWEEPS: &str = "gc/sweeps/";
+
+/// A hold's record.
+pub fn hold(id: &str) -> String {
+    format!("{GC_HOLDS}{id}.json")
+}
+
+/// A sweep's record.
+pub fn sweep(id: &str) -> String {
+    format!("{GC_SWEEPS}{id}.json")
+}
 
 /// A chunk's path.
 pub fn chunk(h: &Hash) -> String {

@@ -8,7 +8,12 @@
 //! This crate knows nothing of gRPC or Kubernetes.
 
 pub mod blobs;
+// Codec and layout are the store's own business; tests and benchmarks that inspect or
+// damage a store on purpose reach them through the `test-access` feature.
+#[cfg(feature = "test-access")]
 pub mod codec;
+#[cfg(not(feature = "test-access"))]
+mod codec;
 pub mod config;
 mod error;
 mod fanout;
@@ -16,27 +21,36 @@ pub mod gc;
 pub mod handle;
 pub mod hash;
 mod heads;
+pub mod holds;
+#[cfg(feature = "test-access")]
 pub mod layout;
+#[cfg(not(feature = "test-access"))]
+mod layout;
 mod lease;
 mod local;
 mod names;
-pub mod objects;
+mod objects;
 pub mod records;
 pub mod snapshots;
 mod store;
 pub mod tree;
 pub mod volumes;
 
+pub use blobs::{Encoded, Frame};
+pub use codec::{Codec, CodecPolicy, Kind};
 pub use config::{Backend, StoreConfig, StoreOptions, VolumeOptions};
 pub use error::{Error, Result};
-pub use gc::GcReport;
+pub use gc::{GcOptions, GcReport};
 pub use handle::{FlushReport, VolumeHandle};
 pub use hash::Hash;
+pub use holds::Hold;
+pub use objects::{ObjectMeta, Objects};
 pub use records::{
     GenRecord, ImportSource, LeaseRecord, SnapshotRecord, Source, VolumeRecord, VolumeSpec,
 };
 pub use snapshots::SnapshotFilter;
 pub use store::Store;
+pub use store::{DEFAULT_HOLD_TTL, GcPolicy};
 pub use volumes::VolumeInfo;
 
 /// The store's futures must be `Send`: the gRPC services run them on tokio's thread pool.

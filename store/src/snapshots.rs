@@ -53,24 +53,39 @@ impl Store {
         if let Some(s) = self.try_get_snapshot(id).await? {
             return Ok(s);
         }
-        let vol = self.get_volume(source).await?;
-        let rec = SnapshotRecord {
-            format: RECORD_FORMAT,
-            id: id.to_string(),
-            name: name.to_string(),
-            source_volume_id: source.to_string(),
-            source_generation: vol.head.generation,
-            root: vol.head.root,
-            size_bytes: vol.head.size_bytes,
-            chunk_size: vol.head.chunk_size,
-            options: vol.record.spec.options,
-            parameters,
-            created_ms: records::now_ms(),
-        };
-        self.objects()
-            .put(&layout::snapshot(id), records::encode(&rec)?)
-            .await?;
-        Ok(rec)
+        let mut attempt = 0;
+        loop {
+            let vol = self.get_volume(source).await?;
+            let rec = SnapshotRecord {
+                format: RECORD_FORMAT,
+                id: id.to_string(),
+                name: name.to_string(),
+                source_volume_id: source.to_string(),
+                source_generation: vol.head.generation,
+                root: vol.head.root,
+                size_bytes: vol.head.size_bytes,
+                chunk_size: vol.head.chunk_size,
+                options: vol.record.spec.options,
+                parameters: parameters.clone(),
+                created_ms: records::now_ms(),
+            };
+            let bytes = records::encode(&rec)?;
+            let owner = format!("snapshot {id}");
+            let written = self
+                .with_root_held(
+                    &owner,
+                    rec.root,
+                    self.gen_exists(source, rec.source_generation),
+                    self.objects().put(&layout::snapshot(id), bytes),
+                )
+                .await;
+            match written {
+                Ok(()) => return Ok(rec),
+                // The generation was pruned while a sweep ran: take the volume's newer one.
+                Err(Error::Conflict(_)) if attempt < 8 => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The snapshot `id`.

@@ -115,6 +115,13 @@ pub struct NewPage {
     page: Arc<Page>,
 }
 
+impl NewPage {
+    /// The page's name.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+}
+
 /// Computes the root after setting the chunks in `changes` (sorted by index, unique), and the
 /// pages that root needs that the old tree lacks.
 ///

@@ -65,10 +65,12 @@ impl Store {
         Ok(())
     }
 
-    /// Resolves the content source to (root, size, chunk size).
-    async fn resolve_source(&self, spec: &VolumeSpec) -> Result<(Hash, u64, u32)> {
+    /// Resolves the content source to (root, size, chunk size, and the generation a volume
+    /// source was read at).
+    async fn resolve_source(&self, spec: &VolumeSpec) -> Result<(Hash, u64, u32, Option<u64>)> {
+        let mut generation = None;
         let (root, size, chunk) = match &spec.source {
-            None => return Ok((Hash::ZERO, 0, spec.options.chunk_size)),
+            None => return Ok((Hash::ZERO, 0, spec.options.chunk_size, None)),
             Some(Source::Snapshot(id)) => {
                 let s = self.get_snapshot(id).await?;
                 (s.root, s.size_bytes, s.chunk_size)
@@ -81,6 +83,7 @@ impl Store {
                     }
                     e => e,
                 })?;
+                generation = Some(h.generation);
                 (h.root, h.size_bytes, h.chunk_size)
             }
         };
@@ -90,14 +93,25 @@ impl Store {
                 spec.capacity_bytes
             )));
         }
-        Ok((root, size, chunk))
+        Ok((root, size, chunk, generation))
     }
 
     async fn finish_volume(&self, id: &str, spec: &VolumeSpec) -> Result<VolumeInfo> {
         if let Some(info) = self.try_get_volume(id).await? {
             return Ok(info);
         }
-        let (root, _, chunk) = self.resolve_source(spec).await?;
+        let mut attempt = 0;
+        loop {
+            match self.try_finish_volume(id, spec).await {
+                // The source's generation was pruned while a sweep ran: read it again.
+                Err(Error::Conflict(_)) if attempt < 8 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_finish_volume(&self, id: &str, spec: &VolumeSpec) -> Result<VolumeInfo> {
+        let (root, _, chunk, from_gen) = self.resolve_source(spec).await?;
         let mut spec = spec.clone();
         spec.options.chunk_size = chunk;
         let record = VolumeRecord {
@@ -111,8 +125,21 @@ impl Store {
                 .put(&layout::volume(id), records::encode(&record)?)
                 .await?;
         }
-        self.init_head(id, root, record.spec.capacity_bytes, chunk)
-            .await?;
+        let source_exists = async {
+            match (&record.spec.source, from_gen) {
+                (Some(Source::Snapshot(s)), _) => self.objects().exists(&layout::snapshot(s)).await,
+                (Some(Source::Volume(v)), Some(g)) => self.gen_exists(v, g).await,
+                // No source, or an import: the importer holds its own tree.
+                _ => Ok(true),
+            }
+        };
+        self.with_root_held(
+            &format!("volume {id}"),
+            root,
+            source_exists,
+            self.init_head(id, root, record.spec.capacity_bytes, chunk),
+        )
+        .await?;
         self.get_volume(id).await
     }
 

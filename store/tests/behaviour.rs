@@ -47,7 +47,7 @@ const NEED_CAS: &[&str] = &[
 /// Does the server refuse a second create-if-absent of one key? (fake-gcs-server does not
 /// enforce `ifGenerationMatch=0`; real GCS does.)
 async fn enforces_create_if_absent(store: &Store) -> bool {
-    let o = store.objects();
+    let o = store.raw_objects();
     o.put_if_absent("probe/cas", b"1".to_vec()).await.unwrap();
     !o.put_if_absent("probe/cas", b"2".to_vec()).await.unwrap()
 }
@@ -156,7 +156,7 @@ async fn write_flush(store: &Store, id: &str, offset: u64, data: &[u8]) {
 }
 
 async fn count(store: &Store, dir: &str) -> usize {
-    store.objects().list(dir).await.unwrap().len()
+    store.raw_objects().list(dir).await.unwrap().len()
 }
 
 // --------------------------------------------------------------------------------- cases
@@ -333,7 +333,7 @@ async fn gc_never_removes_reachable_data(store: Store) {
     assert!(count(&store, layout::CHUNKS).await < chunks_before);
 
     // Everything reachable still reads back, from a cold cache.
-    let cold = Store::with_objects(store.objects().clone(), options());
+    let cold = Store::with_objects(store.raw_objects().clone(), options());
     assert_eq!(read_all(&cold, v.id()).await, second);
     let restored = cold
         .create_volume(spec(
@@ -356,15 +356,15 @@ async fn corrupted_chunk_is_detected(store: Store) {
     let h = Hash::of(&[9u8; 16 << 10]);
     let path = layout::chunk(&h);
     let mut blob = store
-        .objects()
+        .raw_objects()
         .get(&path)
         .await
         .unwrap()
         .expect("chunk stored");
     let last = blob.len() - 1;
     blob[last] ^= 0xff;
-    store.objects().put(&path, blob).await.unwrap();
-    let cold = Store::with_objects(store.objects().clone(), options());
+    store.raw_objects().put(&path, blob).await.unwrap();
+    let cold = Store::with_objects(store.raw_objects().clone(), options());
     let err = cold
         .open_volume(v.id())
         .await
@@ -377,8 +377,8 @@ async fn corrupted_chunk_is_detected(store: Store) {
         err.to_string().contains(&h.to_hex()),
         "the error names the chunk: {err}"
     );
-    store.objects().delete(&path).await.unwrap();
-    let cold = Store::with_objects(store.objects().clone(), options());
+    store.raw_objects().delete(&path).await.unwrap();
+    let cold = Store::with_objects(store.raw_objects().clone(), options());
     let err = cold
         .open_volume(v.id())
         .await
@@ -512,7 +512,7 @@ async fn deleting_a_volume_keeps_its_snapshots(store: Store) {
 async fn identical_content_is_stored_once(store: Store) {
     // With a grace period, stored chunks are fresh and reused as they are.
     let store = Store::with_objects(
-        store.objects().clone(),
+        store.raw_objects().clone(),
         StoreOptions {
             gc_grace: Duration::from_secs(3600),
             ..options()

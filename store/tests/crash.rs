@@ -45,7 +45,7 @@ async fn create_volume_killed_after_claiming_the_name_is_finished_by_the_retry()
         id: "vol-0123456789abcdef0123456789abcdef".into(),
         request: serde_json::to_value(spec("pvc-a")).unwrap(),
     };
-    s.objects()
+    s.raw_objects()
         .put_if_absent(
             &layout::volume_name("pvc-a"),
             records::encode(&claimed).unwrap(),
@@ -133,12 +133,12 @@ async fn delete_volume_killed_half_way_is_finished_by_the_retry() {
         .await
         .unwrap();
     // Killed after the name and generations went, before the volume record did.
-    s.objects()
+    s.raw_objects()
         .delete(&layout::volume_name("pvc-d"))
         .await
         .unwrap();
-    for g in s.objects().list(&layout::gens(v.id())).await.unwrap() {
-        s.objects().delete(&g.path).await.unwrap();
+    for g in s.raw_objects().list(&layout::gens(v.id())).await.unwrap() {
+        s.raw_objects().delete(&g.path).await.unwrap();
     }
     assert!(
         s.get_volume(v.id()).await.is_err(),
@@ -146,7 +146,12 @@ async fn delete_volume_killed_half_way_is_finished_by_the_retry() {
     );
     assert!(s.list_volumes(None, 0).await.unwrap().0.is_empty());
     s.delete_volume(v.id()).await.unwrap();
-    assert!(!s.objects().exists(&layout::volume(v.id())).await.unwrap());
+    assert!(
+        !s.raw_objects()
+            .exists(&layout::volume(v.id()))
+            .await
+            .unwrap()
+    );
     assert!(
         s.get_snapshot(&snap.id).await.is_ok(),
         "its snapshot is untouched"
@@ -161,6 +166,7 @@ async fn chunks_uploaded_without_a_commit_are_invisible_and_collected() {
     let options = StoreOptions {
         gc_grace: Duration::ZERO,
         max_dirty_bytes: 32 << 10,
+        hold_ttl: Duration::from_secs(1),
         ..Default::default()
     };
     let s = Store::open(&StoreConfig::fs(dir.path().to_string_lossy()), options)
@@ -172,17 +178,40 @@ async fn chunks_uploaded_without_a_commit_are_invisible_and_collected() {
         let h = s.open_volume(v.id()).await.unwrap();
         h.write_at(0, &vec![3u8; 256 << 10]).await.unwrap();
     }
-    assert!(!s.objects().list(layout::CHUNKS).await.unwrap().is_empty());
+    assert!(
+        !s.raw_objects()
+            .list(layout::CHUNKS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let h = s.open_volume(v.id()).await.unwrap();
     assert_eq!(
         h.read_at(0, 4).await.unwrap(),
         vec![0u8; 4],
         "nothing was committed"
     );
+    // The dead writer's GC hold still names them until it expires.
     s.gc().await.unwrap();
     s.gc().await.unwrap();
     assert!(
-        s.objects().list(layout::CHUNKS).await.unwrap().is_empty(),
+        !s.raw_objects()
+            .list(layout::CHUNKS)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a live hold keeps what its writer uploaded"
+    );
+    // Nobody refreshes the hold once its writer is gone: past its lifetime it is dead.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s.gc().await.unwrap();
+    s.gc().await.unwrap();
+    assert!(
+        s.raw_objects()
+            .list(layout::CHUNKS)
+            .await
+            .unwrap()
+            .is_empty(),
         "debris collected"
     );
 }

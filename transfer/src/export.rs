@@ -9,9 +9,9 @@ use crate::error::{Error, Result};
 use crate::pack::PackWriter;
 use crate::progress::{Progress, Report};
 use crate::target::{Commit, Index, TRANSFER_FORMAT, TransferStore};
-use ferry_store::codec::{self, Kind};
+use ferry_store::Kind;
 use ferry_store::tree::{self, Diff};
-use ferry_store::{Hash, Store, layout};
+use ferry_store::{Hash, Store};
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::time::Instant;
@@ -167,22 +167,8 @@ async fn copy(
     let mut raw_bytes = 0;
     let mut stream = futures::stream::iter(hashes.iter().copied())
         .map(|h| async move {
-            let path = match kind {
-                Kind::Chunk => layout::chunk(&h),
-                Kind::Page => layout::page(&h),
-            };
-            let frame = source.objects().get(&path).await?.ok_or(match kind {
-                Kind::Chunk => ferry_store::Error::MissingChunk(h),
-                Kind::Page => ferry_store::Error::Corrupt {
-                    path: path.clone(),
-                    reason: "tree page is referenced but missing".into(),
-                },
-            })?;
-            let check = frame.clone();
-            let raw = tokio::task::spawn_blocking(move || codec::decode(&path, kind, &h, &check))
-                .await
-                .map_err(crate::target::task_failed)??;
-            Ok::<_, Error>((h, frame, raw.len() as u64))
+            let (frame, raw) = source.blobs().read_frame(kind, &h).await?;
+            Ok::<_, Error>((h, frame.into_bytes(), raw.len() as u64))
         })
         .buffer_unordered(width.max(1));
     while let Some((h, frame, raw)) = stream.try_next().await? {

@@ -10,9 +10,8 @@ use crate::error::{Error, Result};
 use crate::export::Tuning;
 use crate::progress::{Progress, Report};
 use crate::target::{Commit, Index, TransferStore};
-use ferry_store::codec::Kind;
 use ferry_store::tree::{self, Page, PageSource};
-use ferry_store::{Hash, ImportSource, Source, Store, VolumeSpec, layout};
+use ferry_store::{Frame, Hash, ImportSource, Kind, Source, Store, VolumeSpec};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashMap};
@@ -20,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Pages read so far: their stored frames and decoded pages.
-type PageCache = HashMap<Hash, (Vec<u8>, Arc<Page>)>;
+type PageCache = HashMap<Hash, (Frame, Arc<Page>)>;
 
 /// Pages read from a transfer store through its index, kept (with their frames) for the
 /// import to store afterwards.
@@ -60,7 +59,7 @@ impl<'a> TransferPages<'a> {
         self.got.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn frame(&self, h: &Hash) -> Option<Vec<u8>> {
+    fn frame(&self, h: &Hash) -> Option<Frame> {
         self.lock().get(h).map(|(f, _)| f.clone())
     }
 }
@@ -131,6 +130,66 @@ pub async fn import(
     progress: Arc<Progress>,
     tuning: Tuning,
 ) -> Result<Report> {
+    import_gated(
+        target,
+        commit,
+        dest,
+        name,
+        progress,
+        tuning,
+        std::future::ready(()),
+    )
+    .await
+}
+
+/// Like [`import`], awaiting `before_commit` once every blob is stored and before the volume
+/// is created or moved (a caller that must order the commit after other work, and tests that
+/// hold an import open past the GC grace period).
+///
+/// While it runs, the import's GC hold names every chunk and page the new tree needs and
+/// the volume's current root, so no collection deletes them, whether they were copied or
+/// found already in the store.
+///
+/// # Errors
+/// As [`import`].
+pub async fn import_gated(
+    target: &TransferStore,
+    commit: &Commit,
+    dest: &Store,
+    name: &str,
+    progress: Arc<Progress>,
+    tuning: Tuning,
+    before_commit: impl std::future::Future<Output = ()>,
+) -> Result<Report> {
+    let hold = dest
+        .hold(&format!("import of {} as {name}", commit.id()))
+        .await?;
+    let outcome = import_held(
+        target,
+        commit,
+        dest,
+        name,
+        progress,
+        tuning,
+        before_commit,
+        &hold,
+    )
+    .await;
+    hold.release().await;
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn import_held(
+    target: &TransferStore,
+    commit: &Commit,
+    dest: &Store,
+    name: &str,
+    progress: Arc<Progress>,
+    tuning: Tuning,
+    before_commit: impl std::future::Future<Output = ()>,
+    hold: &ferry_store::Hold,
+) -> Result<Report> {
     let started = Instant::now();
     progress.start();
     let existing = dest.volume_by_name(name).await?;
@@ -148,9 +207,16 @@ pub async fn import(
     let chunk = commit.options.chunk_size as u64;
     progress.plan(diff.chunks.len() as u64, diff.chunks.len() as u64 * chunk);
 
-    // Which differing chunks the destination lacks.
+    // Held before the store is asked what it has: a chunk found here stays here.
+    let page_hashes: Vec<Hash> = diff.pages.iter().map(|(h, _)| *h).collect();
+    let mut held = diff.chunks.clone();
+    held.extend(&page_hashes);
+    hold.protect(&held, &[base]).await?;
+
+    // Which differing chunks the destination lacks (or holds too old to reuse without
+    // writing them again, the refresh rule).
     let present: Vec<bool> = futures::stream::iter(diff.chunks.iter().copied())
-        .map(|h| async move { dest.objects().exists(&layout::chunk(&h)).await })
+        .map(|h| async move { dest.blobs().has_fresh(Kind::Chunk, &h).await })
         .buffered(tuning.width.max(1))
         .try_collect()
         .await?;
@@ -191,9 +257,8 @@ pub async fn import(
                 .await
                 .map_err(crate::target::task_failed)??;
                 futures::stream::iter(opened)
-                    .map(|(h, frame, raw)| async move {
-                        let n = frame.len() as u64;
-                        dest.objects().put(&layout::chunk(&h), frame).await?;
+                    .map(|(_, frame, raw)| async move {
+                        let n = dest.blobs().write_frame(frame).await?.stored_bytes;
                         progress.done(1, chunk);
                         progress.stored(n);
                         let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -222,10 +287,12 @@ pub async fn import(
             let frame = pages
                 .frame(h)
                 .ok_or_else(|| Error::Missing(format!("tree page {h} was not read")))?;
-            page_bytes += frame.len() as u64;
-            dest.objects().put(&layout::page(h), frame).await?;
+            page_bytes += dest.blobs().write_frame(frame).await?.stored_bytes;
         }
     }
+
+    before_commit.await;
+    hold.check()?;
 
     let volume_id = match existing {
         Some(v) => {

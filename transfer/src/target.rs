@@ -5,8 +5,7 @@ use crate::crypto::Key;
 use crate::error::{Error, Result};
 use crate::layout;
 use base64::Engine;
-use ferry_store::codec::{self, Kind};
-use ferry_store::objects::Objects;
+use ferry_store::{Frame, Kind, Objects};
 use ferry_store::{Hash, StoreConfig, VolumeOptions};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -331,7 +330,7 @@ impl TransferStore {
         h: &Hash,
         kind: Kind,
         loc: &Location,
-    ) -> Result<(Vec<u8>, Vec<u8>)> {
+    ) -> Result<(Frame, Vec<u8>)> {
         let sealed = self
             .read_span(&loc.pack, loc.offset, loc.len, &describe(h, kind))
             .await?;
@@ -383,13 +382,11 @@ impl TransferStore {
     ///
     /// # Errors
     /// [`Error::Tampered`] naming the chunk or page.
-    pub fn open_blob(&self, h: &Hash, kind: Kind, sealed: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>)> {
+    pub fn open_blob(&self, h: &Hash, kind: Kind, sealed: Vec<u8>) -> Result<(Frame, Vec<u8>)> {
         let what = describe(h, kind);
         let frame = self.open_sealed(&self.name(h), sealed, &what)?;
-        let raw = codec::decode(&what, kind, h, &frame).map_err(|e| {
-            Error::Tampered(format!("{what} in the transfer store is damaged: {e}"))
-        })?;
-        Ok((frame, raw))
+        Frame::verify(&what, kind, h, frame)
+            .map_err(|e| Error::Tampered(format!("{what} in the transfer store is damaged: {e}")))
     }
 
     /// Writes `commit` (once; a second export of the same snapshot finds it).

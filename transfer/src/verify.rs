@@ -7,7 +7,7 @@ use crate::import::TransferPages;
 use crate::progress::{Progress, Report};
 use crate::target::{Commit, TransferStore};
 use ferry_store::Hash;
-use ferry_store::codec::Kind;
+use ferry_store::Kind;
 use ferry_store::tree;
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;

@@ -65,6 +65,29 @@ pub async fn export(
             ..Report::default()
         });
     }
+    // Announced before reading what it builds on, so a collection either sees this export
+    // and removes no pack, or has finished before the index is read (see `gc`).
+    let record = crate::gc::Announced::write(target, crate::layout::EXPORTS, &commit_id).await?;
+    let outcome =
+        export_announced(source, &snap, &commit_id, target, progress, tuning, &record).await;
+    record.end().await;
+    outcome.map(|mut r| {
+        r.duration = started.elapsed();
+        r
+    })
+}
+
+async fn export_announced(
+    source: &Store,
+    snap: &ferry_store::SnapshotRecord,
+    commit_id: &str,
+    target: &TransferStore,
+    progress: Arc<Progress>,
+    tuning: Tuning,
+    record: &crate::gc::Announced,
+) -> Result<Report> {
+    let started = Instant::now();
+    crate::gc::wait_for_sweeps(target).await?;
     let base = target.latest_commit(&snap.source_volume_id).await?;
     let diff = diff_from_base(source, snap.root, base.as_ref().map(|c| c.root)).await?;
     let index = target.load_index().await?;
@@ -107,6 +130,7 @@ pub async fn export(
     )
     .await?;
     let written = packs.finish().await?;
+    record.check()?;
     target
         .put_commit(&Commit {
             format: TRANSFER_FORMAT,
@@ -119,7 +143,7 @@ pub async fn export(
         })
         .await?;
     Ok(Report {
-        commit: commit_id,
+        commit: commit_id.to_string(),
         chunks_total: diff.chunks.len() as u64,
         chunks_copied: todo.len() as u64,
         chunks_skipped: present.len() as u64,

@@ -5,6 +5,9 @@
 //! packs/<p0p1>/<pack id>               packs: blobs (sealed when encrypted) back to back
 //! index/<pack id>.json                 what each pack holds (sealed when encrypted)
 //! commits/<volume id>/<snapshot id>.json   one exported snapshot (sealed when encrypted)
+//! exports/<uuid>.json                  a running export (see `gc`)
+//! gc/sweeps/<uuid>.json                a running collection (see `gc`)
+//! gc/condemned.json                    packs the last collection found unreferenced
 //! ```
 //!
 //! A pack's index is written only once the pack is durable, and a commit only once every
@@ -17,6 +20,14 @@ pub const MARKER: &str = "ferry-transfer.json";
 pub const INDEX: &str = "index/";
 /// Folder of commits.
 pub const COMMITS: &str = "commits/";
+/// Folder of packs.
+pub const PACKS: &str = "packs/";
+/// Folder of running exports' records.
+pub const EXPORTS: &str = "exports/";
+/// Folder of running collections' records.
+pub const SWEEPS: &str = "gc/sweeps/";
+/// Packs condemned by the last collection.
+pub const CONDEMNED: &str = "gc/condemned.json";
 
 /// A pack's path.
 pub fn pack(id: &str) -> String {

@@ -28,7 +28,23 @@ enum Command {
     /// Run the migration controller (the sidecar beside the CSI controller).
     Migration(migration::MigrationArgs),
     /// Run one garbage-collection pass over the chunk store.
-    Gc(store_args::StoreArgs),
+    Gc(GcArgs),
+}
+
+#[derive(clap::Args)]
+struct GcArgs {
+    #[command(flatten)]
+    store: store_args::StoreArgs,
+    /// Report what would be deleted and condemned; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Record a new grace period (seconds) in the store, used by every process from its
+    /// next open and by every later GC run, then run.
+    #[arg(long)]
+    set_grace_secs: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[tokio::main]
@@ -57,12 +73,54 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn gc(args: store_args::StoreArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let store = ferry_store::Store::open(&args.config()?, args.options()).await?;
-    let r = store.gc().await?;
+async fn gc(args: GcArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let store = ferry_store::Store::open(&args.store.config()?, args.store.options()).await?;
+    if let Some(secs) = args.set_grace_secs {
+        let mut policy = store.gc_policy();
+        policy.grace = std::time::Duration::from_secs(secs);
+        store.set_gc_policy(policy).await?;
+    }
+    let r = store
+        .gc_with(ferry_store::GcOptions {
+            dry_run: args.dry_run,
+        })
+        .await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "dryRun": r.dry_run,
+                "roots": r.roots,
+                "holds": r.holds,
+                "liveChunks": r.live_chunks,
+                "livePages": r.live_pages,
+                "deleted": r.deleted,
+                "deletedBytes": r.deleted_bytes,
+                "revived": r.revived,
+                "condemned": r.condemned,
+                "condemnedBytes": r.condemned_bytes,
+                "nextSweepInSecs": r.next_sweep_in.map(|d| d.as_secs()),
+                "elapsedMs": r.elapsed.as_millis() as u64,
+            })
+        );
+        return Ok(());
+    }
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
     println!(
-        "roots {} live chunks {} live pages {} deleted {} condemned {}",
-        r.roots, r.live_chunks, r.live_pages, r.deleted, r.condemned
+        "roots {} holds {} live chunks {} live pages {} {verb} {} ({} bytes) revived {} condemned {} ({} bytes){}",
+        r.roots,
+        r.holds,
+        r.live_chunks,
+        r.live_pages,
+        r.deleted,
+        r.deleted_bytes,
+        r.revived,
+        r.condemned,
+        r.condemned_bytes,
+        match r.next_sweep_in {
+            Some(d) => format!("; the condemned list is due in {} s", d.as_secs()),
+            None => String::new(),
+        }
     );
     Ok(())
 }

@@ -50,6 +50,10 @@ pub struct PluginArgs {
     /// Read cache of each staged volume's server, MiB (see docs/benchmarks.md).
     #[arg(long, env = "FERRY_VOLUME_CACHE_MIB", default_value_t = 256)]
     pub volume_cache_mib: usize,
+    /// Seconds between garbage-collection passes over the chunk store, run by the
+    /// controller; 0 turns scheduled collection off (`ferry gc` still runs a pass).
+    #[arg(long, env = "FERRY_GC_INTERVAL_SECS", default_value_t = 3600)]
+    pub gc_interval_secs: u64,
     /// Serve Prometheus metrics (`/metrics`) on this address, for example 0.0.0.0:9808.
     #[arg(long, env = "FERRY_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -86,11 +90,28 @@ pub async fn run(args: PluginArgs) -> Result<(), Box<dyn std::error::Error + Sen
     if controller {
         router = router.add_service(ControllerServer::new(ControllerService::new(store.clone())));
     }
+    let _gc = (controller && args.gc_interval_secs > 0).then(|| {
+        let every = std::time::Duration::from_secs(args.gc_interval_secs);
+        tracing::info!(interval = ?every, "scheduled garbage collection on");
+        AbortOnDrop(tokio::spawn(ferry_controller::scheduled_gc::run(
+            store.clone(),
+            every,
+        )))
+    });
     if args.mode != Mode::Controller {
         let node = node_config(&args, &config)?;
         router = router.add_service(NodeServer::new(NodeService::new(store, node)));
     }
     serve_unix(router, &path, termination()).await
+}
+
+/// Aborts a background task when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The Node service's settings; writes the store settings its volume servers read.

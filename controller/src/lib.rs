@@ -8,6 +8,7 @@ mod convert;
 mod create_volume;
 mod delete_volume;
 mod list_volumes;
+pub mod scheduled_gc;
 mod snapshots;
 mod validate_capabilities;
 

@@ -1,4 +1,4 @@
-//! `ferryctl transfer export|import|verify|keygen`.
+//! `ferryctl transfer export|import|verify|gc|keygen`.
 //!
 //! A store is named by a folder (a local-folder store) or a JSON settings file (any
 //! backend: `{"backend": "s3", "bucket": ..., "endpoint": ..., ...}`, the same fields as
@@ -23,8 +23,47 @@ pub enum TransferCommand {
     Import(ImportArgs),
     /// Read back everything a commit needs and check it, writing nothing.
     Verify(VerifyArgs),
+    /// Keep the newest commits of each volume and remove the packs no kept commit reaches.
+    Gc(GcArgs),
     /// Print a new random transfer key (64 hex digits).
     Keygen,
+}
+
+/// Flags of `gc`.
+#[derive(Args)]
+pub struct GcArgs {
+    /// Commits kept per volume, newest first (at least 1: the base of the next incremental
+    /// export).
+    #[arg(long, default_value_t = ferry_transfer::gc::DEFAULT_KEEP)]
+    keep: usize,
+    /// Unreferenced packs are removed by a run at least this long after the run that found
+    /// them ("0s": at once), e.g. "10m".
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    grace: Duration,
+    /// Report what would be removed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    t: TransferStoreArgs,
+}
+
+/// Parses "90s", "10m", "2h" or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 10m or 2h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: the unit must be s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 /// Where the transfer store is, and its key.
@@ -120,6 +159,40 @@ pub async fn run(cmd: TransferCommand) -> Result<(), BoxError> {
             );
             let report = with_bar("import", progress, job).await?;
             print_report("imported", &report, a.t.json);
+            Ok(())
+        }
+        TransferCommand::Gc(a) => {
+            let target = open_transfer(&a.t).await?;
+            let opts = ferry_transfer::GcOptions {
+                keep: a.keep,
+                grace: a.grace,
+                dry_run: a.dry_run,
+            };
+            let r = ferry_transfer::gc(&target, opts).await?;
+            if a.t.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let verb = if r.dry_run { "would remove" } else { "removed" };
+                println!(
+                    "{verb} {} commits and {} packs ({} bytes); kept {} commits and {} packs ({} bytes, {} of them reached); {} packs condemned for a later run{}",
+                    r.commits_removed.len(),
+                    r.packs_removed,
+                    r.bytes_removed,
+                    r.commits_kept,
+                    r.packs_kept,
+                    r.bytes_kept,
+                    r.live_bytes,
+                    r.packs_condemned,
+                    if r.exports_running > 0 {
+                        format!(
+                            "; {} exports running, so no pack was removed",
+                            r.exports_running
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
             Ok(())
         }
         TransferCommand::Verify(a) => {

@@ -623,3 +623,71 @@ async fn an_import_over_a_volume_in_use_waits_for_it() {
         "no resources copied after a volume failed"
     );
 }
+
+/// The ClusterPair's transfer retention is applied after each successful migration: with
+/// keepCommits 1 and no grace, three migrations of a changing volume leave its newest commit
+/// only, and exactly the packs that commit reaches; that commit still verifies.
+#[tokio::test]
+async fn the_pairs_transfer_retention_is_applied_after_each_success() {
+    let w = World::new().await;
+    w.pair_with(
+        NS,
+        "remote",
+        true,
+        json!({"transferRetention": {"keepCommits": 1, "graceSeconds": 0}}),
+    );
+    let vol = w.shop(NS, 16).await;
+    for round in 0..3u8 {
+        if round > 0 {
+            let h = w.src_store.open_volume(&vol).await.expect("open");
+            h.write_at(round as u64 * CHUNK, &vec![round; 4096])
+                .await
+                .expect("write");
+            h.flush().await.expect("flush");
+        }
+        let name = format!("m{round}");
+        w.migration(NS, &name, spec());
+        let st = w.drive(NS, &name).await;
+        let data = st
+            .volumes
+            .iter()
+            .find(|v| v.persistent_volume_claim == "data");
+        assert_eq!(
+            data.map(|v| v.status),
+            Some(ItemStatus::Successful),
+            "{st:?}"
+        );
+    }
+    let t =
+        ferry_transfer::TransferStore::open(&ferry_store::StoreConfig::fs(w.transfer_root()), None)
+            .await
+            .expect("transfer store");
+    let commits = t.commits_of(&vol).await.expect("commits");
+    assert_eq!(
+        commits.len(),
+        1,
+        "keepCommits 1 leaves the newest: {commits:?}"
+    );
+    ferry_transfer::verify(
+        &t,
+        &commits[0],
+        std::sync::Arc::new(ferry_transfer::Progress::default()),
+        ferry_transfer::Tuning::default(),
+    )
+    .await
+    .expect("the kept commit is whole");
+    let report = ferry_transfer::gc(
+        &t,
+        ferry_transfer::GcOptions {
+            keep: 1,
+            grace: std::time::Duration::ZERO,
+            dry_run: true,
+        },
+    )
+    .await
+    .expect("dry run");
+    assert_eq!(
+        report.packs_removed, 0,
+        "the controller already removed every pack no kept commit reaches: {report:?}"
+    );
+}

@@ -42,6 +42,25 @@ pub struct ClusterPairSpec {
     /// Free-form options, kept for Stork compatibility; ferry reads none today.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// What the transfer store keeps after each successful migration through this pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_retention: Option<TransferRetention>,
+}
+
+/// Retention of a transfer store, applied by the migration controller after each
+/// successful migration (and by `ferryctl transfer gc`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferRetention {
+    /// Commits kept per volume, newest first; at least 1 (the base of the next incremental
+    /// migration). Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_commits: Option<u32>,
+    /// Seconds between the run that finds a pack unreferenced and the run that may remove
+    /// it; 0 removes it at once. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<u64>,
 }
 
 /// A Secret by name, in the ClusterPair's namespace unless `namespace` is given.

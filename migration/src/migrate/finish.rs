@@ -101,6 +101,10 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
                 Some("some volumes or resources were skipped or failed; see their reasons".into());
         }
     }
+    if st.status != ItemStatus::Failed {
+        // Every volume that moved has its commit imported: older commits may go.
+        super::retention::apply(ctx, mig).await;
+    }
     st.finish_timestamp = Some(finished);
     let warning = st.status != ItemStatus::Successful;
     let note = match &st.reason {

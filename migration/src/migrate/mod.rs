@@ -11,6 +11,7 @@
 mod application;
 mod cleanup;
 mod finish;
+mod retention;
 mod validate;
 mod volumes;
 

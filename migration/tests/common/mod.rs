@@ -88,11 +88,19 @@ impl World {
 
     /// A ClusterPair `name` in `ns`, its Secret, and (when `ready`) a Ready status.
     pub fn pair(&self, ns: &str, name: &str, ready: bool) {
+        self.pair_with(ns, name, ready, json!({}));
+    }
+
+    /// Like [`World::pair`], with `extra` fields added to the pair's spec.
+    pub fn pair_with(&self, ns: &str, name: &str, ready: bool, extra: Value) {
         let root = self.transfer_root();
         self.src.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-secret"), "namespace": ns},
             "data": b64(&[("kubeconfig", "apiVersion: v1\nkind: Config\n"), ("backend", "fs"), ("root", &root)])}));
         let mut p = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": name, "namespace": ns},
             "spec": {"secretRef": {"name": format!("{name}-secret")}}});
+        if let (Some(spec), Some(extra)) = (p["spec"].as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
         if ready {
             p["status"] = json!({"schedulerStatus": "Ready", "storageStatus": "Ready"});
         }

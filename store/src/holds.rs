@@ -134,24 +134,37 @@ impl Store {
         })
     }
 
-    /// Waits until no live sweep is running. A sweep record whose expiry has passed belongs
-    /// to a GC that died (a live one rewrites it, and stops deleting when it cannot).
+    /// Waits until every sweep live now has ended. A sweep that starts later reads the
+    /// holds after this call began, so it sees whatever was held before: waiting only for
+    /// the ones listed first keeps back-to-back sweeps from starving a writer. A sweep record
+    /// whose expiry has passed belongs to a GC that died (a live one rewrites it, and stops
+    /// deleting when it cannot).
     ///
     /// # Errors
     /// Backend errors listing or reading sweep records.
     pub(crate) async fn wait_for_sweeps(&self) -> Result<()> {
-        let mut pause = Duration::from_millis(20);
+        let first: BTreeSet<String> = self
+            .live_sweeps()
+            .await?
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
+        if first.is_empty() {
+            return Ok(());
+        }
+        let mut pause = Duration::from_millis(5);
         loop {
-            if self.live_sweeps().await?.is_empty() {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+            let now = self.live_sweeps().await?;
+            if !now.iter().any(|(path, _)| first.contains(path)) {
                 return Ok(());
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
         }
     }
 
-    /// Sweep records that have not expired.
-    pub(crate) async fn live_sweeps(&self) -> Result<Vec<SweepRecord>> {
+    /// Sweep records that have not expired, with their paths.
+    pub(crate) async fn live_sweeps(&self) -> Result<Vec<(String, SweepRecord)>> {
         let now = records::now_ms();
         let mut out = Vec::new();
         for obj in self.objects().list(layout::GC_SWEEPS).await? {
@@ -159,17 +172,18 @@ impl Store {
                 continue;
             };
             match records::decode::<SweepRecord>(&obj.path, &bytes) {
-                Ok(s) if s.expires_ms > now => out.push(s),
+                Ok(s) if s.expires_ms > now => out.push((obj.path, s)),
                 Ok(_) => {}
                 // A record being written: take it as live for one look.
                 Err(Error::Corrupt { .. }) => {
                     if !self.objects().older_than(&obj.path, TORN).await? {
-                        out.push(SweepRecord {
+                        let rec = SweepRecord {
                             format: RECORD_FORMAT,
                             owner: "unknown".into(),
                             started_ms: now,
                             expires_ms: now + 1,
-                        })
+                        };
+                        out.push((obj.path, rec))
                     }
                 }
                 Err(e) => return Err(e),

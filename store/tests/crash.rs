@@ -215,3 +215,55 @@ async fn chunks_uploaded_without_a_commit_are_invisible_and_collected() {
         "debris collected"
     );
 }
+
+/// Commits prune older generations; a reader that lists the generations and then reads one
+/// a concurrent commit pruned must list again, never call the volume missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_volume_read_while_commits_prune_is_never_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let v = s.create_volume(spec("pvc-h")).await.unwrap();
+    let writer = {
+        let (s, id) = (s.clone(), v.id().to_string());
+        tokio::spawn(async move {
+            for _ in 0..300 {
+                let head = s.head(&id).await.unwrap();
+                s.commit(&head, head.root, head.size_bytes).await.unwrap();
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() {
+        let r = s.head(v.id()).await;
+        assert!(
+            r.is_ok(),
+            "read {reads}: an existing volume reported as {r:?}"
+        );
+        reads += 1;
+    }
+    writer.await.unwrap();
+    assert!(reads > 0);
+}
+
+/// The same race made certain: every generation the listing names is gone when read (a
+/// dangling link stands in for a file pruned between the listing and the read). The volume
+/// has a live record, so the answer is "try again", never NOT_FOUND.
+#[tokio::test]
+async fn generations_pruned_between_listing_and_reading_are_not_a_missing_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let v = s.create_volume(spec("pvc-p")).await.unwrap();
+    let gens = dir.path().join(layout::gens(v.id()));
+    for g in std::fs::read_dir(&gens).unwrap() {
+        std::fs::remove_file(g.unwrap().path()).unwrap();
+    }
+    for g in [7u64, 8] {
+        let name = dir.path().join(layout::gen_path(v.id(), g));
+        std::os::unix::fs::symlink(dir.path().join("pruned"), name).unwrap();
+    }
+    match s.head(v.id()).await {
+        Err(ferry_store::Error::NotFound(m)) => panic!("reported missing: {m}"),
+        Err(ferry_store::Error::Unavailable(m)) => assert!(m.contains("try again"), "{m}"),
+        other => panic!("unexpected: {other:?}"),
+    }
+}

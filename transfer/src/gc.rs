@@ -188,10 +188,10 @@ async fn put_json<T: Serialize>(target: &TransferStore, path: &str, v: &T) -> Re
         .map_err(Error::Target)
 }
 
-/// Live records under `folder`.
-pub(crate) async fn live(target: &TransferStore, folder: &str) -> Result<usize> {
+/// Paths of the live records under `folder`.
+pub(crate) async fn live(target: &TransferStore, folder: &str) -> Result<BTreeSet<String>> {
     let now = ferry_store::records::now_ms();
-    let mut n = 0;
+    let mut out = BTreeSet::new();
     for obj in target.objects().list(folder).await.map_err(Error::Target)? {
         let Some(bytes) = target
             .objects()
@@ -202,21 +202,27 @@ pub(crate) async fn live(target: &TransferStore, folder: &str) -> Result<usize> 
             continue;
         };
         match serde_json::from_slice::<Activity>(&bytes) {
-            Ok(a) if a.expires_ms > now => n += 1,
-            Ok(_) => {}
-            // Unreadable: count it as live rather than guess.
-            Err(_) => n += 1,
+            Ok(a) if a.expires_ms <= now => {}
+            // Live, or unreadable: counted as live rather than guessed at.
+            _ => {
+                out.insert(obj.path);
+            }
         }
     }
-    Ok(n)
+    Ok(out)
 }
 
-/// Waits until no live sweep is running in `target`.
+/// Waits until every sweep live now has ended (a later one sees what was announced before
+/// this call, so waiting for those too could only starve the caller).
 pub(crate) async fn wait_for_sweeps(target: &TransferStore) -> Result<()> {
-    let mut pause = Duration::from_millis(20);
-    while live(target, layout::SWEEPS).await? > 0 {
+    let first = live(target, layout::SWEEPS).await?;
+    let mut pause = Duration::from_millis(5);
+    while !first.is_empty() {
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(500));
+        pause = (pause * 2).min(Duration::from_millis(200));
+        if live(target, layout::SWEEPS).await?.is_disjoint(&first) {
+            break;
+        }
     }
     Ok(())
 }
@@ -272,7 +278,7 @@ async fn collect(
     }
     report.commits_kept = kept.len();
 
-    report.exports_running = live(target, layout::EXPORTS).await?;
+    report.exports_running = live(target, layout::EXPORTS).await?.len();
     if report.exports_running > 0 && !opts.dry_run {
         tracing::info!(
             exports = report.exports_running,

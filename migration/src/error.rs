@@ -37,13 +37,7 @@ impl Error {
     /// fails with the reason; false when a later try may pass (network trouble, 5xx, 408,
     /// 409, 429, a busy or unreachable store), so it is retried with backoff.
     pub fn is_permanent(&self) -> bool {
-        use ferry_store::Error as S;
-        let store = |e: &S| {
-            !matches!(
-                e,
-                S::Unavailable(_) | S::Conflict(_) | S::Held(_) | S::Internal(_)
-            )
-        };
+        let store = |e: &ferry_store::Error| !e.is_temporary();
         match self {
             Error::Kube(kube::Error::Api(s)) => {
                 (400..500).contains(&s.code) && !matches!(s.code, 408 | 409 | 429)

@@ -84,7 +84,10 @@ async fn main() {
         first.condemned,
         first.condemned_bytes,
         first.elapsed.as_secs_f64(),
-        rate(first.live_chunks + first.live_pages + first.condemned, first.elapsed)
+        rate(
+            first.live_chunks + first.live_pages + first.condemned,
+            first.elapsed
+        )
     );
     println!(
         "deleting pass: deleted {} objects ({} bytes reclaimed) in {:.2} s ({:.0} deletions/s)",

@@ -75,9 +75,15 @@ impl Error {
         }
     }
 
-    /// True when retrying the same call later may succeed.
+    /// True when retrying the same call later may succeed: the backend is unreachable or
+    /// busy, another writer got there first, the volume is held by a writer, or a task of
+    /// this process failed. Everything else (bad input, damaged or missing data, a full
+    /// store, refused credentials) fails the same way until something is fixed.
     pub fn is_temporary(&self) -> bool {
-        matches!(self, Error::Unavailable(_) | Error::Conflict(_))
+        matches!(
+            self,
+            Error::Unavailable(_) | Error::Conflict(_) | Error::Held(_) | Error::Internal(_)
+        )
     }
 }
 

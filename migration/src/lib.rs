@@ -20,6 +20,7 @@ pub mod names;
 pub mod pair;
 pub mod resources;
 pub mod run;
+pub mod schedule;
 pub mod status;
 pub mod time;
 pub mod trigger;

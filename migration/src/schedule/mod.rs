@@ -1,0 +1,3 @@
+//! Scheduled migrations: when each policy type of a SchedulePolicy is due.
+
+pub mod policy;

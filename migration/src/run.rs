@@ -2,10 +2,11 @@
 //!
 //! - Migration (on a source): the flow of `crate::migrate`.
 //! - ClusterPair: readiness checks, again every few minutes.
+//! - SchedulePolicy: a verdict on each policy in its status.
 //! - VolumeImport (on a destination): imports and PVs.
 //! - Namespace and PersistentVolumeClaim: the `ferry.dev/migrate-to` trigger.
 
-use crate::crd::{ClusterPair, Migration, VolumeImport};
+use crate::crd::{ClusterPair, Migration, SchedulePolicy, VolumeImport};
 use crate::{Ctx, Error};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
@@ -68,6 +69,14 @@ async fn pair(p: Arc<ClusterPair>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     .await
 }
 
+async fn policy(p: Arc<SchedulePolicy>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    counted(p.as_ref(), &ctx, async {
+        crate::schedule::policy_status::reconcile(&ctx, &p).await?;
+        Ok(Action::await_change())
+    })
+    .await
+}
+
 async fn import(v: Arc<VolumeImport>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(v.as_ref(), &ctx, async {
         crate::volume_import::reconcile(&ctx, &v).await.map(requeue)
@@ -107,6 +116,9 @@ pub async fn run(ctx: Ctx) {
     let pairs = Controller::new(Api::<ClusterPair>::all(c.clone()), cfg())
         .shutdown_on_signal()
         .run(pair, on_error, ctx.clone());
+    let policies = Controller::new(Api::<SchedulePolicy>::all(c.clone()), cfg())
+        .shutdown_on_signal()
+        .run(policy, on_error, ctx.clone());
     let imports = Controller::new(
         Api::<VolumeImport>::namespaced(c.clone(), &ctx.namespace),
         cfg(),
@@ -122,6 +134,7 @@ pub async fn run(ctx: Ctx) {
     futures::join!(
         drain("migration", migrations),
         drain("clusterpair", pairs),
+        drain("schedulepolicy", policies),
         drain("volumeimport", imports),
         drain("namespace", namespaces),
         drain("pvc", claims),

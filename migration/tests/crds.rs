@@ -37,7 +37,13 @@ fn crds_have_a_status_subresource_and_the_ferry_group() {
             version["subresources"]["status"].is_mapping(),
             "{file}: status subresource"
         );
-        assert_eq!(doc["spec"]["scope"].as_str(), Some("Namespaced"), "{file}");
+        // Schedule policies are cluster-wide, as Stork's; everything else lives in a namespace.
+        let scope = if file.starts_with("schedulepolicies.") {
+            "Cluster"
+        } else {
+            "Namespaced"
+        };
+        assert_eq!(doc["spec"]["scope"].as_str(), Some(scope), "{file}");
     }
 }
 

@@ -10,11 +10,16 @@
 
 mod cluster_pair;
 mod migration;
+mod schedule_policy;
 mod volume_import;
 
 pub use cluster_pair::{ClusterPair, ClusterPairSpec, ClusterPairStatus, PairState, SecretRef};
 pub use migration::{
     ItemStatus, Migration, MigrationSpec, MigrationStatus, ResourceInfo, Stage, Summary, VolumeInfo,
+};
+pub use schedule_policy::{
+    Checked, DEFAULT_RETAIN, DailyPolicy, IntervalPolicy, MonthlyPolicy, SchedulePolicy,
+    SchedulePolicyItem, SchedulePolicyStatus, WeeklyPolicy,
 };
 pub use volume_import::{
     ImportPhase, ImportSource, PersistentVolumeTemplate, VolumeImport, VolumeImportSpec,
@@ -31,10 +36,15 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Ferry's CRDs, as installed from `manifests/crds/`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![ClusterPair::crd(), Migration::crd(), VolumeImport::crd()]
-        .into_iter()
-        .map(known_formats)
-        .collect()
+    vec![
+        ClusterPair::crd(),
+        Migration::crd(),
+        schedule_policy::crd(),
+        VolumeImport::crd(),
+    ]
+    .into_iter()
+    .map(known_formats)
+    .collect()
 }
 
 /// Rewrites the integer formats schemars emits (`uint64`, `uint32`, `uint`, ...) to the ones

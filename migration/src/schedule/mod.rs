@@ -1,3 +1,5 @@
-//! Scheduled migrations: when each policy type of a SchedulePolicy is due.
+//! Scheduled migrations: when each policy type of a SchedulePolicy is due, and the
+//! SchedulePolicy reconciler that reports a bad policy.
 
 pub mod policy;
+pub mod policy_status;

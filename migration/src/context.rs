@@ -40,7 +40,14 @@ pub struct Ctx {
     pub policy: Policy,
     /// Failed reconciles in a row, per object, for their backoff.
     pub backoff: Arc<Backoff>,
+    /// Now, for schedules (tests move it by hand).
+    pub clock: Clock,
+    /// The zone schedule policies' times of day are read in: the controller's.
+    pub zone: jiff::tz::TimeZone,
 }
+
+/// The time source of schedules.
+pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
 
 impl Ctx {
     /// A context over `client` and `store`, reaching destinations through their kubeconfig.
@@ -65,6 +72,8 @@ impl Ctx {
             poll: Duration::from_secs(5),
             policy: Policy::default(),
             backoff: Arc::default(),
+            clock: Arc::new(jiff::Timestamp::now),
+            zone: jiff::tz::TimeZone::system(),
             namespace,
         }
     }

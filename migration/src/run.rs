@@ -3,10 +3,11 @@
 //! - Migration (on a source): the flow of `crate::migrate`.
 //! - ClusterPair: readiness checks, again every few minutes.
 //! - SchedulePolicy: a verdict on each policy in its status.
+//! - MigrationSchedule: a Migration whenever its policy is due.
 //! - VolumeImport (on a destination): imports and PVs.
 //! - Namespace and PersistentVolumeClaim: the `ferry.dev/migrate-to` trigger.
 
-use crate::crd::{ClusterPair, Migration, SchedulePolicy, VolumeImport};
+use crate::crd::{ClusterPair, Migration, MigrationSchedule, SchedulePolicy, VolumeImport};
 use crate::{Ctx, Error};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
@@ -77,6 +78,15 @@ async fn policy(p: Arc<SchedulePolicy>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     .await
 }
 
+async fn schedule(s: Arc<MigrationSchedule>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    counted(s.as_ref(), &ctx, async {
+        crate::schedule::migration_schedule::reconcile(&ctx, &s)
+            .await
+            .map(requeue)
+    })
+    .await
+}
+
 async fn import(v: Arc<VolumeImport>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(v.as_ref(), &ctx, async {
         crate::volume_import::reconcile(&ctx, &v).await.map(requeue)
@@ -119,6 +129,10 @@ pub async fn run(ctx: Ctx) {
     let policies = Controller::new(Api::<SchedulePolicy>::all(c.clone()), cfg())
         .shutdown_on_signal()
         .run(policy, on_error, ctx.clone());
+    let schedules = Controller::new(Api::<MigrationSchedule>::all(c.clone()), cfg())
+        .owns(Api::<Migration>::all(c.clone()), cfg())
+        .shutdown_on_signal()
+        .run(schedule, on_error, ctx.clone());
     let imports = Controller::new(
         Api::<VolumeImport>::namespaced(c.clone(), &ctx.namespace),
         cfg(),
@@ -135,6 +149,7 @@ pub async fn run(ctx: Ctx) {
         drain("migration", migrations),
         drain("clusterpair", pairs),
         drain("schedulepolicy", policies),
+        drain("migrationschedule", schedules),
         drain("volumeimport", imports),
         drain("namespace", namespaces),
         drain("pvc", claims),

@@ -10,12 +10,17 @@
 
 mod cluster_pair;
 mod migration;
+mod migration_schedule;
 mod schedule_policy;
 mod volume_import;
 
 pub use cluster_pair::{ClusterPair, ClusterPairSpec, ClusterPairStatus, PairState, SecretRef};
 pub use migration::{
     ItemStatus, Migration, MigrationSpec, MigrationStatus, ResourceInfo, Stage, Summary, VolumeInfo,
+};
+pub use migration_schedule::{
+    MigrationSchedule, MigrationScheduleSpec, MigrationScheduleStatus, MigrationTemplate,
+    ScheduledMigration, SkippedRun,
 };
 pub use schedule_policy::{
     Checked, DEFAULT_RETAIN, DailyPolicy, IntervalPolicy, MonthlyPolicy, SchedulePolicy,
@@ -39,6 +44,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         ClusterPair::crd(),
         Migration::crd(),
+        migration_schedule::crd(),
         schedule_policy::crd(),
         VolumeImport::crd(),
     ]

@@ -1,0 +1,300 @@
+//! The MigrationSchedule reconciler: makes a Migration from the template whenever a policy
+//! type of the named SchedulePolicy is due, never two at once, and keeps `retain` finished
+//! Migrations of each type.
+//!
+//! - A type never run counts from the schedule's creation, except an interval, which runs at
+//!   once.
+//! - A due time that finds a run in progress is recorded in `status.skipped` (once per run in
+//!   progress), not queued.
+//! - Missed slots collapse into one run (see `policy`); the next due time of each type is in
+//!   `status.nextDue` and is computed from the policy and the recorded runs, so it survives a
+//!   restart.
+//! - Migrations are made in the schedule's own namespace with its template, so a schedule
+//!   can do nothing its author could not do with a Migration.
+
+use super::policy::{is_due, next_due};
+use crate::crd::{
+    ItemStatus, Migration, MigrationSchedule, MigrationScheduleStatus, SchedulePolicy,
+    ScheduledMigration, SkippedRun,
+};
+use crate::error::Result;
+use crate::status::StatusWriter;
+use crate::time::{human, seconds_between};
+use crate::{Ctx, Error};
+use jiff::{Timestamp, ToSpan};
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Resource, ResourceExt};
+use std::time::Duration;
+
+/// Label on the Migrations a schedule makes: the schedule's name.
+pub const SCHEDULE_LABEL: &str = "ferry.dev/migration-schedule";
+/// Label on the Migrations a schedule makes: the policy type that was due.
+pub const POLICY_TYPE_LABEL: &str = "ferry.dev/policy-type";
+
+const SKIPPED_KEPT: usize = 10;
+
+fn finished(status: &str) -> bool {
+    matches!(status, "Successful" | "PartialSuccess" | "Failed")
+}
+
+fn ts(s: &str) -> Option<Timestamp> {
+    s.parse().ok()
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    t.round(jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// Reconciles `s`; returns when to look again.
+///
+/// # Errors
+/// API errors (retried).
+pub async fn reconcile(ctx: &Ctx, s: &MigrationSchedule) -> Result<Option<Duration>> {
+    let ns = s.namespace().unwrap_or_default();
+    let schedules: Api<MigrationSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(fresh) = schedules.get_opt(&s.name_any()).await? else {
+        return Ok(None);
+    };
+    let mut w = StatusWriter::new(&ctx.client, &fresh)?;
+    let mut st = fresh.status.clone().unwrap_or_default();
+    let migrations: Api<Migration> = Api::namespaced(ctx.client.clone(), &ns);
+    refresh_items(&migrations, &mut st).await?;
+
+    let wait = match plan(ctx, &fresh, &migrations, &mut st).await {
+        Ok(wait) => wait,
+        Err(Error::Invalid(reason)) => {
+            st.reason = Some(reason);
+            st.next_due.clear();
+            Some(Duration::from_secs(60))
+        }
+        Err(e) => return Err(e),
+    };
+    w.save(&st).await?;
+    Ok(wait)
+}
+
+/// Reads back each Migration the schedule made: its outcome, or gone.
+async fn refresh_items(
+    migrations: &Api<Migration>,
+    st: &mut MigrationScheduleStatus,
+) -> Result<()> {
+    for items in st.items.values_mut() {
+        let mut kept = Vec::new();
+        for mut item in std::mem::take(items) {
+            if finished(&item.status) {
+                kept.push(item);
+                continue;
+            }
+            let Some(m) = migrations.get_opt(&item.name).await? else {
+                continue; // deleted by someone: no longer the schedule's
+            };
+            if let Some(ms) = &m.status {
+                item.status = if ms.status == ItemStatus::Pending && ms.stage.is_some() {
+                    "InProgress".into()
+                } else {
+                    ms.status.to_string()
+                };
+                item.finish_timestamp = ms.finish_timestamp.clone();
+            }
+            kept.push(item);
+        }
+        *items = kept;
+    }
+    let newest_success = st
+        .items
+        .values()
+        .flatten()
+        .filter(|i| matches!(i.status.as_str(), "Successful" | "PartialSuccess"))
+        .max_by(|a, b| a.creation_timestamp.cmp(&b.creation_timestamp));
+    if let Some(i) = newest_success {
+        st.last_success_time = Some(i.creation_timestamp.clone());
+        st.last_success_duration = i
+            .finish_timestamp
+            .as_deref()
+            .and_then(|f| seconds_between(&i.creation_timestamp, f))
+            .map(human);
+    }
+    Ok(())
+}
+
+async fn plan(
+    ctx: &Ctx,
+    s: &MigrationSchedule,
+    migrations: &Api<Migration>,
+    st: &mut MigrationScheduleStatus,
+) -> Result<Option<Duration>> {
+    let policies: Api<SchedulePolicy> = Api::all(ctx.client.clone());
+    let name = &s.spec.schedule_policy_name;
+    let policy = policies.get_opt(name).await?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "SchedulePolicy {name} not found: create it, or name an existing one in spec.schedulePolicyName"
+        ))
+    })?;
+    let checked = policy
+        .policy
+        .checked()
+        .map_err(|e| Error::Invalid(format!("SchedulePolicy {name} is invalid: {e}")))?;
+    st.reason = None;
+
+    let now = (ctx.clock)();
+    let created = s
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
+    let suspended = s.spec.suspend.unwrap_or(false);
+    let mut running: Option<String> = st
+        .items
+        .values()
+        .flatten()
+        .find(|i| !finished(&i.status))
+        .map(|i| i.name.clone());
+    let mut soonest: Option<Timestamp> = None;
+    for c in &checked {
+        let kind = c.slot.kind();
+        let last = st
+            .items
+            .get(kind)
+            .and_then(|v| v.last())
+            .and_then(|i| ts(&i.creation_timestamp));
+        let last = match (last, c.slot) {
+            (Some(l), _) => l,
+            // An interval never run runs at once.
+            (None, super::policy::Slot::Interval { minutes }) => created
+                .checked_sub((i64::from(minutes)).minutes())
+                .unwrap_or(Timestamp::MIN),
+            (None, _) => created,
+        };
+        let due = is_due(&c.slot, last, now, &ctx.zone);
+        if due && !suspended {
+            match &running {
+                Some(r) => {
+                    let seen = st
+                        .skipped
+                        .iter()
+                        .any(|x| x.policy_type == kind && &x.running == r);
+                    if !seen {
+                        st.skipped.push(SkippedRun {
+                            policy_type: kind.into(),
+                            time: rfc3339(now),
+                            running: r.clone(),
+                        });
+                        let over = st.skipped.len().saturating_sub(SKIPPED_KEPT);
+                        st.skipped.drain(..over);
+                        ctx.event(
+                            s,
+                            false,
+                            "RunSkipped",
+                            format!("{kind} run due while {r} is still running: skipped"),
+                        )
+                        .await;
+                    }
+                }
+                None => {
+                    let made = start(ctx, s, migrations, kind, now).await?;
+                    st.items.entry(kind.into()).or_default().push(made.clone());
+                    running = Some(made.name);
+                }
+            }
+        }
+        // After a run started now, the next slot counts from now.
+        let from = if st
+            .items
+            .get(kind)
+            .and_then(|v| v.last())
+            .map(|i| &i.creation_timestamp)
+            == Some(&rfc3339(now))
+        {
+            now
+        } else {
+            last
+        };
+        if let Some(next) = next_due(&c.slot, from, now, &ctx.zone) {
+            st.next_due.insert(kind.into(), rfc3339(next));
+            if next > now {
+                soonest = Some(soonest.map_or(next, |s| s.min(next)));
+            }
+        }
+        retain(migrations, st, kind, c.retain).await?;
+    }
+    st.next_due
+        .retain(|k, _| checked.iter().any(|c| c.slot.kind() == k));
+    if running.is_some() {
+        return Ok(Some(ctx.poll));
+    }
+    Ok(Some(match soonest {
+        Some(t) => {
+            let secs = (t.as_second() - now.as_second()).clamp(1, 300);
+            Duration::from_secs(secs as u64)
+        }
+        None => Duration::from_secs(300),
+    }))
+}
+
+/// Makes the Migration of one run (a retry finds the one made before).
+async fn start(
+    ctx: &Ctx,
+    s: &MigrationSchedule,
+    migrations: &Api<Migration>,
+    kind: &str,
+    now: Timestamp,
+) -> Result<ScheduledMigration> {
+    let stamp = now.strftime("%Y%m%d%H%M%S").to_string();
+    let name = format!("{}-{kind}-{stamp}", s.name_any());
+    let mut m = Migration::new(&name, s.spec.template.spec.clone());
+    m.metadata.namespace = s.namespace();
+    m.metadata.labels = Some(
+        [
+            (SCHEDULE_LABEL.to_string(), s.name_any()),
+            (POLICY_TYPE_LABEL.to_string(), kind.to_string()),
+        ]
+        .into(),
+    );
+    m.metadata.owner_references = s.controller_owner_ref(&()).map(|o| vec![o]);
+    match migrations.create(&PostParams::default(), &m).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.event(
+        s,
+        false,
+        "MigrationCreated",
+        format!("{kind} run: Migration {name}"),
+    )
+    .await;
+    Ok(ScheduledMigration {
+        name,
+        creation_timestamp: rfc3339(now),
+        finish_timestamp: None,
+        status: "Pending".into(),
+    })
+}
+
+/// Deletes the oldest finished Migrations of `kind` beyond `keep`.
+async fn retain(
+    migrations: &Api<Migration>,
+    st: &mut MigrationScheduleStatus,
+    kind: &str,
+    keep: u32,
+) -> Result<()> {
+    let Some(items) = st.items.get_mut(kind) else {
+        return Ok(());
+    };
+    while items.len() > keep as usize {
+        let Some(pos) = items.iter().position(|i| finished(&i.status)) else {
+            break;
+        };
+        let old = items[pos].name.clone();
+        match migrations.delete(&old, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+        items.remove(pos);
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! MigrationSchedules against the stand-in API with real chunk stores, the controller's clock
+//! moved by hand: runs when due, one at a time (a due time during a run is skipped and
+//! recorded), incremental after the first, `retain` Migrations kept, suspend honoured, and
+//! missed slots collapsed into one run.
+
+mod common;
+
+use common::{CHUNK, World};
+use ferry_migration::crd::{ItemStatus, MigrationSchedule, MigrationScheduleStatus};
+use ferry_migration::schedule::migration_schedule::{SCHEDULE_LABEL, reconcile};
+use jiff::{Timestamp, ToSpan};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+const NS: &str = "shop";
+
+struct Clock(Arc<Mutex<Timestamp>>);
+
+impl Clock {
+    fn install(w: &mut World) -> Clock {
+        let now = Arc::new(Mutex::new(Timestamp::now()));
+        let read = now.clone();
+        w.src_ctx.clock = Arc::new(move || *read.lock().expect("clock"));
+        Clock(now)
+    }
+    fn advance(&self, secs: i64) {
+        let mut t = self.0.lock().expect("clock");
+        *t = t.checked_add(secs.seconds()).expect("time");
+    }
+}
+
+fn schedule(w: &World) -> MigrationSchedule {
+    serde_json::from_value(
+        w.src
+            .get("ferry.dev/migrationschedules", Some(NS), "standby")
+            .expect("schedule"),
+    )
+    .expect("parse")
+}
+
+async fn tick(w: &World) -> MigrationScheduleStatus {
+    reconcile(&w.src_ctx, &schedule(w))
+        .await
+        .expect("reconcile");
+    // The Migration controller finishes the deletions retention asked for (its finalizer).
+    for m in w.src.all("ferry.dev/migrations") {
+        if m["metadata"]["deletionTimestamp"].is_string() {
+            let m = serde_json::from_value(m).expect("migration");
+            ferry_migration::migrate::reconcile(&w.src_ctx, &m)
+                .await
+                .expect("finalize");
+        }
+    }
+    schedule(w).status.unwrap_or_default()
+}
+
+/// Names of the schedule's Migrations that exist.
+fn runs(w: &World) -> Vec<String> {
+    let mut v: Vec<String> = w
+        .src
+        .all("ferry.dev/migrations")
+        .into_iter()
+        .filter(|m| m["metadata"]["labels"][SCHEDULE_LABEL] == "standby")
+        .filter_map(|m| m["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    v.sort();
+    v
+}
+
+fn newest(st: &MigrationScheduleStatus) -> String {
+    st.items["interval"].last().expect("a run").name.clone()
+}
+
+async fn bytes_moved(w: &World, name: &str) -> u64 {
+    let st = w.drive(NS, name).await;
+    let data = st
+        .volumes
+        .iter()
+        .find(|v| v.persistent_volume_claim == "data")
+        .expect("data volume");
+    assert_eq!(data.status, ItemStatus::Successful, "{st:?}");
+    data.bytes_transferred
+}
+
+#[tokio::test]
+async fn a_one_minute_schedule_runs_incrementally_one_at_a_time() {
+    let mut w = World::new().await;
+    let clock = Clock::install(&mut w);
+    w.pair(NS, "remote", true);
+    let vol = w.shop(NS, 32).await;
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy",
+        "metadata": {"name": "every-minute"},
+        "policy": {"interval": {"intervalMinutes": 1, "retain": 2}}}),
+    );
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule",
+        "metadata": {"name": "standby", "namespace": NS},
+        "spec": {"schedulePolicyName": "every-minute",
+                 "template": {"spec": {"clusterPair": "remote", "namespaces": [NS]}}}}),
+    );
+
+    // An interval never run runs at once.
+    let st = tick(&w).await;
+    let first = newest(&st);
+    assert!(first.starts_with("standby-interval-"), "{first}");
+    assert_eq!(runs(&w), vec![first.clone()]);
+
+    // Not due 10 s later; due after a minute, but the first run is still going: skipped.
+    clock.advance(10);
+    assert_eq!(tick(&w).await.items["interval"].len(), 1);
+    clock.advance(55);
+    let st = tick(&w).await;
+    assert_eq!(
+        st.items["interval"].len(),
+        1,
+        "no second run while one is in progress"
+    );
+    assert_eq!(st.skipped.len(), 1, "{st:?}");
+    assert_eq!(st.skipped[0].running, first);
+    // Seen again while the same run goes on: recorded once.
+    assert_eq!(tick(&w).await.skipped.len(), 1);
+    let full = bytes_moved(&w, &first).await;
+
+    // Two chunks change; the next run moves about them.
+    let h = w.src_store.open_volume(&vol).await.expect("open");
+    h.write_at(0, &vec![7u8; 4096]).await.expect("write");
+    h.write_at(9 * CHUNK, &vec![6u8; 4096])
+        .await
+        .expect("write");
+    h.flush().await.expect("flush");
+    clock.advance(1);
+    let st = tick(&w).await;
+    assert!(st.last_success_time.is_some(), "{st:?}");
+    let second = newest(&st);
+    assert_ne!(second, first);
+    let delta = bytes_moved(&w, &second).await;
+    assert!(
+        delta < full / 4,
+        "the second run moved {delta} bytes, the first {full}"
+    );
+
+    // A third run; retain 2 leaves two Migration objects.
+    clock.advance(61);
+    let third = newest(&tick(&w).await);
+    bytes_moved(&w, &third).await;
+    clock.advance(1);
+    let st = tick(&w).await;
+    assert_eq!(runs(&w), [second.clone(), third.clone()], "{st:?}");
+    assert_eq!(st.items["interval"].len(), 2);
+    let t =
+        ferry_transfer::TransferStore::open(&ferry_store::StoreConfig::fs(w.transfer_root()), None)
+            .await
+            .expect("transfer store");
+    assert_eq!(
+        t.commits_of(&vol).await.expect("commits").len(),
+        2,
+        "the pair's default retention keeps two commits"
+    );
+
+    // Suspended: nothing starts, however long.
+    let api: kube::Api<MigrationSchedule> = kube::Api::namespaced(w.src.client(), NS);
+    api.patch(
+        "standby",
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"suspend": true}})),
+    )
+    .await
+    .expect("suspend");
+    clock.advance(600);
+    let st = tick(&w).await;
+    assert_eq!(
+        runs(&w),
+        [second.clone(), third.clone()],
+        "suspended: {st:?}"
+    );
+    assert!(st.next_due.contains_key("interval"), "next due still shown");
+
+    // Resumed after ten missed slots: one run, not ten.
+    api.patch(
+        "standby",
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"suspend": null}})),
+    )
+    .await
+    .expect("resume");
+    let st = tick(&w).await;
+    let fourth = newest(&st);
+    assert!(![second.clone(), third.clone()].contains(&fourth));
+    // Retain 2: the new run and the newest finished one.
+    assert_eq!(
+        runs(&w),
+        [third.clone(), fourth.clone()],
+        "one new run: {st:?}"
+    );
+    let st = tick(&w).await;
+    assert_eq!(runs(&w), [third, fourth], "still one: {st:?}");
+}
+
+#[tokio::test]
+async fn a_missing_or_invalid_policy_is_named_in_status() {
+    let w = World::new().await;
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule",
+        "metadata": {"name": "standby", "namespace": NS},
+        "spec": {"schedulePolicyName": "nope",
+                 "template": {"spec": {"clusterPair": "remote", "namespaces": [NS]}}}}),
+    );
+    let st = tick(&w).await;
+    assert!(
+        st.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("SchedulePolicy nope not found")),
+        "{st:?}"
+    );
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy",
+        "metadata": {"name": "nope"}, "policy": {"daily": {"time": "7PM"}}}),
+    );
+    let st = tick(&w).await;
+    assert!(
+        st.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("policy.daily.time")),
+        "{st:?}"
+    );
+    assert!(runs(&w).is_empty(), "no run from a bad policy");
+}

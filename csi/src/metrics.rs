@@ -47,6 +47,15 @@ pub fn add(name: &'static str, help: &'static str, labels: &[(&'static str, &str
     });
 }
 
+/// Sets the gauge `name{labels}` to `v`.
+pub fn set(name: &'static str, help: &'static str, labels: &[(&'static str, &str)], v: f64) {
+    let labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    with(|r| {
+        r.help.entry(name).or_insert((help, "gauge"));
+        r.counters.insert((name, labels), v);
+    });
+}
+
 /// Records one observation of `d` in the histogram `name{labels}`.
 pub fn observe(
     name: &'static str,

@@ -226,3 +226,53 @@ async fn a_missing_or_invalid_policy_is_named_in_status() {
     );
     assert!(runs(&w).is_empty(), "no run from a bad policy");
 }
+
+#[tokio::test]
+async fn an_rpo_past_twice_the_interval_is_a_condition_and_a_metric() {
+    let mut w = World::new().await;
+    let clock = Clock::install(&mut w);
+    w.pair(NS, "remote", true);
+    w.shop(NS, 4).await;
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy",
+        "metadata": {"name": "every-minute"}, "policy": {"interval": {"intervalMinutes": 1}}}),
+    );
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule",
+        "metadata": {"name": "standby", "namespace": NS},
+        "spec": {"schedulePolicyName": "every-minute",
+                 "template": {"spec": {"clusterPair": "remote", "namespaces": [NS]}}}}),
+    );
+    let first = newest(&tick(&w).await);
+    bytes_moved(&w, &first).await;
+    clock.advance(1);
+    let st = tick(&w).await;
+    let rpo = |st: &MigrationScheduleStatus| {
+        st.conditions
+            .iter()
+            .find(|c| c.type_ == "RPOExceeded")
+            .map(|c| c.status.clone())
+    };
+    assert_eq!(rpo(&st).as_deref(), Some("False"), "{st:?}");
+    // The second run never finishes (nobody drives it): the state ages past two minutes.
+    clock.advance(150);
+    let st = tick(&w).await;
+    assert_eq!(rpo(&st).as_deref(), Some("True"), "{st:?}");
+    let text = ferry_csi::metrics::render();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ferry_migration_schedule_rpo_seconds")
+                && l.contains("schedule=\"standby\"")
+                && l.rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .is_some_and(|v| v >= 150.0)),
+        "{text}"
+    );
+    assert!(text.contains("ferry_migration_schedule_last_success_timestamp_seconds"));
+    // Looked at again with nothing changed: no status write (no watch event, no loop).
+    let before = w.src.log().iter().filter(|l| l.method == "PATCH").count();
+    tick(&w).await;
+    let after = w.src.log().iter().filter(|l| l.method == "PATCH").count();
+    assert_eq!(before, after);
+}

@@ -106,6 +106,27 @@ pub struct MigrationScheduleStatus {
     /// Why no run starts (a missing or invalid policy), when so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `RPOExceeded`: whether the newest successfully migrated state is older than twice
+    /// the policy's shortest period.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ScheduleCondition>,
+}
+
+/// A condition of a schedule.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleCondition {
+    /// The condition (`RPOExceeded`).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True` or `False`.
+    pub status: String,
+    /// One word.
+    pub reason: String,
+    /// What it means.
+    pub message: String,
+    /// When `status` last changed.
+    pub last_transition_time: String,
 }
 
 /// The CRD, without the Migration spec's immutability rule inside the template: a

@@ -20,7 +20,7 @@ pub use migration::{
 };
 pub use migration_schedule::{
     MigrationSchedule, MigrationScheduleSpec, MigrationScheduleStatus, MigrationTemplate,
-    ScheduledMigration, SkippedRun,
+    ScheduleCondition, ScheduledMigration, SkippedRun,
 };
 pub use schedule_policy::{
     Checked, DEFAULT_RETAIN, DailyPolicy, IntervalPolicy, MonthlyPolicy, SchedulePolicy,

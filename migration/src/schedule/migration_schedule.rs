@@ -222,6 +222,7 @@ async fn plan(
     }
     st.next_due
         .retain(|k, _| checked.iter().any(|c| c.slot.kind() == k));
+    rpo(ctx, s, st, &checked, created, now, suspended).await;
     if running.is_some() {
         return Ok(Some(ctx.poll));
     }
@@ -232,6 +233,101 @@ async fn plan(
         }
         None => Duration::from_secs(300),
     }))
+}
+
+/// Seconds between runs of a policy type, at most.
+fn period_secs(slot: &super::policy::Slot) -> i64 {
+    use super::policy::Slot;
+    match slot {
+        Slot::Interval { minutes } => i64::from(*minutes) * 60,
+        Slot::Daily { .. } => 86_400,
+        Slot::Weekly { .. } => 7 * 86_400,
+        Slot::Monthly { .. } => 31 * 86_400,
+    }
+}
+
+/// The age of the newest successfully migrated state: in the metrics, and as condition
+/// `RPOExceeded` (with an Event when it turns true) past twice the shortest period.
+async fn rpo(
+    ctx: &Ctx,
+    s: &MigrationSchedule,
+    st: &mut MigrationScheduleStatus,
+    checked: &[crate::crd::Checked],
+    created: Timestamp,
+    now: Timestamp,
+    suspended: bool,
+) {
+    let ns = s.namespace().unwrap_or_default();
+    let name = s.name_any();
+    let since = st
+        .last_success_time
+        .as_deref()
+        .and_then(ts)
+        .unwrap_or(created);
+    let age = (now.as_second() - since.as_second()).max(0);
+    if let Some(t) = st.last_success_time.as_deref().and_then(ts) {
+        ferry_csi::metrics::set(
+            "ferry_migration_schedule_last_success_timestamp_seconds",
+            "When the newest successful run of a schedule started (its state is that old), Unix seconds.",
+            &[("namespace", &ns), ("schedule", &name)],
+            t.as_second() as f64,
+        );
+    }
+    ferry_csi::metrics::set(
+        "ferry_migration_schedule_rpo_seconds",
+        "Age of the newest successfully migrated state of a schedule at its last reconcile.",
+        &[("namespace", &ns), ("schedule", &name)],
+        age as f64,
+    );
+    let Some(limit) = checked.iter().map(|c| 2 * period_secs(&c.slot)).min() else {
+        return;
+    };
+    let (status, reason, message) = if suspended {
+        (
+            "False",
+            "Suspended",
+            "the schedule is suspended".to_string(),
+        )
+    } else if age > limit {
+        (
+            "True",
+            "RPOExceeded",
+            format!(
+                "the newest migrated state is {} old, more than twice the policy's period ({})",
+                human(age as f64),
+                human(limit as f64 / 2.0)
+            ),
+        )
+    } else {
+        (
+            "False",
+            "WithinRPO",
+            format!(
+                "the newest migrated state is within {}",
+                human(limit as f64)
+            ),
+        )
+    };
+    let old = st.conditions.iter().position(|c| c.type_ == "RPOExceeded");
+    let changed = old.is_none_or(|i| st.conditions[i].status != status);
+    if !changed {
+        // Keep the message as it was: a status that changed on every look would loop.
+        return;
+    }
+    if status == "True" {
+        ctx.event(s, true, "RPOExceeded", message.clone()).await;
+    }
+    let c = crate::crd::ScheduleCondition {
+        type_: "RPOExceeded".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: rfc3339(now),
+    };
+    match old {
+        Some(i) => st.conditions[i] = c,
+        None => st.conditions.push(c),
+    }
 }
 
 /// Makes the Migration of one run (a retry finds the one made before).

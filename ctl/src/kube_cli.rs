@@ -117,7 +117,66 @@ pub enum Get {
         /// Follow the named migration with a progress bar until it ends.
         #[arg(long, short = 'w')]
         watch: bool,
+        /// Only the runs of this MigrationSchedule.
+        #[arg(long = "migration-schedule")]
+        migration_schedule: Option<String>,
     },
+    /// SchedulePolicies: NAME INTERVAL-MINUTES DAILY WEEKLY MONTHLY.
+    #[command(alias = "schedulepolicies")]
+    Schedulepolicy,
+    /// MigrationSchedules: NAME POLICYNAME CLUSTERPAIR SUSPEND LAST-SUCCESS-TIME
+    /// LAST-SUCCESS-DURATION.
+    #[command(alias = "migrationschedules")]
+    Migrationschedule,
+}
+
+/// `suspend migrationschedule NAME` / `resume migrationschedule NAME`.
+#[derive(Subcommand, Debug)]
+pub enum Suspension {
+    /// A MigrationSchedule of the namespace (-n).
+    Migrationschedule {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// Flags of `create schedulepolicy` (storkctl's names).
+#[derive(Args, Debug)]
+pub struct CreatePolicy {
+    /// Policy name.
+    pub name: String,
+    /// interval, daily, weekly or monthly.
+    #[arg(long = "policy-type", short = 't')]
+    pub policy_type: String,
+    /// Minutes between runs (interval).
+    #[arg(long = "interval-minutes", short = 'i')]
+    pub interval_minutes: Option<i64>,
+    /// Time of day: 10:30PM or 22:30 (daily, weekly, monthly).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Day of the week (weekly): Monday or Mon.
+    #[arg(long = "day-of-week")]
+    pub day_of_week: Option<String>,
+    /// Day of the month (monthly): 1 to 31.
+    #[arg(long = "date-of-month")]
+    pub date_of_month: Option<i64>,
+    /// Runs kept (default 2).
+    #[arg(long)]
+    pub retain: Option<i64>,
+}
+
+/// Flags of `create migrationschedule`.
+#[derive(Args, Debug)]
+pub struct CreateSchedule {
+    /// The Migrations' settings.
+    #[command(flatten)]
+    pub migration: CreateMigration,
+    /// SchedulePolicy saying when.
+    #[arg(long = "schedule-policy-name", short = 's')]
+    pub schedule_policy_name: String,
+    /// Create it suspended.
+    #[arg(long)]
+    pub suspend: bool,
 }
 
 /// `create ...`
@@ -125,6 +184,10 @@ pub enum Get {
 pub enum Create {
     /// Create a Migration.
     Migration(CreateMigration),
+    /// Create a SchedulePolicy (cluster-wide).
+    Schedulepolicy(CreatePolicy),
+    /// Create a MigrationSchedule: Migrations of these settings whenever the policy is due.
+    Migrationschedule(CreateSchedule),
 }
 
 /// Flags of `create migration` (storkctl's names).
@@ -249,28 +312,86 @@ pub async fn get(k: &KubeArgs, g: Get) -> Result<()> {
         Get::Migration {
             name: Some(name),
             watch: true,
+            ..
         } => follow(&client, &k.ns(), &name).await?,
-        Get::Migration { name, .. } => {
-            print!(
-                "{}",
-                ferryctl::migrations::get(&client, ns.as_deref(), name.as_deref()).await?
+        Get::Migration {
+            name,
+            migration_schedule,
+            ..
+        } => print!(
+            "{}",
+            ferryctl::migrations::get_selected(
+                &client,
+                ns.as_deref(),
+                name.as_deref(),
+                migration_schedule.as_deref()
             )
-        }
+            .await?
+        ),
+        Get::Schedulepolicy => print!("{}", ferryctl::schedules::get_policies(&client).await?),
+        Get::Migrationschedule => print!(
+            "{}",
+            ferryctl::schedules::get_schedules(&client, ns.as_deref()).await?
+        ),
     }
     Ok(())
 }
 
-pub async fn create(k: &KubeArgs, c: Create) -> Result<()> {
-    let Create::Migration(a) = c;
-    let client = k.client().await?;
-    let ns = k.ns();
-    let args = ferryctl::migrations::CreateArgs {
-        cluster_pair: a.cluster_pair,
-        namespaces: a.namespaces,
+fn migration_args(a: &CreateMigration) -> ferryctl::migrations::CreateArgs {
+    ferryctl::migrations::CreateArgs {
+        cluster_pair: a.cluster_pair.clone(),
+        namespaces: a.namespaces.clone(),
         include_resources: a.include_resources,
         include_volumes: a.include_volumes,
         start_applications: a.start_applications,
+    }
+}
+
+pub async fn suspension(k: &KubeArgs, s: Suspension, suspend: bool) -> Result<()> {
+    let Suspension::Migrationschedule { name } = s;
+    let client = k.client().await?;
+    print!(
+        "{}",
+        ferryctl::schedules::set_suspend(&client, &k.ns(), &name, suspend).await?
+    );
+    Ok(())
+}
+
+pub async fn create(k: &KubeArgs, c: Create) -> Result<()> {
+    let client = k.client().await?;
+    let ns = k.ns();
+    let a = match c {
+        Create::Migration(a) => a,
+        Create::Schedulepolicy(p) => {
+            let args = ferryctl::schedules::PolicyArgs {
+                policy_type: p.policy_type,
+                interval_minutes: p.interval_minutes,
+                time: p.time,
+                day_of_week: p.day_of_week,
+                date_of_month: p.date_of_month,
+                retain: p.retain,
+            };
+            print!(
+                "{}",
+                ferryctl::schedules::create_policy(&client, &p.name, &args).await?
+            );
+            return Ok(());
+        }
+        Create::Migrationschedule(s) => {
+            let out = ferryctl::schedules::create_schedule(
+                &client,
+                &ns,
+                &s.migration.name,
+                &s.schedule_policy_name,
+                &migration_args(&s.migration),
+                s.suspend,
+            )
+            .await?;
+            print!("{out}");
+            return Ok(());
+        }
     };
+    let args = migration_args(&a);
     print!(
         "{}",
         ferryctl::migrations::create(&client, &ns, &a.name, &args).await?

@@ -5,6 +5,7 @@ pub mod activate;
 pub mod generate;
 pub mod migrations;
 pub mod pairs;
+pub mod schedules;
 pub mod table;
 
 /// Errors of ferryctl's Kubernetes commands, as text for the user.

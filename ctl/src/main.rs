@@ -23,12 +23,18 @@ enum Command {
     /// Print objects to apply (a ClusterPair and its Secret).
     #[command(subcommand)]
     Generate(kube_cli::Generate),
-    /// List ClusterPairs or Migrations.
+    /// List ClusterPairs, Migrations, SchedulePolicies or MigrationSchedules.
     #[command(subcommand)]
     Get(kube_cli::Get),
-    /// Create a Migration.
+    /// Create a Migration, a SchedulePolicy or a MigrationSchedule.
     #[command(subcommand)]
     Create(kube_cli::Create),
+    /// Stop a MigrationSchedule from starting runs.
+    #[command(subcommand)]
+    Suspend(kube_cli::Suspension),
+    /// Let a suspended MigrationSchedule start runs again.
+    #[command(subcommand)]
+    Resume(kube_cli::Suspension),
     /// Start migrated workloads at their source replica counts.
     #[command(subcommand)]
     Activate(kube_cli::Activation),
@@ -55,6 +61,8 @@ async fn main() -> std::process::ExitCode {
         Command::Generate(g) => kube_cli::generate(&k, g).await,
         Command::Get(g) => kube_cli::get(&k, g).await,
         Command::Create(c) => kube_cli::create(&k, c).await,
+        Command::Suspend(s) => kube_cli::suspension(&k, s, true).await,
+        Command::Resume(s) => kube_cli::suspension(&k, s, false).await,
         Command::Activate(_) => kube_cli::activation(&k, true).await,
         Command::Deactivate(_) => kube_cli::activation(&k, false).await,
         Command::Transfer(c) => transfer::run(c).await,

@@ -26,25 +26,7 @@ pub async fn create(client: &kube::Client, ns: &str, name: &str, a: &CreateArgs)
     if a.namespaces.is_empty() {
         return Err("--namespaces is required: name the namespaces to migrate".into());
     }
-    let mut m = Migration::new(
-        name,
-        MigrationSpec {
-            cluster_pair: a.cluster_pair.clone(),
-            admin_cluster_pair: None,
-            namespaces: a.namespaces.clone(),
-            include_resources: a.include_resources,
-            include_volumes: a.include_volumes,
-            start_applications: a.start_applications,
-            selectors: Default::default(),
-            exclude_selectors: Default::default(),
-            exclude_resource_types: Vec::new(),
-            include_optional_resource_types: Vec::new(),
-            purge_deleted_resources: false,
-            persistent_volume_claims: Vec::new(),
-            pre_exec_rule: None,
-            post_exec_rule: None,
-        },
-    );
+    let mut m = Migration::new(name, spec_of(a));
     m.metadata.namespace = Some(ns.to_string());
     let api: Api<Migration> = Api::namespaced(client.clone(), ns);
     match api.create(&PostParams::default(), &m).await {
@@ -53,6 +35,26 @@ pub async fn create(client: &kube::Client, ns: &str, name: &str, a: &CreateArgs)
             Err(format!("Migration {ns}/{name} already exists: pick another name").into())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The Migration spec `a` describes.
+pub fn spec_of(a: &CreateArgs) -> MigrationSpec {
+    MigrationSpec {
+        cluster_pair: a.cluster_pair.clone(),
+        admin_cluster_pair: None,
+        namespaces: a.namespaces.clone(),
+        include_resources: a.include_resources,
+        include_volumes: a.include_volumes,
+        start_applications: a.start_applications,
+        selectors: Default::default(),
+        exclude_selectors: Default::default(),
+        exclude_resource_types: Vec::new(),
+        include_optional_resource_types: Vec::new(),
+        purge_deleted_resources: false,
+        persistent_volume_claims: Vec::new(),
+        pre_exec_rule: None,
+        post_exec_rule: None,
     }
 }
 
@@ -79,6 +81,16 @@ fn counts(st: &MigrationStatus) -> (String, String) {
 /// Migrations as storkctl's table: NAME CLUSTERPAIR STAGE STATUS VOLUMES RESOURCES CREATED
 /// (plus ELAPSED), one or all, in `ns` or every namespace.
 pub async fn get(client: &kube::Client, ns: Option<&str>, name: Option<&str>) -> Result<String> {
+    get_selected(client, ns, name, None).await
+}
+
+/// Like [`get`], listing only the Migrations of MigrationSchedule `schedule` when given.
+pub async fn get_selected(
+    client: &kube::Client,
+    ns: Option<&str>,
+    name: Option<&str>,
+    schedule: Option<&str>,
+) -> Result<String> {
     let api: Api<Migration> = match ns {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -90,7 +102,16 @@ pub async fn get(client: &kube::Client, ns: Option<&str>, name: Option<&str>) ->
                 ns.unwrap_or("(all)")
             )
         })?],
-        None => api.list(&Default::default()).await?.items,
+        None => {
+            let lp = match schedule {
+                Some(s) => kube::api::ListParams::default().labels(&format!(
+                    "{}={s}",
+                    ferry_migration::schedule::migration_schedule::SCHEDULE_LABEL
+                )),
+                None => Default::default(),
+            };
+            api.list(&lp).await?.items
+        }
     };
     if items.is_empty() {
         return Ok("No resources found.\n".into());

@@ -318,3 +318,142 @@ async fn generate_clusterpair_checks_the_pair_before_printing_it() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn schedule_verbs_create_list_suspend_and_resume() {
+    use ferryctl::schedules::{
+        PolicyArgs, create_policy, create_schedule, get_policies, get_schedules, set_suspend,
+    };
+    let api = FakeApi::new();
+    let client = api.client();
+    // A bad policy is refused before it reaches the API, naming the field.
+    let bad = PolicyArgs {
+        policy_type: "daily".into(),
+        time: Some("25:00".into()),
+        ..Default::default()
+    };
+    let err = create_policy(&client, "nightly", &bad)
+        .await
+        .expect_err("bad");
+    assert!(err.to_string().contains("policy.daily.time"), "{err}");
+    assert!(
+        api.get("ferry.dev/schedulepolicies", None, "nightly")
+            .is_none()
+    );
+    let good = PolicyArgs {
+        policy_type: "interval".into(),
+        interval_minutes: Some(15),
+        retain: Some(4),
+        ..Default::default()
+    };
+    assert_eq!(
+        create_policy(&client, "every15", &good)
+            .await
+            .expect("create"),
+        "Schedule policy every15 created successfully\n"
+    );
+    let stored = api
+        .get("ferry.dev/schedulepolicies", None, "every15")
+        .expect("stored");
+    assert_eq!(
+        stored["policy"]["interval"],
+        json!({"intervalMinutes": 15, "retain": 4})
+    );
+    let table = get_policies(&client).await.expect("get");
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "INTERVAL-MINUTES", "DAILY", "WEEKLY", "MONTHLY"]
+    );
+    let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
+    assert_eq!(row, ["every15", "15", "N/A", "N/A", "N/A"]);
+
+    let args = ferryctl::migrations::CreateArgs {
+        cluster_pair: "remote".into(),
+        namespaces: vec!["shop".into()],
+        include_resources: true,
+        include_volumes: true,
+        start_applications: false,
+    };
+    create_schedule(&client, "shop", "standby", "every15", &args, false)
+        .await
+        .expect("create schedule");
+    let s = api
+        .get("ferry.dev/migrationschedules", Some("shop"), "standby")
+        .expect("stored");
+    assert_eq!(s["spec"]["template"]["spec"]["clusterPair"], "remote");
+    api.set_status(
+        "ferry.dev/migrationschedules",
+        Some("shop"),
+        "standby",
+        json!({
+        "lastSuccessTime": "2026-12-02T10:15:00Z", "lastSuccessDuration": "1m05s"}),
+    );
+    let table = get_schedules(&client, Some("shop")).await.expect("get");
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "POLICYNAME",
+            "CLUSTERPAIR",
+            "SUSPEND",
+            "LAST-SUCCESS-TIME",
+            "LAST-SUCCESS-DURATION"
+        ]
+    );
+    let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
+    assert_eq!(
+        row,
+        [
+            "standby",
+            "every15",
+            "remote",
+            "false",
+            "2026-12-02T10:15:00Z",
+            "1m05s"
+        ]
+    );
+
+    set_suspend(&client, "shop", "standby", true)
+        .await
+        .expect("suspend");
+    let s = api
+        .get("ferry.dev/migrationschedules", Some("shop"), "standby")
+        .expect("stored");
+    assert_eq!(s["spec"]["suspend"], true);
+    set_suspend(&client, "shop", "standby", false)
+        .await
+        .expect("resume");
+    let s = api
+        .get("ferry.dev/migrationschedules", Some("shop"), "standby")
+        .expect("stored");
+    assert!(
+        s["spec"].get("suspend").is_none(),
+        "resuming removes the field: {s}"
+    );
+    let err = set_suspend(&client, "shop", "nope", true)
+        .await
+        .expect_err("missing");
+    assert!(err.to_string().contains("not found"), "{err}");
+
+    // get migration --migration-schedule lists that schedule's runs only.
+    api.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Migration",
+        "metadata": {"name": "standby-interval-20261202101500", "namespace": "shop",
+                     "labels": {"ferry.dev/migration-schedule": "standby"}},
+        "spec": {"clusterPair": "remote", "namespaces": ["shop"]}}),
+    );
+    api.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Migration",
+        "metadata": {"name": "by-hand", "namespace": "shop"},
+        "spec": {"clusterPair": "remote", "namespaces": ["shop"]}}),
+    );
+    let table = ferryctl::migrations::get_selected(&client, Some("shop"), None, Some("standby"))
+        .await
+        .expect("get");
+    assert!(table.contains("standby-interval-20261202101500"), "{table}");
+    assert!(!table.contains("by-hand"), "{table}");
+}

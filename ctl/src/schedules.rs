@@ -161,6 +161,7 @@ pub async fn create_schedule(
             template: MigrationTemplate { spec: spec_of(a) },
             schedule_policy_name: policy.into(),
             suspend: suspend.then_some(true),
+            auto_suspend: None,
         },
     );
     s.metadata.namespace = Some(ns.into());

@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex};
 
 const NS: &str = "shop";
 
+/// The metrics registry is one per process and every test here writes the same schedule's
+/// series: one test at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Clock(Arc<Mutex<Timestamp>>);
 
 impl Clock {
@@ -84,6 +88,7 @@ async fn bytes_moved(w: &World, name: &str) -> u64 {
 
 #[tokio::test]
 async fn a_one_minute_schedule_runs_incrementally_one_at_a_time() {
+    let _one = SERIAL.lock().await;
     let mut w = World::new().await;
     let clock = Clock::install(&mut w);
     w.pair(NS, "remote", true);
@@ -199,6 +204,7 @@ async fn a_one_minute_schedule_runs_incrementally_one_at_a_time() {
 
 #[tokio::test]
 async fn a_missing_or_invalid_policy_is_named_in_status() {
+    let _one = SERIAL.lock().await;
     let w = World::new().await;
     w.src.seed(
         json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule",
@@ -229,6 +235,7 @@ async fn a_missing_or_invalid_policy_is_named_in_status() {
 
 #[tokio::test]
 async fn an_rpo_past_twice_the_interval_is_a_condition_and_a_metric() {
+    let _one = SERIAL.lock().await;
     let mut w = World::new().await;
     let clock = Clock::install(&mut w);
     w.pair(NS, "remote", true);
@@ -275,4 +282,59 @@ async fn an_rpo_past_twice_the_interval_is_a_condition_and_a_metric() {
     tick(&w).await;
     let after = w.src.log().iter().filter(|l| l.method == "PATCH").count();
     assert_eq!(before, after);
+}
+
+/// autoSuspend: once a migrated application runs on the destination (activated there), the
+/// schedule suspends itself rather than overwrite the copy that took over.
+#[tokio::test]
+async fn auto_suspend_stops_the_schedule_once_the_destination_is_activated() {
+    let _one = SERIAL.lock().await;
+    let mut w = World::new().await;
+    let clock = Clock::install(&mut w);
+    w.pair(NS, "remote", true);
+    w.shop(NS, 4).await;
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy",
+        "metadata": {"name": "every-minute"}, "policy": {"interval": {"intervalMinutes": 1}}}),
+    );
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule",
+        "metadata": {"name": "standby", "namespace": NS},
+        "spec": {"schedulePolicyName": "every-minute", "autoSuspend": true,
+                 "template": {"spec": {"clusterPair": "remote", "namespaces": [NS]}}}}),
+    );
+    let first = newest(&tick(&w).await);
+    bytes_moved(&w, &first).await;
+    let web = w
+        .dst
+        .get("apps/deployments", Some(NS), "web")
+        .expect("web on the destination");
+    assert_eq!(web["spec"]["replicas"], 0, "parked: {web}");
+
+    // Parked on the destination: the schedule goes on.
+    clock.advance(61);
+    let second = newest(&tick(&w).await);
+    assert_ne!(second, first);
+    bytes_moved(&w, &second).await;
+
+    // Activated there: the next look suspends the schedule and starts nothing.
+    let dst: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(w.dst.client(), NS);
+    dst.patch(
+        "web",
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .expect("activate");
+    clock.advance(61);
+    tick(&w).await;
+    assert_eq!(schedule(&w).spec.suspend, Some(true), "auto-suspended");
+    let st = tick(&w).await;
+    let rpo = st.conditions.iter().find(|c| c.type_ == "RPOExceeded");
+    assert_eq!(rpo.map(|c| c.reason.as_str()), Some("Suspended"), "{st:?}");
+    assert_eq!(runs(&w).len(), 2, "no run after the destination took over");
+    clock.advance(600);
+    tick(&w).await;
+    assert_eq!(runs(&w).len(), 2);
 }

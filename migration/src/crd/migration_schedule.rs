@@ -47,6 +47,10 @@ pub struct MigrationScheduleSpec {
     /// No run starts while true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+    /// Set `suspend` once the migrated applications run on the destination (activated
+    /// there), as Stork does: a standby that took over must not be overwritten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_suspend: Option<bool>,
 }
 
 /// A Migration template.

@@ -33,6 +33,9 @@ pub const POLICY_TYPE_LABEL: &str = "ferry.dev/policy-type";
 
 const SKIPPED_KEPT: usize = 10;
 
+/// What `plan` returns after it changed the schedule's spec.
+const SPEC_CHANGED: Duration = Duration::ZERO;
+
 fn finished(status: &str) -> bool {
     matches!(status, "Successful" | "PartialSuccess" | "Failed")
 }
@@ -63,6 +66,7 @@ pub async fn reconcile(ctx: &Ctx, s: &MigrationSchedule) -> Result<Option<Durati
     refresh_items(&migrations, &mut st).await?;
 
     let wait = match plan(ctx, &fresh, &migrations, &mut st).await {
+        Ok(Some(SPEC_CHANGED)) => return Ok(Some(Duration::from_secs(1))),
         Ok(wait) => wait,
         Err(Error::Invalid(reason)) => {
             st.reason = Some(reason);
@@ -146,6 +150,30 @@ async fn plan(
         .map(|t| t.0)
         .unwrap_or(now);
     let suspended = s.spec.suspend.unwrap_or(false);
+    if !suspended
+        && s.spec.auto_suspend.unwrap_or(false)
+        && let Some(active) = activated_on_destination(ctx, s).await?
+    {
+        let schedules: Api<MigrationSchedule> =
+            Api::namespaced(ctx.client.clone(), &s.namespace().unwrap_or_default());
+        schedules
+            .patch(
+                &s.name_any(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({"spec": {"suspend": true}})),
+            )
+            .await?;
+        ctx.event(
+            s,
+            false,
+            "AutoSuspended",
+            format!("{active} runs on the destination: schedule suspended (autoSuspend)"),
+        )
+        .await;
+        // The spec write moved the resourceVersion: the status is written by the next
+        // reconcile, from a fresh read (the write's watch event brings it at once).
+        return Ok(Some(SPEC_CHANGED));
+    }
     let mut running: Option<String> = st
         .items
         .values()
@@ -235,6 +263,67 @@ async fn plan(
     }))
 }
 
+/// A workload the schedule migrated that runs on the destination (scaled up from the zero it
+/// arrived at), when there is one. A destination that cannot be reached is not activated.
+async fn activated_on_destination(ctx: &Ctx, s: &MigrationSchedule) -> Result<Option<String>> {
+    use crate::resources::REPLICAS_ANNOTATION;
+    let ns = s.namespace().unwrap_or_default();
+    let pairs: Api<crate::crd::ClusterPair> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(pair) = pairs.get_opt(&s.spec.template.spec.cluster_pair).await? else {
+        return Ok(None);
+    };
+    let dest = match crate::pair::PairSettings::load(ctx, &pair).await {
+        Ok(settings) => match settings.connect(ctx).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(schedule = %s.name_any(), error = %e, "destination not reachable for autoSuspend");
+                return Ok(None);
+            }
+        },
+        Err(e) => {
+            tracing::info!(schedule = %s.name_any(), error = %e, "pair not usable for autoSuspend");
+            return Ok(None);
+        }
+    };
+    let kinds = [
+        crate::resources::Kind {
+            group: "apps".into(),
+            version: "v1".into(),
+            kind: "Deployment".into(),
+            plural: "deployments".into(),
+        },
+        crate::resources::Kind {
+            group: "apps".into(),
+            version: "v1".into(),
+            kind: "StatefulSet".into(),
+            plural: "statefulsets".into(),
+        },
+    ];
+    for target_ns in &s.spec.template.spec.namespaces {
+        for kind in &kinds {
+            let objs = match crate::api::list(&dest, kind, Some(target_ns), None).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::info!(error = %e, "listing the destination for autoSuspend failed");
+                    return Ok(None);
+                }
+            };
+            for o in objs {
+                let migrated = o["metadata"]["annotations"][REPLICAS_ANNOTATION].is_string();
+                let replicas = o["spec"]["replicas"].as_i64().unwrap_or(1);
+                if migrated && replicas > 0 {
+                    return Ok(Some(format!(
+                        "{} {target_ns}/{}",
+                        kind.kind,
+                        o["metadata"]["name"].as_str().unwrap_or_default()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Seconds between runs of a policy type, at most.
 fn period_secs(slot: &super::policy::Slot) -> i64 {
     use super::policy::Slot;
@@ -309,7 +398,8 @@ async fn rpo(
         )
     };
     let old = st.conditions.iter().position(|c| c.type_ == "RPOExceeded");
-    let changed = old.is_none_or(|i| st.conditions[i].status != status);
+    let changed =
+        old.is_none_or(|i| st.conditions[i].status != status || st.conditions[i].reason != reason);
     if !changed {
         // Keep the message as it was: a status that changed on every look would loop.
         return;

@@ -214,7 +214,32 @@ pub fn pair_settings(a: &GenerateArgs) -> Result<ferry_migration::pair::PairSett
     Ok(secret_data(a)?.1)
 }
 
+/// Generates the pair for `a` and applies its Secret and ClusterPair through `source` (the
+/// cluster migrations start from), as storkctl's `create clusterpair` does.
+///
+/// # Errors
+/// What is wrong with the settings; API errors applying them.
+pub async fn create(source: &kube::Client, a: &GenerateArgs) -> Result<String> {
+    let (secret, pair) = pair_objects(a, &secret_data(a)?.0);
+    ferry_migration::api::apply(source, &ferry_migration::kinds_used::secret(), &secret).await?;
+    ferry_migration::api::apply(source, &ferry_migration::kinds_used::cluster_pair(), &pair)
+        .await?;
+    Ok(format!("ClusterPair {} created successfully\n", a.name))
+}
+
 fn pair_yaml(a: &GenerateArgs, data: &BTreeMap<String, String>) -> Result<String> {
+    let (secret, pair) = pair_objects(a, data);
+    Ok(format!(
+        "{}---\n{}",
+        serde_yaml::to_string(&secret)?,
+        serde_yaml::to_string(&pair)?
+    ))
+}
+
+fn pair_objects(
+    a: &GenerateArgs,
+    data: &BTreeMap<String, String>,
+) -> (serde_json::Value, serde_json::Value) {
     let secret_name = format!("{}-pair", a.name);
     let secret = serde_json::json!({
         "apiVersion": "v1",
@@ -229,9 +254,5 @@ fn pair_yaml(a: &GenerateArgs, data: &BTreeMap<String, String>) -> Result<String
         "metadata": {"name": a.name, "namespace": a.namespace},
         "spec": {"secretRef": {"name": secret_name}},
     });
-    Ok(format!(
-        "{}---\n{}",
-        serde_yaml::to_string(&secret)?,
-        serde_yaml::to_string(&pair)?
-    ))
+    (secret, pair)
 }

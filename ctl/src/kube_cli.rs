@@ -188,6 +188,22 @@ pub enum Create {
     Schedulepolicy(CreatePolicy),
     /// Create a MigrationSchedule: Migrations of these settings whenever the policy is due.
     Migrationschedule(CreateSchedule),
+    /// Generate a ClusterPair for the destination (--dest-kubeconfig) and apply it to the
+    /// cluster of --kubeconfig/--context (the source), checked first as the controller will.
+    Clusterpair(CreateClusterPair),
+}
+
+/// Flags of `create clusterpair`.
+#[derive(Args, Debug)]
+pub struct CreateClusterPair {
+    /// The destination cluster's kubeconfig.
+    #[arg(long = "dest-kubeconfig")]
+    pub dest_kubeconfig: PathBuf,
+    /// Context of the destination kubeconfig (default: its current one).
+    #[arg(long = "dest-context")]
+    pub dest_context: Option<String>,
+    #[command(flatten)]
+    pub pair: GenerateClusterPair,
 }
 
 /// Flags of `create migration` (storkctl's names).
@@ -262,8 +278,24 @@ pub async fn generate(k: &KubeArgs, g: Generate) -> Result<()> {
             .map(|h| PathBuf::from(h).join(".kube/config"))
             .ok_or("no kubeconfig: pass --kubeconfig")?,
     };
+    let (args, skip_check) = generate_args(&path, k.context.clone(), k.ns(), a)?;
+    if !skip_check {
+        ferryctl::generate::check(&ferryctl::generate::pair_settings(&args)?).await?;
+    }
+    print!("{}", ferryctl::generate::clusterpair(&args)?);
+    Ok(())
+}
+
+/// The generator's input: the destination's kubeconfig at `path` (context `context`) and
+/// the transfer flags; also whether to skip the live check.
+fn generate_args(
+    path: &std::path::Path,
+    context: Option<String>,
+    namespace: String,
+    a: GenerateClusterPair,
+) -> Result<(ferryctl::generate::GenerateArgs, bool)> {
     let kubeconfig =
-        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let mut transfer = std::collections::BTreeMap::new();
     transfer.insert("backend".to_string(), a.backend.clone());
     for (key, v) in [
@@ -289,19 +321,15 @@ pub async fn generate(k: &KubeArgs, g: Generate) -> Result<()> {
     };
     let args = ferryctl::generate::GenerateArgs {
         name: a.name,
-        namespace: k.ns(),
+        namespace,
         kubeconfig,
         kubeconfig_dir: path.parent().map(PathBuf::from),
-        context: k.context.clone(),
+        context,
         transfer,
         encryption_key,
         ferry_namespace: a.ferry_namespace,
     };
-    if !a.skip_check {
-        ferryctl::generate::check(&ferryctl::generate::pair_settings(&args)?).await?;
-    }
-    print!("{}", ferryctl::generate::clusterpair(&args)?);
-    Ok(())
+    Ok((args, a.skip_check))
 }
 
 pub async fn get(k: &KubeArgs, g: Get) -> Result<()> {
@@ -375,6 +403,15 @@ pub async fn create(k: &KubeArgs, c: Create) -> Result<()> {
                 "{}",
                 ferryctl::schedules::create_policy(&client, &p.name, &args).await?
             );
+            return Ok(());
+        }
+        Create::Clusterpair(c) => {
+            let (args, skip_check) =
+                generate_args(&c.dest_kubeconfig, c.dest_context, ns.clone(), c.pair)?;
+            if !skip_check {
+                ferryctl::generate::check(&ferryctl::generate::pair_settings(&args)?).await?;
+            }
+            print!("{}", ferryctl::generate::create(&client, &args).await?);
             return Ok(());
         }
         Create::Migrationschedule(s) => {

@@ -457,3 +457,61 @@ async fn schedule_verbs_create_list_suspend_and_resume() {
     assert!(table.contains("standby-interval-20261202101500"), "{table}");
     assert!(!table.contains("by-hand"), "{table}");
 }
+
+/// `create clusterpair` generates the pair for the destination's kubeconfig and applies its
+/// Secret and ClusterPair on the source (server-side apply, so running it again updates).
+#[tokio::test]
+async fn create_clusterpair_applies_the_secret_and_the_pair_on_the_source() {
+    let source = FakeApi::new();
+    let client = source.client();
+    let kubeconfig = r#"
+apiVersion: v1
+kind: Config
+current-context: dest
+clusters:
+- name: dest
+  cluster: {server: "https://10.1.2.3:6443"}
+users:
+- name: admin
+  user: {token: abc}
+contexts:
+- name: dest
+  context: {cluster: dest, user: admin}
+"#;
+    let args = ferryctl::generate::GenerateArgs {
+        name: "remote".into(),
+        namespace: "shop".into(),
+        kubeconfig: kubeconfig.into(),
+        kubeconfig_dir: None,
+        context: None,
+        transfer: [
+            ("backend", "s3"),
+            ("bucket", "moves"),
+            ("region", "eu-west-1"),
+            ("accessKeyId", "AKIA"),
+            ("secretAccessKey", "s3cr3t"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        encryption_key: None,
+        ferry_namespace: None,
+    };
+    for _ in 0..2 {
+        let out = ferryctl::generate::create(&client, &args)
+            .await
+            .expect("create");
+        assert_eq!(out, "ClusterPair remote created successfully\n");
+    }
+    let pair = source
+        .get("ferry.dev/clusterpairs", Some("shop"), "remote")
+        .expect("pair applied");
+    assert_eq!(pair["spec"]["secretRef"]["name"], "remote-pair");
+    let secret = source
+        .get("/secrets", Some("shop"), "remote-pair")
+        .expect("secret applied");
+    let data = secret["data"].as_object().expect("data");
+    for key in ["kubeconfig", "backend", "bucket", "secretAccessKey"] {
+        assert!(data.contains_key(key), "{key} in {secret}");
+    }
+}

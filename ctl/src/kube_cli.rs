@@ -190,7 +190,7 @@ pub enum Create {
     Migrationschedule(CreateSchedule),
     /// Generate a ClusterPair for the destination (--dest-kubeconfig) and apply it to the
     /// cluster of --kubeconfig/--context (the source), checked first as the controller will.
-    Clusterpair(CreateClusterPair),
+    Clusterpair(Box<CreateClusterPair>),
 }
 
 /// Flags of `create clusterpair`.
@@ -406,6 +406,7 @@ pub async fn create(k: &KubeArgs, c: Create) -> Result<()> {
             return Ok(());
         }
         Create::Clusterpair(c) => {
+            let c = *c;
             let (args, skip_check) =
                 generate_args(&c.dest_kubeconfig, c.dest_context, ns.clone(), c.pair)?;
             if !skip_check {

@@ -10,3 +10,14 @@ pub mod table;
 
 /// Errors of ferryctl's Kubernetes commands, as text for the user.
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The API of `K` in namespace `ns`, or across every namespace when `None`.
+pub(crate) fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> kube::Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    }
+}

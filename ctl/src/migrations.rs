@@ -91,10 +91,7 @@ pub async fn get_selected(
     name: Option<&str>,
     schedule: Option<&str>,
 ) -> Result<String> {
-    let api: Api<Migration> = match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let api: Api<Migration> = crate::scoped(client, ns);
     let items = match name {
         Some(n) => vec![api.get_opt(n).await?.ok_or_else(|| {
             format!(

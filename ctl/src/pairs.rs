@@ -8,10 +8,7 @@ use kube::{Api, ResourceExt};
 /// The ClusterPairs in `ns` (all namespaces when `None`) as storkctl's table:
 /// NAME STORAGE-STATUS SCHEDULER-STATUS CREATED.
 pub async fn get(client: &kube::Client, ns: Option<&str>) -> Result<String> {
-    let api: Api<ClusterPair> = match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let api: Api<ClusterPair> = crate::scoped(client, ns);
     let list = api.list(&Default::default()).await?;
     if list.items.is_empty() {
         return Ok("No resources found.\n".into());

@@ -178,10 +178,7 @@ pub async fn create_schedule(
 /// MigrationSchedules as storkctl's table: NAME POLICYNAME CLUSTERPAIR SUSPEND
 /// LAST-SUCCESS-TIME LAST-SUCCESS-DURATION.
 pub async fn get_schedules(client: &kube::Client, ns: Option<&str>) -> Result<String> {
-    let api: Api<MigrationSchedule> = match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let api: Api<MigrationSchedule> = crate::scoped(client, ns);
     let list = api.list(&Default::default()).await?;
     if list.items.is_empty() {
         return Ok("No resources found.\n".into());

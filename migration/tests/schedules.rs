@@ -33,6 +33,28 @@ impl Clock {
     }
 }
 
+/// Seeds cluster-wide SchedulePolicy `name` with `policy`.
+fn seed_policy(w: &World, name: &str, policy: serde_json::Value) {
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy",
+        "metadata": {"name": name}, "policy": policy}),
+    );
+}
+
+/// Seeds MigrationSchedule `standby` of namespace `shop` over policy `policy`, its spec
+/// extended by `extra`.
+fn seed_standby(w: &World, policy: &str, extra: serde_json::Value) {
+    let mut spec = json!({"schedulePolicyName": policy,
+        "template": {"spec": {"clusterPair": "remote", "namespaces": [NS]}}});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule",
+        "metadata": {"name": "standby", "namespace": NS}, "spec": spec}),
+    );
+}
+
 fn schedule(w: &World) -> MigrationSchedule {
     serde_json::from_value(
         w.src
@@ -93,17 +115,12 @@ async fn a_one_minute_schedule_runs_incrementally_one_at_a_time() {
     let clock = Clock::install(&mut w);
     w.pair(NS, "remote", true);
     let vol = w.shop(NS, 32).await;
-    w.src.seed(
-        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy",
-        "metadata": {"name": "every-minute"},
-        "policy": {"interval": {"intervalMinutes": 1, "retain": 2}}}),
+    seed_policy(
+        &w,
+        "every-minute",
+        json!({"interval": {"intervalMinutes": 1, "retain": 2}}),
     );
-    w.src.seed(
-        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule",
-        "metadata": {"name": "standby", "namespace": NS},
-        "spec": {"schedulePolicyName": "every-minute",
-                 "template": {"spec": {"clusterPair": "remote", "namespaces": [NS]}}}}),
-    );
+    seed_standby(&w, "every-minute", json!({}));
 
     // An interval never run runs at once.
     let st = tick(&w).await;
@@ -206,12 +223,7 @@ async fn a_one_minute_schedule_runs_incrementally_one_at_a_time() {
 async fn a_missing_or_invalid_policy_is_named_in_status() {
     let _one = SERIAL.lock().await;
     let w = World::new().await;
-    w.src.seed(
-        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule",
-        "metadata": {"name": "standby", "namespace": NS},
-        "spec": {"schedulePolicyName": "nope",
-                 "template": {"spec": {"clusterPair": "remote", "namespaces": [NS]}}}}),
-    );
+    seed_standby(&w, "nope", json!({}));
     let st = tick(&w).await;
     assert!(
         st.reason
@@ -219,10 +231,7 @@ async fn a_missing_or_invalid_policy_is_named_in_status() {
             .is_some_and(|r| r.contains("SchedulePolicy nope not found")),
         "{st:?}"
     );
-    w.src.seed(
-        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy",
-        "metadata": {"name": "nope"}, "policy": {"daily": {"time": "7PM"}}}),
-    );
+    seed_policy(&w, "nope", json!({"daily": {"time": "7PM"}}));
     let st = tick(&w).await;
     assert!(
         st.reason
@@ -240,16 +249,12 @@ async fn an_rpo_past_twice_the_interval_is_a_condition_and_a_metric() {
     let clock = Clock::install(&mut w);
     w.pair(NS, "remote", true);
     w.shop(NS, 4).await;
-    w.src.seed(
-        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy",
-        "metadata": {"name": "every-minute"}, "policy": {"interval": {"intervalMinutes": 1}}}),
+    seed_policy(
+        &w,
+        "every-minute",
+        json!({"interval": {"intervalMinutes": 1}}),
     );
-    w.src.seed(
-        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule",
-        "metadata": {"name": "standby", "namespace": NS},
-        "spec": {"schedulePolicyName": "every-minute",
-                 "template": {"spec": {"clusterPair": "remote", "namespaces": [NS]}}}}),
-    );
+    seed_standby(&w, "every-minute", json!({}));
     let first = newest(&tick(&w).await);
     bytes_moved(&w, &first).await;
     clock.advance(1);
@@ -293,16 +298,12 @@ async fn auto_suspend_stops_the_schedule_once_the_destination_is_activated() {
     let clock = Clock::install(&mut w);
     w.pair(NS, "remote", true);
     w.shop(NS, 4).await;
-    w.src.seed(
-        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy",
-        "metadata": {"name": "every-minute"}, "policy": {"interval": {"intervalMinutes": 1}}}),
+    seed_policy(
+        &w,
+        "every-minute",
+        json!({"interval": {"intervalMinutes": 1}}),
     );
-    w.src.seed(
-        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule",
-        "metadata": {"name": "standby", "namespace": NS},
-        "spec": {"schedulePolicyName": "every-minute", "autoSuspend": true,
-                 "template": {"spec": {"clusterPair": "remote", "namespaces": [NS]}}}}),
-    );
+    seed_standby(&w, "every-minute", json!({"autoSuspend": true}));
     let first = newest(&tick(&w).await);
     bytes_moved(&w, &first).await;
     let web = w

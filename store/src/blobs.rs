@@ -35,19 +35,14 @@ pub struct Blobs {
 pub struct Encoded {
     /// Its name.
     pub hash: Hash,
-    raw: Vec<u8>,
+    raw: Arc<Vec<u8>>,
     blob: Vec<u8>,
 }
 
 impl Encoded {
-    /// The chunk's bytes back.
-    pub fn into_raw(self) -> Vec<u8> {
-        self.raw
-    }
-
-    /// The chunk's bytes.
-    pub fn raw(&self) -> &[u8] {
-        &self.raw
+    /// The chunk's bytes (shared with the read cache once stored).
+    pub fn raw(&self) -> Arc<Vec<u8>> {
+        self.raw.clone()
     }
 }
 
@@ -161,7 +156,13 @@ impl Blobs {
     /// # Errors
     /// Backend errors.
     pub async fn has_fresh(&self, kind: Kind, h: &Hash) -> Result<bool> {
-        let Some(meta) = self.objects.stat(&path_of(kind, h)).await? else {
+        self.is_fresh(&path_of(kind, h)).await
+    }
+
+    /// True when `path` exists and is younger than the refresh age (an unknown write time
+    /// counts as young).
+    async fn is_fresh(&self, path: &str) -> Result<bool> {
+        let Some(meta) = self.objects.stat(path).await? else {
             return Ok(false);
         };
         Ok(meta
@@ -185,14 +186,8 @@ impl Blobs {
     /// # Errors
     /// Backend errors.
     pub async fn write_frame(&self, frame: Frame) -> Result<PutOutcome> {
-        let n = frame.bytes.len() as u64;
-        self.objects
-            .put(&path_of(frame.kind, &frame.hash), frame.bytes)
-            .await?;
-        Ok(PutOutcome {
-            stored_bytes: n,
-            uploaded: true,
-        })
+        self.write(&path_of(frame.kind, &frame.hash), frame.bytes)
+            .await
     }
 
     /// Reads and verifies a chunk.
@@ -241,7 +236,8 @@ impl Blobs {
     /// Backend errors ([`Error::StoreFull`] when out of space).
     pub async fn put_chunk(&self, raw: Vec<u8>, policy: CodecPolicy) -> Result<(Hash, PutOutcome)> {
         let enc = Self::encode_chunk(raw, policy).await?;
-        Ok((enc.hash, self.put_encoded(&enc).await?))
+        let h = enc.hash;
+        Ok((h, self.put_encoded(enc).await?))
     }
 
     /// Hashes and encodes a chunk on the blocking pool, without storing it.
@@ -252,7 +248,11 @@ impl Blobs {
         tokio::task::spawn_blocking(move || {
             let hash = Hash::of(&raw);
             let (blob, _) = codec::encode(Kind::Chunk, &raw, policy);
-            Encoded { hash, raw, blob }
+            Encoded {
+                hash,
+                raw: Arc::new(raw),
+                blob,
+            }
         })
         .await
         .map_err(|e| Error::Internal(format!("encode task: {e}")))
@@ -262,11 +262,9 @@ impl Blobs {
     ///
     /// # Errors
     /// Backend errors ([`Error::StoreFull`] when out of space).
-    pub async fn put_encoded(&self, enc: &Encoded) -> Result<PutOutcome> {
-        let out = self
-            .put_blob(&layout::chunk(&enc.hash), enc.blob.clone())
-            .await?;
-        lock(&self.chunks).put(enc.hash, Arc::new(enc.raw.clone()));
+    pub async fn put_encoded(&self, enc: Encoded) -> Result<PutOutcome> {
+        let out = self.put_blob(&layout::chunk(&enc.hash), enc.blob).await?;
+        lock(&self.chunks).put(enc.hash, enc.raw);
         Ok(out)
     }
 
@@ -302,27 +300,21 @@ impl Blobs {
     /// Backend errors.
     pub async fn put_page(&self, h: Hash, raw: &[u8], page: Arc<Page>) -> Result<PutOutcome> {
         let (blob, _) = codec::encode(Kind::Page, raw, CodecPolicy::default());
-        let n = blob.len() as u64;
-        self.objects.put(&layout::page(&h), blob).await?;
-        let out = PutOutcome {
-            stored_bytes: n,
-            uploaded: true,
-        };
+        let out = self.write(&layout::page(&h), blob).await?;
         lock(&self.pages).put(h, page);
         Ok(out)
     }
 
     /// Writes an immutable blob unless a fresh copy is already stored.
     async fn put_blob(&self, path: &str, blob: Vec<u8>) -> Result<PutOutcome> {
-        if let Some(meta) = self.objects.stat(path).await? {
-            let fresh = meta
-                .modified
-                .and_then(|m| SystemTime::now().duration_since(m).ok())
-                .is_none_or(|age| age < self.refresh_after());
-            if fresh {
-                return Ok(PutOutcome::default());
-            }
+        if self.is_fresh(path).await? {
+            return Ok(PutOutcome::default());
         }
+        self.write(path, blob).await
+    }
+
+    /// Writes a blob without looking first.
+    async fn write(&self, path: &str, blob: Vec<u8>) -> Result<PutOutcome> {
         let n = blob.len() as u64;
         self.objects.put(path, blob).await?;
         Ok(PutOutcome {

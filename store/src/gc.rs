@@ -16,14 +16,13 @@
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::holds::{SweepRecord, record_ttl};
+use crate::holds::{Lifeline, SweepRecord, record_ttl};
 use crate::layout;
 use crate::records::{self, GenRecord, RECORD_FORMAT, SnapshotRecord};
 use crate::store::Store;
 use crate::tree;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What a GC run did (or, in a dry run, would do).
@@ -282,8 +281,7 @@ impl Store {
 struct Sweep {
     store: Store,
     id: String,
-    valid_until: Arc<Mutex<Instant>>,
-    refresher: tokio::task::JoinHandle<()>,
+    life: Lifeline,
 }
 
 impl Sweep {
@@ -302,48 +300,36 @@ impl Sweep {
             .objects()
             .put(&layout::sweep(&id), records::encode(&rec)?)
             .await?;
-        let valid_until = Arc::new(Mutex::new(written + ttl));
-        let refresher = tokio::spawn({
-            let (store, id, valid_until) = (store.clone(), id.clone(), valid_until.clone());
-            let mut rec = rec;
-            async move {
-                loop {
-                    tokio::time::sleep(ttl / 3).await;
-                    let at = Instant::now();
-                    rec.expires_ms = records::now_ms() + ttl.as_millis() as u64;
-                    let put = match records::encode(&rec) {
-                        Ok(b) => store.objects().put(&layout::sweep(&id), b).await,
-                        Err(e) => Err(e),
-                    };
-                    match put {
-                        Ok(()) => *valid_until.lock().unwrap_or_else(|p| p.into_inner()) = at + ttl,
-                        Err(e) => tracing::warn!(error = %e, "refreshing the sweep record failed"),
-                    }
-                }
-            }
-        });
+        let life = Lifeline::start(
+            store.objects().clone(),
+            layout::sweep(&id),
+            ttl,
+            written,
+            move |expires_ms| {
+                records::encode(&SweepRecord {
+                    expires_ms,
+                    ..rec.clone()
+                })
+            },
+        );
         Ok(Sweep {
             store: store.clone(),
             id,
-            valid_until,
-            refresher,
+            life,
         })
     }
 
     /// Refuses to delete once writers may take the sweep record as expired.
     fn check(&self) -> Result<()> {
-        let until = *self.valid_until.lock().unwrap_or_else(|p| p.into_inner());
-        let margin = record_ttl(&self.store) / 4;
-        if Instant::now() + margin >= until {
-            return Err(Error::Unavailable(
-                "the sweep record could not be kept alive; stopped deleting".into(),
-            ));
-        }
-        Ok(())
+        self.life.check().map_err(|why| {
+            Error::Unavailable(format!(
+                "the sweep record could not be kept alive ({why}); stopped deleting"
+            ))
+        })
     }
 
     async fn end(self) {
-        self.refresher.abort();
+        drop(self.life);
         if let Err(e) = self.store.objects().delete(&layout::sweep(&self.id)).await {
             tracing::warn!(error = %e, "removing the sweep record failed; it will expire");
         }

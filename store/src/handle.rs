@@ -267,23 +267,24 @@ impl VolumeHandle {
         let width = self.store.options().concurrency;
         let cs = st.head.chunk_size as usize;
         // Hashing moves the buffers to the blocking pool; they come back inside the encoded
-        // chunks, so a failed upload can put them back as dirty.
-        let encoded: Vec<(u64, Option<Arc<Encoded>>)> =
-            fan_out(dirty, width, |(idx, buf)| async move {
-                if is_all_zero(&buf) {
-                    return Ok((idx, None));
-                }
-                let enc = Blobs::encode_chunk(buf, policy).await?;
-                Ok((idx, Some(Arc::new(enc))))
-            })
-            .await?;
-        let restore = |st: &mut State, encoded: Vec<(u64, Option<Arc<Encoded>>)>| {
-            for (idx, enc) in encoded {
-                let buf = match enc {
+        // chunks, whose bytes are kept (shared, not copied) so a failed upload can put them
+        // back as dirty.
+        let encoded: Vec<(u64, Option<Encoded>)> = fan_out(dirty, width, |(idx, buf)| async move {
+            if is_all_zero(&buf) {
+                return Ok((idx, None));
+            }
+            Ok((idx, Some(Blobs::encode_chunk(buf, policy).await?)))
+        })
+        .await?;
+        let kept: Vec<(u64, Option<Arc<Vec<u8>>>)> = encoded
+            .iter()
+            .map(|(idx, e)| (*idx, e.as_ref().map(Encoded::raw)))
+            .collect();
+        let restore = |st: &mut State, kept: Vec<(u64, Option<Arc<Vec<u8>>>)>| {
+            for (idx, raw) in kept {
+                let buf = match raw {
                     None => vec![0u8; cs],
-                    Some(e) => {
-                        Arc::try_unwrap(e).map_or_else(|e| e.raw().to_vec(), Encoded::into_raw)
-                    }
+                    Some(r) => Arc::try_unwrap(r).unwrap_or_else(|r| r.as_ref().clone()),
                 };
                 st.dirty.insert(idx, buf);
             }
@@ -293,17 +294,19 @@ impl VolumeHandle {
             .filter_map(|(_, e)| e.as_ref().map(|e| e.hash))
             .collect();
         if let Err(e) = self.protect(st, &hashes).await {
-            restore(st, encoded);
+            drop(encoded);
+            restore(st, kept);
             return Err(e);
         }
-        let results = fan_out(encoded.clone(), width, |(idx, enc)| {
+        let results = fan_out(encoded, width, |(idx, enc)| {
             let store = self.store.clone();
             async move {
                 let Some(enc) = enc else {
                     return Ok((idx, Hash::ZERO, None));
                 };
-                let out = store.blobs().put_encoded(&enc).await?;
-                Ok((idx, enc.hash, Some(out)))
+                let h = enc.hash;
+                let out = store.blobs().put_encoded(enc).await?;
+                Ok((idx, h, Some(out)))
             }
         })
         .await;
@@ -311,11 +314,11 @@ impl VolumeHandle {
             Ok(r) => r,
             Err(e) => {
                 // Keep the writes: a later flush tries again.
-                restore(st, encoded);
+                restore(st, kept);
                 return Err(e);
             }
         };
-        drop(encoded);
+        drop(kept);
         for (idx, h, out) in results {
             st.sealed.insert(idx, h);
             match out {

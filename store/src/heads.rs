@@ -16,13 +16,7 @@ impl Store {
         // Commits prune older generations, so every generation a listing names may be gone
         // by the time it is read: list again rather than call an existing volume missing.
         for _ in 0..HEAD_ATTEMPTS {
-            let mut gens: Vec<u64> = self
-                .objects()
-                .list_names(&layout::gens(id))
-                .await?
-                .iter()
-                .filter_map(|n| layout::gen_of_name(n))
-                .collect();
+            let mut gens = self.gen_numbers(id).await?;
             if gens.is_empty() {
                 return Err(Error::NotFound(format!("volume {id} does not exist")));
             }
@@ -49,6 +43,17 @@ impl Store {
         Err(Error::Unavailable(format!(
             "volume {id}: its generations kept changing while being read; try again"
         )))
+    }
+
+    /// The generation numbers volume `id` holds now.
+    async fn gen_numbers(&self, id: &str) -> Result<Vec<u64>> {
+        Ok(self
+            .objects()
+            .list_names(&layout::gens(id))
+            .await?
+            .iter()
+            .filter_map(|n| layout::gen_of_name(n))
+            .collect())
     }
 
     /// Writes the first generation of a new volume; a retry finds it there.
@@ -126,13 +131,7 @@ impl Store {
     /// pruned number), then prunes all but the previous generation.
     async fn confirm(&self, rec: GenRecord) -> Result<GenRecord> {
         let id = &rec.volume_id;
-        let gens: Vec<u64> = self
-            .objects()
-            .list_names(&layout::gens(id))
-            .await?
-            .iter()
-            .filter_map(|n| layout::gen_of_name(n))
-            .collect();
+        let gens = self.gen_numbers(id).await?;
         if gens.iter().any(|&g| g > rec.generation) {
             self.objects()
                 .delete(&layout::gen_path(id, rec.generation))

@@ -20,6 +20,7 @@
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::layout;
+use crate::objects::Objects;
 use crate::records::{self, RECORD_FORMAT, Versioned};
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
@@ -84,17 +85,106 @@ pub struct Hold {
     store: Store,
     id: String,
     state: Arc<Mutex<HoldState>>,
-    refresher: tokio::task::JoinHandle<()>,
+    life: Lifeline,
 }
 
 struct HoldState {
     record: HoldRecord,
     blobs: BTreeSet<Hash>,
     roots: BTreeSet<Hash>,
-    /// Until when (by this process's monotonic clock) the stored record is known to live.
-    valid_until: Instant,
-    /// The last refresh failed with this.
+}
+
+/// A record rewritten with a later expiry every third of its lifetime until dropped, and
+/// until when (by this process's monotonic clock) the stored copy is known to live. Holds,
+/// sweeps, and the transfer store's export and sweep records all live this way.
+pub struct Lifeline {
+    ttl: Duration,
+    life: Arc<Mutex<Life>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Life {
+    until: Instant,
+    /// The last rewrite failed with this.
     broken: Option<String>,
+}
+
+impl Lifeline {
+    /// Keeps the record at `path`, written at `written`, alive: `encode` makes its bytes
+    /// with a given expiry (ms since the epoch).
+    pub fn start<F>(
+        objects: Objects,
+        path: String,
+        ttl: Duration,
+        written: Instant,
+        encode: F,
+    ) -> Lifeline
+    where
+        F: Fn(u64) -> Result<Vec<u8>> + Send + 'static,
+    {
+        let life = Arc::new(Mutex::new(Life {
+            until: written + ttl,
+            broken: None,
+        }));
+        let task = tokio::spawn({
+            let life = life.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    let at = Instant::now();
+                    let put = match encode(records::now_ms() + ttl.as_millis() as u64) {
+                        Ok(b) => objects.put(&path, b).await,
+                        Err(e) => Err(e),
+                    };
+                    let mut l = lock(&life);
+                    match put {
+                        Ok(()) => {
+                            l.until = at + ttl;
+                            l.broken = None;
+                        }
+                        Err(e) => {
+                            tracing::warn!(path, error = %e, "rewriting a GC record failed");
+                            l.broken = Some(e.to_string());
+                        }
+                    }
+                }
+            }
+        });
+        Lifeline { ttl, life, task }
+    }
+
+    /// The owner rewrote the record itself, begun at `at`.
+    pub fn renewed(&self, at: Instant) {
+        let mut l = lock(&self.life);
+        l.until = l.until.max(at + self.ttl);
+    }
+
+    /// Fails with the reason once less than a quarter of the lifetime is left: what the
+    /// record protects must not be relied on past its expiry.
+    ///
+    /// # Errors
+    /// The last rewrite's failure, or "not refreshed in time".
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let l = lock(&self.life);
+        if Instant::now() + self.ttl / 4 >= l.until {
+            return Err(l
+                .broken
+                .clone()
+                .unwrap_or_else(|| "not refreshed in time".into()));
+        }
+        Ok(())
+    }
+
+    /// The lifetime.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+impl Drop for Lifeline {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Store {
@@ -122,15 +212,20 @@ impl Store {
             record,
             blobs: BTreeSet::new(),
             roots: BTreeSet::new(),
-            valid_until: started + ttl,
-            broken: None,
         }));
-        let refresher = tokio::spawn(refresh(self.clone(), id.clone(), state.clone(), ttl));
+        let life = Lifeline::start(self.objects().clone(), layout::hold(&id), ttl, started, {
+            let state = state.clone();
+            move |expires_ms| {
+                let mut st = lock(&state);
+                st.record.expires_ms = expires_ms;
+                records::encode(&st.record)
+            }
+        });
         Ok(Hold {
             store: self.clone(),
             id,
             state,
-            refresher,
+            life,
         })
     }
 
@@ -300,8 +395,7 @@ impl Hold {
             } else {
                 st.record.blobs = st.blobs.iter().copied().collect();
                 st.record.roots = st.roots.iter().copied().collect();
-                st.record.expires_ms =
-                    records::now_ms() + record_ttl(&self.store).as_millis() as u64;
+                st.record.expires_ms = records::now_ms() + self.life.ttl().as_millis() as u64;
                 (Some(records::encode(&st.record)?), Instant::now())
             }
         };
@@ -310,9 +404,7 @@ impl Hold {
                 .objects()
                 .put(&layout::hold(&self.id), bytes)
                 .await?;
-            let ttl = record_ttl(&self.store);
-            let mut st = lock(&self.state);
-            st.valid_until = st.valid_until.max(written + ttl);
+            self.life.renewed(written);
         }
         self.store.wait_for_sweeps().await?;
         self.check()
@@ -324,76 +416,20 @@ impl Hold {
     /// [`Error::Unavailable`] when the record may have expired (refreshes failed): the
     /// writer must not commit, and a retry starts over with a new hold.
     pub fn check(&self) -> Result<()> {
-        let st = lock(&self.state);
-        // Leave room for the commit that follows to land before the record could expire.
-        let margin = record_ttl(&self.store) / 4;
-        if Instant::now() + margin >= st.valid_until {
-            return Err(Error::Unavailable(format!(
-                "GC hold {} lapsed ({}): not committing what it protected",
-                self.id,
-                st.broken.as_deref().unwrap_or("not refreshed in time")
-            )));
-        }
-        Ok(())
-    }
-
-    /// Empties the hold after a commit, keeping it for more work.
-    ///
-    /// # Errors
-    /// Backend errors.
-    pub async fn clear(&self) -> Result<()> {
-        let bytes = {
-            let mut st = lock(&self.state);
-            st.blobs.clear();
-            st.roots.clear();
-            st.record.blobs.clear();
-            st.record.roots.clear();
-            records::encode(&st.record)?
-        };
-        self.store
-            .objects()
-            .put(&layout::hold(&self.id), bytes)
-            .await
+        // The margin leaves room for the commit that follows to land before any expiry.
+        self.life.check().map_err(|why| {
+            Error::Unavailable(format!(
+                "GC hold {} lapsed ({why}): not committing what it protected",
+                self.id
+            ))
+        })
     }
 
     /// Removes the hold. A failure is only logged: the record expires by itself.
     pub async fn release(self) {
-        self.refresher.abort();
+        drop(self.life);
         if let Err(e) = self.store.objects().delete(&layout::hold(&self.id)).await {
             tracing::warn!(hold = %self.id, error = %e, "removing a GC hold failed; it will expire");
-        }
-    }
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        self.refresher.abort();
-    }
-}
-
-async fn refresh(store: Store, id: String, state: Arc<Mutex<HoldState>>, ttl: Duration) {
-    loop {
-        tokio::time::sleep(ttl / 3).await;
-        let started = Instant::now();
-        let bytes = {
-            let mut st = lock(&state);
-            st.record.expires_ms = records::now_ms() + ttl.as_millis() as u64;
-            records::encode(&st.record)
-        };
-        let outcome = match bytes {
-            Ok(b) => store.objects().put(&layout::hold(&id), b).await,
-            Err(e) => Err(e),
-        };
-        let mut st = lock(&state);
-        match outcome {
-            Ok(()) => {
-                st.valid_until = started + ttl;
-                st.broken = None;
-            }
-            Err(e) => {
-                tracing::warn!(hold = %id, error = %e, "refreshing a GC hold failed");
-                st.broken = Some(e.to_string());
-            }
         }
     }
 }

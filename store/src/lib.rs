@@ -43,7 +43,7 @@ pub use error::{Error, Result};
 pub use gc::{GcOptions, GcReport};
 pub use handle::{FlushReport, VolumeHandle};
 pub use hash::Hash;
-pub use holds::Hold;
+pub use holds::{Hold, Lifeline};
 pub use objects::{ObjectMeta, Objects};
 pub use records::{
     GenRecord, ImportSource, LeaseRecord, SnapshotRecord, Source, VolumeRecord, VolumeSpec,

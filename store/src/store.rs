@@ -115,18 +115,24 @@ impl Store {
             grace_ms: mine.grace.as_millis() as u64,
             hold_ttl_ms: mine.hold_ttl.as_millis() as u64,
         };
-        if self
-            .objects()
-            .put_if_absent(layout::GC_POLICY, records::encode(&rec)?)
-            .await?
-        {
-            return Ok(mine);
-        }
-        let bytes = self
-            .objects()
-            .get(layout::GC_POLICY)
-            .await?
-            .unwrap_or_default();
+        // Read first: the record exists but for a store's first open, and every GC run
+        // reads it again.
+        let bytes = match self.objects().get(layout::GC_POLICY).await? {
+            Some(b) => b,
+            None => {
+                if self
+                    .objects()
+                    .put_if_absent(layout::GC_POLICY, records::encode(&rec)?)
+                    .await?
+                {
+                    return Ok(mine);
+                }
+                self.objects()
+                    .get(layout::GC_POLICY)
+                    .await?
+                    .unwrap_or_default()
+            }
+        };
         let found: PolicyRecord = records::decode(layout::GC_POLICY, &bytes)?;
         let policy = GcPolicy {
             grace: Duration::from_millis(found.grace_ms),

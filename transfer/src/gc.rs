@@ -27,7 +27,6 @@ use ferry_store::Hash;
 use ferry_store::tree;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How to collect.
@@ -106,8 +105,7 @@ pub(crate) const ACTIVITY_TTL: Duration = Duration::from_secs(300);
 pub(crate) struct Announced {
     target: TransferStore,
     path: String,
-    valid_until: Arc<Mutex<Instant>>,
-    refresher: tokio::task::JoinHandle<()>,
+    life: ferry_store::Lifeline,
 }
 
 impl Announced {
@@ -115,66 +113,50 @@ impl Announced {
     pub(crate) async fn write(target: &TransferStore, folder: &str, owner: &str) -> Result<Self> {
         let path = format!("{folder}{}.json", uuid::Uuid::new_v4().simple());
         let now = ferry_store::records::now_ms();
-        let mut rec = Activity {
+        let rec = Activity {
             owner: owner.to_string(),
             started_ms: now,
             expires_ms: now + ACTIVITY_TTL.as_millis() as u64,
         };
         let at = Instant::now();
         put_json(target, &path, &rec).await?;
-        let valid_until = Arc::new(Mutex::new(at + ACTIVITY_TTL));
-        let refresher = tokio::spawn({
-            let (target, path, valid_until) = (target.clone(), path.clone(), valid_until.clone());
-            async move {
-                loop {
-                    tokio::time::sleep(ACTIVITY_TTL / 3).await;
-                    let at = Instant::now();
-                    rec.expires_ms =
-                        ferry_store::records::now_ms() + ACTIVITY_TTL.as_millis() as u64;
-                    match put_json(&target, &path, &rec).await {
-                        Ok(()) => {
-                            *valid_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                                at + ACTIVITY_TTL
-                        }
-                        Err(e) => {
-                            tracing::warn!(path, error = %e, "refreshing a transfer-store record failed")
-                        }
-                    }
-                }
-            }
-        });
+        let life = ferry_store::Lifeline::start(
+            target.objects().clone(),
+            path.clone(),
+            ACTIVITY_TTL,
+            at,
+            move |expires_ms| {
+                serde_json::to_vec_pretty(&Activity {
+                    expires_ms,
+                    owner: rec.owner.clone(),
+                    started_ms: rec.started_ms,
+                })
+                .map_err(|e| ferry_store::Error::Internal(format!("encoding a record: {e}")))
+            },
+        );
         Ok(Announced {
             target: target.clone(),
             path,
-            valid_until,
-            refresher,
+            life,
         })
     }
 
     /// Fails once others may take the record as expired.
     pub(crate) fn check(&self) -> Result<()> {
-        let until = *self.valid_until.lock().unwrap_or_else(|p| p.into_inner());
-        if Instant::now() + ACTIVITY_TTL / 4 >= until {
-            return Err(Error::Store(ferry_store::Error::Unavailable(format!(
-                "{} could not be kept alive; stopping",
+        self.life.check().map_err(|why| {
+            Error::Store(ferry_store::Error::Unavailable(format!(
+                "{} could not be kept alive ({why}); stopping",
                 self.path
-            ))));
-        }
-        Ok(())
+            )))
+        })
     }
 
     /// Removes the record (only logged on failure: it expires).
     pub(crate) async fn end(self) {
-        self.refresher.abort();
+        drop(self.life);
         if let Err(e) = self.target.objects().delete(&self.path).await {
             tracing::warn!(path = %self.path, error = %e, "removing a transfer-store record failed; it will expire");
         }
-    }
-}
-
-impl Drop for Announced {
-    fn drop(&mut self) {
-        self.refresher.abort();
     }
 }
 

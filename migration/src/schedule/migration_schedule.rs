@@ -197,6 +197,8 @@ async fn plan(
             (None, _) => created,
         };
         let due = is_due(&c.slot, last, now, &ctx.zone);
+        // The next slot counts from the last run: this one, when it starts now.
+        let mut from = last;
         if due && !suspended {
             match &running {
                 Some(r) => {
@@ -225,21 +227,10 @@ async fn plan(
                     let made = start(ctx, s, migrations, kind, now).await?;
                     st.items.entry(kind.into()).or_default().push(made.clone());
                     running = Some(made.name);
+                    from = now;
                 }
             }
         }
-        // After a run started now, the next slot counts from now.
-        let from = if st
-            .items
-            .get(kind)
-            .and_then(|v| v.last())
-            .map(|i| &i.creation_timestamp)
-            == Some(&rfc3339(now))
-        {
-            now
-        } else {
-            last
-        };
         if let Some(next) = next_due(&c.slot, from, now, &ctx.zone) {
             st.next_due.insert(kind.into(), rfc3339(next));
             if next > now {

@@ -792,6 +792,17 @@ fn handle(
     if st.unreachable {
         return status(503, "ServiceUnavailable", "the API server is down".into());
     }
+    if path == "/version" && *method == Method::GET {
+        // Modelled on the real server's /version (open to every caller).
+        return (
+            200,
+            json!({
+                "major": "1", "minor": "31", "gitVersion": "v1.31.0", "gitCommit": "stand-in",
+                "gitTreeState": "clean", "buildDate": "2024-08-13T00:00:00Z",
+                "goVersion": "go1.22.5", "compiler": "gc", "platform": "linux/amd64"
+            }),
+        );
+    }
     let Some(t) = Target::parse(path) else {
         return status(404, "NotFound", format!("no API at {path}"));
     };

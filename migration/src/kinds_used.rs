@@ -23,6 +23,10 @@ pub fn secret() -> Kind {
 pub fn pvc() -> Kind {
     k("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims")
 }
+/// core/v1 Pod.
+pub fn pod() -> Kind {
+    k("", "v1", "Pod", "pods")
+}
 /// core/v1 PersistentVolume.
 pub fn pv() -> Kind {
     k("", "v1", "PersistentVolume", "persistentvolumes")
@@ -78,4 +82,17 @@ pub fn cluster_pair() -> Kind {
 /// ferry.dev/v1alpha1 VolumeImport.
 pub fn volume_import() -> Kind {
     k("ferry.dev", "v1alpha1", "VolumeImport", "volumeimports")
+}
+/// ferry.dev/v1alpha1 MigrationSchedule.
+pub fn migration_schedule() -> Kind {
+    k(
+        "ferry.dev",
+        "v1alpha1",
+        "MigrationSchedule",
+        "migrationschedules",
+    )
+}
+/// ferry.dev/v1alpha1 Action.
+pub fn action() -> Kind {
+    k("ferry.dev", "v1alpha1", "Action", "actions")
 }

@@ -4,6 +4,7 @@
 //! - [`crd`]: the ClusterPair, Migration and VolumeImport resources.
 //! - [`resources`]: the pure rules of the Application stage (collect, transform, order).
 //! - [`cluster_pair`], [`migrate`], [`volume_import`], [`trigger`]: one reconciler each.
+//! - [`schedule`]: SchedulePolicy and MigrationSchedule; [`dr`]: failover and failback.
 //! - [`run`]: the sidecar's main loop.
 
 pub mod api;
@@ -11,6 +12,7 @@ pub mod backoff;
 pub mod cluster_pair;
 pub mod context;
 pub mod crd;
+pub mod dr;
 mod error;
 pub mod finalizer;
 pub mod kinds_used;

@@ -53,6 +53,16 @@ pub fn triggered_migration(namespace: &str, pvc: Option<&str>, pair: &str) -> St
     )
 }
 
+/// The Migration step `step` of Action `action` (uid `uid`) makes.
+pub fn action_migration(action: &str, uid: &str, step: &str) -> String {
+    let base: String = format!("{action}-{step}").chars().take(40).collect();
+    format!(
+        "{}-{}",
+        base.trim_end_matches(['-', '.']),
+        short_hash(&[action, uid, step])
+    )
+}
+
 /// Checks that `name` is a DNS-1123 subdomain (what most object names must be): at most 253
 /// characters of lowercase letters, digits, '-' and '.', starting and ending alphanumeric.
 ///

@@ -4,10 +4,13 @@
 //! - ClusterPair: readiness checks, again every few minutes.
 //! - SchedulePolicy: a verdict on each policy in its status.
 //! - MigrationSchedule: a Migration whenever its policy is due.
+//! - Action (on a destination): failover and failback.
 //! - VolumeImport (on a destination): imports and PVs.
 //! - Namespace and PersistentVolumeClaim: the `ferry.dev/migrate-to` trigger.
 
-use crate::crd::{ClusterPair, Migration, MigrationSchedule, SchedulePolicy, VolumeImport};
+use crate::crd::{
+    Action as DrAction, ClusterPair, Migration, MigrationSchedule, SchedulePolicy, VolumeImport,
+};
 use crate::{Ctx, Error};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
@@ -87,6 +90,13 @@ async fn schedule(s: Arc<MigrationSchedule>, ctx: Arc<Ctx>) -> Result<Action, Er
     .await
 }
 
+async fn action(a: Arc<DrAction>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    counted(a.as_ref(), &ctx, async {
+        crate::dr::reconcile(&ctx, &a).await.map(requeue)
+    })
+    .await
+}
+
 async fn import(v: Arc<VolumeImport>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(v.as_ref(), &ctx, async {
         crate::volume_import::reconcile(&ctx, &v).await.map(requeue)
@@ -133,6 +143,10 @@ pub async fn run(ctx: Ctx) {
         .owns(Api::<Migration>::all(c.clone()), cfg())
         .shutdown_on_signal()
         .run(schedule, on_error, ctx.clone());
+    let actions = Controller::new(Api::<DrAction>::all(c.clone()), cfg())
+        .owns(Api::<Migration>::all(c.clone()), cfg())
+        .shutdown_on_signal()
+        .run(action, on_error, ctx.clone());
     let imports = Controller::new(
         Api::<VolumeImport>::namespaced(c.clone(), &ctx.namespace),
         cfg(),
@@ -150,6 +164,7 @@ pub async fn run(ctx: Ctx) {
         drain("clusterpair", pairs),
         drain("schedulepolicy", policies),
         drain("migrationschedule", schedules),
+        drain("action", actions),
         drain("volumeimport", imports),
         drain("namespace", namespaces),
         drain("pvc", claims),

@@ -19,6 +19,10 @@ use std::time::Duration;
 /// Volume attribute carrying the chunk size (as the CSI controller sets it).
 const CTX_CHUNK_SIZE: &str = "ferry.dev/chunkSize";
 
+/// Annotation on a PV an import made: the source volume it was migrated from, so a
+/// migration back (a failback) updates that volume in place instead of making a new one.
+pub const ORIGIN_ANNOTATION: &str = "ferry.dev/origin-volume";
+
 /// Brings one VolumeImport to Ready (or Failed); returns when to look again.
 ///
 /// # Errors
@@ -56,7 +60,7 @@ pub async fn reconcile(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<Duration>>
                 "Imported",
                 format!(
                     "PV {} ready for claim {}/{}",
-                    vi.spec.persistent_volume.name,
+                    st.persistent_volume.as_deref().unwrap_or_default(),
                     vi.spec.persistent_volume.claim_namespace,
                     vi.spec.persistent_volume.claim_name
                 ),
@@ -92,7 +96,54 @@ fn check_spec(vi: &VolumeImport) -> Result<()> {
     names::check_object_name("spec.persistentVolume.name", &pv.name)?;
     names::check_object_name("spec.persistentVolume.claimNamespace", &pv.claim_namespace)?;
     names::check_object_name("spec.persistentVolume.claimName", &pv.claim_name)?;
+    if let Some(id) = &s.existing_volume {
+        ferry_transfer::bounds::check_id("spec.existingVolume", id)?;
+    }
     Ok(())
+}
+
+/// The volume an import updates in place, with its PV.
+struct InPlace {
+    volume_name: String,
+    volume_id: String,
+    pv: String,
+}
+
+/// The existing volume `id` to update in place, when it is here and has a PV; refused when
+/// that PV belongs to another claim than the one the import is for.
+async fn in_place(ctx: &Ctx, vi: &VolumeImport, id: &str) -> Result<Option<InPlace>> {
+    let volume = match ctx.store.get_volume(id).await {
+        Ok(v) => v,
+        Err(ferry_store::Error::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let pvs = api::list(&ctx.client, &kinds_used::pv(), None, None).await?;
+    let Some(pv) = pvs.iter().find(|pv| {
+        pv["spec"]["csi"]["driver"].as_str() == Some(ferry_csi::DRIVER_NAME)
+            && pv["spec"]["csi"]["volumeHandle"].as_str() == Some(id)
+    }) else {
+        return Ok(None);
+    };
+    let want = &vi.spec.persistent_volume;
+    let claim = &pv["spec"]["claimRef"];
+    let name = pv["metadata"]["name"].as_str().unwrap_or_default();
+    if claim["namespace"].as_str() != Some(want.claim_namespace.as_str())
+        || claim["name"].as_str() != Some(want.claim_name.as_str())
+    {
+        return Err(Error::Invalid(format!(
+            "spec.existingVolume {id} is PV {name}, bound to claim {}/{}, not to {}/{}: \
+             it is not overwritten",
+            claim["namespace"].as_str().unwrap_or("-"),
+            claim["name"].as_str().unwrap_or("-"),
+            want.claim_namespace,
+            want.claim_name
+        )));
+    }
+    Ok(Some(InPlace {
+        volume_name: volume.record.spec.name.clone(),
+        volume_id: id.to_string(),
+        pv: name.to_string(),
+    }))
 }
 
 async fn import(
@@ -120,7 +171,13 @@ async fn import(
                 src.snapshot_id, src.volume_id
             ))
         })?;
-    let name = vi.name_any();
+    let keep = match &vi.spec.existing_volume {
+        Some(id) => in_place(ctx, vi, id).await?,
+        None => None,
+    };
+    let name = keep
+        .as_ref()
+        .map_or_else(|| vi.name_any(), |t| t.volume_name.clone());
     if let Some(existing) = ctx.store.volume_by_name(&name).await? {
         ctx.store.check_unleased(existing.id()).await.map_err(|e| {
             Error::Invalid(format!("volume {} is in use on the destination ({e}); stop what uses claim {}/{} and the import goes on", existing.id(), vi.spec.persistent_volume.claim_namespace, vi.spec.persistent_volume.claim_name))
@@ -162,6 +219,12 @@ async fn import(
         .volume_by_name(&name)
         .await?
         .ok_or_else(|| Error::Unexpected(format!("imported volume {name} not found")))?;
+    if let Some(t) = keep {
+        // The claim keeps the PV it has: only the data under it moved.
+        st.persistent_volume = Some(t.pv);
+        st.volume_handle = Some(t.volume_id);
+        return Ok(());
+    }
     let pv = &vi.spec.persistent_volume;
     let mut obj = json!({
         "apiVersion": "v1",
@@ -169,7 +232,10 @@ async fn import(
         "metadata": {
             "name": pv.name,
             "labels": { "ferry.dev/volume-import": name },
-            "annotations": { "pv.kubernetes.io/provisioned-by": ferry_csi::DRIVER_NAME },
+            "annotations": {
+                "pv.kubernetes.io/provisioned-by": ferry_csi::DRIVER_NAME,
+                ORIGIN_ANNOTATION: src.volume_id,
+            },
         },
         "spec": {
             "capacity": { "storage": pv.capacity },

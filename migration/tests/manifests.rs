@@ -209,6 +209,14 @@ fn rbac_grants_what_the_migration_controller_uses() {
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
         ("storage.k8s.io", "csidrivers", "get"),
         ("events.k8s.io", "events", "create"),
+        ("ferry.dev", "actions", "watch"),
+        ("ferry.dev", "actions/status", "patch"),
+        ("", "pods", "list"),
+        ("apps", "deployments", "patch"),
+        ("apps", "statefulsets", "patch"),
+        ("apps", "daemonsets", "patch"),
+        ("apps", "replicasets", "patch"),
+        ("batch", "cronjobs", "patch"),
     ];
     for (gr, r, v) in needed {
         assert!(grants(&g, gr, r, v), "{v} {gr}/{r}");
@@ -223,11 +231,16 @@ fn rbac_grants_what_the_migration_controller_uses() {
             "{v} leases"
         );
     }
-    // Never a write to what it migrates on the source.
+    // Never a write to what it migrates on the source, but the scaling of workloads a
+    // failover or failback does (patch only).
+    let workloads = ferry_migration::dr::workloads::workload_kinds();
     for k in kinds::default_kinds() {
         for verb in ["create", "update", "patch", "delete"] {
+            let scaling = verb == "patch" && workloads.iter().any(|w| w.plural == k.plural);
             assert!(
-                !grants(&g, &k.group, &k.plural, verb) || k.plural == "persistentvolumes",
+                !grants(&g, &k.group, &k.plural, verb)
+                    || k.plural == "persistentvolumes"
+                    || scaling,
                 "{verb} {}/{}",
                 k.group,
                 k.plural
@@ -280,6 +293,34 @@ fn the_destination_role_is_exactly_what_a_migration_writes() {
             !matches!(r.as_str(), "clusterroles" | "clusterrolebindings" | "*"),
             "{v} {gr}/{r}"
         );
+    }
+}
+
+/// The role a pair reaching back to the source binds there grants exactly what the
+/// failover and failback steps do on the source, and nothing that grants privileges.
+#[test]
+fn the_dr_source_role_is_exactly_what_failover_and_failback_do() {
+    let all = all_docs();
+    let g = grants_of(find(&all, "ClusterRole", "ferry-dr-source"));
+    let mut needed: Vec<(String, String, String)> = Vec::new();
+    let mut need = |gr: &str, r: &str, v: &str| needed.push((gr.into(), r.into(), v.into()));
+    for v in ["get", "patch"] {
+        need("ferry.dev", "migrationschedules", v);
+    }
+    for v in ["get", "create"] {
+        need("ferry.dev", "migrations", v);
+    }
+    for k in ferry_migration::dr::workloads::workload_kinds() {
+        for v in ["list", "patch"] {
+            need(&k.group, &k.plural, v);
+        }
+    }
+    need("", "pods", "list");
+    for (gr, r, v) in &needed {
+        assert!(grants(&g, gr, r, v), "missing {v} {gr}/{r}");
+    }
+    for t in &g {
+        assert!(needed.contains(t), "granted but never used: {t:?}");
     }
 }
 

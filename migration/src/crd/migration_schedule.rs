@@ -84,8 +84,12 @@ pub struct SkippedRun {
     pub policy_type: String,
     /// When.
     pub time: String,
-    /// The run in progress.
+    /// The run in progress (empty when the reason is another).
+    #[serde(default)]
     pub running: String,
+    /// Why it was skipped, when not for a run in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What a schedule has done and will do.

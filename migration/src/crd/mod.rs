@@ -8,12 +8,17 @@
 // repeated attribute.
 #![allow(clippy::duplicated_attributes)]
 
+mod action;
 mod cluster_pair;
 mod migration;
 mod migration_schedule;
 mod schedule_policy;
 mod volume_import;
 
+pub use action::{
+    Action, ActionParameter, ActionSpec, ActionStatus, ActionStep, ActionType, FailbackParameter,
+    FailoverParameter,
+};
 pub use cluster_pair::{ClusterPair, ClusterPairSpec, ClusterPairStatus, PairState, SecretRef};
 pub use migration::{
     ItemStatus, Migration, MigrationSpec, MigrationStatus, ResourceInfo, Stage, Summary, VolumeInfo,
@@ -42,6 +47,7 @@ pub const VERSION: &str = "v1alpha1";
 /// Ferry's CRDs, as installed from `manifests/crds/`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
+        Action::crd(),
         ClusterPair::crd(),
         Migration::crd(),
         migration_schedule::crd(),

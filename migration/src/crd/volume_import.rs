@@ -35,6 +35,12 @@ pub struct VolumeImportSpec {
     pub transfer_secret: String,
     /// The PV to create once the data is in.
     pub persistent_volume: PersistentVolumeTemplate,
+    /// A volume of this cluster to bring up to date in place instead of making a new one:
+    /// the volume the source volume was itself migrated from (a failback). Used only while
+    /// that volume exists and its PV is bound to the claim in `persistentVolume`; its PV is
+    /// kept as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_volume: Option<String>,
 }
 
 /// Which exported snapshot.

@@ -482,8 +482,13 @@ async fn create_import(
                     .collect(),
                 fs_type: text(&ps["csi"]["fsType"]),
             },
+            existing_volume: None,
         },
     );
+    // A volume that came here by an import goes back into the volume it came from, when
+    // the destination still has it (a failback).
+    vi.spec.existing_volume =
+        text(&source_pv["metadata"]["annotations"][crate::volume_import::ORIGIN_ANNOTATION]);
     vi.metadata.namespace = Some(fns.clone());
     let imports: kube::Api<VolumeImport> = kube::Api::namespaced(dest.clone(), fns);
     imports

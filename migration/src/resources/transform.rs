@@ -163,6 +163,16 @@ fn job(obj: &mut Value) {
 /// DaemonSets kept off every node. Other kinds are left alone.
 pub fn park(obj: &mut Value) {
     let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+    // An object parked already (a source scaled down for a failover, a destination before
+    // its failback) keeps the count it was parked with.
+    if obj["metadata"]["annotations"][REPLICAS_ANNOTATION].is_string()
+        && obj["spec"]["replicas"].as_i64() == Some(0)
+        || obj["metadata"]["annotations"][SUSPEND_ANNOTATION].is_string()
+            && obj["spec"]["suspend"].as_bool() == Some(true)
+        || obj["spec"]["template"]["spec"]["nodeSelector"][PAUSED_NODE_SELECTOR].is_string()
+    {
+        return;
+    }
     match kind.as_str() {
         "Deployment" | "StatefulSet" | "ReplicaSet" => {
             let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);

@@ -211,6 +211,7 @@ async fn plan(
                             policy_type: kind.into(),
                             time: rfc3339(now),
                             running: r.clone(),
+                            reason: None,
                         });
                         let over = st.skipped.len().saturating_sub(SKIPPED_KEPT);
                         st.skipped.drain(..over);
@@ -224,6 +225,33 @@ async fn plan(
                     }
                 }
                 None => {
+                    if let Some(active) = activated_on_destination(ctx, s).await? {
+                        // A standby that took over is never overwritten by a run.
+                        let reason = format!(
+                            "{active} runs on the destination (it took over): not \
+                             overwritten; fail back, or deactivate it there and resume"
+                        );
+                        let seen = st.skipped.last().is_some_and(|x| {
+                            x.policy_type == kind && x.reason.as_ref() == Some(&reason)
+                        });
+                        if !seen {
+                            st.skipped.push(SkippedRun {
+                                policy_type: kind.into(),
+                                time: rfc3339(now),
+                                running: String::new(),
+                                reason: Some(reason.clone()),
+                            });
+                            let over = st.skipped.len().saturating_sub(SKIPPED_KEPT);
+                            st.skipped.drain(..over);
+                            ctx.event(s, true, "RunSkipped", format!("{kind} run: {reason}"))
+                                .await;
+                        }
+                        if let Some(next) = next_due(&c.slot, now, now, &ctx.zone) {
+                            st.next_due.insert(kind.into(), rfc3339(next));
+                            soonest = Some(soonest.map_or(next, |x| x.min(next)));
+                        }
+                        continue;
+                    }
                     let made = start(ctx, s, migrations, kind, now).await?;
                     st.items.entry(kind.into()).or_default().push(made.clone());
                     running = Some(made.name);

@@ -1,0 +1,140 @@
+//! Reaching the source cluster from its destination, through a ClusterPair in the Action's
+//! namespace (so with the credentials the Action's author put there, never ferry's own).
+//!
+//! A failover counts a source that does not answer three times in a row as gone and goes on
+//! without it; a failback, which needs the source, waits for it.
+
+use super::action::Progress;
+use crate::Ctx;
+use crate::crd::{Action, ActionStatus, ActionType, ClusterPair};
+use crate::error::{Error, Result};
+use crate::pair::PairSettings;
+use kube::{Api, ResourceExt};
+use std::time::Duration;
+
+/// Failed tries after which a failover counts the source as gone.
+pub const TRIES: u32 = 3;
+
+/// How long the source gets to answer one request.
+const ANSWER_WITHIN: Duration = Duration::from_secs(15);
+
+/// The source, or why a step does without it.
+pub enum Source {
+    /// A client for the source cluster.
+    Up(kube::Client),
+    /// Not used: the reason.
+    Gone(String),
+}
+
+/// Whether an error says the other cluster did not answer (rather than refused).
+pub fn unreachable(e: &Error) -> bool {
+    match e {
+        Error::Kube(kube::Error::Api(s)) => matches!(s.code, 502..=504),
+        Error::Kube(_) => true,
+        _ => false,
+    }
+}
+
+/// The ClusterPair an Action reaches the source with, if it names one.
+fn pair_name(a: &Action) -> Option<&str> {
+    let p = &a.spec.action_parameter;
+    match a.spec.action_type {
+        ActionType::Failover => p
+            .failover_parameter
+            .as_ref()
+            .and_then(|f| f.cluster_pair.as_deref()),
+        ActionType::Failback => p
+            .failback_parameter
+            .as_ref()
+            .map(|f| f.cluster_pair.as_str()),
+    }
+}
+
+/// A client for the source cluster, after it answered, or the reason not to use it.
+///
+/// # Errors
+/// A pair that is missing or invalid ([`Error::Invalid`]); a source that does not answer
+/// (see [`unreachable`]).
+pub async fn source(ctx: &Ctx, a: &Action, st: &mut ActionStatus) -> Result<Source> {
+    if st.source_reachable == Some(false) {
+        return Ok(Source::Gone(format!(
+            "the source cluster did not answer ({} tries)",
+            st.source_attempts
+        )));
+    }
+    let skip = a
+        .spec
+        .action_parameter
+        .failover_parameter
+        .as_ref()
+        .is_some_and(|p| p.skip_source_operations);
+    if a.spec.action_type == ActionType::Failover && skip {
+        return Ok(Source::Gone("skipSourceOperations is set".into()));
+    }
+    let ns = a.namespace().unwrap_or_default();
+    let Some(name) = pair_name(a) else {
+        return Ok(Source::Gone(
+            "no clusterPair reaches the source cluster".into(),
+        ));
+    };
+    let pairs: Api<ClusterPair> = Api::namespaced(ctx.client.clone(), &ns);
+    let pair = pairs.get_opt(name).await?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "ClusterPair {ns}/{name} not found: make the pair that reaches the source cluster \
+             (ferryctl create clusterpair, run against this cluster's pair of the source)"
+        ))
+    })?;
+    let settings = PairSettings::load(ctx, &pair).await?;
+    let client = settings.connect(ctx).await?;
+    match tokio::time::timeout(ANSWER_WITHIN, client.apiserver_version()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => {
+            return Err(Error::Kube(kube::Error::Service(
+                format!("no answer within {}s", ANSWER_WITHIN.as_secs()).into(),
+            )));
+        }
+    }
+    if st.source_reachable.is_none() {
+        st.source_reachable = Some(true);
+    }
+    st.source_attempts = 0;
+    Ok(Source::Up(client))
+}
+
+/// After a source step found the source silent: wait and try again, or (a failover, after
+/// [`TRIES`]) record it as gone so the source's steps are skipped.
+///
+/// # Errors
+/// None; the result is a [`Progress`].
+pub async fn count_failure(
+    ctx: &Ctx,
+    a: &Action,
+    st: &mut ActionStatus,
+    e: &Error,
+) -> Result<Progress> {
+    if a.spec.action_type == ActionType::Failback {
+        return Ok(Progress::Wait(format!(
+            "waiting for the source cluster to answer (a failback needs it): {e}"
+        )));
+    }
+    st.source_attempts += 1;
+    if st.source_attempts < TRIES {
+        return Ok(Progress::Wait(format!(
+            "the source cluster does not answer (try {} of {TRIES}): {e}",
+            st.source_attempts
+        )));
+    }
+    st.source_reachable = Some(false);
+    ctx.event(
+        a,
+        true,
+        "SourceUnreachable",
+        format!(
+            "the source cluster did not answer {TRIES} times ({e}): going on with this cluster \
+             alone; the source's applications were not stopped"
+        ),
+    )
+    .await;
+    Ok(Progress::Again)
+}

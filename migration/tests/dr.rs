@@ -1,0 +1,507 @@
+//! Failover and failback (`Action`s on the destination) against two stand-in API servers
+//! with real chunk stores and a folder transfer store between them (see `common`).
+//!
+//! Modelled on the real API server: the pod a kubelet would stop is deleted by the test
+//! (no kubelet runs here); a PVC is bound by setting its status (no PV controller runs).
+//! A controller kill is modelled by failing the k-th write: the reconcile stops there with
+//! what it wrote before, as a killed process would, and the next reconcile starts from a
+//! fresh read (the reconcilers keep no state between calls).
+
+mod common;
+
+use common::{CHUNK, World, digest};
+use ferry_migration::crd::{Action, ActionStatus, ItemStatus, Migration, VolumeImport};
+use ferry_migration::pair::PairSettings;
+use ferry_store::Store;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const NS: &str = "shop";
+const CHUNKS: u64 = 16;
+
+/// A world whose destination reaches the source back through pair `back` in `shop`.
+async fn world() -> World {
+    let mut w = World::new().await;
+    let src = w.src.clone();
+    w.dst_ctx.connect = Arc::new(move |_s: PairSettings| {
+        let s = src.clone();
+        Box::pin(async move { Ok(s.client()) })
+    });
+    w.pair(NS, "remote", true);
+    let root = w.transfer_root();
+    let enc = |v: &str| json!(ferry_kubefake::base64(v.as_bytes()));
+    w.dst.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "back-secret", "namespace": NS},
+        "data": {"kubeconfig": enc("apiVersion: v1\nkind: Config\n"), "backend": enc("fs"), "root": enc(&root)}}));
+    w.dst.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "back", "namespace": NS},
+        "spec": {"secretRef": {"name": "back-secret"}}, "status": {"schedulerStatus": "Ready", "storageStatus": "Ready"}}));
+    w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule", "metadata": {"name": "nightly", "namespace": NS},
+        "spec": {"schedulePolicyName": "every-minute", "template": {"spec": {"clusterPair": "remote", "namespaces": [NS]}}}}));
+    w
+}
+
+/// The shop namespace on the source, migrated once to the destination as a schedule run.
+async fn standby(w: &World) -> String {
+    let vol = w.shop(NS, CHUNKS).await;
+    w.src.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "namespace": NS, "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "nginx"}], "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]},
+        "status": {"phase": "Running"}}));
+    w.migration(
+        NS,
+        "nightly-interval-1",
+        json!({"clusterPair": "remote", "namespaces": [NS]}),
+    );
+    let st = w.drive(NS, "nightly-interval-1").await;
+    assert_eq!(st.status, ItemStatus::PartialSuccess, "{st:?}");
+    // The destination's claim binds to the PV its import made (the PV controller's work).
+    w.dst.set_status(
+        "/persistentvolumeclaims",
+        Some(NS),
+        "data",
+        json!({"phase": "Bound"}),
+    );
+    vol
+}
+
+fn action(w: &World, name: &str, spec: Value) {
+    w.dst.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Action", "metadata": {"name": name, "namespace": NS}, "spec": spec}));
+}
+
+fn failover(pair: Option<&str>, sync_first: bool) -> Value {
+    let mut p = json!({"migrationScheduleReference": "nightly", "syncFirst": sync_first});
+    if let Some(pair) = pair {
+        p["clusterPair"] = json!(pair);
+    }
+    json!({"actionType": "failover", "actionParameter": {"failoverParameter": p}})
+}
+
+fn failback() -> Value {
+    json!({"actionType": "failback", "actionParameter": {"failbackParameter": {"migrationScheduleReference": "nightly", "clusterPair": "back"}}})
+}
+
+fn status(w: &World, name: &str) -> ActionStatus {
+    let a = w
+        .dst
+        .get("ferry.dev/actions", Some(NS), name)
+        .expect("action");
+    serde_json::from_value(a["status"].clone()).unwrap_or_default()
+}
+
+fn step<'a>(st: &'a ActionStatus, name: &str) -> &'a ferry_migration::crd::ActionStep {
+    st.steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("step {name} in {st:?}"))
+}
+
+/// Plays the snapshotter on one cluster and ferry's import reconciler on the other.
+async fn play(snap_api: &ferry_kubefake::FakeApi, store: &Store) {
+    snap_api
+        .play_snapshotter(
+            |volume, content| async move {
+                let snap = store
+                    .create_snapshot(&content, &volume, Default::default())
+                    .await;
+                snap.map(|s| s.id).map_err(|e| e.to_string())
+            },
+            |id| async move { store.delete_snapshot(&id).await.map_err(|e| e.to_string()) },
+        )
+        .await
+        .expect("snapshotter");
+}
+
+/// One turn of every controller on both clusters.
+async fn turn(w: &World) {
+    for (api, ctx) in [(&w.src, &w.src_ctx), (&w.dst, &w.dst_ctx)] {
+        for m in api.all("ferry.dev/migrations") {
+            let m: Migration = serde_json::from_value(m).expect("migration");
+            if let Err(e) = ferry_migration::migrate::reconcile(ctx, &m).await {
+                eprintln!("migration reconcile error (retried): {e}");
+            }
+        }
+        for vi in api.all("ferry.dev/volumeimports") {
+            let vi: VolumeImport = serde_json::from_value(vi).expect("volume import");
+            if let Err(e) = ferry_migration::volume_import::reconcile(ctx, &vi).await {
+                eprintln!("import reconcile error (retried): {e}");
+            }
+        }
+    }
+    play(&w.src, &w.src_store).await;
+    play(&w.dst, &w.dst_store).await;
+}
+
+/// Reconciles Action `name` on the destination, with every other controller in between,
+/// until it ends or `stop` says so; returns its status.
+async fn drive(w: &World, name: &str, stop: impl Fn(&ActionStatus) -> bool) -> ActionStatus {
+    for _ in 0..80 {
+        let a: Action = serde_json::from_value(
+            w.dst
+                .get("ferry.dev/actions", Some(NS), name)
+                .expect("action"),
+        )
+        .expect("parse");
+        if let Err(e) = ferry_migration::dr::reconcile(&w.dst_ctx, &a).await {
+            eprintln!("action reconcile error (retried): {e}");
+        }
+        let st = status(w, name);
+        if st.status.is_final() || stop(&st) {
+            return st;
+        }
+        turn(w).await;
+    }
+    panic!("action {name} did not end: {:?}", status(w, name));
+}
+
+fn replicas(api: &ferry_kubefake::FakeApi, name: &str) -> (i64, Value) {
+    let d = api
+        .get("apps/deployments", Some(NS), name)
+        .expect("deployment");
+    (
+        d["spec"]["replicas"].as_i64().unwrap_or(-1),
+        d["metadata"]["annotations"]["ferry.dev/migrationReplicas"].clone(),
+    )
+}
+
+fn suspended(w: &World) -> bool {
+    w.src
+        .get("ferry.dev/migrationschedules", Some(NS), "nightly")
+        .expect("schedule")["spec"]["suspend"]
+        .as_bool()
+        .unwrap_or(false)
+}
+
+async fn stop_pod(w: &World) {
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(w.src.client(), NS);
+    pods.delete("web-1", &Default::default())
+        .await
+        .expect("delete pod");
+}
+
+/// The destination volume behind the destination's claim `data`.
+fn dst_volume(w: &World) -> String {
+    let pvc = w
+        .dst
+        .get("/persistentvolumeclaims", Some(NS), "data")
+        .expect("claim");
+    let pv = w
+        .dst
+        .get(
+            "/persistentvolumes",
+            None,
+            pvc["spec"]["volumeName"].as_str().expect("bound"),
+        )
+        .expect("pv");
+    pv["spec"]["csi"]["volumeHandle"]
+        .as_str()
+        .expect("handle")
+        .to_string()
+}
+
+#[tokio::test]
+async fn failover_stops_the_source_syncs_last_writes_and_starts_the_standby() {
+    let w = world().await;
+    let vol = standby(&w).await;
+    // Written after the last scheduled run: only a sync after the stop carries it.
+    common::fill(&w.src_store, &vol, 2, 99).await;
+    action(&w, "fo", failover(Some("back"), true));
+
+    let st = drive(&w, "fo", |st| {
+        st.steps
+            .iter()
+            .any(|s| s.name == "DeactivateSource" && s.message.is_some())
+    })
+    .await;
+    // The schedule is suspended, the source parked, and the failover waits for its pod.
+    assert!(suspended(&w));
+    assert_eq!(step(&st, "SuspendSchedule").status, ItemStatus::Successful);
+    assert_eq!(replicas(&w.src, "web"), (0, json!("3")));
+    let msg = step(&st, "DeactivateSource")
+        .message
+        .clone()
+        .unwrap_or_default();
+    assert!(msg.contains("shop/web-1"), "{msg}");
+    let again = drive(&w, "fo", |_| true).await;
+    assert_eq!(
+        again.status,
+        ItemStatus::InProgress,
+        "still waits for the pod: {again:?}"
+    );
+
+    stop_pod(&w).await;
+    let st = drive(&w, "fo", |_| false).await;
+    assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+    assert_eq!(st.source_reachable, Some(true));
+    let names: Vec<&str> = st.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "SuspendSchedule",
+            "DeactivateSource",
+            "SyncFirst",
+            "ActivateDestination"
+        ]
+    );
+    assert!(
+        st.steps.iter().all(|s| s.status == ItemStatus::Successful),
+        "{st:?}"
+    );
+    // The last sync carried the writes made after the scheduled run.
+    assert_eq!(
+        digest(&w.dst_store, &dst_volume(&w)).await,
+        digest(&w.src_store, &vol).await
+    );
+    // Its Migration carried the source's parked count, not the zero it was parked at.
+    assert_eq!(replicas(&w.dst, "web"), (3, json!("3")));
+    assert_eq!(replicas(&w.src, "web"), (0, json!("3")));
+    let sync = step(&st, "SyncFirst").migration.clone().expect("sync run");
+    assert!(w.src.get("ferry.dev/migrations", Some(NS), &sync).is_some());
+}
+
+#[tokio::test]
+async fn failover_with_the_source_gone_starts_the_standby_and_says_so() {
+    let w = world().await;
+    standby(&w).await;
+    let before = w.src.log().len();
+    w.src.set_unreachable(true);
+    action(&w, "fo", failover(Some("back"), true));
+    let st = drive(&w, "fo", |_| false).await;
+    assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+    assert_eq!(st.source_reachable, Some(false));
+    assert_eq!(st.source_attempts, 3);
+    for s in ["SuspendSchedule", "DeactivateSource", "SyncFirst"] {
+        let s = step(&st, s);
+        assert_eq!(s.status, ItemStatus::Skipped, "{s:?}");
+        assert!(
+            s.message
+                .as_deref()
+                .unwrap_or("")
+                .contains("did not answer"),
+            "{s:?}"
+        );
+    }
+    assert_eq!(
+        step(&st, "ActivateDestination").status,
+        ItemStatus::Successful
+    );
+    assert_eq!(replicas(&w.dst, "web"), (3, json!("3")));
+    // Nothing reached the source: every request got the down server's 503.
+    assert!(w.src.log()[before..].iter().all(|l| l.status == 503));
+
+    // The source comes back with its schedule unsuspended: a due run does not overwrite
+    // the standby that took over.
+    w.src.set_unreachable(false);
+    assert_eq!(replicas(&w.src, "web"), (3, Value::Null));
+    w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy", "metadata": {"name": "every-minute"},
+        "policy": {"interval": {"intervalMinutes": 1}}}));
+    let runs = w.src.all("ferry.dev/migrations").len();
+    let s: ferry_migration::crd::MigrationSchedule = serde_json::from_value(
+        w.src
+            .get("ferry.dev/migrationschedules", Some(NS), "nightly")
+            .expect("schedule"),
+    )
+    .expect("parse");
+    ferry_migration::schedule::migration_schedule::reconcile(&w.src_ctx, &s)
+        .await
+        .expect("schedule reconcile");
+    assert_eq!(w.src.all("ferry.dev/migrations").len(), runs, "no run made");
+    let sst = w
+        .src
+        .get("ferry.dev/migrationschedules", Some(NS), "nightly")
+        .expect("schedule");
+    let why = sst["status"]["skipped"][0]["reason"].as_str().unwrap_or("");
+    assert!(why.contains("runs on the destination"), "{sst}");
+}
+
+#[tokio::test]
+async fn failover_without_a_pair_back_acts_on_the_destination_alone() {
+    let w = world().await;
+    standby(&w).await;
+    action(&w, "fo", failover(None, false));
+    let st = drive(&w, "fo", |_| false).await;
+    assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+    assert!(
+        step(&st, "DeactivateSource")
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("no clusterPair"),
+        "{st:?}"
+    );
+    assert!(!suspended(&w));
+    assert_eq!(replicas(&w.dst, "web"), (3, json!("3")));
+}
+
+#[tokio::test]
+async fn a_tenant_action_may_not_act_on_another_namespace() {
+    let w = world().await;
+    let mut spec = failover(Some("back"), false);
+    spec["actionParameter"]["failoverParameter"]["failoverNamespaces"] = json!(["payroll"]);
+    action(&w, "fo", spec);
+    let st = drive(&w, "fo", |_| false).await;
+    assert_eq!(st.status, ItemStatus::Failed);
+    assert!(
+        st.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("may only act on shop"),
+        "{st:?}"
+    );
+    assert!(st.steps.is_empty());
+    assert!(w.src.log().iter().all(|l| l.method == "GET"));
+}
+
+#[tokio::test]
+async fn each_failover_step_survives_a_controller_kill() {
+    for k in 1..=14 {
+        let w = world().await;
+        let vol = standby(&w).await;
+        stop_pod(&w).await;
+        common::fill(&w.src_store, &vol, 1, 5).await;
+        action(&w, "fo", failover(Some("back"), true));
+        // The k-th write from now, on either cluster, fails as if the process died there.
+        w.dst.fail_write(k);
+        w.src.fail_write(k);
+        let st = drive(&w, "fo", |_| false).await;
+        assert_eq!(
+            st.status,
+            ItemStatus::Successful,
+            "kill at write {k}: {st:?}"
+        );
+        assert_eq!(
+            replicas(&w.dst, "web"),
+            (3, json!("3")),
+            "kill at write {k}"
+        );
+        assert_eq!(
+            replicas(&w.src, "web"),
+            (0, json!("3")),
+            "kill at write {k}"
+        );
+        assert_eq!(
+            digest(&w.dst_store, &dst_volume(&w)).await,
+            digest(&w.src_store, &vol).await,
+            "kill at write {k}"
+        );
+        // One last sync, however often its step ran.
+        let syncs = w
+            .src
+            .all("ferry.dev/migrations")
+            .iter()
+            .filter(|m| m["metadata"]["labels"]["ferry.dev/action"] == "fo")
+            .count();
+        assert_eq!(syncs, 1, "kill at write {k}");
+    }
+}
+
+/// Fails over (source reachable), writes new data on the destination, fails back.
+async fn failed_over_then_written(w: &World) -> (String, String) {
+    let vol = standby(w).await;
+    stop_pod(w).await;
+    action(w, "fo", failover(Some("back"), false));
+    let st = drive(w, "fo", |_| false).await;
+    assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+    let dvol = dst_volume(w);
+    // The application writes on the destination: 2 of the 16 chunks change.
+    let h = w.dst_store.open_volume(&dvol).await.expect("open");
+    h.write_at(0, &vec![0xa5; (2 * CHUNK) as usize])
+        .await
+        .expect("write");
+    h.flush().await.expect("flush");
+    drop(h);
+    (vol, dvol)
+}
+
+#[tokio::test]
+async fn failback_moves_the_new_data_into_the_original_volume_and_resumes_the_schedule() {
+    let w = world().await;
+    let (vol, dvol) = failed_over_then_written(&w).await;
+    let pvs_before = w.src.all("/persistentvolumes").len();
+    action(&w, "fb", failback());
+    let st = drive(&w, "fb", |_| false).await;
+    assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+    let names: Vec<&str> = st.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "SuspendSchedule",
+            "DeactivateSource",
+            "Migrate",
+            "DeactivateDestination",
+            "FinalMigrate",
+            "ActivateSource",
+            "ResumeSchedule"
+        ]
+    );
+
+    // The source's own volume holds the destination's bytes; its claim keeps its PV.
+    assert_eq!(
+        digest(&w.src_store, &vol).await,
+        digest(&w.dst_store, &dvol).await
+    );
+    let pvc = w
+        .src
+        .get("/persistentvolumeclaims", Some(NS), "data")
+        .expect("claim");
+    assert_eq!(pvc["spec"]["volumeName"], format!("pv-{NS}-data"));
+    assert_eq!(w.src.all("/persistentvolumes").len(), pvs_before);
+    let imports = w.src.all("ferry.dev/volumeimports");
+    assert_eq!(imports.len(), 1);
+    assert_eq!(imports[0]["spec"]["existingVolume"], vol.as_str());
+    assert_eq!(
+        imports[0]["status"]["persistentVolume"],
+        format!("pv-{NS}-data")
+    );
+
+    // Bytes moved are about the new data (2 chunks), not the volume (16).
+    let moved: u64 = ["Migrate", "FinalMigrate"]
+        .iter()
+        .map(|s| {
+            let name = step(&st, s).migration.clone().expect("migration");
+            let m = w
+                .dst
+                .get("ferry.dev/migrations", Some(NS), &name)
+                .expect("failback migration");
+            let ms: ferry_migration::crd::MigrationStatus =
+                serde_json::from_value(m["status"].clone()).expect("status");
+            ms.volumes.iter().map(|v| v.bytes_transferred).sum::<u64>()
+        })
+        .sum();
+    assert!(moved > 0, "the new data moved");
+    assert!(
+        moved < 4 * CHUNK,
+        "{moved} bytes moved for 2 changed chunks of 64 KiB"
+    );
+
+    // The source runs, the destination is parked, the schedule runs again.
+    assert_eq!(replicas(&w.src, "web"), (3, json!("3")));
+    assert_eq!(replicas(&w.dst, "web"), (0, json!("3")));
+    assert!(!suspended(&w));
+}
+
+#[tokio::test]
+async fn each_failback_step_survives_a_controller_kill() {
+    for k in [1, 3, 5, 8, 13, 21] {
+        let w = world().await;
+        let (vol, dvol) = failed_over_then_written(&w).await;
+        action(&w, "fb", failback());
+        w.dst.fail_write(k);
+        w.src.fail_write(k);
+        let st = drive(&w, "fb", |_| false).await;
+        assert_eq!(
+            st.status,
+            ItemStatus::Successful,
+            "kill at write {k}: {st:?}"
+        );
+        assert_eq!(
+            digest(&w.src_store, &vol).await,
+            digest(&w.dst_store, &dvol).await,
+            "kill at write {k}"
+        );
+        assert_eq!(
+            replicas(&w.src, "web"),
+            (3, json!("3")),
+            "kill at write {k}"
+        );
+        assert!(!suspended(&w), "kill at write {k}");
+    }
+}

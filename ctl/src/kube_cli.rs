@@ -128,6 +128,13 @@ pub enum Get {
     /// LAST-SUCCESS-DURATION.
     #[command(alias = "migrationschedules")]
     Migrationschedule,
+    /// Actions (failovers and failbacks): NAME TYPE SCHEDULE STEP STATUS CREATED; with a
+    /// name, its steps.
+    #[command(alias = "actions", alias = "failover", alias = "failback")]
+    Action {
+        /// One Action, step by step.
+        name: Option<String>,
+    },
 }
 
 /// `suspend migrationschedule NAME` / `resume migrationschedule NAME`.
@@ -229,6 +236,43 @@ pub struct CreateMigration {
     /// Wait for the migration to end, with a progress bar.
     #[arg(long)]
     pub wait: bool,
+}
+
+/// `perform failover` / `perform failback`, run against the destination cluster.
+#[derive(Subcommand, Debug)]
+pub enum Perform {
+    /// Start the standby copy of a MigrationSchedule here: suspend the schedule, stop the
+    /// source's applications (if the source answers) and wait for their pods, optionally
+    /// migrate once more, then start the migrated applications here.
+    Failover(PerformFlags),
+    /// Move the namespace back to the source: migrate what changed here, stop it here, start
+    /// it on the source, resume the schedule.
+    Failback(PerformFlags),
+}
+
+/// Flags of `perform failover|failback`.
+#[derive(Args, Debug)]
+pub struct PerformFlags {
+    /// The MigrationSchedule (on the source, in this namespace).
+    #[arg(long = "migration-schedule", short = 'm')]
+    pub migration_schedule: String,
+    /// The ClusterPair in this namespace, on this cluster, that reaches the source
+    /// (default: the namespace's only one; a failover without any acts here alone).
+    #[arg(long = "cluster-pair")]
+    pub cluster_pair: Option<String>,
+    /// Failover: once the source's applications stopped, migrate once more so their last
+    /// writes come along.
+    #[arg(long = "sync-first")]
+    pub sync_first: bool,
+    /// Failover: do not touch the source even if it answers.
+    #[arg(long = "skip-source-operations")]
+    pub skip_source_operations: bool,
+    /// The Action's name (default: the type, the schedule and the time).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Return once the Action is created instead of following it to its end.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 /// `activate migration` / `deactivate migration`.
@@ -357,6 +401,18 @@ pub async fn get(k: &KubeArgs, g: Get) -> Result<()> {
             .await?
         ),
         Get::Schedulepolicy => print!("{}", ferryctl::schedules::get_policies(&client).await?),
+        Get::Action { name: Some(name) } => {
+            let api: kube::Api<ferry_migration::crd::Action> =
+                kube::Api::namespaced(client.clone(), &k.ns());
+            let a = api.get(&name).await?;
+            print!(
+                "{}",
+                ferryctl::actions::describe(&a.status.unwrap_or_default())
+            );
+        }
+        Get::Action { name: None } => {
+            print!("{}", ferryctl::actions::get(&client, ns.as_deref()).await?)
+        }
         Get::Migrationschedule => print!(
             "{}",
             ferryctl::schedules::get_schedules(&client, ns.as_deref()).await?
@@ -467,4 +523,45 @@ pub async fn activation(k: &KubeArgs, activate: bool) -> Result<()> {
         println!("{l}");
     }
     Ok(())
+}
+
+pub async fn perform(k: &KubeArgs, p: Perform) -> Result<()> {
+    use ferry_migration::crd::{ActionType, ItemStatus};
+    let (kind, f) = match p {
+        Perform::Failover(f) => (ActionType::Failover, f),
+        Perform::Failback(f) => (ActionType::Failback, f),
+    };
+    let client = k.client().await?;
+    let ns = k.ns();
+    let args = ferryctl::actions::PerformArgs {
+        migration_schedule: f.migration_schedule,
+        cluster_pair: f.cluster_pair,
+        sync_first: f.sync_first,
+        skip_source_operations: f.skip_source_operations,
+        name: f.name,
+    };
+    let name = ferryctl::actions::perform(&client, &ns, kind, &args).await?;
+    println!("Action {ns}/{name} created");
+    if f.detach {
+        println!("follow it with: ferryctl get action {name} -n {ns}");
+        return Ok(());
+    }
+    let mut last: Option<ferry_migration::crd::ActionStatus> = None;
+    let st = ferryctl::actions::wait(
+        &client,
+        &ns,
+        &name,
+        std::time::Duration::from_secs(1),
+        |st| {
+            for line in ferryctl::actions::step_lines(last.as_ref(), st) {
+                println!("{line}");
+            }
+            last = Some(st.clone());
+        },
+    )
+    .await?;
+    match st.status {
+        ItemStatus::Successful => Ok(()),
+        _ => Err(format!("{name}: {}", st.reason.as_deref().unwrap_or("failed")).into()),
+    }
 }

@@ -1,6 +1,7 @@
 //! The Kubernetes half of `ferryctl`: storkctl's verbs for ClusterPairs and Migrations, as
 //! functions over a kube client so they can be tested without a cluster.
 
+pub mod actions;
 pub mod activate;
 pub mod generate;
 pub mod migrations;

@@ -23,7 +23,7 @@ enum Command {
     /// Print objects to apply (a ClusterPair and its Secret).
     #[command(subcommand)]
     Generate(kube_cli::Generate),
-    /// List ClusterPairs, Migrations, SchedulePolicies or MigrationSchedules.
+    /// List ClusterPairs, Migrations, SchedulePolicies, MigrationSchedules or Actions.
     #[command(subcommand)]
     Get(kube_cli::Get),
     /// Create a Migration, a SchedulePolicy or a MigrationSchedule.
@@ -35,6 +35,9 @@ enum Command {
     /// Let a suspended MigrationSchedule start runs again.
     #[command(subcommand)]
     Resume(kube_cli::Suspension),
+    /// Fail over to this cluster, or fail back from it (an Action, followed to its end).
+    #[command(subcommand)]
+    Perform(kube_cli::Perform),
     /// Start migrated workloads at their source replica counts.
     #[command(subcommand)]
     Activate(kube_cli::Activation),
@@ -63,6 +66,7 @@ async fn main() -> std::process::ExitCode {
         Command::Create(c) => kube_cli::create(&k, c).await,
         Command::Suspend(s) => kube_cli::suspension(&k, s, true).await,
         Command::Resume(s) => kube_cli::suspension(&k, s, false).await,
+        Command::Perform(p) => kube_cli::perform(&k, p).await,
         Command::Activate(_) => kube_cli::activation(&k, true).await,
         Command::Deactivate(_) => kube_cli::activation(&k, false).await,
         Command::Transfer(c) => transfer::run(c).await,

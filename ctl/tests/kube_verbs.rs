@@ -515,3 +515,90 @@ contexts:
         assert!(data.contains_key(key), "{key} in {secret}");
     }
 }
+
+#[tokio::test]
+async fn perform_failover_and_failback_create_actions_and_follow_their_steps() {
+    use ferry_migration::crd::{ActionType, ItemStatus};
+    let api = FakeApi::new();
+    let client = api.client();
+    let args = ferryctl::actions::PerformArgs {
+        migration_schedule: "nightly".into(),
+        sync_first: true,
+        name: Some("fo".into()),
+        ..Default::default()
+    };
+    // No pair back to the source: a failover acts on this cluster alone, a failback refuses.
+    ferryctl::actions::perform(&client, "shop", ActionType::Failover, &args)
+        .await
+        .expect("failover");
+    let a = api
+        .get("ferry.dev/actions", Some("shop"), "fo")
+        .expect("action");
+    assert_eq!(a["spec"]["actionType"], "failover");
+    let p = &a["spec"]["actionParameter"]["failoverParameter"];
+    assert_eq!(p["migrationScheduleReference"], "nightly");
+    assert_eq!(p["syncFirst"], true);
+    assert!(p["clusterPair"].is_null());
+    let err = ferryctl::actions::perform(&client, "shop", ActionType::Failback, &args)
+        .await
+        .expect_err("no pair");
+    assert!(err.to_string().contains("--cluster-pair"), "{err}");
+
+    // The namespace's only pair is the default; two need naming.
+    api.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "back", "namespace": "shop"}, "spec": {"secretRef": {"name": "s"}}}));
+    let fb = ferryctl::actions::PerformArgs {
+        name: Some("fb".into()),
+        ..args.clone()
+    };
+    ferryctl::actions::perform(&client, "shop", ActionType::Failback, &fb)
+        .await
+        .expect("failback");
+    let a = api
+        .get("ferry.dev/actions", Some("shop"), "fb")
+        .expect("action");
+    assert_eq!(
+        a["spec"]["actionParameter"]["failbackParameter"]["clusterPair"],
+        "back"
+    );
+    api.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "other", "namespace": "shop"}, "spec": {"secretRef": {"name": "s"}}}));
+    let two = ferryctl::actions::PerformArgs {
+        name: Some("fb2".into()),
+        ..args.clone()
+    };
+    let err = ferryctl::actions::perform(&client, "shop", ActionType::Failback, &two)
+        .await
+        .expect_err("two pairs");
+    assert!(err.to_string().contains("back, other"), "{err}");
+
+    // Following: each step's change is printed once, and the wait ends with the Action.
+    api.set_status("ferry.dev/actions", Some("shop"), "fo", json!({
+        "status": "Successful", "currentStep": "ActivateDestination",
+        "steps": [{"name": "SuspendSchedule", "status": "Skipped", "message": "no clusterPair reaches the source cluster"},
+                  {"name": "ActivateDestination", "status": "Successful", "message": "started on the destination: deployment shop/web: replicas 3"}]}));
+    let mut lines = Vec::new();
+    let mut last = None;
+    let st = ferryctl::actions::wait(
+        &client,
+        "shop",
+        "fo",
+        std::time::Duration::from_millis(1),
+        |st| {
+            lines.extend(ferryctl::actions::step_lines(last.as_ref(), st));
+            last = Some(st.clone());
+        },
+    )
+    .await
+    .expect("wait");
+    assert_eq!(st.status, ItemStatus::Successful);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].contains("replicas 3"), "{lines:?}");
+    let table = ferryctl::actions::get(&client, Some("shop"))
+        .await
+        .expect("get");
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains("fo") && table.contains("failover") && table.contains("Successful"),
+        "{table}"
+    );
+    assert!(ferryctl::actions::describe(&st).contains("ActivateDestination"));
+}

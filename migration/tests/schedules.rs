@@ -1,7 +1,7 @@
 //! MigrationSchedules against the stand-in API with real chunk stores, the controller's clock
 //! moved by hand: runs when due, one at a time (a due time during a run is skipped and
 //! recorded), incremental after the first, `retain` Migrations kept, suspend honoured, and
-//! missed slots collapsed into one run.
+//! missed slots collapsed into one run; over a folder and over moto's S3 server on loopback.
 
 mod common;
 
@@ -10,6 +10,7 @@ use ferry_migration::crd::{ItemStatus, MigrationSchedule, MigrationScheduleStatu
 use ferry_migration::schedule::migration_schedule::{SCHEDULE_LABEL, reconcile};
 use jiff::{Timestamp, ToSpan};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 const NS: &str = "shop";
@@ -110,10 +111,35 @@ async fn bytes_moved(w: &World, name: &str) -> u64 {
 
 #[tokio::test]
 async fn a_one_minute_schedule_runs_incrementally_one_at_a_time() {
+    one_minute_schedule(None).await;
+}
+
+/// The same over moto's S3 server on loopback as the pair's transfer store.
+#[tokio::test]
+async fn a_one_minute_schedule_runs_incrementally_through_s3() {
+    let Some(s3) = ferry_testkit::TestServer::start(ferry_testkit::Kind::S3).await else {
+        return;
+    };
+    one_minute_schedule(Some(s3.bucket("standby").await)).await;
+    drop(s3);
+}
+
+/// Runs a one-minute schedule three times, then suspends and resumes it; the pair's transfer
+/// store is the folder of `World` or the one `transfer` describes.
+async fn one_minute_schedule(transfer: Option<BTreeMap<String, String>>) {
     let _one = SERIAL.lock().await;
     let mut w = World::new().await;
     let clock = Clock::install(&mut w);
-    w.pair(NS, "remote", true);
+    let config = match &transfer {
+        Some(t) => {
+            w.pair_over(NS, "remote", t);
+            ferry_store::StoreConfig::from_params(t).expect("transfer config")
+        }
+        None => {
+            w.pair(NS, "remote", true);
+            ferry_store::StoreConfig::fs(w.transfer_root())
+        }
+    };
     let vol = w.shop(NS, 32).await;
     seed_policy(
         &w,
@@ -170,10 +196,9 @@ async fn a_one_minute_schedule_runs_incrementally_one_at_a_time() {
     let st = tick(&w).await;
     assert_eq!(runs(&w), [second.clone(), third.clone()], "{st:?}");
     assert_eq!(st.items["interval"].len(), 2);
-    let t =
-        ferry_transfer::TransferStore::open(&ferry_store::StoreConfig::fs(w.transfer_root()), None)
-            .await
-            .expect("transfer store");
+    let t = ferry_transfer::TransferStore::open(&config, None)
+        .await
+        .expect("transfer store");
     assert_eq!(
         t.commits_of(&vol).await.expect("commits").len(),
         2,

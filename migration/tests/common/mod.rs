@@ -107,6 +107,23 @@ impl World {
         self.src.seed(p);
     }
 
+    /// A ClusterPair `name` in `ns` (Ready) whose transfer store is the one `transfer`
+    /// describes (Secret keys, as a test server's `bucket` gives them).
+    pub fn pair_over(
+        &self,
+        ns: &str,
+        name: &str,
+        transfer: &std::collections::BTreeMap<String, String>,
+    ) {
+        let mut data: Vec<(&str, &str)> = vec![("kubeconfig", "apiVersion: v1\nkind: Config\n")];
+        data.extend(transfer.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.src.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-secret"), "namespace": ns},
+            "data": b64(&data)}));
+        self.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": name, "namespace": ns},
+            "spec": {"secretRef": {"name": format!("{name}-secret")}},
+            "status": {"schedulerStatus": "Ready", "storageStatus": "Ready"}}));
+    }
+
     /// A ferry volume of `chunks` chunks of seeded bytes in namespace `ns`, its PV and its
     /// bound PVC `claim` (labelled app=web). Returns the volume id.
     pub async fn ferry_claim(&self, ns: &str, claim: &str, chunks: u64, seed: u64) -> String {

@@ -1,15 +1,18 @@
 //! The migration half of the walk-through: a namespace with an application and its volume
-//! moved by the migration controller from cluster A to cluster B.
+//! kept on standby in cluster B by a MigrationSchedule (two runs, the second moving about
+//! the change), then a failover to B (A's application stopped, one last sync, B's started).
 //!
 //! Both clusters' API servers are the in-process stand-in (`ferry_kubefake`):
 //! the demo needs no cluster. Everything else is real: the controller's reconcilers
-//! (ClusterPair check, Migration through Volumes, Application and Final, the destination's
-//! VolumeImport), CreateSnapshot and DeleteSnapshot over the plugin's socket (the demo plays
+//! (ClusterPair check, MigrationSchedule, Migration through Volumes, Application and Final,
+//! the destination's VolumeImport, the failover Action), CreateSnapshot and DeleteSnapshot over the plugin's socket (the demo plays
 //! csi-snapshotter), the encrypted transfer store (a folder), and chunk store B.
 
 use super::{BoxError, digest};
 use ferry_kubefake::{FakeApi, base64};
-use ferry_migration::crd::{ClusterPair, Migration, MigrationStatus, VolumeImport};
+use ferry_migration::crd::{
+    Action, ActionStatus, ClusterPair, Migration, MigrationSchedule, MigrationStatus, VolumeImport,
+};
 use ferry_migration::{Ctx, pair::PairSettings};
 use ferry_proto::v1::controller_client::ControllerClient;
 use ferry_proto::v1::{CreateSnapshotRequest, DeleteSnapshotRequest};
@@ -76,6 +79,7 @@ pub async fn run(
     src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "remote", "namespace": NS}, "spec": {"secretRef": {"name": "remote-pair"}}}));
 
     let dst_api = dst.clone();
+    let src_api = src.clone();
     let mut src_ctx = Ctx::new(src.client(), a.clone(), FERRY_NS.into(), false);
     src_ctx.connect = Arc::new(move |_s: PairSettings| {
         let d = dst_api.clone();
@@ -85,6 +89,10 @@ pub async fn run(
     // The transfer folder is one the operator allows on both sides (--transfer-folder).
     src_ctx.policy.transfer_folders = vec![dir.to_path_buf()];
     let mut dst_ctx = Ctx::new(dst.client(), b.clone(), FERRY_NS.into(), false);
+    dst_ctx.connect = Arc::new(move |_s: PairSettings| {
+        let s = src_api.clone();
+        Box::pin(async move { Ok(s.client()) })
+    });
     dst_ctx.poll = Duration::from_millis(20);
     dst_ctx.policy.transfer_folders = vec![dir.to_path_buf()];
 
@@ -99,56 +107,62 @@ pub async fn run(
         transfer_dir.display()
     );
 
-    src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Migration", "metadata": {"name": "shop-to-remote", "namespace": NS},
-        "spec": {"clusterPair": "remote", "namespaces": [NS]}}));
-    let mut last = String::new();
-    let status = loop {
-        let m: Migration = from(src.get("ferry.dev/migrations", Some(NS), "shop-to-remote"))?;
-        let wait = ferry_migration::migrate::reconcile(&src_ctx, &m).await?;
-        let st: MigrationStatus = from(
-            src.get("ferry.dev/migrations", Some(NS), "shop-to-remote")
-                .map(|m| m["status"].clone()),
-        )?;
-        let now = format!(
-            "{} {}",
-            st.stage.map(|s| s.to_string()).unwrap_or_default(),
-            st.status
-        );
-        if now != last {
-            println!("migration        stage {now}");
-            last = now;
-        }
-        if wait.is_none() {
-            break st;
-        }
-        // csi-snapshotter's part, then the destination sidecar's.
-        snapshotter(&src, &csi).await?;
-        for vi in dst.all("ferry.dev/volumeimports") {
-            let vi: VolumeImport = serde_json::from_value(vi)?;
-            ferry_migration::volume_import::reconcile(&dst_ctx, &vi).await?;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // A schedule every minute; the demo moves the controller's clock by hand.
+    let now = Arc::new(std::sync::Mutex::new(jiff::Timestamp::now()));
+    let read = now.clone();
+    src_ctx.clock = Arc::new(move || *read.lock().unwrap_or_else(|e| e.into_inner()));
+    src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy", "metadata": {"name": "every-minute"},
+        "policy": {"interval": {"intervalMinutes": 1, "retain": 2}}}));
+    src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule", "metadata": {"name": "standby", "namespace": NS},
+        "spec": {"schedulePolicyName": "every-minute", "template": {"spec": {"clusterPair": "remote", "namespaces": [NS]}}}}));
+    let c = Clusters {
+        src: &src,
+        dst: &dst,
+        src_ctx: &src_ctx,
+        dst_ctx: &dst_ctx,
+        csi: &csi,
     };
+    let mut status = MigrationStatus::default();
+    for run in 1..=2 {
+        if run == 2 {
+            // The application writes 64 KiB; a minute passes.
+            let h = a.open_volume(app.id()).await?;
+            h.write_at(4096, &vec![0x5a; 64 << 10]).await?;
+            h.flush().await?;
+            let mut t = now.lock().unwrap_or_else(|e| e.into_inner());
+            *t = t.checked_add(jiff::SignedDuration::from_secs(61))?;
+        }
+        let sched: MigrationSchedule =
+            from(src.get("ferry.dev/migrationschedules", Some(NS), "standby"))?;
+        ferry_migration::schedule::migration_schedule::reconcile(&src_ctx, &sched).await?;
+        let sched: MigrationSchedule =
+            from(src.get("ferry.dev/migrationschedules", Some(NS), "standby"))?;
+        let name = sched
+            .status
+            .unwrap_or_default()
+            .items
+            .get("interval")
+            .and_then(|v| v.last())
+            .map(|i| i.name.clone())
+            .ok_or("the schedule made no run")?;
+        status = c.migrate(&name).await?;
+        let moved: u64 = status.volumes.iter().map(|v| v.bytes_transferred).sum();
+        println!(
+            "schedule run {run}   {name}: {} ({} KiB read, {} KiB moved)",
+            status.status,
+            status.volumes.iter().map(|v| v.bytes_done).sum::<u64>() >> 10,
+            moved >> 10
+        );
+    }
     for v in &status.volumes {
         println!(
-            "volume           {}/{}: {} ({} KiB moved) -> PV {} on B",
+            "volume           {}/{}: {} -> PV {} on B",
             v.namespace,
             v.persistent_volume_claim,
             v.status,
-            v.bytes_done >> 10,
             v.destination_volume.as_deref().unwrap_or("-")
         );
     }
-    for r in &status.resources {
-        println!("resource         {} {}: {}", r.kind, r.name, r.status);
-    }
-    let dep = dst
-        .get("apps/deployments", Some(NS), "db")
-        .unwrap_or_default();
-    println!(
-        "on B             Deployment db at {} replicas (source count {} kept in ferry.dev/migrationReplicas)",
-        dep["spec"]["replicas"], dep["metadata"]["annotations"]["ferry.dev/migrationReplicas"]
-    );
     // csi-snapshotter deletes the migration's snapshot once its VolumeSnapshot is gone.
     snapshotter(&src, &csi).await?;
     let pv = status
@@ -161,6 +175,44 @@ pub async fn run(
         .as_str()
         .unwrap_or_default()
         .to_string();
+    let standby_ok = whole(a, app.id()).await? == whole(&b, &b_id).await?;
+    println!("standby on B     same bytes as A after run 2: {standby_ok}");
+
+    // Failover to B: the controller on B reaches A through pair "back", same transfer store.
+    let mut back = secret.clone();
+    back.insert(
+        "kubeconfig".into(),
+        json!(base64(b"apiVersion: v1\nkind: Config\n")),
+    );
+    dst.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "back-pair", "namespace": NS}, "data": back}));
+    dst.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "back", "namespace": NS},
+        "spec": {"secretRef": {"name": "back-pair"}}, "status": {"schedulerStatus": "Ready", "storageStatus": "Ready"}}));
+    dst.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Action", "metadata": {"name": "failover-standby", "namespace": NS},
+        "spec": {"actionType": "failover", "actionParameter": {"failoverParameter": {"migrationScheduleReference": "standby", "clusterPair": "back", "syncFirst": true}}}}));
+    let action = c.failover("failover-standby").await?;
+    for s in &action.steps {
+        println!(
+            "failover         {:<20} {:<10} {}",
+            s.name,
+            s.status,
+            s.message.as_deref().unwrap_or("")
+        );
+    }
+    let dep = dst
+        .get("apps/deployments", Some(NS), "db")
+        .unwrap_or_default();
+    let src_dep = src
+        .get("apps/deployments", Some(NS), "db")
+        .unwrap_or_default();
+    println!(
+        "after failover   Deployment db: {} replicas on B, {} on A; schedule suspended: {}",
+        dep["spec"]["replicas"],
+        src_dep["spec"]["replicas"],
+        src.get("ferry.dev/migrationschedules", Some(NS), "standby")
+            .unwrap_or_default()["spec"]["suspend"]
+    );
+    let failed_over = action.status == ferry_migration::crd::ItemStatus::Successful
+        && dep["spec"]["replicas"] == 2;
     let src_sum = whole(a, app.id()).await?;
     let dst_sum = whole(&b, &b_id).await?;
     println!("sha256 source      {src_sum}  (PVC shop/db on A)");
@@ -169,7 +221,72 @@ pub async fn run(
         pv["metadata"]["name"].as_str().unwrap_or(""),
         b_dir.display()
     );
-    Ok(status.status == ferry_migration::crd::ItemStatus::Successful && src_sum == dst_sum)
+    Ok(
+        status.status == ferry_migration::crd::ItemStatus::Successful
+            && standby_ok
+            && failed_over
+            && src_sum == dst_sum,
+    )
+}
+
+/// Both clusters and their controllers, for driving runs and Actions.
+struct Clusters<'a> {
+    src: &'a FakeApi,
+    dst: &'a FakeApi,
+    src_ctx: &'a Ctx,
+    dst_ctx: &'a Ctx,
+    csi: &'a ControllerClient<Channel>,
+}
+
+impl Clusters<'_> {
+    /// One turn of A's Migrations, csi-snapshotter's part, and B's imports.
+    async fn turn(&self) -> Result<(), BoxError> {
+        for m in self.src.all("ferry.dev/migrations") {
+            let m: Migration = serde_json::from_value(m)?;
+            ferry_migration::migrate::reconcile(self.src_ctx, &m).await?;
+        }
+        snapshotter(self.src, self.csi).await?;
+        for vi in self.dst.all("ferry.dev/volumeimports") {
+            let vi: VolumeImport = serde_json::from_value(vi)?;
+            ferry_migration::volume_import::reconcile(self.dst_ctx, &vi).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(())
+    }
+
+    /// Runs Migration `name` on A to its end.
+    async fn migrate(&self, name: &str) -> Result<MigrationStatus, BoxError> {
+        for _ in 0..500 {
+            self.turn().await?;
+            let st: MigrationStatus = from(
+                self.src
+                    .get("ferry.dev/migrations", Some(NS), name)
+                    .map(|m| m["status"].clone()),
+            )?;
+            if st.finish_timestamp.is_some() {
+                return Ok(st);
+            }
+        }
+        Err(format!("migration {name} did not end").into())
+    }
+
+    /// Runs Action `name` on B to its end, the other controllers in between.
+    async fn failover(&self, name: &str) -> Result<ActionStatus, BoxError> {
+        for _ in 0..500 {
+            let act: Action = from(self.dst.get("ferry.dev/actions", Some(NS), name))?;
+            ferry_migration::dr::reconcile(self.dst_ctx, &act).await?;
+            let st: ActionStatus = from(
+                self.dst
+                    .get("ferry.dev/actions", Some(NS), name)
+                    .map(|a| a["status"].clone()),
+            )?;
+            if st.status.is_final() {
+                return Ok(st);
+            }
+            self.turn().await?;
+        }
+        Err(format!("action {name} did not end").into())
+    }
 }
 
 fn from<T: serde::de::DeserializeOwned>(v: Option<Value>) -> Result<T, BoxError> {

@@ -159,7 +159,7 @@ impl Demo {
             return Err("the imported volume differs from the snapshot".into());
         }
         println!(
-            "OK: namespace shop migrated; its volume on B holds exactly the bytes it had on A"
+            "OK: namespace shop kept on standby in B by a schedule and failed over; its volume on B holds exactly the bytes it had on A"
         );
         Ok(())
     }

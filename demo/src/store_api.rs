@@ -103,6 +103,8 @@ pub async fn run(plugin: &DemoPlugin, dir: &std::path::Path, size: u64) -> Resul
     if !super::migrate::run(store, ctl.clone(), &snap.snapshot_id, dir).await? {
         return Err("the imported volume differs from the snapshot".into());
     }
-    println!("OK: namespace shop migrated; its volume on B holds exactly the bytes it had on A");
+    println!(
+        "OK: namespace shop kept on standby in B by a schedule and failed over; its volume on B holds exactly the bytes it had on A"
+    );
     Ok(())
 }

@@ -4,6 +4,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 nproc; grep -m1 'model name' /proc/cpuinfo || true
 # `hack/bench.sh gc` runs the GC throughput benchmark instead (FERRY_GC_BENCH_CHUNKS chunks).
+# `hack/bench.sh schedule` runs the scheduled-migration benchmark (bytes moved and wall time
+# per run for 1 % changes of a 1 GiB volume; FERRY_SCHEDULE_BENCH_MIB sets the size).
+if [ "${1:-}" = schedule ]; then
+  exec cargo run --quiet --release -p ferry-migration --example schedule_bench
+fi
 if [ "${1:-}" = gc ]; then
   exec cargo run --quiet --release -p ferry-store --example gc_bench
 fi

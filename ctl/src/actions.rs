@@ -193,17 +193,7 @@ pub async fn get(client: &kube::Client, ns: Option<&str>) -> Result<String> {
         .items
         .into_iter()
         .map(|a| {
-            let p = &a.spec.action_parameter;
-            let schedule = p
-                .failover_parameter
-                .as_ref()
-                .map(|f| f.migration_schedule_reference.clone())
-                .or_else(|| {
-                    p.failback_parameter
-                        .as_ref()
-                        .map(|f| f.migration_schedule_reference.clone())
-                })
-                .unwrap_or_default();
+            let schedule = a.spec.schedule().to_string();
             let st = a.status.clone().unwrap_or_default();
             vec![
                 a.name_any(),

@@ -13,12 +13,9 @@
 
 mod common;
 
-use common::{digest, seed_cluster, sidecar, snapshotter};
+use common::{csi_volume, digest, log_text, seed_cluster, sidecar, snapshotter};
 use ferry_kubefake::{FakeApi, Method, base64};
-use ferry_proto::v1::VolumeCapability;
 use ferry_proto::v1::controller_client::ControllerClient;
-use ferry_proto::v1::volume_capability::access_mode::Mode;
-use ferry_proto::v1::volume_capability::{AccessMode, AccessType, MountVolume};
 use ferry_store::{Store, StoreConfig, StoreOptions};
 use ferry_testkit::{Kind, TestServer};
 use serde_json::{Value, json};
@@ -30,33 +27,6 @@ use std::time::{Duration, Instant};
 const NS: &str = "shop";
 const MIB: usize = 1 << 20;
 const CLAIMS: [(&str, usize); 2] = [("data", 8), ("logs", 4)];
-
-async fn csi_volume(
-    csi: &mut ControllerClient<tonic::transport::Channel>,
-    name: &str,
-    mib: usize,
-) -> String {
-    csi.create_volume(ferry_proto::v1::CreateVolumeRequest {
-        name: name.into(),
-        capacity_range: Some(ferry_proto::v1::CapacityRange {
-            required_bytes: (mib * MIB) as i64,
-            limit_bytes: 0,
-        }),
-        volume_capabilities: vec![VolumeCapability {
-            access_mode: Some(AccessMode {
-                mode: Mode::SingleNodeWriter as i32,
-            }),
-            access_type: Some(AccessType::Mount(MountVolume::default())),
-        }],
-        ..Default::default()
-    })
-    .await
-    .expect("CreateVolume")
-    .into_inner()
-    .volume
-    .expect("volume")
-    .volume_id
-}
 
 /// Writes `len` bytes of a pattern seeded by `seed` at `offset`.
 async fn write(store: &Store, id: &str, offset: usize, len: usize, seed: usize) {
@@ -222,7 +192,7 @@ async fn a_schedule_fails_over_and_back_with_the_real_binaries() {
     for (claim, mib) in CLAIMS {
         vols.insert(
             claim,
-            csi_volume(&mut src_csi, &format!("pvc-{claim}"), mib).await,
+            csi_volume(&mut src_csi, &format!("pvc-{claim}"), (mib * MIB) as i64).await,
         );
     }
     let src_store = open(&src_store_dir).await;
@@ -291,8 +261,8 @@ async fn a_schedule_fails_over_and_back_with_the_real_binaries() {
     let logs = || {
         format!(
             "source sidecar:\n{}\ndestination sidecar:\n{}",
-            std::fs::read_to_string(&src_log).unwrap_or_default(),
-            std::fs::read_to_string(&dst_log).unwrap_or_default()
+            log_text(&src_log),
+            log_text(&dst_log)
         )
     };
 
@@ -380,7 +350,7 @@ async fn a_schedule_fails_over_and_back_with_the_real_binaries() {
             logs()
         );
     };
-    let printed = std::fs::read_to_string(&out).unwrap_or_default();
+    let printed = std::fs::read_to_string(&out).expect("ferryctl output");
     assert!(code.success(), "{printed}\n{}", logs());
     for step in [
         "SuspendSchedule",
@@ -450,7 +420,7 @@ async fn a_schedule_fails_over_and_back_with_the_real_binaries() {
             logs()
         );
     };
-    let printed = std::fs::read_to_string(&out).unwrap_or_default();
+    let printed = std::fs::read_to_string(&out).expect("ferryctl output");
     assert!(code.success(), "{printed}\n{}", logs());
     assert!(killed);
     c.same_data("after the failback").await;

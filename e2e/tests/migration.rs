@@ -10,11 +10,8 @@
 
 mod common;
 
-use common::{digest, http_get, seed_cluster, sidecar, snapshotter};
+use common::{csi_volume, digest, http_get, seed_cluster, sidecar, snapshotter};
 use ferry_kubefake::{FakeApi, base64};
-use ferry_proto::v1::VolumeCapability;
-use ferry_proto::v1::volume_capability::access_mode::Mode;
-use ferry_proto::v1::volume_capability::{AccessMode, AccessType, MountVolume};
 use ferry_store::{Store, StoreConfig, StoreOptions};
 use ferry_testkit::{Kind, TestServer};
 use serde_json::{Value, json};
@@ -36,26 +33,7 @@ async fn a_namespace_migrates_through_s3_with_the_real_binaries() {
 
     // The source volume: made through CSI, filled through the store.
     let mut csi = plugin.controller().await;
-    let vol = csi
-        .create_volume(ferry_proto::v1::CreateVolumeRequest {
-            name: "pvc-data".into(),
-            capacity_range: Some(ferry_proto::v1::CapacityRange {
-                required_bytes: 8 << 20,
-                limit_bytes: 0,
-            }),
-            volume_capabilities: vec![VolumeCapability {
-                access_mode: Some(AccessMode {
-                    mode: Mode::SingleNodeWriter as i32,
-                }),
-                access_type: Some(AccessType::Mount(MountVolume::default())),
-            }],
-            ..Default::default()
-        })
-        .await
-        .expect("CreateVolume")
-        .into_inner()
-        .volume
-        .expect("volume");
+    let vol_id = csi_volume(&mut csi, "pvc-data", 8 << 20).await;
     let src_store = Store::open(
         &StoreConfig::fs(src_store_dir.to_string_lossy()),
         StoreOptions::default(),
@@ -63,7 +41,7 @@ async fn a_namespace_migrates_through_s3_with_the_real_binaries() {
     .await
     .expect("store");
     {
-        let h = src_store.open_volume(&vol.volume_id).await.expect("open");
+        let h = src_store.open_volume(&vol_id).await.expect("open");
         let mut data = vec![0u8; 8 << 20];
         for (i, b) in data.iter_mut().enumerate() {
             *b = (i.wrapping_mul(2654435761) >> 13) as u8;
@@ -88,7 +66,7 @@ async fn a_namespace_migrates_through_s3_with_the_real_binaries() {
     src.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
     src.seed(json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-data"},
         "spec": {"capacity": {"storage": "8Mi"}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "ferry",
-                 "claimRef": {"namespace": NS, "name": "data"}, "csi": {"driver": "ferry.csi.dev", "volumeHandle": vol.volume_id, "fsType": "ext4"}}}));
+                 "claimRef": {"namespace": NS, "name": "data"}, "csi": {"driver": "ferry.csi.dev", "volumeHandle": vol_id, "fsType": "ext4"}}}));
     src.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": NS},
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ferry", "volumeName": "pv-data", "resources": {"requests": {"storage": "8Mi"}}},
         "status": {"phase": "Bound"}}));
@@ -143,8 +121,8 @@ async fn a_namespace_migrates_through_s3_with_the_real_binaries() {
             panic!(
                 "migration did not end; pair {:?}\nmigrations {migs:?}\nsource sidecar:\n{}\ndestination sidecar:\n{}",
                 src.get("ferry.dev/clusterpairs", Some(NS), "remote"),
-                std::fs::read_to_string(&src_log).unwrap_or_default(),
-                std::fs::read_to_string(&dst_log).unwrap_or_default()
+                common::log_text(&src_log),
+                common::log_text(&dst_log)
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -176,7 +154,7 @@ async fn a_namespace_migrates_through_s3_with_the_real_binaries() {
     .expect("store");
     assert_eq!(
         digest(&dst_store, dst_id).await,
-        digest(&src_store, &vol.volume_id).await
+        digest(&src_store, &vol_id).await
     );
     assert_eq!(
         dst.get("/persistentvolumeclaims", Some(NS), "data")

@@ -9,10 +9,9 @@
 
 mod common;
 
-use common::{CHUNK, World, digest};
+use common::{CHUNK, World, digest, play_snapshotter};
 use ferry_migration::crd::{Action, ActionStatus, ItemStatus, Migration, VolumeImport};
 use ferry_migration::pair::PairSettings;
-use ferry_store::Store;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -93,22 +92,6 @@ fn step<'a>(st: &'a ActionStatus, name: &str) -> &'a ferry_migration::crd::Actio
         .unwrap_or_else(|| panic!("step {name} in {st:?}"))
 }
 
-/// Plays the snapshotter on one cluster and ferry's import reconciler on the other.
-async fn play(snap_api: &ferry_kubefake::FakeApi, store: &Store) {
-    snap_api
-        .play_snapshotter(
-            |volume, content| async move {
-                let snap = store
-                    .create_snapshot(&content, &volume, Default::default())
-                    .await;
-                snap.map(|s| s.id).map_err(|e| e.to_string())
-            },
-            |id| async move { store.delete_snapshot(&id).await.map_err(|e| e.to_string()) },
-        )
-        .await
-        .expect("snapshotter");
-}
-
 /// One turn of every controller on both clusters.
 async fn turn(w: &World) {
     for (api, ctx) in [(&w.src, &w.src_ctx), (&w.dst, &w.dst_ctx)] {
@@ -125,8 +108,8 @@ async fn turn(w: &World) {
             }
         }
     }
-    play(&w.src, &w.src_store).await;
-    play(&w.dst, &w.dst_store).await;
+    play_snapshotter(&w.src, &w.src_store).await;
+    play_snapshotter(&w.dst, &w.dst_store).await;
 }
 
 /// Reconciles Action `name` on the destination, with every other controller in between,

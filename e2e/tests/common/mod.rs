@@ -5,7 +5,10 @@
 #![allow(dead_code)]
 
 use ferry_kubefake::FakeApi;
+use ferry_proto::v1::VolumeCapability;
 use ferry_proto::v1::controller_client::ControllerClient;
+use ferry_proto::v1::volume_capability::access_mode::Mode;
+use ferry_proto::v1::volume_capability::{AccessMode, AccessType, MountVolume};
 use ferry_proto::v1::{CreateSnapshotRequest, DeleteSnapshotRequest};
 use ferry_store::Store;
 use serde_json::json;
@@ -115,4 +118,38 @@ pub fn seed_cluster(api: &FakeApi) {
     api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": FERRY_NS}}));
     api.seed(json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": "ferry.csi.dev"}, "spec": {"attachRequired": false}}));
     api.seed(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass", "metadata": {"name": "ferry"}, "driver": "ferry.csi.dev", "deletionPolicy": "Delete"}));
+}
+
+/// A single-writer filesystem volume of `bytes` made through CSI CreateVolume; its id.
+pub async fn csi_volume(
+    csi: &mut ControllerClient<tonic::transport::Channel>,
+    name: &str,
+    bytes: i64,
+) -> String {
+    csi.create_volume(ferry_proto::v1::CreateVolumeRequest {
+        name: name.into(),
+        capacity_range: Some(ferry_proto::v1::CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![VolumeCapability {
+            access_mode: Some(AccessMode {
+                mode: Mode::SingleNodeWriter as i32,
+            }),
+            access_type: Some(AccessType::Mount(MountVolume::default())),
+        }],
+        ..Default::default()
+    })
+    .await
+    .expect("CreateVolume")
+    .into_inner()
+    .volume
+    .expect("volume")
+    .volume_id
+}
+
+/// A log file's text for a failure message (or why it could not be read).
+pub fn log_text(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| format!("({} unreadable: {e})", path.display()))
 }

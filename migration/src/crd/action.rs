@@ -152,3 +152,45 @@ pub struct ActionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_timestamp: Option<String>,
 }
+
+impl ActionSpec {
+    fn failover(&self) -> Option<&FailoverParameter> {
+        self.action_parameter.failover_parameter.as_ref()
+    }
+
+    fn failback(&self) -> Option<&FailbackParameter> {
+        self.action_parameter.failback_parameter.as_ref()
+    }
+
+    /// The MigrationSchedule the Action is about (empty when its parameters are missing).
+    pub fn schedule(&self) -> &str {
+        match self.action_type {
+            ActionType::Failover => self
+                .failover()
+                .map(|p| p.migration_schedule_reference.as_str()),
+            ActionType::Failback => self
+                .failback()
+                .map(|p| p.migration_schedule_reference.as_str()),
+        }
+        .unwrap_or_default()
+    }
+
+    /// The ClusterPair that reaches the source, if one is named.
+    pub fn cluster_pair(&self) -> Option<&str> {
+        match self.action_type {
+            ActionType::Failover => self.failover().and_then(|p| p.cluster_pair.as_deref()),
+            ActionType::Failback => self.failback().map(|p| p.cluster_pair.as_str()),
+        }
+    }
+
+    /// A failover with `syncFirst`.
+    pub fn sync_first(&self) -> bool {
+        self.action_type == ActionType::Failover && self.failover().is_some_and(|p| p.sync_first)
+    }
+
+    /// A failover with `skipSourceOperations`.
+    pub fn skip_source(&self) -> bool {
+        self.action_type == ActionType::Failover
+            && self.failover().is_some_and(|p| p.skip_source_operations)
+    }
+}

@@ -30,14 +30,8 @@ pub enum Progress {
 pub fn step_names(a: &Action) -> Vec<&'static str> {
     match a.spec.action_type {
         ActionType::Failover => {
-            let sync = a
-                .spec
-                .action_parameter
-                .failover_parameter
-                .as_ref()
-                .is_some_and(|p| p.sync_first);
             let mut v = vec![steps::SUSPEND_SCHEDULE, steps::DEACTIVATE_SOURCE];
-            if sync {
+            if a.spec.sync_first() {
                 v.push(steps::SYNC_FIRST);
             }
             v.push(steps::ACTIVATE_DESTINATION);

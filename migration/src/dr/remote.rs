@@ -35,21 +35,6 @@ pub fn unreachable(e: &Error) -> bool {
     }
 }
 
-/// The ClusterPair an Action reaches the source with, if it names one.
-fn pair_name(a: &Action) -> Option<&str> {
-    let p = &a.spec.action_parameter;
-    match a.spec.action_type {
-        ActionType::Failover => p
-            .failover_parameter
-            .as_ref()
-            .and_then(|f| f.cluster_pair.as_deref()),
-        ActionType::Failback => p
-            .failback_parameter
-            .as_ref()
-            .map(|f| f.cluster_pair.as_str()),
-    }
-}
-
 /// A client for the source cluster, after it answered, or the reason not to use it.
 ///
 /// # Errors
@@ -62,17 +47,11 @@ pub async fn source(ctx: &Ctx, a: &Action, st: &mut ActionStatus) -> Result<Sour
             st.source_attempts
         )));
     }
-    let skip = a
-        .spec
-        .action_parameter
-        .failover_parameter
-        .as_ref()
-        .is_some_and(|p| p.skip_source_operations);
-    if a.spec.action_type == ActionType::Failover && skip {
+    if a.spec.skip_source() {
         return Ok(Source::Gone("skipSourceOperations is set".into()));
     }
     let ns = a.namespace().unwrap_or_default();
-    let Some(name) = pair_name(a) else {
+    let Some(name) = a.spec.cluster_pair() else {
         return Ok(Source::Gone(
             "no clusterPair reaches the source cluster".into(),
         ));

@@ -4,7 +4,7 @@
 use super::action::{Progress, source};
 use super::remote::Source;
 use super::workloads::{self, Scope};
-use crate::crd::{Action, ActionStatus, ActionType, ItemStatus, Migration, MigrationStatus};
+use crate::crd::{Action, ActionStatus, ItemStatus, Migration, MigrationStatus};
 use crate::error::{Error, Result};
 use crate::schedule::migration_schedule::SCHEDULE_LABEL;
 use crate::{Ctx, api, kinds_used, names};
@@ -39,21 +39,6 @@ pub fn on_source(step: &str) -> bool {
         step,
         SUSPEND_SCHEDULE | DEACTIVATE_SOURCE | SYNC_FIRST | ACTIVATE_SOURCE | RESUME_SCHEDULE
     )
-}
-
-fn schedule_name(a: &Action) -> String {
-    let p = &a.spec.action_parameter;
-    match a.spec.action_type {
-        ActionType::Failover => p
-            .failover_parameter
-            .as_ref()
-            .map(|f| f.migration_schedule_reference.clone()),
-        ActionType::Failback => p
-            .failback_parameter
-            .as_ref()
-            .map(|f| f.migration_schedule_reference.clone()),
-    }
-    .unwrap_or_default()
 }
 
 fn finished(status: &str) -> bool {
@@ -95,7 +80,7 @@ pub async fn run(ctx: &Ctx, a: &Action, st: &mut ActionStatus, i: usize) -> Resu
 /// Sets the schedule's `suspend`; suspending waits for a run in progress to end.
 async fn suspend(src: &kube::Client, a: &Action, on: bool) -> Result<Progress> {
     let ns = a.namespace().unwrap_or_default();
-    let name = schedule_name(a);
+    let name = a.spec.schedule().to_string();
     let kind = kinds_used::migration_schedule();
     let s = api::get(src, &kind, Some(&ns), &name)
         .await?
@@ -263,7 +248,7 @@ async fn sync_first(
     let ns = a.namespace().unwrap_or_default();
     let kind = kinds_used::migration();
     if api::get(src, &kind, Some(&ns), &name).await?.is_none() {
-        let sched = schedule_name(a);
+        let sched = a.spec.schedule().to_string();
         let s = api::get(src, &kinds_used::migration_schedule(), Some(&ns), &sched)
             .await?
             .ok_or_else(|| {
@@ -308,13 +293,7 @@ async fn migrate_back(ctx: &Ctx, a: &Action, st: &mut ActionStatus, i: usize) ->
         .await?
         .is_none()
     {
-        let pair = a
-            .spec
-            .action_parameter
-            .failback_parameter
-            .as_ref()
-            .map(|p| p.cluster_pair.clone())
-            .unwrap_or_default();
+        let pair = a.spec.cluster_pair().unwrap_or_default();
         let mut m = Migration::new(
             &name,
             serde_json::from_value(json!({

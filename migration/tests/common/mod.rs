@@ -210,19 +210,7 @@ impl World {
 
     /// Plays csi-snapshotter on the source and ferry's sidecar on the destination, once.
     pub async fn step_cluster_controllers(&self) {
-        let store = &self.src_store;
-        self.src
-            .play_snapshotter(
-                |volume, content| async move {
-                    let snap = store
-                        .create_snapshot(&content, &volume, Default::default())
-                        .await;
-                    snap.map(|s| s.id).map_err(|e| e.to_string())
-                },
-                |id| async move { store.delete_snapshot(&id).await.map_err(|e| e.to_string()) },
-            )
-            .await
-            .expect("snapshotter");
+        play_snapshotter(&self.src, &self.src_store).await;
         for vi in self.dst.all("ferry.dev/volumeimports") {
             let vi: VolumeImport = serde_json::from_value(vi).expect("volume import");
             // A controller retries a failed reconcile; so does this loop, on its next turn.
@@ -276,6 +264,22 @@ impl World {
             .map(|l| format!("{} {}", l.method, l.path))
             .collect()
     }
+}
+
+/// Plays csi-snapshotter once on `api`: real snapshots of `store` for new VolumeSnapshots,
+/// deleted for contents whose VolumeSnapshot is gone.
+pub async fn play_snapshotter(api: &FakeApi, store: &Store) {
+    api.play_snapshotter(
+        |volume, content| async move {
+            let snap = store
+                .create_snapshot(&content, &volume, Default::default())
+                .await;
+            snap.map(|s| s.id).map_err(|e| e.to_string())
+        },
+        |id| async move { store.delete_snapshot(&id).await.map_err(|e| e.to_string()) },
+    )
+    .await
+    .expect("snapshotter");
 }
 
 /// Secret data as the API returns it: base64-encoded.

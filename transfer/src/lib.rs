@@ -9,6 +9,7 @@
 pub mod bounds;
 mod crypto;
 mod error;
+mod estimate;
 mod export;
 pub mod gc;
 mod import;
@@ -20,6 +21,7 @@ mod verify;
 
 pub use crypto::Key;
 pub use error::{Error, Result};
+pub use estimate::{Estimate, estimate};
 pub use export::{Tuning, export};
 pub use gc::{Contents, GcOptions, GcReport, gc};
 pub use import::{TransferPages, import, import_gated};

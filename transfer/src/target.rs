@@ -140,6 +140,31 @@ impl TransferStore {
         Ok(())
     }
 
+    /// Opens the transfer store at `config` without writing to it: `None` when it holds no
+    /// marker yet (nothing was ever exported there). For a dry run, which must not write.
+    ///
+    /// # Errors
+    /// As [`TransferStore::open`].
+    pub async fn open_existing(
+        config: &StoreConfig,
+        key: Option<Key>,
+    ) -> Result<Option<TransferStore>> {
+        let objects = Objects::open(config, 32).map_err(Error::Target)?;
+        let store = TransferStore { objects, key };
+        match store
+            .objects
+            .get(layout::MARKER)
+            .await
+            .map_err(Error::Target)?
+        {
+            Some(bytes) => {
+                store.check_marker_bytes(&bytes)?;
+                Ok(Some(store))
+            }
+            None => Ok(None),
+        }
+    }
+
     async fn check_marker(&self) -> Result<()> {
         let marker = match self
             .objects
@@ -175,7 +200,12 @@ impl TransferStore {
                     .ok_or_else(|| Error::Invalid("transfer store marker vanished".into()))?
             }
         };
-        let m: Marker = serde_json::from_slice(&marker).map_err(|e| {
+        self.check_marker_bytes(&marker)
+    }
+
+    /// Checks a marker's format and that the key (or its absence) fits it.
+    fn check_marker_bytes(&self, marker: &[u8]) -> Result<()> {
+        let m: Marker = serde_json::from_slice(marker).map_err(|e| {
             Error::Invalid(format!(
                 "{} is not a ferry transfer marker: {e}",
                 layout::MARKER

@@ -235,6 +235,20 @@ impl FakeApi {
             .cloned()
     }
 
+    /// Removes an object as another client's delete would (no request logged; a DELETED
+    /// watch event). Returns whether it was there.
+    pub fn remove(&self, collection: &str, ns: Option<&str>, name: &str) -> bool {
+        let mut st = self.lock();
+        let key = format!("{collection}/{}/{name}", ns.unwrap_or(""));
+        let Some(o) = st.objects.remove(&key) else {
+            return false;
+        };
+        st.rv += 1;
+        let rv = st.rv;
+        st.events.push((rv, key, "DELETED", o));
+        true
+    }
+
     /// Every object in `collection`.
     pub fn all(&self, collection: &str) -> Vec<Value> {
         let prefix = format!("{collection}/");

@@ -86,6 +86,7 @@ async fn main() -> Result<(), BoxError> {
     for api in [&src, &dst] {
         api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": FERRY_NS}}));
         api.seed(json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": "ferry.csi.dev"}, "spec": {"attachRequired": false}}));
+        api.seed(json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "ferry"}, "provisioner": "ferry.csi.dev", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}));
         api.seed(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass", "metadata": {"name": "ferry"}, "driver": "ferry.csi.dev", "deletionPolicy": "Delete"}));
     }
     src.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));

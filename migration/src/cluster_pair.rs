@@ -55,6 +55,38 @@ pub async fn check(ctx: &Ctx, pair: &ClusterPair) -> ClusterPairStatus {
     st
 }
 
+/// Like [`check`], writing nothing: the transfer store is opened and its marker and key
+/// checked, without the probe write (a dry run's check).
+pub async fn check_read_only(ctx: &Ctx, pair: &ClusterPair) -> ClusterPairStatus {
+    let mut st = ClusterPairStatus::default();
+    let settings = match PairSettings::load(ctx, pair).await {
+        Ok(s) => s,
+        Err(e) => {
+            let reason = e.to_string();
+            st.scheduler_status = PairState::Error;
+            st.scheduler_reason = Some(reason.clone());
+            st.storage_status = PairState::Error;
+            st.storage_reason = Some(reason);
+            return st;
+        }
+    };
+    match check_scheduler(ctx, &settings).await {
+        Ok(()) => st.scheduler_status = PairState::Ready,
+        Err(reason) => {
+            st.scheduler_status = PairState::Error;
+            st.scheduler_reason = Some(reason);
+        }
+    }
+    match settings.open_transfer_read_only().await {
+        Ok(_) => st.storage_status = PairState::Ready,
+        Err(e) => {
+            st.storage_status = PairState::Error;
+            st.storage_reason = Some(format!("transfer store: {e}"));
+        }
+    }
+    st
+}
+
 async fn check_scheduler(ctx: &Ctx, s: &PairSettings) -> std::result::Result<(), String> {
     let dest = s.connect(ctx).await.map_err(|e| e.to_string())?;
     check_destination(&dest, &s.ferry_namespace).await

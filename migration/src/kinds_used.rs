@@ -62,6 +62,10 @@ pub fn volume_snapshot_class() -> Kind {
 pub fn csi_driver() -> Kind {
     k("storage.k8s.io", "v1", "CSIDriver", "csidrivers")
 }
+/// storage.k8s.io/v1 StorageClass.
+pub fn storage_class() -> Kind {
+    k("storage.k8s.io", "v1", "StorageClass", "storageclasses")
+}
 /// apiextensions.k8s.io/v1 CustomResourceDefinition.
 pub fn crd() -> Kind {
     k(

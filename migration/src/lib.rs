@@ -25,6 +25,7 @@ pub mod run;
 pub mod schedule;
 pub mod status;
 pub mod time;
+pub mod transformation;
 pub mod trigger;
 pub mod trust;
 pub mod volume_import;

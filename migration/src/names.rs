@@ -27,6 +27,20 @@ pub fn import(source_volume_id: &str) -> String {
     format!("ferry-import-{}", short_hash(&[source_volume_id]))
 }
 
+/// The VolumeImport for a source volume whose claim lands in `dest_ns`, mapped from
+/// `source_ns`: [`import`] when the namespace is not mapped, so a mapped and an unmapped
+/// migration of one volume never share (and overwrite) a destination volume.
+pub fn import_into(source_volume_id: &str, source_ns: &str, dest_ns: &str) -> String {
+    if source_ns == dest_ns {
+        import(source_volume_id)
+    } else {
+        format!(
+            "ferry-import-{}",
+            short_hash(&[source_volume_id, "namespace", dest_ns])
+        )
+    }
+}
+
 /// The Secret on the destination holding a pair's transfer settings for its imports.
 pub fn transfer_secret(pair_ns: &str, pair: &str, pair_uid: &str) -> String {
     let base: String = format!("ferry-transfer-{pair}").chars().take(40).collect();

@@ -194,6 +194,15 @@ impl PairSettings {
         Ok(TransferStore::open(&self.transfer, self.key()?).await?)
     }
 
+    /// The transfer store, opened without writing: `None` when nothing was exported to it
+    /// yet (no marker).
+    ///
+    /// # Errors
+    /// A wrong or missing key, backend errors.
+    pub async fn open_transfer_read_only(&self) -> Result<Option<TransferStore>> {
+        Ok(TransferStore::open_existing(&self.transfer, self.key()?).await?)
+    }
+
     /// The kubeconfig, parsed and checked against what a pair of this trust may use.
     ///
     /// # Errors

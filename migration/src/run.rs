@@ -5,11 +5,13 @@
 //! - SchedulePolicy: a verdict on each policy in its status.
 //! - MigrationSchedule: a Migration whenever its policy is due.
 //! - Action (on a destination): failover and failback.
+//! - ResourceTransformation: a verdict on its rules in its status.
 //! - VolumeImport (on a destination): imports and PVs.
 //! - Namespace and PersistentVolumeClaim: the `ferry.dev/migrate-to` trigger.
 
 use crate::crd::{
-    Action as DrAction, ClusterPair, Migration, MigrationSchedule, SchedulePolicy, VolumeImport,
+    Action as DrAction, ClusterPair, Migration, MigrationSchedule, ResourceTransformation,
+    SchedulePolicy, VolumeImport,
 };
 use crate::{Ctx, Error};
 use futures::StreamExt;
@@ -97,6 +99,14 @@ async fn action(a: Arc<DrAction>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     .await
 }
 
+async fn transformation(t: Arc<ResourceTransformation>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    counted(t.as_ref(), &ctx, async {
+        crate::transformation::reconcile(&ctx, &t).await?;
+        Ok(Action::await_change())
+    })
+    .await
+}
+
 async fn import(v: Arc<VolumeImport>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(v.as_ref(), &ctx, async {
         crate::volume_import::reconcile(&ctx, &v).await.map(requeue)
@@ -147,6 +157,9 @@ pub async fn run(ctx: Ctx) {
         .owns(Api::<Migration>::all(c.clone()), cfg())
         .shutdown_on_signal()
         .run(action, on_error, ctx.clone());
+    let transformations = Controller::new(Api::<ResourceTransformation>::all(c.clone()), cfg())
+        .shutdown_on_signal()
+        .run(transformation, on_error, ctx.clone());
     let imports = Controller::new(
         Api::<VolumeImport>::namespaced(c.clone(), &ctx.namespace),
         cfg(),
@@ -165,6 +178,7 @@ pub async fn run(ctx: Ctx) {
         drain("schedulepolicy", policies),
         drain("migrationschedule", schedules),
         drain("action", actions),
+        drain("resourcetransformation", transformations),
         drain("volumeimport", imports),
         drain("namespace", namespaces),
         drain("pvc", claims),

@@ -102,6 +102,46 @@ fn check_spec(vi: &VolumeImport) -> Result<()> {
     Ok(())
 }
 
+/// What the StorageClass a volume lands in gives it.
+struct LandingClass {
+    options: ferry_store::VolumeOptions,
+    reclaim_policy: String,
+    mount_options: Vec<String>,
+}
+
+/// The settings of this cluster's StorageClass named by the import's PV template, when it
+/// exists: a ferry class's parameters, reclaim policy and mount options (as a provisioned
+/// volume of the class would get). Refused when the class is another driver's or its
+/// parameters do not parse; `None` when there is no such class here.
+async fn landing_class(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<LandingClass>> {
+    let Some(name) = &vi.spec.persistent_volume.storage_class_name else {
+        return Ok(None);
+    };
+    let Some(sc) = api::get(&ctx.client, &kinds_used::storage_class(), None, name).await? else {
+        return Ok(None);
+    };
+    let provisioner = sc["provisioner"].as_str().unwrap_or_default();
+    if provisioner != ferry_csi::DRIVER_NAME {
+        return Err(Error::Invalid(format!(
+            "StorageClass {name} is provisioned by {provisioner:?}, not {}: a ferry volume              cannot land in it",
+            ferry_csi::DRIVER_NAME
+        )));
+    }
+    let params = crate::migrate::class_parameters(&sc);
+    let options = ferry_store::VolumeOptions::from_params(&params)
+        .map_err(|e| Error::Invalid(format!("StorageClass {name}: {e}")))?;
+    Ok(Some(LandingClass {
+        options,
+        reclaim_policy: sc["reclaimPolicy"].as_str().unwrap_or("Delete").to_string(),
+        mount_options: sc["mountOptions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str().map(str::to_string))
+            .collect(),
+    }))
+}
+
 /// The volume an import updates in place, with its PV.
 struct InPlace {
     volume_name: String,
@@ -171,6 +211,13 @@ async fn import(
                 src.snapshot_id, src.volume_id
             ))
         })?;
+    let class = landing_class(ctx, vi).await?;
+    let mut commit = commit;
+    if let Some(c) = &class {
+        // The chunk size is the source volume's (the tree is built of it); the codec for
+        // new writes is the class's.
+        commit.options.compression = c.options.compression;
+    }
     let keep = match &vi.spec.existing_volume {
         Some(id) => in_place(ctx, vi, id).await?,
         None => None,
@@ -241,7 +288,10 @@ async fn import(
             "capacity": { "storage": pv.capacity },
             "accessModes": pv.access_modes,
             "claimRef": { "apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": pv.claim_namespace, "name": pv.claim_name },
-            "persistentVolumeReclaimPolicy": pv.reclaim_policy.clone().unwrap_or_else(|| "Delete".into()),
+            "persistentVolumeReclaimPolicy": class.as_ref().map_or_else(
+                || pv.reclaim_policy.clone().unwrap_or_else(|| "Delete".into()),
+                |c| c.reclaim_policy.clone(),
+            ),
             "csi": {
                 "driver": ferry_csi::DRIVER_NAME,
                 "volumeHandle": volume.id(),
@@ -255,8 +305,11 @@ async fn import(
     if let Some(c) = &pv.storage_class_name {
         obj["spec"]["storageClassName"] = json!(c);
     }
-    if !pv.mount_options.is_empty() {
-        obj["spec"]["mountOptions"] = json!(pv.mount_options);
+    let mount_options = class
+        .as_ref()
+        .map_or(&pv.mount_options, |c| &c.mount_options);
+    if !mount_options.is_empty() {
+        obj["spec"]["mountOptions"] = json!(mount_options);
     }
     if let Some(f) = &pv.fs_type {
         obj["spec"]["csi"]["fsType"] = json!(f);

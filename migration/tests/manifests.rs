@@ -48,6 +48,11 @@ fn kustomization_names_files_that_parse() {
     }
     let driver = find(&all, "CSIDriver", "ferry.csi.dev");
     assert_eq!(driver["spec"]["attachRequired"], false);
+    // Every CRD ferry defines is installed.
+    for crd in ferry_migration::crd::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        find(&all, "CustomResourceDefinition", &name);
+    }
 }
 
 #[test]
@@ -208,6 +213,10 @@ fn rbac_grants_what_the_migration_controller_uses() {
         ("ferry.dev", "volumeimports/status", "patch"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
         ("storage.k8s.io", "csidrivers", "get"),
+        ("storage.k8s.io", "storageclasses", "get"),
+        ("ferry.dev", "resourcetransformations", "get"),
+        ("ferry.dev", "resourcetransformations", "watch"),
+        ("ferry.dev", "resourcetransformations/status", "patch"),
         ("events.k8s.io", "events", "create"),
         ("ferry.dev", "actions", "watch"),
         ("ferry.dev", "actions/status", "patch"),
@@ -278,6 +287,8 @@ fn the_destination_role_is_exactly_what_a_migration_writes() {
         need("ferry.dev", "volumeimports", v);
     }
     need("storage.k8s.io", "csidrivers", "get");
+    // Validation checks the class each claim lands in.
+    need("storage.k8s.io", "storageclasses", "get");
     for (gr, r, v) in &needed {
         assert!(grants(&g, gr, r, v), "missing {v} {gr}/{r}");
     }

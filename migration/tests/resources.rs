@@ -4,15 +4,22 @@
 use ferry_migration::crd::{MigrationStatus, Stage};
 use ferry_migration::migrate::{Step, next_step};
 use ferry_migration::resources::transform::{TransformContext, transform};
+use ferry_migration::resources::transformations::RuleSet;
 use ferry_migration::resources::{kinds, order, replicas, select};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+
+static NO_MAPPING: BTreeMap<String, String> = BTreeMap::new();
+static NO_RULES: RuleSet = Vec::new();
 
 fn cx<'a>(start: bool, bound: &'a BTreeMap<String, String>) -> TransformContext<'a> {
     TransformContext {
         start_applications: start,
         bound_volumes: bound,
         migration: "ops/m1",
+        namespace_mapping: &NO_MAPPING,
+        storage_class_mapping: &NO_MAPPING,
+        rules: &NO_RULES,
     }
 }
 

@@ -79,6 +79,26 @@ pub struct MigrationSpec {
     /// Namespace; no other resources. Empty: every PVC in scope and all resources.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub persistent_volume_claims: Vec<String>,
+    /// Land each source namespace (key) in another namespace (value) on the destination:
+    /// objects, namespaced references inside them (RoleBinding subjects, PV claim refs,
+    /// service-account user names, namespace selectors by name) and the volumes' claims.
+    /// Keys must be in `namespaces`; two sources may not share a destination.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespace_mapping: BTreeMap<String, String>,
+    /// Land claims of StorageClass `key` (on the source) in class `value` on the destination.
+    /// The destination class must be ferry's; the volume keeps its source chunk size and
+    /// takes the rest (compression, reclaim policy, mount options) from that class. A class
+    /// without a mapping must exist on the destination under its own name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_class_mapping: BTreeMap<String, String>,
+    /// ResourceTransformations (in this Migration's namespace) applied, in order, to every
+    /// object before it is applied on the destination.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transform_specs: Vec<String>,
+    /// Validate and plan only: `status.plan` says what a run would move and change, and
+    /// nothing is written to either cluster or the transfer store (beside this status).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     /// Stork's pre-exec rule; ferry has no rule engine and refuses a Migration that sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_exec_rule: Option<String>,
@@ -172,6 +192,9 @@ pub struct MigrationStatus {
     /// When the migration ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_timestamp: Option<String>,
+    /// What a dry run found it would do (`spec.dryRun` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<super::plan::Plan>,
 }
 
 /// One PVC's progress.

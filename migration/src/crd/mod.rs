@@ -12,6 +12,8 @@ mod action;
 mod cluster_pair;
 mod migration;
 mod migration_schedule;
+mod plan;
+mod resource_transformation;
 mod schedule_policy;
 mod volume_import;
 
@@ -26,6 +28,11 @@ pub use migration::{
 pub use migration_schedule::{
     MigrationSchedule, MigrationScheduleSpec, MigrationScheduleStatus, MigrationTemplate,
     ScheduleCondition, ScheduledMigration, SkippedRun,
+};
+pub use plan::{FieldChange, Plan, PlannedAction, PlannedResource, PlannedVolume};
+pub use resource_transformation::{
+    Operation, ResourcePath, ResourceTransformation, ResourceTransformationSpec,
+    ResourceTransformationStatus, TransformSpec, ValueType,
 };
 pub use schedule_policy::{
     Checked, DEFAULT_RETAIN, DailyPolicy, IntervalPolicy, MonthlyPolicy, SchedulePolicy,
@@ -51,6 +58,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ClusterPair::crd(),
         Migration::crd(),
         migration_schedule::crd(),
+        ResourceTransformation::crd(),
         schedule_policy::crd(),
         VolumeImport::crd(),
     ]

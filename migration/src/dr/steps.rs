@@ -90,6 +90,15 @@ async fn suspend(src: &kube::Client, a: &Action, on: bool) -> Result<Progress> {
              migrationScheduleReference"
             ))
         })?;
+    if s["spec"]["template"]["spec"]["namespaceMapping"]
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
+    {
+        // Its namespaces have other names on each side; the steps act on one name.
+        return Err(Error::Invalid(format!(
+            "MigrationSchedule {ns}/{name} maps namespaces (namespaceMapping): failover and              failback act on namespaces of one name on both clusters; use a schedule without              a mapping"
+        )));
+    }
     if s["spec"]["suspend"].as_bool().unwrap_or(false) != on {
         api::merge(
             src,

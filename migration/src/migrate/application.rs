@@ -2,12 +2,14 @@
 //! destination in order (Namespaces, PVCs bound to their new PVs, then the rest), and purge
 //! what earlier migrations brought that the source no longer has, when asked.
 
+use crate::crd::FieldChange;
 use crate::crd::{ClusterPair, ItemStatus, Migration, MigrationStatus, ResourceInfo, Stage};
 use crate::error::{Error, Result};
 use crate::pair::PairSettings;
 use crate::resources::kinds::{self, Kind};
-use crate::resources::transform::{TransformContext, transform};
-use crate::resources::{MIGRATED_LABEL, order, select};
+use crate::resources::transform::{TransformContext, transform_traced};
+use crate::resources::transformations::RuleSet;
+use crate::resources::{MIGRATED_LABEL, mapping, order, select};
 use crate::{Ctx, api, kinds_used};
 use kube::ResourceExt;
 use serde_json::Value;
@@ -27,6 +29,8 @@ pub struct Planned {
     pub object: std::result::Result<Value, String>,
     /// Its identity for the status.
     pub info: ResourceInfo,
+    /// Fields the ResourceTransformations changed.
+    pub changes: Vec<FieldChange>,
 }
 
 fn info(kind: &Kind, obj: &Value) -> ResourceInfo {
@@ -51,7 +55,12 @@ fn info(kind: &Kind, obj: &Value) -> ResourceInfo {
 ///
 /// # Errors
 /// API errors listing the source.
-pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result<Collected> {
+pub async fn collect(
+    ctx: &Ctx,
+    mig: &Migration,
+    st: &MigrationStatus,
+    rules: &RuleSet,
+) -> Result<Collected> {
     let spec = &mig.spec;
     let mut plan = Vec::new();
     let mut present = BTreeSet::new();
@@ -100,6 +109,23 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
         start_applications: spec.start_applications,
         bound_volumes: &bound,
         migration: &migration,
+        namespace_mapping: &spec.namespace_mapping,
+        storage_class_mapping: &spec.storage_class_mapping,
+        rules,
+    };
+    let planned = |kind: Kind, info: ResourceInfo, o: Value| match transform_traced(o, &cx) {
+        Ok((obj, changes)) => Planned {
+            kind,
+            object: Ok(obj),
+            info,
+            changes,
+        },
+        Err(why) => Planned {
+            kind,
+            object: Err(why),
+            info,
+            changes: Vec::new(),
+        },
     };
     for ns in &spec.namespaces {
         if let Some(mut n) = api::get(&ctx.client, &kinds_used::namespace(), None, ns).await? {
@@ -109,11 +135,7 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
                 s.remove("spec");
             }
             let k = kinds_used::namespace();
-            plan.push(Planned {
-                info: info(&k, &n),
-                object: transform(n, &cx),
-                kind: k,
-            });
+            plan.push(planned(k.clone(), info(&k, &n), n));
         }
         // The Secrets of ClusterPairs here hold another cluster's credentials: never copied.
         let pairs: kube::Api<ClusterPair> = kube::Api::namespaced(ctx.client.clone(), ns);
@@ -184,6 +206,7 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
                     kind: k,
                     object: Err(String::new()),
                     info: i,
+                    changes: Vec::new(),
                 });
                 continue;
             }
@@ -197,6 +220,7 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
                     kind: k,
                     object: Err(String::new()),
                     info: i,
+                    changes: Vec::new(),
                 });
                 continue;
             }
@@ -208,11 +232,7 @@ pub async fn collect(ctx: &Ctx, mig: &Migration, st: &MigrationStatus) -> Result
                 tracing::debug!(name = %i.name, kind = %k.kind, why, "left out");
                 continue;
             }
-            plan.push(Planned {
-                object: transform(o, &cx),
-                info: i,
-                kind: k,
-            });
+            plan.push(planned(k, i, o));
         }
     }
     plan.sort_by_key(|p| {
@@ -252,6 +272,7 @@ fn not_listed(k: &Kind, ns: &str, e: &Error) -> Planned {
     Planned {
         kind: k.clone(),
         object: Err(String::new()),
+        changes: Vec::new(),
         info: ResourceInfo {
             group: k.group.clone(),
             version: k.version.clone(),
@@ -288,7 +309,14 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
     let settings = PairSettings::load(ctx, &pair).await?;
     let dest = settings.connect(ctx).await?;
     let started = std::time::Instant::now();
-    let Collected { plan, present } = collect(ctx, mig, st).await?;
+    let rules = match super::shape::load_rules(ctx, mig).await? {
+        Ok(r) => r,
+        Err(why) => {
+            super::fail(st, why);
+            return Ok(None);
+        }
+    };
+    let Collected { plan, present } = collect(ctx, mig, st, &rules).await?;
     let mut results = Vec::new();
     for p in plan {
         let mut i = p.info;
@@ -370,13 +398,20 @@ async fn purge(
         &mig.spec.exclude_resource_types,
     );
     for ns in &mig.spec.namespaces {
+        let there = mapping::target(&mig.spec.namespace_mapping, ns);
         for k in &scope {
-            let found =
-                match api::list(dest, k, Some(ns), Some(&format!("{MIGRATED_LABEL}=true"))).await {
-                    Ok(f) => f,
-                    Err(e) if e.api_code() == Some(404) => continue,
-                    Err(e) => return Err(e),
-                };
+            let found = match api::list(
+                dest,
+                k,
+                Some(there),
+                Some(&format!("{MIGRATED_LABEL}=true")),
+            )
+            .await
+            {
+                Ok(f) => f,
+                Err(e) if e.api_code() == Some(404) => continue,
+                Err(e) => return Err(e),
+            };
             for o in found {
                 let name = o["metadata"]["name"]
                     .as_str()
@@ -386,7 +421,7 @@ async fn purge(
                     continue;
                 }
                 let mut i = info(k, &o);
-                match api::delete(dest, k, Some(ns), &name).await {
+                match api::delete(dest, k, Some(there), &name).await {
                     Ok(()) => {
                         i.status = ItemStatus::Successful;
                         i.reason = Some(format!("{PURGED}deleted, gone from the source"));

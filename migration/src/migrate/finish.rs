@@ -101,7 +101,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
                 Some("some volumes or resources were skipped or failed; see their reasons".into());
         }
     }
-    if st.status != ItemStatus::Failed {
+    if st.status != ItemStatus::Failed && !mig.spec.dry_run {
         // Every volume that moved has its commit imported: older commits may go.
         super::retention::apply(ctx, mig).await;
     }
@@ -111,8 +111,10 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         Some(r) => format!("migration {}: {r}", st.status),
         None => format!("migration {}", st.status),
     };
-    ctx.event(mig, warning, &format!("Migration{}", st.status), note)
-        .await;
+    if !mig.spec.dry_run {
+        ctx.event(mig, warning, &format!("Migration{}", st.status), note)
+            .await;
+    }
     ferry_csi::metrics::add(
         "ferry_migrations_total",
         "Migrations ended, by outcome.",

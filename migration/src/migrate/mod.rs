@@ -10,8 +10,10 @@
 
 mod application;
 mod cleanup;
+mod dry_run;
 mod finish;
 mod retention;
+mod shape;
 mod validate;
 mod volumes;
 
@@ -24,6 +26,7 @@ use sha2::Digest;
 use std::time::Duration;
 
 pub use application::{TRIGGER_ANNOTATION, collect};
+pub use shape::parameters as class_parameters;
 
 /// What the reconciler does next, read off the status alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +75,9 @@ pub async fn reconcile(ctx: &Ctx, mig: &Migration) -> Result<Option<Duration>> {
         }
         return Ok(None);
     }
+    // A dry run makes nothing, so it needs no finalizer (and writes none).
     let fresh = if finalizer::has(&fresh, finalizer::MIGRATION)
+        || fresh.spec.dry_run
         || next_step(fresh.status.as_ref()) == Step::Done
     {
         fresh

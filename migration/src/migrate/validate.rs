@@ -1,8 +1,11 @@
 //! Validation: what must hold before a migration touches anything.
 
 use super::fail;
+use super::shape;
 use crate::crd::{ClusterPair, ItemStatus, Migration, MigrationStatus, Stage, VolumeInfo};
 use crate::error::Result;
+use crate::pair::PairSettings;
+use crate::resources::mapping;
 use crate::{Ctx, api, kinds_used};
 use kube::ResourceExt;
 use std::time::Duration;
@@ -47,9 +50,18 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         );
         return Ok(None);
     };
+    if let Err(why) = mapping::check(&spec.namespace_mapping, &spec.namespaces) {
+        fail(st, why);
+        return Ok(None);
+    }
     // The pair is checked now, not trusted from its last status: a destination or bucket
-    // that went away since fails the migration here, before anything is made.
-    let pst = crate::cluster_pair::check(ctx, &pair).await;
+    // that went away since fails the migration here, before anything is made. A dry run
+    // checks without the probe write.
+    let pst = if spec.dry_run {
+        crate::cluster_pair::check_read_only(ctx, &pair).await
+    } else {
+        crate::cluster_pair::check(ctx, &pair).await
+    };
     if !pst.ready() {
         let why: Vec<&str> = [
             pst.scheduler_reason.as_deref(),
@@ -84,11 +96,32 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         fail(st, other);
         return Ok(None);
     }
+    let rules = match shape::load_rules(ctx, mig).await? {
+        Ok(r) => r,
+        Err(why) => {
+            fail(st, why);
+            return Ok(None);
+        }
+    };
     st.volumes = if spec.include_volumes {
         volumes_in_scope(ctx, mig).await?
     } else {
         Vec::new()
     };
+    let settings = PairSettings::load(ctx, &pair).await?;
+    let dest = settings.connect(ctx).await?;
+    let classes = match shape::landing_classes(ctx, mig, &dest, &st.volumes).await? {
+        Ok(c) => c,
+        Err(why) => {
+            fail(st, why);
+            return Ok(None);
+        }
+    };
+    if spec.dry_run {
+        let plan = super::dry_run::plan(ctx, mig, st, &settings, &dest, &rules, &classes).await?;
+        super::dry_run::finish(st, plan);
+        return Ok(None);
+    }
     st.reason = None;
     st.validated_spec = Some(super::spec_hash(mig)?);
     st.status = ItemStatus::InProgress;

@@ -9,6 +9,7 @@ use crate::crd::{
 };
 use crate::error::{Error, Result};
 use crate::pair::PairSettings;
+use crate::resources::mapping;
 use crate::status::StatusWriter;
 use crate::{Ctx, api, kinds_used, names};
 use kube::ResourceExt;
@@ -442,10 +443,14 @@ async fn create_import(
     )
     .await?
     .unwrap_or_default();
-    let volume_id = v.volume_handle.clone().unwrap_or_default();
-    let name = names::import(&volume_id);
-    let ps = &source_pv["spec"];
     let text = |v: &Value| v.as_str().map(str::to_string);
+    let volume_id = v.volume_handle.clone().unwrap_or_default();
+    let claim_ns = mapping::target(&mig.spec.namespace_mapping, &v.namespace).to_string();
+    let name = names::import_into(&volume_id, &v.namespace, &claim_ns);
+    let class = text(&pvc["spec"]["storageClassName"])
+        .or_else(|| text(&source_pv["spec"]["storageClassName"]))
+        .map(|c| mig.spec.storage_class_mapping.get(&c).cloned().unwrap_or(c));
+    let ps = &source_pv["spec"];
     let mut vi = VolumeImport::new(
         &name,
         VolumeImportSpec {
@@ -461,7 +466,7 @@ async fn create_import(
             transfer_secret: secret_name,
             persistent_volume: PersistentVolumeTemplate {
                 name: name.clone(),
-                claim_namespace: v.namespace.clone(),
+                claim_namespace: claim_ns,
                 claim_name: v.persistent_volume_claim.clone(),
                 capacity: text(&ps["capacity"]["storage"]).unwrap_or_else(|| "1Gi".into()),
                 access_modes: ps["accessModes"]
@@ -471,8 +476,7 @@ async fn create_import(
                     .filter_map(text)
                     .collect(),
                 volume_mode: text(&ps["volumeMode"]),
-                storage_class_name: text(&pvc["spec"]["storageClassName"])
-                    .or_else(|| text(&ps["storageClassName"])),
+                storage_class_name: class,
                 reclaim_policy: text(&ps["persistentVolumeReclaimPolicy"]),
                 mount_options: ps["mountOptions"]
                     .as_array()

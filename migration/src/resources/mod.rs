@@ -3,10 +3,12 @@
 //! replica counts are parked and restored. No API calls here; see `crate::apply` for those.
 
 pub mod kinds;
+pub mod mapping;
 pub mod order;
 pub mod replicas;
 pub mod select;
 pub mod transform;
+pub mod transformations;
 
 pub use kinds::Kind;
 

@@ -1,10 +1,13 @@
 //! How each object is rewritten so the destination API accepts it: cluster-assigned fields
 //! go, PVCs point at their new PVs, workloads are parked unless the migration starts them.
 
+use super::mapping;
+use super::transformations::{self, RuleSet};
 use super::{
     MIGRATED_LABEL, MIGRATION_ANNOTATION, PAUSED_NODE_SELECTOR, REPLICAS_ANNOTATION,
     SUSPEND_ANNOTATION, TRIGGER_ANNOTATION,
 };
+use crate::crd::FieldChange;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -16,6 +19,12 @@ pub struct TransformContext<'a> {
     pub bound_volumes: &'a BTreeMap<String, String>,
     /// The migration, `namespace/name`, recorded on every object.
     pub migration: &'a str,
+    /// `spec.namespaceMapping`.
+    pub namespace_mapping: &'a BTreeMap<String, String>,
+    /// `spec.storageClassMapping`.
+    pub storage_class_mapping: &'a BTreeMap<String, String>,
+    /// The ResourceTransformations of `spec.transformSpecs`, in order.
+    pub rules: &'a RuleSet,
 }
 
 /// Metadata the API server assigns; never sent.
@@ -47,7 +56,22 @@ fn is_cluster_annotation(key: &str) -> bool {
 ///
 /// # Errors
 /// A sentence saying why the object cannot go over (for example a PVC without a new PV).
-pub fn transform(mut obj: Value, cx: &TransformContext<'_>) -> Result<Value, String> {
+pub fn transform(obj: Value, cx: &TransformContext<'_>) -> Result<Value, String> {
+    transform_traced(obj, cx).map(|(o, _)| o)
+}
+
+/// Like [`transform`], also returning the fields the ResourceTransformations changed.
+///
+/// Order: ferry's own rewrites (cluster-assigned fields, claims bound to their new
+/// volumes), then the ResourceTransformations (which see the object as the destination
+/// would get it, before parking), then parking, then the namespace mapping.
+///
+/// # Errors
+/// As [`transform`].
+pub fn transform_traced(
+    mut obj: Value,
+    cx: &TransformContext<'_>,
+) -> Result<(Value, Vec<FieldChange>), String> {
     let kind = obj["kind"].as_str().unwrap_or_default().to_string();
     strip_metadata(&mut obj, cx.migration);
     if let Some(o) = obj.as_object_mut() {
@@ -55,7 +79,7 @@ pub fn transform(mut obj: Value, cx: &TransformContext<'_>) -> Result<Value, Str
     }
     match kind.as_str() {
         "Service" => service(&mut obj),
-        "PersistentVolumeClaim" => claim(&mut obj, cx.bound_volumes)?,
+        "PersistentVolumeClaim" => claim(&mut obj, cx.bound_volumes, cx.storage_class_mapping)?,
         "ServiceAccount" => {
             if let Some(o) = obj.as_object_mut() {
                 o.remove("secrets");
@@ -64,10 +88,12 @@ pub fn transform(mut obj: Value, cx: &TransformContext<'_>) -> Result<Value, Str
         "Job" => job(&mut obj),
         _ => {}
     }
+    let changes = transformations::apply_all(cx.rules, &mut obj)?;
     if !cx.start_applications {
         park(&mut obj);
     }
-    Ok(obj)
+    mapping::apply(&mut obj, cx.namespace_mapping);
+    Ok((obj, changes))
 }
 
 fn strip_metadata(obj: &mut Value, migration: &str) {
@@ -116,7 +142,11 @@ fn service(obj: &mut Value) {
 
 /// A PVC is bound to the PV its import created; what provisioned it on the source no
 /// longer applies.
-fn claim(obj: &mut Value, bound: &BTreeMap<String, String>) -> Result<(), String> {
+fn claim(
+    obj: &mut Value,
+    bound: &BTreeMap<String, String>,
+    classes: &BTreeMap<String, String>,
+) -> Result<(), String> {
     let key = format!(
         "{}/{}",
         obj["metadata"]["namespace"].as_str().unwrap_or_default(),
@@ -129,6 +159,11 @@ fn claim(obj: &mut Value, bound: &BTreeMap<String, String>) -> Result<(), String
         return Err(format!("PVC {key} has no spec"));
     };
     spec.insert("volumeName".into(), json!(pv));
+    if let Some(Value::String(class)) = spec.get_mut("storageClassName")
+        && let Some(to) = classes.get(class.as_str())
+    {
+        *class = to.clone();
+    }
     spec.remove("dataSource");
     spec.remove("dataSourceRef");
     Ok(())

@@ -1,0 +1,502 @@
+//! Flows that shape where and how a namespace lands: a mapped namespace and StorageClass
+//! with the data verified, a class the destination lacks, a mapped and an unmapped run of
+//! one volume side by side, ResourceTransformations, and dry runs that write nothing.
+//! Two in-memory API servers stand in for real ones (which cannot run here); the chunk
+//! stores and the transfer store are real.
+
+mod common;
+
+use common::{CHUNK, World, digest};
+use ferry_migration::crd::{ItemStatus, PlannedAction, Stage};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+const NS: &str = "shop";
+
+fn fast_class(w: &World) {
+    w.dst.seed(
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "ferry-fast"}, "provisioner": "ferry.csi.dev",
+        "parameters": {"compression": "none", "chunkSize": "1Mi"},
+        "reclaimPolicy": "Retain", "mountOptions": ["noatime"]}),
+    );
+}
+
+#[tokio::test]
+async fn a_mapped_namespace_and_class_land_with_their_data() {
+    let w = World::new().await;
+    w.pair(NS, "remote", true);
+    let vol = w.shop(NS, 12).await;
+    fast_class(&w);
+    w.src.seed(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "web", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "web"},
+        "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": NS}]}),
+    );
+    w.migration(
+        NS,
+        "m1",
+        json!({"clusterPair": "remote", "namespaces": [NS],
+               "namespaceMapping": {NS: "shop-copy"},
+               "storageClassMapping": {"ferry": "ferry-fast"}}),
+    );
+    let st = w.drive(NS, "m1").await;
+    assert_eq!(st.stage, Some(Stage::Final));
+    assert_ne!(st.status, ItemStatus::Failed, "{st:?}");
+    let data = st
+        .volumes
+        .iter()
+        .find(|v| v.persistent_volume_claim == "data")
+        .expect("data");
+    assert_eq!(data.status, ItemStatus::Successful, "{data:?}");
+
+    // Everything is in shop-copy on the destination; nothing in shop.
+    assert!(w.dst.get("/namespaces", None, "shop-copy").is_some());
+    assert!(w.dst.get("/namespaces", None, NS).is_none());
+    for (c, name) in [
+        ("/configmaps", "settings"),
+        ("/services", "web"),
+        ("apps/deployments", "web"),
+    ] {
+        assert!(
+            w.dst.get(c, Some("shop-copy"), name).is_some(),
+            "{c} {name}"
+        );
+        assert!(
+            w.dst.get(c, Some(NS), name).is_none(),
+            "{c} {name} unmapped"
+        );
+    }
+    let rb = w
+        .dst
+        .get(
+            "rbac.authorization.k8s.io/rolebindings",
+            Some("shop-copy"),
+            "web",
+        )
+        .expect("rolebinding");
+    assert_eq!(rb["subjects"][0]["namespace"], "shop-copy");
+
+    // The claim is bound to its imported PV, whose claimRef and class follow the mappings,
+    // whose reclaim policy and mount options are the destination class's, and whose chunk
+    // size is the source volume's.
+    let pvc = w
+        .dst
+        .get("/persistentvolumeclaims", Some("shop-copy"), "data")
+        .expect("pvc");
+    assert_eq!(pvc["spec"]["storageClassName"], "ferry-fast");
+    let pv_name = data.destination_volume.clone().expect("pv");
+    assert_eq!(pvc["spec"]["volumeName"], pv_name.as_str());
+    let pv = w.dst.get("/persistentvolumes", None, &pv_name).expect("pv");
+    assert_eq!(pv["spec"]["claimRef"]["namespace"], "shop-copy");
+    assert_eq!(pv["spec"]["storageClassName"], "ferry-fast");
+    assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    assert_eq!(pv["spec"]["mountOptions"], json!(["noatime"]));
+    assert_eq!(
+        pv["spec"]["csi"]["volumeAttributes"]["ferry.dev/chunkSize"],
+        CHUNK.to_string()
+    );
+    let dst_id = w.destination_volume_id(data);
+    assert_eq!(
+        digest(&w.dst_store, &dst_id).await,
+        digest(&w.src_store, &vol).await
+    );
+    let info = w.dst_store.get_volume(&dst_id).await.expect("volume");
+    assert_eq!(info.record.spec.options.chunk_size as u64, CHUNK);
+    assert_eq!(
+        info.record.spec.options.compression,
+        ferry_store::Codec::None,
+        "codec from the destination class"
+    );
+}
+
+#[tokio::test]
+async fn a_mapped_and_an_unmapped_run_of_one_volume_land_apart() {
+    let w = World::new().await;
+    w.pair(NS, "remote", true);
+    let vol = w.shop(NS, 8).await;
+    w.migration(
+        NS,
+        "plain",
+        json!({"clusterPair": "remote", "namespaces": [NS]}),
+    );
+    let a = w.drive(NS, "plain").await;
+    w.migration(
+        NS,
+        "copy",
+        json!({"clusterPair": "remote", "namespaces": [NS], "namespaceMapping": {NS: "staging"}}),
+    );
+    let b = w.drive(NS, "copy").await;
+    let pa = a
+        .volumes
+        .iter()
+        .find(|v| v.persistent_volume_claim == "data");
+    let pb = b
+        .volumes
+        .iter()
+        .find(|v| v.persistent_volume_claim == "data");
+    let (pa, pb) = (pa.expect("a"), pb.expect("b"));
+    assert_eq!(pa.status, ItemStatus::Successful, "{pa:?}");
+    assert_eq!(pb.status, ItemStatus::Successful, "{pb:?}");
+    assert_ne!(pa.volume_import, pb.volume_import, "one import each");
+    assert_ne!(pa.destination_volume, pb.destination_volume, "one PV each");
+    let (ia, ib) = (w.destination_volume_id(pa), w.destination_volume_id(pb));
+    assert_ne!(ia, ib, "one destination volume each");
+    let src = digest(&w.src_store, &vol).await;
+    assert_eq!(digest(&w.dst_store, &ia).await, src);
+    assert_eq!(digest(&w.dst_store, &ib).await, src);
+    // Each claim is bound to its own PV, in its own namespace.
+    for (ns, v) in [(NS, pa), ("staging", pb)] {
+        let pvc = w
+            .dst
+            .get("/persistentvolumeclaims", Some(ns), "data")
+            .expect("pvc");
+        assert_eq!(
+            pvc["spec"]["volumeName"],
+            v.destination_volume.clone().unwrap_or_default().as_str()
+        );
+        let pv = w
+            .dst
+            .get(
+                "/persistentvolumes",
+                None,
+                v.destination_volume.as_deref().unwrap_or(""),
+            )
+            .expect("pv");
+        assert_eq!(pv["spec"]["claimRef"]["namespace"], ns);
+    }
+}
+
+#[tokio::test]
+async fn a_class_the_destination_lacks_fails_validation_naming_it() {
+    let w = World::new().await;
+    w.pair(NS, "remote", true);
+    w.shop(NS, 4).await;
+    // Mapped to a class that is not there.
+    w.migration(
+        NS,
+        "m1",
+        json!({"clusterPair": "remote", "namespaces": [NS], "storageClassMapping": {"ferry": "gold"}}),
+    );
+    let st = w.drive(NS, "m1").await;
+    assert_eq!(st.status, ItemStatus::Failed);
+    let why = st.reason.clone().unwrap_or_default();
+    assert!(
+        why.contains("StorageClass gold") && why.contains("storageClassMapping"),
+        "{why}"
+    );
+    // Not mapped, and no class of that name on the destination.
+    assert!(w.dst.remove("storage.k8s.io/storageclasses", None, "ferry"));
+    w.migration(
+        NS,
+        "m2",
+        json!({"clusterPair": "remote", "namespaces": [NS]}),
+    );
+    let st = w.drive(NS, "m2").await;
+    assert_eq!(st.status, ItemStatus::Failed);
+    let why = st.reason.clone().unwrap_or_default();
+    assert!(
+        why.contains("StorageClass ferry") && why.contains("no storageClassMapping for ferry"),
+        "{why}"
+    );
+    // Mapped to another driver's class.
+    w.dst.seed(
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "gp3"}, "provisioner": "ebs.csi.aws.com"}),
+    );
+    w.migration(
+        NS,
+        "m3",
+        json!({"clusterPair": "remote", "namespaces": [NS], "storageClassMapping": {"ferry": "gp3"}}),
+    );
+    let st = w.drive(NS, "m3").await;
+    assert_eq!(st.status, ItemStatus::Failed);
+    let why = st.reason.clone().unwrap_or_default();
+    assert!(why.contains("ebs.csi.aws.com"), "{why}");
+    // Nothing was snapshotted or imported for any of them.
+    assert!(
+        w.src
+            .all("snapshot.storage.k8s.io/volumesnapshots")
+            .is_empty()
+    );
+    assert!(w.dst.all("ferry.dev/volumeimports").is_empty());
+}
+
+#[tokio::test]
+async fn transformations_rewrite_what_lands_and_bad_ones_fail_before_anything_moves() {
+    let w = World::new().await;
+    w.pair(NS, "remote", true);
+    w.shop(NS, 4).await;
+    w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ResourceTransformation",
+        "metadata": {"name": "to-dr", "namespace": NS},
+        "spec": {"objects": [
+            {"resource": "/v1/Service", "selectors": {}, "paths": [
+                {"path": "spec.type", "value": "LoadBalancer", "type": "string", "operation": "modify"}]},
+            {"resource": "apps/v1/Deployment", "paths": [
+                {"path": "spec.template.spec.containers[*].image", "prefix": "nginx",
+                 "value": "mirror.example.com/nginx", "type": "string", "operation": "modify"},
+                {"path": "metadata.labels", "value": "site:dr", "type": "keypair", "operation": "add"}]}]}}));
+    w.migration(
+        NS,
+        "m1",
+        json!({"clusterPair": "remote", "namespaces": [NS], "transformSpecs": ["to-dr"]}),
+    );
+    let st = w.drive(NS, "m1").await;
+    assert_ne!(st.status, ItemStatus::Failed, "{st:?}");
+    let web = w.dst.get("/services", Some(NS), "web").expect("service");
+    assert_eq!(web["spec"]["type"], "LoadBalancer");
+    let db = w.dst.get("/services", Some(NS), "db").expect("service");
+    assert_eq!(db["spec"]["clusterIP"], "None", "headless kept");
+    let dep = w
+        .dst
+        .get("apps/deployments", Some(NS), "web")
+        .expect("deployment");
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["containers"][0]["image"],
+        "mirror.example.com/nginx"
+    );
+    assert_eq!(dep["metadata"]["labels"]["site"], "dr");
+    assert_eq!(dep["spec"]["replicas"], 0, "still parked");
+
+    // A rule that does not parse, and a name that is not there: failed at validation.
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ResourceTransformation",
+        "metadata": {"name": "broken", "namespace": NS},
+        "spec": {"objects": [{"resource": "/v1/Service", "paths": [
+            {"path": "spec.ports[x]", "value": "1", "type": "int", "operation": "modify"}]}]}}),
+    );
+    for (name, rt, want) in [
+        ("m2", "broken", "ResourceTransformation shop/broken"),
+        ("m3", "absent", "ResourceTransformation absent"),
+    ] {
+        w.migration(
+            NS,
+            name,
+            json!({"clusterPair": "remote", "namespaces": [NS], "transformSpecs": [rt]}),
+        );
+        let st = w.drive(NS, name).await;
+        assert_eq!(st.status, ItemStatus::Failed);
+        let why = st.reason.clone().unwrap_or_default();
+        assert!(why.contains(want), "{why}");
+        assert!(st.volumes.iter().all(|v| v.snapshot.is_none()), "{st:?}");
+    }
+    // The controller's verdict in the rules' own status.
+    for (name, want) in [("to-dr", "Ready"), ("broken", "Failed")] {
+        let rt: ferry_migration::crd::ResourceTransformation = serde_json::from_value(
+            w.src
+                .get("ferry.dev/resourcetransformations", Some(NS), name)
+                .expect("rt"),
+        )
+        .expect("parse");
+        ferry_migration::transformation::reconcile(&w.src_ctx, &rt)
+            .await
+            .expect("reconcile");
+        let after = w
+            .src
+            .get("ferry.dev/resourcetransformations", Some(NS), name)
+            .expect("rt");
+        assert_eq!(after["status"]["status"], want, "{after}");
+    }
+}
+
+/// Every file under `dir`, with its size and modification time.
+fn tree(dir: &std::path::Path) -> BTreeMap<String, (u64, std::time::SystemTime)> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(
+                    p.to_string_lossy().to_string(),
+                    (m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH)),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_nothing_and_estimates_what_the_run_then_moves() {
+    let w = World::new().await;
+    w.pair(NS, "remote", true);
+    let vol = w.shop(NS, 32).await;
+    fast_class(&w);
+    w.migration(
+        NS,
+        "first",
+        json!({"clusterPair": "remote", "namespaces": [NS]}),
+    );
+    let first = w.drive(NS, "first").await;
+    assert_ne!(first.status, ItemStatus::Failed, "{first:?}");
+    // Two chunks change on the source after the first run.
+    let h = w.src_store.open_volume(&vol).await.expect("open");
+    h.write_at(0, &vec![0xa5; CHUNK as usize]).await.expect("w");
+    h.write_at(5 * CHUNK, &vec![0x5a; CHUNK as usize])
+        .await
+        .expect("w");
+    h.flush().await.expect("flush");
+    // An object that no migration brought is on the destination already.
+    w.dst.seed(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "local-only", "namespace": "shop-copy"}, "data": {}}));
+    w.src.seed(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "local-only", "namespace": NS}, "data": {"x": "1"}}));
+    w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ResourceTransformation",
+        "metadata": {"name": "lb", "namespace": NS},
+        "spec": {"objects": [{"resource": "/v1/Service", "paths": [
+            {"path": "spec.type", "value": "LoadBalancer", "type": "string", "operation": "modify"}]}]}}));
+
+    let src_before = w.src.log().len();
+    let dst_before = w.dst.log().len();
+    let transfer_before = tree(w.transfer_dir.path());
+    let store_before = w
+        .src_store
+        .list_volumes(None, 1000)
+        .await
+        .expect("volumes")
+        .0
+        .len();
+    w.migration(
+        NS,
+        "plan",
+        json!({"clusterPair": "remote", "namespaces": [NS], "dryRun": true,
+               "transformSpecs": ["lb"]}),
+    );
+    let seeded = w.src.log().len();
+    let st = w.drive(NS, "plan").await;
+
+    // Nothing written anywhere but the Migration's own status.
+    let src_writes: Vec<String> = w.src.log()[seeded.max(src_before)..]
+        .iter()
+        .filter(|l| l.method != "GET")
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    for write in &src_writes {
+        assert!(
+            write.starts_with("PATCH ") && write.ends_with("/migrations/plan/status"),
+            "a dry run wrote to the source: {write}"
+        );
+    }
+    assert!(!src_writes.is_empty(), "the plan is written to the status");
+    let dst_writes: Vec<String> = w.dst.log()[dst_before..]
+        .iter()
+        .filter(|l| l.method != "GET")
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    assert!(
+        dst_writes.is_empty(),
+        "a dry run wrote to the destination: {dst_writes:?}"
+    );
+    assert_eq!(
+        tree(w.transfer_dir.path()),
+        transfer_before,
+        "transfer store"
+    );
+    assert_eq!(
+        w.src_store
+            .list_volumes(None, 1000)
+            .await
+            .expect("volumes")
+            .0
+            .len(),
+        store_before
+    );
+    let m = w
+        .src
+        .get("ferry.dev/migrations", Some(NS), "plan")
+        .expect("migration");
+    assert!(m["metadata"]["finalizers"].is_null(), "no finalizer: {m}");
+
+    // The plan.
+    assert_eq!(st.stage, Some(Stage::Final));
+    let plan = st.plan.clone().expect("plan");
+    assert!(st.volumes.is_empty() && st.resources.is_empty());
+    let data = plan
+        .volumes
+        .iter()
+        .find(|v| v.persistent_volume_claim == "data")
+        .expect("data");
+    assert!(data.moves);
+    assert_eq!(data.size_bytes, 32 * CHUNK);
+    assert!(data.base_commit.is_some(), "builds on the first run");
+    let cache = plan
+        .volumes
+        .iter()
+        .find(|v| v.persistent_volume_claim == "cache")
+        .expect("cache");
+    assert!(!cache.moves && cache.reason.is_some());
+    let find = |kind: &str, name: &str| {
+        plan.resources
+            .iter()
+            .find(|r| r.kind == kind && r.name == name)
+            .unwrap_or_else(|| panic!("{kind} {name} in {plan:?}"))
+            .clone()
+    };
+    assert_eq!(find("ConfigMap", "settings").action, PlannedAction::Update);
+    assert_eq!(
+        find("ConfigMap", "local-only").action,
+        PlannedAction::Create
+    );
+    let web = find("Service", "web");
+    assert_eq!(web.action, PlannedAction::Update);
+    assert_eq!(web.changes.len(), 1, "{web:?}");
+    assert_eq!(web.changes[0].path, "spec.type");
+    assert_eq!(web.changes[0].before.as_deref(), Some("\"NodePort\""));
+    assert_eq!(web.changes[0].after.as_deref(), Some("\"LoadBalancer\""));
+    assert_eq!(
+        find("PersistentVolumeClaim", "data").action,
+        PlannedAction::Update
+    );
+    assert_eq!(
+        find("PersistentVolumeClaim", "cache").action,
+        PlannedAction::Skip
+    );
+    assert_eq!(plan.transformations, vec!["lb".to_string()]);
+
+    // A mapped dry run finds the object no migration brought: a conflict.
+    w.migration(
+        NS,
+        "plan2",
+        json!({"clusterPair": "remote", "namespaces": [NS], "dryRun": true,
+               "namespaceMapping": {NS: "shop-copy"}}),
+    );
+    let st2 = w.drive(NS, "plan2").await;
+    let p2 = st2.plan.expect("plan");
+    let c = p2
+        .resources
+        .iter()
+        .find(|r| r.kind == "ConfigMap" && r.name == "local-only")
+        .expect("local-only");
+    assert_eq!(c.action, PlannedAction::Conflict, "{c:?}");
+    assert_eq!(c.destination_namespace, "shop-copy");
+    assert_eq!(st2.status, ItemStatus::PartialSuccess);
+
+    // The real run moves what the plan said, within 10 %.
+    w.migration(
+        NS,
+        "real",
+        json!({"clusterPair": "remote", "namespaces": [NS]}),
+    );
+    let real = w.drive(NS, "real").await;
+    let moved = real
+        .volumes
+        .iter()
+        .find(|v| v.persistent_volume_claim == "data")
+        .expect("data")
+        .bytes_total;
+    assert!(moved > 0);
+    let est = data.bytes_to_move;
+    assert!(
+        est.abs_diff(moved) * 10 <= moved,
+        "estimated {est}, moved {moved}"
+    );
+    assert!(moved < 8 * CHUNK, "incremental: {moved}");
+}

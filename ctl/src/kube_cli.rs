@@ -233,6 +233,23 @@ pub struct CreateMigration {
     /// Start applications on the destination.
     #[arg(long = "startApplications", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub start_applications: bool,
+    /// Land namespaces elsewhere: `src=dst[,src2=dst2]`.
+    #[arg(long = "namespace-mapping", alias = "namespaceMapping")]
+    pub namespace_mapping: Vec<String>,
+    /// Land claims of one StorageClass in another: `src=dst[,...]`.
+    #[arg(long = "storage-class-mapping", alias = "storageClassMapping")]
+    pub storage_class_mapping: Vec<String>,
+    /// ResourceTransformations (in this namespace) to apply, comma-separated, in order.
+    #[arg(
+        long = "transform-specs",
+        alias = "transformSpecs",
+        value_delimiter = ','
+    )]
+    pub transform_specs: Vec<String>,
+    /// Validate and plan only, writing nothing to either cluster or the transfer store;
+    /// prints the plan.
+    #[arg(long = "dry-run", alias = "dryRun")]
+    pub dry_run: bool,
     /// Wait for the migration to end, with a progress bar.
     #[arg(long)]
     pub wait: bool,
@@ -421,14 +438,19 @@ pub async fn get(k: &KubeArgs, g: Get) -> Result<()> {
     Ok(())
 }
 
-fn migration_args(a: &CreateMigration) -> ferryctl::migrations::CreateArgs {
-    ferryctl::migrations::CreateArgs {
+fn migration_args(a: &CreateMigration) -> Result<ferryctl::migrations::CreateArgs> {
+    use ferryctl::migrations::parse_mapping;
+    Ok(ferryctl::migrations::CreateArgs {
         cluster_pair: a.cluster_pair.clone(),
         namespaces: a.namespaces.clone(),
         include_resources: a.include_resources,
         include_volumes: a.include_volumes,
         start_applications: a.start_applications,
-    }
+        namespace_mapping: parse_mapping("--namespace-mapping", &a.namespace_mapping)?,
+        storage_class_mapping: parse_mapping("--storage-class-mapping", &a.storage_class_mapping)?,
+        transform_specs: a.transform_specs.clone(),
+        dry_run: a.dry_run,
+    })
 }
 
 pub async fn suspension(k: &KubeArgs, s: Suspension, suspend: bool) -> Result<()> {
@@ -477,7 +499,7 @@ pub async fn create(k: &KubeArgs, c: Create) -> Result<()> {
                 &ns,
                 &s.migration.name,
                 &s.schedule_policy_name,
-                &migration_args(&s.migration),
+                &migration_args(&s.migration)?,
                 s.suspend,
             )
             .await?;
@@ -485,11 +507,32 @@ pub async fn create(k: &KubeArgs, c: Create) -> Result<()> {
             return Ok(());
         }
     };
-    let args = migration_args(&a);
+    let args = migration_args(&a)?;
     print!(
         "{}",
         ferryctl::migrations::create(&client, &ns, &a.name, &args).await?
     );
+    if a.dry_run {
+        // A plan takes one reconcile: wait for it and show it.
+        let st = ferryctl::migrations::wait(
+            &client,
+            &ns,
+            &a.name,
+            std::time::Duration::from_millis(500),
+            |_| {},
+        )
+        .await?;
+        print!("{}", ferryctl::migrations::describe_plan(&st));
+        return match st.status {
+            ferry_migration::crd::ItemStatus::Failed => Err(format!(
+                "dry run {} failed: {}",
+                a.name,
+                st.reason.as_deref().unwrap_or("no reason given")
+            )
+            .into()),
+            _ => Ok(()),
+        };
+    }
     if a.wait {
         follow(&client, &ns, &a.name).await?;
     }

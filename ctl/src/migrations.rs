@@ -5,9 +5,10 @@ use crate::table::{created, render};
 use ferry_migration::crd::{ItemStatus, Migration, MigrationSpec, MigrationStatus};
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
+use std::collections::BTreeMap;
 
 /// What `create migration` takes (storkctl's flags).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct CreateArgs {
     /// ClusterPair name.
     pub cluster_pair: String,
@@ -19,6 +20,37 @@ pub struct CreateArgs {
     pub include_volumes: bool,
     /// Start applications on the destination.
     pub start_applications: bool,
+    /// Source namespace to destination namespace.
+    pub namespace_mapping: BTreeMap<String, String>,
+    /// Source StorageClass to destination StorageClass.
+    pub storage_class_mapping: BTreeMap<String, String>,
+    /// ResourceTransformations to apply, in order.
+    pub transform_specs: Vec<String>,
+    /// Plan only.
+    pub dry_run: bool,
+}
+
+/// Parses `a=b,c=d` (or repeated `a=b`) into a map; the flag is named in the error.
+///
+/// # Errors
+/// An item without `=`, or with an empty side.
+pub fn parse_mapping(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for item in items.iter().flat_map(|i| i.split(',')) {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        match item.split_once('=') {
+            Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() => {
+                out.insert(a.trim().to_string(), b.trim().to_string());
+            }
+            _ => {
+                return Err(format!("{flag}: {item:?} is not source=destination").into());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Creates Migration `ns/name`; an existing one with the same name is an error that says so.
@@ -53,6 +85,10 @@ pub fn spec_of(a: &CreateArgs) -> MigrationSpec {
         include_optional_resource_types: Vec::new(),
         purge_deleted_resources: false,
         persistent_volume_claims: Vec::new(),
+        namespace_mapping: a.namespace_mapping.clone(),
+        storage_class_mapping: a.storage_class_mapping.clone(),
+        transform_specs: a.transform_specs.clone(),
+        dry_run: a.dry_run,
         pre_exec_rule: None,
         post_exec_rule: None,
     }
@@ -232,4 +268,86 @@ pub async fn wait(
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// A dry run's plan as text: the volumes with the bytes a run would move, then each object
+/// with what would happen to it and the fields the transformations change.
+pub fn describe_plan(st: &MigrationStatus) -> String {
+    use ferry_migration::crd::PlannedAction;
+    let Some(plan) = &st.plan else {
+        return format!(
+            "no plan: {}\n",
+            st.reason.as_deref().unwrap_or("the dry run has not ended")
+        );
+    };
+    let mut out = String::new();
+    let mut rows = Vec::new();
+    for v in &plan.volumes {
+        rows.push(vec![
+            format!("{}/{}", v.namespace, v.persistent_volume_claim),
+            v.destination_namespace.clone(),
+            match (&v.storage_class, &v.destination_storage_class) {
+                (Some(a), Some(b)) if a != b => format!("{a} -> {b}"),
+                (Some(a), _) => a.clone(),
+                _ => "-".into(),
+            },
+            v.size_bytes.to_string(),
+            if v.moves {
+                v.bytes_to_move.to_string()
+            } else {
+                "-".into()
+            },
+            v.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    out.push_str(&render(
+        &[
+            "VOLUME",
+            "TO-NAMESPACE",
+            "CLASS",
+            "SIZE",
+            "BYTES-TO-MOVE",
+            "NOTE",
+        ],
+        &rows,
+    ));
+    let mut rows = Vec::new();
+    for r in &plan.resources {
+        let action = match r.action {
+            PlannedAction::Create => "create",
+            PlannedAction::Update => "update",
+            PlannedAction::Conflict => "conflict",
+            PlannedAction::Skip => "skip",
+        };
+        let at = if r.namespace.is_empty() {
+            r.name.clone()
+        } else {
+            format!("{}/{}", r.destination_namespace, r.name)
+        };
+        rows.push(vec![
+            r.kind.clone(),
+            at,
+            action.to_string(),
+            r.reason.clone().unwrap_or_default(),
+        ]);
+        for c in &r.changes {
+            rows.push(vec![
+                String::new(),
+                format!("  {} ({})", c.path, c.transformation),
+                String::new(),
+                format!(
+                    "{} -> {}",
+                    c.before.as_deref().unwrap_or("(absent)"),
+                    c.after.as_deref().unwrap_or("(deleted)")
+                ),
+            ]);
+        }
+    }
+    out.push('\n');
+    out.push_str(&render(&["KIND", "NAME", "ACTION", "WHY"], &rows));
+    out.push_str(&format!(
+        "\n{} bytes to move; {} to create, {} to update, {} conflict(s)\n",
+        plan.bytes_to_move, plan.creates, plan.updates, plan.conflicts
+    ));
+    out
 }

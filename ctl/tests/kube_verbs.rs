@@ -14,6 +14,7 @@ async fn create_then_get_migration_prints_storkctls_columns() {
         include_resources: true,
         include_volumes: false,
         start_applications: true,
+        ..Default::default()
     };
     let out = ferryctl::migrations::create(&client, "shop", "m1", &args)
         .await
@@ -375,6 +376,7 @@ async fn schedule_verbs_create_list_suspend_and_resume() {
         include_resources: true,
         include_volumes: true,
         start_applications: false,
+        ..Default::default()
     };
     create_schedule(&client, "shop", "standby", "every15", &args, false)
         .await

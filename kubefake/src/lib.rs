@@ -20,7 +20,10 @@
 //!   rule's message when one fails;
 //! - finalizers: a DELETE of an object that has some sets its `deletionTimestamp` and keeps
 //!   it; it goes when a write removes the last one; none may be added meanwhile (422);
-//! - immutable fields of PVCs and PVs (422), label selectors on lists.
+//! - immutable fields of PVCs and PVs (422), label selectors on lists;
+//! - custom resources served only while their CRD exists and is Established (404
+//!   otherwise); a CRD created through the API becomes Established at the next read of it,
+//!   not in the create's answer, so clients must wait for the condition.
 //!
 //! A new FakeApi has ferry's own CRDs installed (as `kubectl apply -k manifests/` would).
 //! Every request is logged for assertions, and the Nth write can be made to fail with 500 to
@@ -215,9 +218,14 @@ impl FakeApi {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores `obj` as the server would after a create (no request logged).
-    pub fn seed(&self, obj: Value) -> Value {
+    /// Stores `obj` as the server would after a create (no request logged). A seeded CRD
+    /// is Established at once.
+    pub fn seed(&self, mut obj: Value) -> Value {
         let t = seed_target(&obj);
+        if t.collection() == CRD_COLLECTION && !established(&obj) {
+            obj["status"]["conditions"] = established_conditions();
+            obj["status"]["acceptedNames"] = obj["spec"]["names"].clone();
+        }
         let mut st = self.lock();
         let name = obj["metadata"]["name"]
             .as_str()
@@ -795,6 +803,89 @@ fn check_rules(
     ))
 }
 
+/// The collection of CustomResourceDefinitions.
+const CRD_COLLECTION: &str = "apiextensions.k8s.io/customresourcedefinitions";
+
+/// API groups a cluster serves without a CRD (the built-in ones, and the snapshot groups a
+/// CSI cluster installs with its snapshot controller, which tests do not seed).
+const BUILT_IN_GROUPS: [&str; 16] = [
+    "",
+    "apps",
+    "batch",
+    "autoscaling",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "networking.k8s.io",
+    "storage.k8s.io",
+    "apiextensions.k8s.io",
+    "coordination.k8s.io",
+    "events.k8s.io",
+    "authorization.k8s.io",
+    "authentication.k8s.io",
+    "admissionregistration.k8s.io",
+    "snapshot.storage.k8s.io",
+    "groupsnapshot.storage.k8s.io",
+];
+
+/// A custom resource collection is served only while a CRD of that plural and group
+/// exists, serves the version and is Established, as on the real server (404 otherwise).
+fn unserved(st: &State, t: &Target) -> Option<(u16, Value)> {
+    if BUILT_IN_GROUPS.contains(&t.group.as_str()) {
+        return None;
+    }
+    let crd = st
+        .objects
+        .get(&format!("{CRD_COLLECTION}//{}.{}", t.plural, t.group));
+    let served = crd.is_some_and(|c| {
+        established(c)
+            && c["spec"]["versions"].as_array().is_some_and(|vs| {
+                vs.iter()
+                    .any(|v| v["name"] == t.version && v["served"] != json!(false))
+            })
+    });
+    (!served).then(|| {
+        status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        )
+    })
+}
+
+/// Has a CRD the Established condition?
+fn established(crd: &Value) -> bool {
+    crd["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    })
+}
+
+/// The conditions of a CRD the server has accepted the names of and serves.
+fn established_conditions() -> Value {
+    json!([
+        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts"},
+        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted"}
+    ])
+}
+
+/// A created CRD becomes Established a moment later on the real server (its names are
+/// checked and its handler starts); here, at the first read after the create, so a client
+/// that creates a CRD and uses it at once gets 404 until it has waited for the condition.
+fn establish(st: &mut State, name: &str) {
+    let key = format!("{CRD_COLLECTION}//{name}");
+    let Some(crd) = st.objects.get(&key) else {
+        return;
+    };
+    if established(crd) {
+        return;
+    }
+    let mut crd = crd.clone();
+    crd["status"]["conditions"] = established_conditions();
+    crd["status"]["acceptedNames"] = crd["spec"]["names"].clone();
+    bump(st, &key, &mut crd, "MODIFIED");
+    st.objects.insert(key, crd);
+}
+
 fn handle(
     st: &mut State,
     method: &Method,
@@ -833,6 +924,15 @@ fn handle(
                 t.group
             ),
         );
+    }
+    if let Some(missing) = unserved(st, &t) {
+        return missing;
+    }
+    if *method == Method::GET
+        && t.collection() == CRD_COLLECTION
+        && let Some(name) = &t.name
+    {
+        establish(st, name);
     }
     if *method != Method::GET {
         st.writes += 1;

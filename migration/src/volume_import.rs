@@ -123,7 +123,8 @@ async fn landing_class(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<LandingCla
     let provisioner = sc["provisioner"].as_str().unwrap_or_default();
     if provisioner != ferry_csi::DRIVER_NAME {
         return Err(Error::Invalid(format!(
-            "StorageClass {name} is provisioned by {provisioner:?}, not {}: a ferry volume              cannot land in it",
+            "StorageClass {name} is provisioned by {provisioner:?}, not {}: a ferry volume \
+             cannot land in it",
             ferry_csi::DRIVER_NAME
         )));
     }

@@ -500,3 +500,160 @@ async fn a_dry_run_writes_nothing_and_estimates_what_the_run_then_moves() {
     );
     assert!(moved < 8 * CHUNK, "incremental: {moved}");
 }
+
+fn crd(group: &str, kind: &str, plural: &str, schema: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase()},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "schema": {"openAPIV3Schema": schema}}]}})
+}
+
+/// Modelled on the real server: a custom resource is served only once its CRD exists and
+/// is Established, which a created CRD becomes a moment after the create (here, at the next
+/// read of it).
+#[tokio::test]
+async fn custom_resources_bring_their_definitions_and_a_differing_one_is_a_conflict() {
+    let w = World::new().await;
+    w.pair(NS, "remote", true);
+    w.shop(NS, 4).await;
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {"replicas": {"type": "integer"}}}}});
+    w.src
+        .seed(crd("db.example.com", "Cluster", "clusters", schema.clone()));
+    w.src
+        .seed(json!({"apiVersion": "db.example.com/v1", "kind": "Cluster",
+        "metadata": {"name": "pg", "namespace": NS}, "spec": {"replicas": 3}}));
+    // Another operator's CRD, defined differently on the destination.
+    let mq = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {"size": {"type": "integer"}}}}});
+    w.src.seed(crd("mq.example.com", "Broker", "brokers", mq));
+    w.src
+        .seed(json!({"apiVersion": "mq.example.com/v1", "kind": "Broker",
+        "metadata": {"name": "q", "namespace": NS}, "spec": {"size": 1}}));
+    let theirs = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {"size": {"type": "string"}}}}});
+    w.dst
+        .seed(crd("mq.example.com", "Broker", "brokers", theirs.clone()));
+
+    // The plan says so first, writing nothing.
+    w.migration(
+        NS,
+        "plan",
+        json!({"clusterPair": "remote", "namespaces": [NS], "dryRun": true}),
+    );
+    let plan = w.drive(NS, "plan").await.plan.expect("plan");
+    let action = |kind: &str, name: &str| {
+        plan.resources
+            .iter()
+            .find(|r| r.kind == kind && r.name == name)
+            .unwrap_or_else(|| panic!("{kind} {name}: {plan:?}"))
+            .action
+    };
+    assert_eq!(
+        action("CustomResourceDefinition", "clusters.db.example.com"),
+        PlannedAction::Create
+    );
+    assert_eq!(action("Cluster", "pg"), PlannedAction::Create);
+    assert_eq!(
+        action("CustomResourceDefinition", "brokers.mq.example.com"),
+        PlannedAction::Conflict
+    );
+    assert_eq!(action("Broker", "q"), PlannedAction::Conflict);
+    assert!(
+        w.dst
+            .get(
+                "apiextensions.k8s.io/customresourcedefinitions",
+                None,
+                "clusters.db.example.com"
+            )
+            .is_none(),
+        "the dry run created nothing"
+    );
+
+    w.migration(
+        NS,
+        "m1",
+        json!({"clusterPair": "remote", "namespaces": [NS]}),
+    );
+    let st = w.drive(NS, "m1").await;
+    let made = w
+        .dst
+        .get(
+            "apiextensions.k8s.io/customresourcedefinitions",
+            None,
+            "clusters.db.example.com",
+        )
+        .expect("CRD created on the destination");
+    assert_eq!(
+        made["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+        schema
+    );
+    assert_eq!(
+        made["status"]["conditions"][1]["type"], "Established",
+        "{made}"
+    );
+    let pg = w
+        .dst
+        .get("db.example.com/clusters", Some(NS), "pg")
+        .expect("custom resource applied after its CRD");
+    assert_eq!(pg["spec"]["replicas"], 3);
+    let find = |kind: &str, name: &str| {
+        st.resources
+            .iter()
+            .find(|r| r.kind == kind && r.name == name)
+            .unwrap_or_else(|| panic!("{kind} {name}: {st:?}"))
+            .clone()
+    };
+    assert_eq!(
+        find("CustomResourceDefinition", "clusters.db.example.com").status,
+        ItemStatus::Successful
+    );
+    assert_eq!(find("Cluster", "pg").status, ItemStatus::Successful);
+    // The differing one is a reported conflict and stays as the destination had it.
+    let c = find("CustomResourceDefinition", "brokers.mq.example.com");
+    assert_eq!(c.status, ItemStatus::Failed);
+    assert!(
+        c.reason.as_deref().unwrap_or("").contains("differs"),
+        "{c:?}"
+    );
+    let q = find("Broker", "q");
+    assert_eq!(q.status, ItemStatus::Failed);
+    assert!(
+        q.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("not overwritten"),
+        "{q:?}"
+    );
+    let kept = w
+        .dst
+        .get(
+            "apiextensions.k8s.io/customresourcedefinitions",
+            None,
+            "brokers.mq.example.com",
+        )
+        .expect("crd");
+    assert_eq!(
+        kept["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+        theirs
+    );
+    assert!(w.dst.get("mq.example.com/brokers", Some(NS), "q").is_none());
+    assert_eq!(st.status, ItemStatus::PartialSuccess);
+
+    // A second run finds its own CRD identical and goes on.
+    w.migration(
+        NS,
+        "m2",
+        json!({"clusterPair": "remote", "namespaces": [NS]}),
+    );
+    let st2 = w.drive(NS, "m2").await;
+    let again = st2
+        .resources
+        .iter()
+        .find(|r| r.name == "clusters.db.example.com")
+        .expect("crd entry");
+    assert_eq!(again.status, ItemStatus::Successful);
+    assert!(again.reason.as_deref().unwrap_or("").contains("identical"));
+}

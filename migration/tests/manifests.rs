@@ -287,8 +287,10 @@ fn the_destination_role_is_exactly_what_a_migration_writes() {
         need("ferry.dev", "volumeimports", v);
     }
     need("storage.k8s.io", "csidrivers", "get");
-    // Validation checks the class each claim lands in.
+    // Validation checks the class each claim lands in; the Application stage compares the
+    // CRDs of custom resources.
     need("storage.k8s.io", "storageclasses", "get");
+    need("apiextensions.k8s.io", "customresourcedefinitions", "get");
     for (gr, r, v) in &needed {
         assert!(grants(&g, gr, r, v), "missing {v} {gr}/{r}");
     }
@@ -305,6 +307,38 @@ fn the_destination_role_is_exactly_what_a_migration_writes() {
             "{v} {gr}/{r}"
         );
     }
+}
+
+/// Creating CRDs on the destination is opt-in: its own role, not aggregated into the
+/// destination role, and only CRDs (created by server-side apply: create and patch).
+#[test]
+fn creating_crds_on_the_destination_is_a_role_of_its_own() {
+    let all = all_docs();
+    let role = find(&all, "ClusterRole", "ferry-migration-destination-crds");
+    assert!(
+        role["metadata"]["labels"].is_null(),
+        "not aggregated by default: {role:?}"
+    );
+    let mut g = grants_of(role);
+    g.sort();
+    let want: Vec<(String, String, String)> = ["create", "get", "patch"]
+        .iter()
+        .map(|v| {
+            (
+                "apiextensions.k8s.io".to_string(),
+                "customresourcedefinitions".to_string(),
+                v.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(g, want);
+    let dest = effective_grants(&all, "ferry-migration-destination");
+    assert!(!grants(
+        &dest,
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "create"
+    ));
 }
 
 /// The role a pair reaching back to the source binds there grants exactly what the

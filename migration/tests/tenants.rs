@@ -242,15 +242,24 @@ async fn a_spec_patched_after_validation_moves_nothing_more() {
         "{body}"
     );
 
-    // Without the rule (the CRD removed and the object edited anyway), the controller stops.
-    let (code, _) = w.src.serve_one(
-        &Method::DELETE,
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/migrations.ferry.dev",
-        "",
-        "",
-        b"",
-    );
-    assert_eq!(code, 200);
+    // Without the rule (the CRD replaced by one without it, and the object edited anyway),
+    // the controller stops. (Deleting the CRD would delete its objects on a real server, and
+    // the stand-in then stops serving the kind.)
+    let crds = "apiextensions.k8s.io/customresourcedefinitions";
+    let mut crd = w.src.get(crds, None, "migrations.ferry.dev").expect("crd");
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("x-kubernetes-validations");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut crd["spec"]);
+    assert!(w.src.remove(crds, None, "migrations.ferry.dev"));
+    w.src.seed(crd);
     let (code, body) = w.src.serve_one(
         &Method::PATCH,
         &path,

@@ -96,7 +96,9 @@ async fn suspend(src: &kube::Client, a: &Action, on: bool) -> Result<Progress> {
     {
         // Its namespaces have other names on each side; the steps act on one name.
         return Err(Error::Invalid(format!(
-            "MigrationSchedule {ns}/{name} maps namespaces (namespaceMapping): failover and              failback act on namespaces of one name on both clusters; use a schedule without              a mapping"
+            "MigrationSchedule {ns}/{name} maps namespaces (namespaceMapping): failover and \
+             failback act on namespaces of one name on both clusters; use a schedule without \
+             a mapping"
         )));
     }
     if s["spec"]["suspend"].as_bool().unwrap_or(false) != on {

@@ -2,6 +2,7 @@
 //! destination in order (Namespaces, PVCs bound to their new PVs, then the rest), and purge
 //! what earlier migrations brought that the source no longer has, when asked.
 
+use super::crds::{self, Standing};
 use crate::crd::FieldChange;
 use crate::crd::{ClusterPair, ItemStatus, Migration, MigrationStatus, ResourceInfo, Stage};
 use crate::error::{Error, Result};
@@ -64,16 +65,33 @@ pub async fn collect(
     let spec = &mig.spec;
     let mut plan = Vec::new();
     let mut present = BTreeSet::new();
-    let custom = match api::list(&ctx.client, &kinds_used::crd(), None, None).await {
-        Ok(list) => kinds::custom_kinds(&serde_json::json!({ "items": list })),
+    let (custom, crd_list) = match api::list(&ctx.client, &kinds_used::crd(), None, None).await {
+        Ok(list) => (
+            kinds::custom_kinds(&serde_json::json!({ "items": list.clone() })),
+            list,
+        ),
         // Without the right to list CRDs, custom resources are left out: said in the status.
         Err(e) if matches!(e.api_code(), Some(403 | 404)) => {
             tracing::warn!(error = %e, "custom resources left out");
             plan.push(not_listed(&kinds_used::crd(), "", &e));
-            Vec::new()
+            (Vec::new(), Vec::new())
         }
         Err(e) => return Err(e),
     };
+    let crds: BTreeMap<String, Value> = crd_list
+        .into_iter()
+        .filter_map(|c| {
+            let key = format!(
+                "{}/{}",
+                c["spec"]["group"].as_str()?,
+                c["spec"]["names"]["plural"].as_str()?
+            );
+            custom
+                .iter()
+                .any(|k| format!("{}/{}", k.group, k.plural) == key)
+                .then_some((key, c))
+        })
+        .collect();
     let scope = kinds::kinds_in_scope(
         custom,
         &spec.include_optional_resource_types,
@@ -243,7 +261,16 @@ pub async fn collect(
             p.info.name.clone(),
         )
     });
-    Ok(Collected { plan, present })
+    Ok(Collected {
+        plan,
+        present,
+        crds,
+    })
+}
+
+/// The `group/plural` a CRD map is keyed by.
+pub fn crd_key(k: &Kind) -> String {
+    format!("{}/{}", k.group, k.plural)
 }
 
 /// What [`collect`] read: the plan, and every object the source has in the kinds and
@@ -253,6 +280,8 @@ pub struct Collected {
     pub plan: Vec<Planned>,
     /// `(apiVersion/kind, namespace, name)` of every object the source has.
     pub present: BTreeSet<(String, String, String)>,
+    /// The source's CRD of each custom kind in scope, by `group/plural`.
+    pub crds: BTreeMap<String, Value>,
 }
 
 /// An object's identity for purging.
@@ -316,8 +345,32 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
             return Ok(None);
         }
     };
-    let Collected { plan, present } = collect(ctx, mig, st, &rules).await?;
+    let Collected {
+        mut plan,
+        present,
+        crds,
+    } = collect(ctx, mig, st, &rules).await?;
     let mut results = Vec::new();
+    match definitions(ctx, mig, &dest, &plan, &crds, &mut results).await? {
+        Definitions::Ready(blocked) => {
+            if st
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(WAITING_FOR_CRD))
+            {
+                st.reason = None;
+            }
+            for p in &mut plan {
+                if let (Ok(_), Some(why)) = (&p.object, blocked.get(&crd_key(&p.kind))) {
+                    p.object = Err(why.clone());
+                }
+            }
+        }
+        Definitions::Waiting(why) => {
+            st.reason = Some(why);
+            return Ok(Some(ctx.poll));
+        }
+    }
     for p in plan {
         let mut i = p.info;
         match p.object {
@@ -381,6 +434,123 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
     .await;
     st.stage = Some(Stage::Final);
     Ok(None)
+}
+
+/// How the reason starts while the stage waits for a CRD on the destination.
+const WAITING_FOR_CRD: &str = "waiting for CustomResourceDefinition ";
+
+/// What the CRDs of the custom resources to apply allow.
+enum Definitions {
+    /// All there (or refused): the reason each blocked kind's objects fail, by `group/plural`.
+    Ready(BTreeMap<String, String>),
+    /// One was created or is not Established yet: wait, then run the stage again.
+    Waiting(String),
+}
+
+/// Brings the CRDs that the plan's custom resources need onto the destination first:
+/// created when absent, used when identical, a conflict when different (never
+/// overwritten); a kind whose CRD cannot be there has its objects fail with the reason.
+async fn definitions(
+    ctx: &Ctx,
+    mig: &Migration,
+    dest: &kube::Client,
+    plan: &[Planned],
+    crds: &BTreeMap<String, Value>,
+    results: &mut Vec<ResourceInfo>,
+) -> Result<Definitions> {
+    let needed: BTreeSet<String> = plan
+        .iter()
+        .filter(|p| p.object.is_ok())
+        .map(|p| crd_key(&p.kind))
+        .filter(|k| crds.contains_key(k))
+        .collect();
+    let mut blocked = BTreeMap::new();
+    let mut waiting = Vec::new();
+    for key in needed {
+        let Some(crd) = crds.get(&key) else { continue };
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let refuse = |blocked: &mut BTreeMap<String, String>,
+                      results: &mut Vec<ResourceInfo>,
+                      why: String| {
+            results.push(crds::entry(crd, ItemStatus::Failed, why.clone()));
+            blocked.insert(key.clone(), why);
+        };
+        match crds::standing(dest, crd).await {
+            Ok(Standing::Absent) => {
+                match api::apply(dest, &kinds_used::crd(), &crds::prepared(crd)).await {
+                    Ok(_) => {
+                        ctx.event(
+                            mig,
+                            false,
+                            "CustomResourceDefinitionCreated",
+                            format!("CustomResourceDefinition {name} created on the destination"),
+                        )
+                        .await;
+                        results.push(crds::entry(
+                            crd,
+                            ItemStatus::Successful,
+                            "created on the destination".into(),
+                        ));
+                        waiting.push(name);
+                    }
+                    Err(e) if e.is_permanent() => refuse(
+                        &mut blocked,
+                        results,
+                        format!(
+                            "CustomResourceDefinition {name} is not on the destination and \
+                             could not be created there ({e}); its objects need it: bind \
+                             ferry-migration-destination-crds to the pair's account, or \
+                             install the CRD there"
+                        ),
+                    ),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Standing::Pending) => {
+                results.push(crds::entry(
+                    crd,
+                    ItemStatus::Successful,
+                    "on the destination, identical".into(),
+                ));
+                waiting.push(name);
+            }
+            Ok(Standing::Identical) => results.push(crds::entry(
+                crd,
+                ItemStatus::Successful,
+                "on the destination, identical".into(),
+            )),
+            Ok(Standing::Differs(d)) => refuse(
+                &mut blocked,
+                results,
+                format!(
+                    "CustomResourceDefinition {name} differs on the destination ({d}); it is \
+                     not overwritten, so its objects were not applied: make the two equal, or \
+                     leave the kind out with excludeResourceTypes"
+                ),
+            ),
+            Err(e) if e.api_code() == Some(403) => refuse(
+                &mut blocked,
+                results,
+                format!(
+                    "the destination account may not read CustomResourceDefinition {name} \
+                     ({e}): apply manifests/rbac.yaml there"
+                ),
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    for name in &waiting {
+        let there = api::get(dest, &kinds_used::crd(), None, name).await?;
+        if !there.as_ref().is_some_and(crds::established) {
+            return Ok(Definitions::Waiting(format!(
+                "{WAITING_FOR_CRD}{name} to be established on the destination"
+            )));
+        }
+    }
+    Ok(Definitions::Ready(blocked))
 }
 
 /// Deletes, in the migrated namespaces on the destination, objects that an earlier migration

@@ -3,7 +3,8 @@
 //! chunk store's trees and the transfer store's commits and index. No snapshot, no import,
 //! no probe, no event, no finalizer.
 
-use super::application::{Collected, collect};
+use super::application::{Collected, collect, crd_key};
+use super::crds::{Standing, standing as crd_standing};
 use crate::crd::{
     ItemStatus, Migration, MigrationStatus, Plan, PlannedAction, PlannedResource, PlannedVolume,
     Stage,
@@ -71,7 +72,55 @@ pub async fn plan(
         out.volumes.push(pv);
     }
     if spec.include_resources {
-        let Collected { plan, .. } = collect(ctx, mig, &landed, rules).await?;
+        let Collected { plan, crds, .. } = collect(ctx, mig, &landed, rules).await?;
+        // The CRDs the custom resources need, as a run would find them.
+        let mut standing: BTreeMap<String, Standing> = BTreeMap::new();
+        for p in plan.iter().filter(|p| p.object.is_ok()) {
+            let key = crd_key(&p.kind);
+            let Some(crd) = crds.get(&key) else { continue };
+            if standing.contains_key(&key) {
+                continue;
+            }
+            let s = match crd_standing(dest, crd).await {
+                Ok(s) => s,
+                Err(e) if e.api_code() == Some(403) => {
+                    Standing::Differs(format!("the destination account may not read it: {e}"))
+                }
+                Err(e) => return Err(e),
+            };
+            let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+            let (action, reason) = match &s {
+                Standing::Absent => (
+                    PlannedAction::Create,
+                    "absent on the destination: created first, then waited for until \
+                     established"
+                        .to_string(),
+                ),
+                Standing::Identical | Standing::Pending => (
+                    PlannedAction::Update,
+                    "on the destination, identical: used as it is".to_string(),
+                ),
+                Standing::Differs(d) => (
+                    PlannedAction::Conflict,
+                    format!("differs on the destination ({d}): not overwritten"),
+                ),
+            };
+            match action {
+                PlannedAction::Create => out.creates += 1,
+                PlannedAction::Update => out.updates += 1,
+                _ => out.conflicts += 1,
+            }
+            out.resources.push(PlannedResource {
+                group: "apiextensions.k8s.io".into(),
+                version: "v1".into(),
+                kind: "CustomResourceDefinition".into(),
+                name: name.to_string(),
+                action,
+                reason: Some(reason),
+                ..Default::default()
+            });
+            standing.insert(key, s);
+        }
         for p in plan {
             let i = p.info;
             let there = mapping::target(&spec.namespace_mapping, &i.namespace).to_string();
@@ -97,6 +146,17 @@ pub async fn plan(
                 Err(why) => {
                     r.action = PlannedAction::Conflict;
                     r.reason = Some(why);
+                }
+                Ok(_) if matches!(standing.get(&crd_key(&p.kind)), Some(Standing::Absent)) => {
+                    r.action = PlannedAction::Create;
+                    r.reason = Some("after its CustomResourceDefinition is created".into());
+                }
+                Ok(_) if matches!(standing.get(&crd_key(&p.kind)), Some(Standing::Differs(_))) => {
+                    r.action = PlannedAction::Conflict;
+                    r.reason = Some(
+                        "its CustomResourceDefinition differs on the destination: not applied"
+                            .into(),
+                    );
                 }
                 Ok(obj) => {
                     let ns = obj["metadata"]["namespace"].as_str();

@@ -10,6 +10,7 @@
 
 mod application;
 mod cleanup;
+mod crds;
 mod dry_run;
 mod finish;
 mod retention;

@@ -604,3 +604,78 @@ async fn perform_failover_and_failback_create_actions_and_follow_their_steps() {
     );
     assert!(ferryctl::actions::describe(&st).contains("ActivateDestination"));
 }
+
+#[tokio::test]
+async fn create_migration_shaping_flags_reach_the_spec_and_a_plan_prints() {
+    use ferryctl::migrations::parse_mapping;
+    let api = FakeApi::new();
+    let client = api.client();
+    let args = ferryctl::migrations::CreateArgs {
+        cluster_pair: "remote".into(),
+        namespaces: vec!["shop".into()],
+        include_resources: true,
+        include_volumes: true,
+        namespace_mapping: parse_mapping("--namespace-mapping", &["shop=shop-dr".into()])
+            .expect("map"),
+        storage_class_mapping: parse_mapping(
+            "--storage-class-mapping",
+            &["ferry=fast,slow=fast".into()],
+        )
+        .expect("map"),
+        transform_specs: vec!["lb".into()],
+        dry_run: true,
+        ..Default::default()
+    };
+    ferryctl::migrations::create(&client, "shop", "plan", &args)
+        .await
+        .expect("create");
+    let m = api
+        .get("ferry.dev/migrations", Some("shop"), "plan")
+        .expect("stored");
+    assert_eq!(m["spec"]["namespaceMapping"], json!({"shop": "shop-dr"}));
+    assert_eq!(
+        m["spec"]["storageClassMapping"],
+        json!({"ferry": "fast", "slow": "fast"})
+    );
+    assert_eq!(m["spec"]["transformSpecs"], json!(["lb"]));
+    assert_eq!(m["spec"]["dryRun"], true);
+    let e = parse_mapping("--namespace-mapping", &["shop".into()]).expect_err("no =");
+    assert!(e.to_string().contains("--namespace-mapping"), "{e}");
+    assert!(e.to_string().contains("source=destination"), "{e}");
+
+    api.set_status("ferry.dev/migrations", Some("shop"), "plan", json!({
+        "stage": "Final", "status": "Successful", "finishTimestamp": "2026-01-01T00:00:01Z",
+        "plan": {"bytesToMove": 131072, "creates": 1, "updates": 0, "conflicts": 1,
+            "volumes": [{"namespace": "shop", "persistentVolumeClaim": "data", "destinationNamespace": "shop-dr",
+                         "storageClass": "ferry", "destinationStorageClass": "fast", "sizeBytes": 1048576,
+                         "bytesToMove": 131072, "moves": true}],
+            "resources": [
+                {"version": "v1", "kind": "Service", "namespace": "shop", "destinationNamespace": "shop-dr", "name": "web",
+                 "action": "Create", "changes": [{"transformation": "lb", "path": "spec.type", "before": "\"NodePort\"", "after": "\"LoadBalancer\""}]},
+                {"version": "v1", "kind": "ConfigMap", "namespace": "shop", "destinationNamespace": "shop-dr", "name": "local",
+                 "action": "Conflict", "reason": "exists on the destination and no migration brought it"}]}}));
+    let st = ferryctl::migrations::wait(
+        &client,
+        "shop",
+        "plan",
+        std::time::Duration::from_millis(1),
+        |_| {},
+    )
+    .await
+    .expect("wait");
+    let text = ferryctl::migrations::describe_plan(&st);
+    for want in [
+        "shop/data",
+        "shop-dr",
+        "ferry -> fast",
+        "131072",
+        "shop-dr/web",
+        "create",
+        "spec.type (lb)",
+        "\"NodePort\" -> \"LoadBalancer\"",
+        "conflict",
+        "1 to create, 0 to update, 1 conflict(s)",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+}

@@ -7,6 +7,7 @@ use ferry_csi::IdentityService;
 use ferry_csi::serve::{serve_unix, socket_path, termination};
 use ferry_node::{NodeConfig, NodeService};
 use ferry_proto::v1::controller_server::ControllerServer;
+use ferry_proto::v1::group_controller_server::GroupControllerServer;
 use ferry_proto::v1::identity_server::IdentityServer;
 use ferry_proto::v1::node_server::NodeServer;
 use ferry_store::{Backend, Error as StoreError, Objects, Store};
@@ -88,7 +89,10 @@ pub async fn run(args: PluginArgs) -> Result<(), Box<dyn std::error::Error + Sen
         IdentityService::new(store.clone(), controller),
     ));
     if controller {
-        router = router.add_service(ControllerServer::new(ControllerService::new(store.clone())));
+        let service = ControllerService::new(store.clone());
+        router = router
+            .add_service(ControllerServer::new(service.clone()))
+            .add_service(GroupControllerServer::new(service));
     }
     let _gc = (controller && args.gc_interval_secs > 0).then(|| {
         let every = std::time::Duration::from_secs(args.gc_interval_secs);

@@ -46,6 +46,22 @@ pub fn snapshot(s: &SnapshotRecord) -> Snapshot {
             nanos: ((s.created_ms % 1000) * 1_000_000) as i32,
         }),
         ready_to_use: true,
-        group_snapshot_id: String::new(),
+        group_snapshot_id: s.group_snapshot_id.clone().unwrap_or_default(),
+    }
+}
+
+/// A group snapshot record and its members as the CSI message.
+pub fn group_snapshot(
+    g: &ferry_store::GroupSnapshotRecord,
+    members: &[SnapshotRecord],
+) -> ferry_proto::v1::VolumeGroupSnapshot {
+    ferry_proto::v1::VolumeGroupSnapshot {
+        group_snapshot_id: g.id.clone(),
+        snapshots: members.iter().map(snapshot).collect(),
+        creation_time: Some(prost_types::Timestamp {
+            seconds: (g.created_ms / 1000) as i64,
+            nanos: ((g.created_ms % 1000) * 1_000_000) as i32,
+        }),
+        ready_to_use: true,
     }
 }

@@ -7,6 +7,7 @@ mod capacity;
 mod convert;
 mod create_volume;
 mod delete_volume;
+mod group_snapshots;
 mod list_volumes;
 pub mod scheduled_gc;
 mod snapshots;
@@ -52,7 +53,7 @@ pub const CAPABILITIES: [Rpc_; 9] = [
     Rpc_::VolumeCondition,
 ];
 
-fn reply<T>(r: Result<T, Error>) -> Result<Response<T>, Status> {
+pub(crate) fn reply<T>(r: Result<T, Error>) -> Result<Response<T>, Status> {
     r.map(Response::new).map_err(Status::from)
 }
 

@@ -43,8 +43,8 @@ impl Identity for IdentityService {
         }))
     }
 
-    /// GetPluginCapabilities: the Controller service (when served here) and online volume
-    /// expansion.
+    /// GetPluginCapabilities: the Controller and GroupController services (when served
+    /// here) and online volume expansion.
     async fn get_plugin_capabilities(
         &self,
         _: Request<GetPluginCapabilitiesRequest>,
@@ -55,11 +55,14 @@ impl Identity for IdentityService {
             })),
         }];
         if self.controller {
-            capabilities.push(PluginCapability {
-                r#type: Some(Type::Service(Service {
-                    r#type: service::Type::ControllerService as i32,
-                })),
-            });
+            for t in [
+                service::Type::ControllerService,
+                service::Type::GroupControllerService,
+            ] {
+                capabilities.push(PluginCapability {
+                    r#type: Some(Type::Service(Service { r#type: t as i32 })),
+                });
+            }
         }
         Ok(Response::new(GetPluginCapabilitiesResponse {
             capabilities,

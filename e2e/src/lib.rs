@@ -4,6 +4,7 @@
 
 use ferry_csi::serve::connect_unix;
 use ferry_proto::v1::controller_client::ControllerClient;
+use ferry_proto::v1::group_controller_client::GroupControllerClient;
 use ferry_proto::v1::identity_client::IdentityClient;
 use ferry_proto::v1::node_client::NodeClient;
 use std::path::{Path, PathBuf};
@@ -196,6 +197,11 @@ impl Plugin {
     /// A Controller client.
     pub async fn controller(&self) -> ControllerClient<Channel> {
         ControllerClient::new(self.channel().await)
+    }
+
+    /// A GroupController client.
+    pub async fn group_controller(&self) -> GroupControllerClient<Channel> {
+        GroupControllerClient::new(self.channel().await)
     }
 
     /// A Node client.

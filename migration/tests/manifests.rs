@@ -445,6 +445,21 @@ fn the_sidecars_get_what_their_upstream_roles_grant() {
     for (gr, r, v) in [
         ("snapshot.storage.k8s.io", "volumesnapshots", "update"),
         ("snapshot.storage.k8s.io", "volumesnapshotcontents", "patch"),
+        (
+            "groupsnapshot.storage.k8s.io",
+            "volumegroupsnapshotclasses",
+            "watch",
+        ),
+        (
+            "groupsnapshot.storage.k8s.io",
+            "volumegroupsnapshotcontents",
+            "update",
+        ),
+        (
+            "groupsnapshot.storage.k8s.io",
+            "volumegroupsnapshotcontents/status",
+            "patch",
+        ),
         ("storage.k8s.io", "volumeattributesclasses", "get"),
         ("storage.k8s.io", "volumeattributesclasses", "list"),
         ("storage.k8s.io", "volumeattributesclasses", "watch"),

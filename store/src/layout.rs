@@ -9,8 +9,10 @@
 //! volumes/<id>/gens/<generation>.json   root pointer generations (compare-and-swap)
 //! volumes/<id>/lease/<sequence>.json    single-writer lease steps (compare-and-swap)
 //! snapshots/<id>.json                   snapshot records (immutable)
+//! group-snapshots/<id>.json             group snapshot records (after their members)
 //! names/volumes/<sha256(name)>.json     CSI name -> volume id (create-if-absent)
 //! names/snapshots/<sha256(name)>.json   CSI name -> snapshot id (create-if-absent)
+//! names/group-snapshots/<sha256>.json   CSI name -> group snapshot id (create-if-absent)
 //! gc/policy.json                        grace period and hold lifetime every process uses
 //! gc/condemned.json                     objects the last GC run found unreachable
 //! gc/holds/<uuid>.json                  what an unfinished writer holds (see `holds`)
@@ -101,6 +103,22 @@ pub fn lease_path(id: &str, seq: u64) -> String {
 /// A snapshot's record.
 pub fn snapshot(id: &str) -> String {
     format!("{SNAPSHOTS}{id}.json")
+}
+
+/// Group snapshot records.
+pub const GROUP_SNAPSHOTS: &str = "group-snapshots/";
+
+/// A group snapshot's record.
+pub fn group_snapshot(id: &str) -> String {
+    format!("{GROUP_SNAPSHOTS}{id}.json")
+}
+
+/// The name record of a group snapshot name.
+pub fn group_snapshot_name(name: &str) -> String {
+    format!(
+        "names/group-snapshots/{}.json",
+        Hash::of(name.as_bytes()).to_hex()
+    )
 }
 
 /// The name record of a volume name.

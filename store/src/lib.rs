@@ -18,6 +18,7 @@ pub mod config;
 mod error;
 mod fanout;
 pub mod gc;
+mod group_snapshots;
 pub mod handle;
 pub mod hash;
 mod heads;
@@ -46,7 +47,8 @@ pub use hash::Hash;
 pub use holds::{Hold, Lifeline};
 pub use objects::{ObjectMeta, Objects};
 pub use records::{
-    GenRecord, ImportSource, LeaseRecord, SnapshotRecord, Source, VolumeRecord, VolumeSpec,
+    GenRecord, GroupSnapshotRecord, ImportSource, LeaseRecord, SnapshotRecord, Source,
+    VolumeRecord, VolumeSpec,
 };
 pub use snapshots::SnapshotFilter;
 pub use store::Store;

@@ -13,6 +13,7 @@ use std::time::Duration;
 pub(crate) enum NameKind {
     Volume,
     Snapshot,
+    GroupSnapshot,
 }
 
 impl NameKind {
@@ -20,6 +21,7 @@ impl NameKind {
         match self {
             NameKind::Volume => "volume",
             NameKind::Snapshot => "snapshot",
+            NameKind::GroupSnapshot => "group snapshot",
         }
     }
 
@@ -27,6 +29,7 @@ impl NameKind {
         let prefix = match self {
             NameKind::Volume => "vol-",
             NameKind::Snapshot => "snap-",
+            NameKind::GroupSnapshot => "group-",
         };
         format!("{prefix}{}", uuid::Uuid::new_v4().simple())
     }

@@ -118,6 +118,30 @@ pub struct SnapshotRecord {
     pub parameters: BTreeMap<String, String>,
     /// Creation time, Unix milliseconds.
     pub created_ms: u64,
+    /// The group snapshot this one was taken in, with the others at the same instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_snapshot_id: Option<String>,
+}
+
+/// A group snapshot: snapshots of several volumes taken at one instant. Written after every
+/// member's record, so its existence means the group is complete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSnapshotRecord {
+    /// Record format.
+    pub format: u32,
+    /// Group snapshot id (`group-<32 hex>`).
+    pub id: String,
+    /// CSI name.
+    pub name: String,
+    /// The members' snapshot ids, in the order of `source_volume_ids`.
+    pub snapshot_ids: Vec<String>,
+    /// The volumes, as the request named them.
+    pub source_volume_ids: Vec<String>,
+    /// Parameters given to CreateVolumeGroupSnapshot.
+    pub parameters: BTreeMap<String, String>,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: u64,
 }
 
 /// Maps a CSI name to the id chosen for it.
@@ -174,6 +198,7 @@ macro_rules! versioned {
 versioned!(
     VolumeRecord,
     GenRecord,
+    GroupSnapshotRecord,
     SnapshotRecord,
     NameRecord,
     LeaseRecord

@@ -68,6 +68,7 @@ impl Store {
                 options: vol.record.spec.options,
                 parameters: parameters.clone(),
                 created_ms: records::now_ms(),
+                group_snapshot_id: None,
             };
             let bytes = records::encode(&rec)?;
             let owner = format!("snapshot {id}");
@@ -98,7 +99,7 @@ impl Store {
             .ok_or_else(|| Error::NotFound(format!("snapshot {id} does not exist")))
     }
 
-    async fn try_get_snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>> {
+    pub(crate) async fn try_get_snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>> {
         if !valid_id(id, "snap-") {
             return Ok(None);
         }
@@ -118,6 +119,14 @@ impl Store {
         let Some(rec) = self.try_get_snapshot(id).await? else {
             return Ok(());
         };
+        if let Some(g) = &rec.group_snapshot_id
+            && self.try_get_group_snapshot(g).await?.is_some()
+        {
+            return Err(Error::Held(format!(
+                "snapshot {id} belongs to group snapshot {g}: delete the group snapshot, \
+                 which deletes its members"
+            )));
+        }
         self.release_name(&layout::snapshot_name(&rec.name), id)
             .await?;
         self.objects().delete(&layout::snapshot(id)).await

@@ -89,6 +89,7 @@ pub fn spec_of(a: &CreateArgs) -> MigrationSpec {
         storage_class_mapping: a.storage_class_mapping.clone(),
         transform_specs: a.transform_specs.clone(),
         dry_run: a.dry_run,
+        group_snapshot: None,
         pre_exec_rule: None,
         post_exec_rule: None,
     }

@@ -21,6 +21,14 @@ pub fn snapshot(migration_ns: &str, migration: &str, pvc: &str) -> String {
     )
 }
 
+/// The chunk-store group snapshot a migration takes of its claims.
+pub fn group_snapshot(migration_ns: &str, migration: &str, uid: &str) -> String {
+    format!(
+        "ferry-migration-{}",
+        short_hash(&[migration_ns, migration, uid])
+    )
+}
+
 /// The VolumeImport (and the PV it makes) on the destination for a source volume: one per
 /// source volume, so a later migration of the same volume moves only what changed.
 pub fn import(source_volume_id: &str) -> String {

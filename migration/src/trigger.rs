@@ -104,6 +104,7 @@ pub fn migration_for(t: &Trigger, ns: &str) -> Migration {
             storage_class_mapping: Default::default(),
             transform_specs: Vec::new(),
             dry_run: false,
+            group_snapshot: None,
             pre_exec_rule: None,
             post_exec_rule: None,
         },

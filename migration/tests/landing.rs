@@ -657,3 +657,63 @@ async fn custom_resources_bring_their_definitions_and_a_differing_one_is_a_confl
     assert_eq!(again.status, ItemStatus::Successful);
     assert!(again.reason.as_deref().unwrap_or("").contains("identical"));
 }
+
+#[tokio::test]
+async fn several_claims_are_snapshotted_at_one_instant_unless_switched_off() {
+    let w = World::new().await;
+    w.pair(NS, "remote", true);
+    w.src
+        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    let mut vols = Vec::new();
+    for (n, claim) in ["db-0", "db-1", "db-2"].iter().enumerate() {
+        vols.push(w.ferry_claim(NS, claim, 4, n as u64).await);
+    }
+    w.migration(
+        NS,
+        "m1",
+        json!({"clusterPair": "remote", "namespaces": [NS]}),
+    );
+    let st = w.drive(NS, "m1").await;
+    assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+    let group = st.group_snapshot.clone().expect("one group snapshot");
+    // No VolumeSnapshot on the source: the group was taken in the chunk store.
+    assert!(
+        !w.source_writes()
+            .iter()
+            .any(|x| x.contains("/volumesnapshots")),
+        "{:?}",
+        w.source_writes()
+    );
+    let handles: Vec<String> = st
+        .volumes
+        .iter()
+        .map(|v| v.snapshot_handle.clone().expect("handle"))
+        .collect();
+    assert_eq!(handles.len(), 3);
+    for (v, vol) in st.volumes.iter().zip(&vols) {
+        assert_eq!(v.status, ItemStatus::Successful);
+        assert_eq!(
+            digest(&w.dst_store, &w.destination_volume_id(v)).await,
+            digest(&w.src_store, vol).await
+        );
+    }
+    // The group and its members are gone once the migration ended.
+    assert!(matches!(
+        w.src_store.get_group_snapshot(&group).await,
+        Err(ferry_store::Error::NotFound(_))
+    ));
+    for h in &handles {
+        assert!(w.src_store.get_snapshot(h).await.is_err(), "{h} deleted");
+    }
+
+    // Switched off: one VolumeSnapshot per claim.
+    w.migration(
+        NS,
+        "m2",
+        json!({"clusterPair": "remote", "namespaces": [NS], "groupSnapshot": false}),
+    );
+    let st = w.drive(NS, "m2").await;
+    assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+    assert!(st.group_snapshot.is_none());
+    assert!(st.volumes.iter().all(|v| v.snapshot.is_some()), "{st:?}");
+}

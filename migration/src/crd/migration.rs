@@ -95,6 +95,11 @@ pub struct MigrationSpec {
     /// object before it is applied on the destination.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transform_specs: Vec<String>,
+    /// Snapshot all the claims of the run at one instant (one group snapshot in the chunk
+    /// store) when there are two or more; `false` takes one VolumeSnapshot per claim.
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_snapshot: Option<bool>,
     /// Validate and plan only: `status.plan` says what a run would move and change, and
     /// nothing is written to either cluster or the transfer store (beside this status).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -192,6 +197,10 @@ pub struct MigrationStatus {
     /// When the migration ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_timestamp: Option<String>,
+    /// The chunk-store group snapshot the volumes were taken in, when they were taken
+    /// together (deleted when the migration ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_snapshot: Option<String>,
     /// What a dry run found it would do (`spec.dryRun` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<super::plan::Plan>,

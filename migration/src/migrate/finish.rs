@@ -13,11 +13,15 @@ fn is_purge(r: &ResourceInfo) -> bool {
         .is_some_and(|x| x.starts_with(super::application::PURGED))
 }
 
-/// Deletes the VolumeSnapshots the migration made; already gone counts as deleted.
+/// Deletes the VolumeSnapshots (and the group snapshot) the migration made; already gone
+/// counts as deleted.
 ///
 /// # Errors
 /// API errors.
 pub async fn delete_snapshots(ctx: &Ctx, st: &MigrationStatus) -> Result<()> {
+    if let Some(g) = &st.group_snapshot {
+        ctx.store.delete_group_snapshot(g).await?;
+    }
     for v in &st.volumes {
         if let Some(s) = &v.snapshot {
             api::delete(

@@ -48,6 +48,8 @@ pub async fn run(
         Err(e) => return Err(e),
     };
     let dest = settings.connect(ctx).await?;
+    take_group_snapshot(ctx, mig, st).await?;
+    w.save(st).await?;
     let mut waiting = false;
     for i in 0..st.volumes.len() {
         if st.volumes[i].status.is_final() {
@@ -142,7 +144,7 @@ async fn advance(
 ) -> Result<bool> {
     let v = &mut st.volumes[i];
     v.status = ItemStatus::InProgress;
-    if v.snapshot.is_none() {
+    if v.snapshot.is_none() && v.snapshot_handle.is_none() {
         let name = create_snapshot(ctx, mig, v).await?;
         let Some(name) = name else { return Ok(false) };
         ctx.volume_event(
@@ -241,6 +243,65 @@ async fn advance(
         }
     }
     Ok(false)
+}
+
+/// With two or more claims still to snapshot (and `groupSnapshot` not false), snapshots
+/// them all at one instant in the chunk store and records each member's handle, so the
+/// volumes of, say, a replicated database are taken consistent with each other. The group
+/// is named after the migration, so a retry finds it.
+///
+/// # Errors
+/// Chunk-store errors; a busy store (writes never paused long enough) is temporary.
+async fn take_group_snapshot(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result<()> {
+    if mig.spec.group_snapshot == Some(false) || st.group_snapshot.is_some() {
+        return Ok(());
+    }
+    let todo: Vec<usize> = (0..st.volumes.len())
+        .filter(|&i| {
+            let v = &st.volumes[i];
+            !v.status.is_final()
+                && v.snapshot.is_none()
+                && v.snapshot_handle.is_none()
+                && v.volume_handle.is_some()
+        })
+        .collect();
+    if todo.len() < 2 {
+        return Ok(());
+    }
+    let ids: Vec<String> = todo
+        .iter()
+        .filter_map(|&i| st.volumes[i].volume_handle.clone())
+        .collect();
+    let name = names::group_snapshot(
+        &mig.namespace().unwrap_or_default(),
+        &mig.name_any(),
+        mig.metadata.uid.as_deref().unwrap_or_default(),
+    );
+    let (group, members) = ctx
+        .store
+        .create_group_snapshot(&name, &ids, Default::default())
+        .await?;
+    for (&i, m) in todo.iter().zip(&members) {
+        let v = &mut st.volumes[i];
+        v.snapshot_handle = Some(m.id.clone());
+        v.reason = None;
+        ctx.volume_event(
+            mig,
+            (&v.namespace, &v.persistent_volume_claim),
+            "SnapshotCreated",
+            format!(
+                "snapshot {} of PVC {}/{} in group snapshot {} of {} claims",
+                m.id,
+                v.namespace,
+                v.persistent_volume_claim,
+                group.id,
+                members.len()
+            ),
+        )
+        .await;
+    }
+    st.group_snapshot = Some(group.id);
+    Ok(())
 }
 
 /// Creates the VolumeSnapshot of a volume's PVC; `None` when the volume failed instead.

@@ -17,6 +17,11 @@ pub const RECHECK: Duration = Duration::from_secs(300);
 
 /// Checks a pair; never fails: what goes wrong becomes a reason.
 pub async fn check(ctx: &Ctx, pair: &ClusterPair) -> ClusterPairStatus {
+    checked(ctx, pair, true).await
+}
+
+/// The checks of [`check`]; the transfer store's probe write only when `probe`.
+async fn checked(ctx: &Ctx, pair: &ClusterPair, probe: bool) -> ClusterPairStatus {
     let mut st = ClusterPairStatus {
         last_checked: Some(crate::time::now()),
         observed_generation: pair.metadata.generation,
@@ -45,7 +50,16 @@ pub async fn check(ctx: &Ctx, pair: &ClusterPair) -> ClusterPairStatus {
         pair.namespace().unwrap_or_default(),
         pair.name_any()
     );
-    match check_storage(&settings, &who).await {
+    let storage = if probe {
+        check_storage(&settings, &who).await
+    } else {
+        settings
+            .open_transfer_read_only()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("transfer store: {e}"))
+    };
+    match storage {
         Ok(()) => st.storage_status = PairState::Ready,
         Err(reason) => {
             st.storage_status = PairState::Error;
@@ -58,33 +72,7 @@ pub async fn check(ctx: &Ctx, pair: &ClusterPair) -> ClusterPairStatus {
 /// Like [`check`], writing nothing: the transfer store is opened and its marker and key
 /// checked, without the probe write (a dry run's check).
 pub async fn check_read_only(ctx: &Ctx, pair: &ClusterPair) -> ClusterPairStatus {
-    let mut st = ClusterPairStatus::default();
-    let settings = match PairSettings::load(ctx, pair).await {
-        Ok(s) => s,
-        Err(e) => {
-            let reason = e.to_string();
-            st.scheduler_status = PairState::Error;
-            st.scheduler_reason = Some(reason.clone());
-            st.storage_status = PairState::Error;
-            st.storage_reason = Some(reason);
-            return st;
-        }
-    };
-    match check_scheduler(ctx, &settings).await {
-        Ok(()) => st.scheduler_status = PairState::Ready,
-        Err(reason) => {
-            st.scheduler_status = PairState::Error;
-            st.scheduler_reason = Some(reason);
-        }
-    }
-    match settings.open_transfer_read_only().await {
-        Ok(_) => st.storage_status = PairState::Ready,
-        Err(e) => {
-            st.storage_status = PairState::Error;
-            st.storage_reason = Some(format!("transfer store: {e}"));
-        }
-    }
-    st
+    checked(ctx, pair, false).await
 }
 
 async fn check_scheduler(ctx: &Ctx, s: &PairSettings) -> std::result::Result<(), String> {

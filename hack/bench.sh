@@ -9,6 +9,11 @@ nproc; grep -m1 'model name' /proc/cpuinfo || true
 if [ "${1:-}" = schedule ]; then
   exec cargo run --quiet --release -p ferry-migration --example schedule_bench
 fi
+# `hack/bench.sh clone` times the chunk-store work of an in-cluster clone (ApplicationClone)
+# of a 1 GiB and a 100 GiB sparse volume.
+if [ "${1:-}" = clone ]; then
+  exec cargo run --quiet --release -p ferry-store --example clone_bench
+fi
 if [ "${1:-}" = gc ]; then
   exec cargo run --quiet --release -p ferry-store --example gc_bench
 fi

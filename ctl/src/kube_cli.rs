@@ -255,6 +255,68 @@ pub struct CreateMigration {
     pub wait: bool,
 }
 
+/// `clone ...`
+#[derive(Subcommand, Debug)]
+pub enum CloneWhat {
+    /// Copy namespace SRC into --to DST in this cluster: an ApplicationClone in the
+    /// controller's namespace (cluster admins), followed to its end.
+    Namespace(CloneFlags),
+}
+
+/// Flags of `clone namespace`.
+#[derive(Args, Debug)]
+pub struct CloneFlags {
+    /// The namespace to copy.
+    pub source: String,
+    /// The namespace of the copy.
+    #[arg(long = "to")]
+    pub to: String,
+    /// Start the copied workloads (default: parked at zero).
+    #[arg(long = "start-applications")]
+    pub start_applications: bool,
+    /// Replace objects of the same name already in the destination (default: keep them).
+    #[arg(long)]
+    pub replace: bool,
+    /// The ApplicationClone's name (default SRC-to-DST).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The migration controller's namespace.
+    #[arg(long = "ferry-namespace", default_value = "ferry-system")]
+    pub ferry_namespace: String,
+    /// Create it and return without waiting.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+pub async fn clone(k: &KubeArgs, c: CloneWhat) -> Result<()> {
+    let CloneWhat::Namespace(f) = c;
+    let client = k.client().await?;
+    let args = ferryctl::clones::CloneArgs {
+        source: f.source,
+        destination: f.to,
+        start_applications: f.start_applications,
+        replace: f.replace,
+        name: f.name,
+    };
+    let name = ferryctl::clones::create(&client, &f.ferry_namespace, &args).await?;
+    println!("ApplicationClone {}/{name} created", f.ferry_namespace);
+    if f.detach {
+        return Ok(());
+    }
+    let st = ferryctl::clones::wait(
+        &client,
+        &f.ferry_namespace,
+        &name,
+        std::time::Duration::from_millis(500),
+    )
+    .await?;
+    print!("{}", ferryctl::clones::describe(&st));
+    match st.status {
+        ferry_migration::crd::ItemStatus::Failed => Err(format!("clone {name} failed").into()),
+        _ => Ok(()),
+    }
+}
+
 /// `perform failover` / `perform failback`, run against the destination cluster.
 #[derive(Subcommand, Debug)]
 pub enum Perform {

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod activate;
+pub mod clones;
 pub mod generate;
 pub mod migrations;
 pub mod pairs;

@@ -38,6 +38,9 @@ enum Command {
     /// Fail over to this cluster, or fail back from it (an Action, followed to its end).
     #[command(subcommand)]
     Perform(kube_cli::Perform),
+    /// Copy a namespace (resources, and volumes as metadata-only clones) within this cluster.
+    #[command(subcommand)]
+    Clone(kube_cli::CloneWhat),
     /// Start migrated workloads at their source replica counts.
     #[command(subcommand)]
     Activate(kube_cli::Activation),
@@ -67,6 +70,7 @@ async fn main() -> std::process::ExitCode {
         Command::Suspend(s) => kube_cli::suspension(&k, s, true).await,
         Command::Resume(s) => kube_cli::suspension(&k, s, false).await,
         Command::Perform(p) => kube_cli::perform(&k, p).await,
+        Command::Clone(c) => kube_cli::clone(&k, c).await,
         Command::Activate(_) => kube_cli::activation(&k, true).await,
         Command::Deactivate(_) => kube_cli::activation(&k, false).await,
         Command::Transfer(c) => transfer::run(c).await,

@@ -679,3 +679,56 @@ async fn create_migration_shaping_flags_reach_the_spec_and_a_plan_prints() {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn clone_namespace_creates_an_application_clone_and_describes_its_end() {
+    let api = FakeApi::new();
+    let client = api.client();
+    let args = ferryctl::clones::CloneArgs {
+        source: "shop".into(),
+        destination: "shop-staging".into(),
+        ..Default::default()
+    };
+    let name = ferryctl::clones::create(&client, "ferry-system", &args)
+        .await
+        .expect("create");
+    assert_eq!(name, "shop-to-shop-staging");
+    let c = api
+        .get("ferry.dev/applicationclones", Some("ferry-system"), &name)
+        .expect("stored");
+    assert_eq!(c["spec"]["sourceNamespace"], "shop");
+    assert_eq!(c["spec"]["destinationNamespace"], "shop-staging");
+    assert_eq!(c["spec"]["replacePolicy"], "Retain");
+    let again = ferryctl::clones::create(&client, "ferry-system", &args).await;
+    assert!(
+        again
+            .expect_err("exists")
+            .to_string()
+            .contains("already exists")
+    );
+    api.set_status("ferry.dev/applicationclones", Some("ferry-system"), &name, json!({
+        "stage": "Final", "status": "PartialSuccess", "reason": "some claims were skipped",
+        "finishTimestamp": "2026-01-01T00:00:01Z",
+        "volumes": [{"persistentVolumeClaim": "data", "status": "Successful", "persistentVolume": "ferry-clone-1"},
+                    {"persistentVolumeClaim": "cache", "status": "Skipped", "reason": "not a ferry volume"}],
+        "resources": [{"version": "v1", "kind": "ConfigMap", "name": "a", "status": "Successful"},
+                      {"version": "v1", "kind": "Secret", "name": "b", "status": "Skipped", "reason": "exists in shop-staging"}]}));
+    let st = ferryctl::clones::wait(
+        &client,
+        "ferry-system",
+        &name,
+        std::time::Duration::from_millis(1),
+    )
+    .await
+    .expect("wait");
+    let text = ferryctl::clones::describe(&st);
+    for want in [
+        "PartialSuccess: some claims were skipped",
+        "volume data: Successful (PV ferry-clone-1)",
+        "volume cache: Skipped (not a ferry volume)",
+        "1 object(s) copied",
+        "Secret b: Skipped (exists in shop-staging)",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+}

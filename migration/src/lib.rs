@@ -19,6 +19,7 @@ pub mod kinds_used;
 pub mod leader;
 pub mod migrate;
 pub mod names;
+pub mod namespace_clone;
 pub mod pair;
 pub mod resources;
 pub mod run;

@@ -6,12 +6,13 @@
 //! - MigrationSchedule: a Migration whenever its policy is due.
 //! - Action (on a destination): failover and failback.
 //! - ResourceTransformation: a verdict on its rules in its status.
+//! - ApplicationClone: a namespace copied within this cluster.
 //! - VolumeImport (on a destination): imports and PVs.
 //! - Namespace and PersistentVolumeClaim: the `ferry.dev/migrate-to` trigger.
 
 use crate::crd::{
-    Action as DrAction, ClusterPair, Migration, MigrationSchedule, ResourceTransformation,
-    SchedulePolicy, VolumeImport,
+    Action as DrAction, ApplicationClone, ClusterPair, Migration, MigrationSchedule,
+    ResourceTransformation, SchedulePolicy, VolumeImport,
 };
 use crate::{Ctx, Error};
 use futures::StreamExt;
@@ -107,6 +108,14 @@ async fn transformation(t: Arc<ResourceTransformation>, ctx: Arc<Ctx>) -> Result
     .await
 }
 
+async fn app_clone(c: Arc<ApplicationClone>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    counted(c.as_ref(), &ctx, async {
+        crate::namespace_clone::reconcile(&ctx, &c).await?;
+        Ok(Action::await_change())
+    })
+    .await
+}
+
 async fn import(v: Arc<VolumeImport>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(v.as_ref(), &ctx, async {
         crate::volume_import::reconcile(&ctx, &v).await.map(requeue)
@@ -160,6 +169,12 @@ pub async fn run(ctx: Ctx) {
     let transformations = Controller::new(Api::<ResourceTransformation>::all(c.clone()), cfg())
         .shutdown_on_signal()
         .run(transformation, on_error, ctx.clone());
+    let clones = Controller::new(
+        Api::<ApplicationClone>::namespaced(c.clone(), &ctx.namespace),
+        cfg(),
+    )
+    .shutdown_on_signal()
+    .run(app_clone, on_error, ctx.clone());
     let imports = Controller::new(
         Api::<VolumeImport>::namespaced(c.clone(), &ctx.namespace),
         cfg(),
@@ -179,6 +194,7 @@ pub async fn run(ctx: Ctx) {
         drain("migrationschedule", schedules),
         drain("action", actions),
         drain("resourcetransformation", transformations),
+        drain("applicationclone", clones),
         drain("volumeimport", imports),
         drain("namespace", namespaces),
         drain("pvc", claims),

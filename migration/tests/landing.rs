@@ -717,3 +717,174 @@ async fn several_claims_are_snapshotted_at_one_instant_unless_switched_off() {
     assert!(st.group_snapshot.is_none());
     assert!(st.volumes.iter().all(|v| v.snapshot.is_some()), "{st:?}");
 }
+
+/// Modelled: the stand-in serves the source cluster, where the controller's account has the
+/// opt-in ferry-clone role (the stand-in does not check RBAC; manifests.rs checks the role).
+#[tokio::test]
+async fn a_namespace_is_cloned_within_the_cluster_with_metadata_only_volumes() {
+    let w = World::new().await;
+    // A 100 GiB sparse volume beside the shop's own.
+    let vol = w.shop(NS, 6).await;
+    let big = w
+        .src_store
+        .create_volume(ferry_store::VolumeSpec {
+            name: "pvc-shop-big".into(),
+            capacity_bytes: 100 << 30,
+            options: Default::default(),
+            parameters: Default::default(),
+            source: None,
+        })
+        .await
+        .expect("big volume");
+    let h = w.src_store.open_volume(big.id()).await.expect("open");
+    h.write_at(99 << 30, &vec![7u8; CHUNK as usize])
+        .await
+        .expect("write");
+    h.flush().await.expect("flush");
+    drop(h);
+    w.src.seed(json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-big"},
+        "spec": {"capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "ferry",
+                 "claimRef": {"namespace": NS, "name": "big"},
+                 "csi": {"driver": "ferry.csi.dev", "volumeHandle": big.id(), "fsType": "ext4"}}}));
+    w.src.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "big", "namespace": NS},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ferry", "volumeName": "pv-big", "resources": {"requests": {"storage": "100Gi"}}},
+        "status": {"phase": "Bound"}}));
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ApplicationClone",
+        "metadata": {"name": "staging", "namespace": common::FERRY_NS},
+        "spec": {"sourceNamespace": NS, "destinationNamespace": "shop-staging"}}),
+    );
+    let before = w.src.log().len();
+    let ac: ferry_migration::crd::ApplicationClone = serde_json::from_value(
+        w.src
+            .get(
+                "ferry.dev/applicationclones",
+                Some(common::FERRY_NS),
+                "staging",
+            )
+            .expect("clone"),
+    )
+    .expect("parse");
+    ferry_migration::namespace_clone::reconcile(&w.src_ctx, &ac)
+        .await
+        .expect("clone");
+    let st: ferry_migration::crd::ApplicationCloneStatus = serde_json::from_value(
+        w.src
+            .get(
+                "ferry.dev/applicationclones",
+                Some(common::FERRY_NS),
+                "staging",
+            )
+            .expect("clone")["status"]
+            .clone(),
+    )
+    .expect("status");
+    assert_eq!(st.stage.as_deref(), Some("Final"));
+    assert_eq!(
+        st.status,
+        ItemStatus::PartialSuccess,
+        "the ebs claim is skipped: {st:?}"
+    );
+    for (claim, src_id) in [("data", vol.as_str()), ("big", big.id())] {
+        let v = st
+            .volumes
+            .iter()
+            .find(|v| v.persistent_volume_claim == claim)
+            .expect("volume");
+        assert_eq!(v.status, ItemStatus::Successful, "{v:?}");
+        let copy = v.clone_volume.clone().expect("copy");
+        assert_ne!(copy, src_id);
+        // Metadata only: the copy is the source's tree (same root, same size), no chunk
+        // copied, whatever the size.
+        let (a, b) = (
+            w.src_store.get_volume(&copy).await.expect("copy"),
+            w.src_store.get_volume(src_id).await.expect("source"),
+        );
+        assert_eq!(a.head.root, b.head.root);
+        assert_eq!(a.size_bytes(), b.size_bytes());
+        let pv = w
+            .src
+            .get(
+                "/persistentvolumes",
+                None,
+                v.persistent_volume.as_deref().unwrap_or(""),
+            )
+            .expect("pv");
+        assert_eq!(pv["spec"]["claimRef"]["namespace"], "shop-staging");
+        assert_eq!(pv["spec"]["csi"]["volumeHandle"], copy.as_str());
+        let pvc = w
+            .src
+            .get("/persistentvolumeclaims", Some("shop-staging"), claim)
+            .expect("claim copied");
+        assert_eq!(pvc["spec"]["volumeName"], pv["metadata"]["name"]);
+    }
+    let cache = st
+        .volumes
+        .iter()
+        .find(|v| v.persistent_volume_claim == "cache")
+        .expect("cache");
+    assert_eq!(cache.status, ItemStatus::Skipped);
+    assert_eq!(
+        digest(
+            &w.src_store,
+            &st.volumes
+                .iter()
+                .find(|v| v.persistent_volume_claim == "data")
+                .and_then(|v| v.clone_volume.clone())
+                .expect("copy")
+        )
+        .await,
+        digest(&w.src_store, &vol).await
+    );
+    // The copy's workloads are parked; the source is untouched.
+    let dep = w
+        .src
+        .get("apps/deployments", Some("shop-staging"), "web")
+        .expect("deployment copied");
+    assert_eq!(dep["spec"]["replicas"], 0);
+    for l in &w.src.log()[before..] {
+        if l.method != "GET" {
+            assert!(
+                !l.path.contains(&format!("/namespaces/{NS}/")),
+                "the clone wrote to the source namespace: {} {}",
+                l.method,
+                l.path
+            );
+        }
+    }
+    // The group snapshot that gave the instant is gone.
+    let (snaps, _) = w
+        .src_store
+        .list_snapshots(&Default::default(), None, 0)
+        .await
+        .expect("list");
+    assert!(snaps.is_empty(), "{snaps:?}");
+
+    // A clone asked for in a tenant namespace is refused.
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ApplicationClone",
+        "metadata": {"name": "steal", "namespace": NS},
+        "spec": {"sourceNamespace": "payroll", "destinationNamespace": NS}}),
+    );
+    let ac: ferry_migration::crd::ApplicationClone = serde_json::from_value(
+        w.src
+            .get("ferry.dev/applicationclones", Some(NS), "steal")
+            .expect("clone"),
+    )
+    .expect("parse");
+    ferry_migration::namespace_clone::reconcile(&w.src_ctx, &ac)
+        .await
+        .expect("reconcile");
+    let refused = w
+        .src
+        .get("ferry.dev/applicationclones", Some(NS), "steal")
+        .expect("clone");
+    assert_eq!(refused["status"]["status"], "Failed");
+    assert!(
+        refused["status"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("honoured only in"),
+        "{refused}"
+    );
+}

@@ -217,6 +217,8 @@ fn rbac_grants_what_the_migration_controller_uses() {
         ("ferry.dev", "resourcetransformations", "get"),
         ("ferry.dev", "resourcetransformations", "watch"),
         ("ferry.dev", "resourcetransformations/status", "patch"),
+        ("ferry.dev", "applicationclones", "watch"),
+        ("ferry.dev", "applicationclones/status", "patch"),
         ("events.k8s.io", "events", "create"),
         ("ferry.dev", "actions", "watch"),
         ("ferry.dev", "actions/status", "patch"),
@@ -307,6 +309,41 @@ fn the_destination_role_is_exactly_what_a_migration_writes() {
             "{v} {gr}/{r}"
         );
     }
+}
+
+/// In-cluster clones are opt-in: ferry-clone is not bound by default, and grants apply
+/// (get, create, patch) of exactly the kinds a migration copies and Namespaces, no delete.
+#[test]
+fn the_clone_role_is_apply_of_the_copied_kinds_and_not_bound() {
+    let all = all_docs();
+    let role = find(&all, "ClusterRole", "ferry-clone");
+    let g = grants_of(role);
+    let mut want = Vec::new();
+    for k in kinds::default_kinds()
+        .iter()
+        .chain(kinds::optional_kinds().iter())
+    {
+        for v in ["get", "create", "patch"] {
+            want.push((k.group.clone(), k.plural.clone(), v.to_string()));
+        }
+    }
+    for v in ["get", "create", "patch"] {
+        want.push((String::new(), "namespaces".to_string(), v.to_string()));
+    }
+    for t in &want {
+        assert!(g.contains(t), "missing {t:?}");
+    }
+    for t in &g {
+        assert!(want.contains(t), "granted but never used: {t:?}");
+    }
+    let bound = all.iter().any(|d| {
+        d["kind"].as_str().is_some_and(|k| k.ends_with("Binding"))
+            && d["roleRef"]["name"].as_str() == Some("ferry-clone")
+    });
+    assert!(
+        !bound,
+        "ferry-clone is bound by the admin, not by the manifests"
+    );
 }
 
 /// Creating CRDs on the destination is opt-in: its own role, not aggregated into the

@@ -9,6 +9,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 mod action;
+mod application_clone;
 mod cluster_pair;
 mod migration;
 mod migration_schedule;
@@ -20,6 +21,9 @@ mod volume_import;
 pub use action::{
     Action, ActionParameter, ActionSpec, ActionStatus, ActionStep, ActionType, FailbackParameter,
     FailoverParameter,
+};
+pub use application_clone::{
+    ApplicationClone, ApplicationCloneSpec, ApplicationCloneStatus, ClonedVolume,
 };
 pub use cluster_pair::{ClusterPair, ClusterPairSpec, ClusterPairStatus, PairState, SecretRef};
 pub use migration::{
@@ -55,6 +59,7 @@ pub const VERSION: &str = "v1alpha1";
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         Action::crd(),
+        ApplicationClone::crd(),
         ClusterPair::crd(),
         Migration::crd(),
         migration_schedule::crd(),

@@ -488,3 +488,32 @@ async fn each_failback_step_survives_a_controller_kill() {
         assert!(!suspended(&w), "kill at write {k}");
     }
 }
+
+/// A schedule whose namespaces land under other names is not failed over: the steps act on
+/// one namespace name on both clusters, so they would park and start the wrong ones.
+#[tokio::test]
+async fn a_schedule_with_a_namespace_mapping_is_not_failed_over() {
+    let w = world().await;
+    standby(&w).await;
+    w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule", "metadata": {"name": "mapped", "namespace": NS},
+        "spec": {"schedulePolicyName": "every-minute", "template": {"spec": {"clusterPair": "remote", "namespaces": [NS],
+            "namespaceMapping": {NS: "shop-dr"}}}}}));
+    let mut spec = failover(Some("back"), false);
+    spec["actionParameter"]["failoverParameter"]["migrationScheduleReference"] = json!("mapped");
+    action(&w, "fo", spec);
+    let before = w.src.log().len();
+    let st = drive(&w, "fo", |_| false).await;
+    assert_eq!(st.status, ItemStatus::Failed, "{st:?}");
+    assert!(
+        st.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("namespaceMapping"),
+        "{st:?}"
+    );
+    assert!(
+        w.src.log()[before..].iter().all(|l| l.method == "GET"),
+        "nothing changed on the source"
+    );
+    assert_eq!(replicas(&w.dst, "web").0, 0, "the standby stays parked");
+}

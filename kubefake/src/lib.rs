@@ -21,6 +21,8 @@
 //! - finalizers: a DELETE of an object that has some sets its `deletionTimestamp` and keeps
 //!   it; it goes when a write removes the last one; none may be added meanwhile (422);
 //! - immutable fields of PVCs and PVs (422), label selectors on lists;
+//! - `pods/exec` over a websocket with the `v4.channel.k8s.io` subprotocol (served over HTTP
+//!   only; see [`exec`]), the commands' output and exit codes being the test's;
 //! - custom resources served only while their CRD exists and is Established (404
 //!   otherwise); a CRD created through the API becomes Established at the next read of it,
 //!   not in the create's answer, so clients must wait for the condition.
@@ -31,6 +33,8 @@
 //!
 //! Two ways in: [`FakeApi::client`] gives a kube client over kube-rs's `tower_test` mock
 //! service; [`FakeApi::serve`] listens on 127.0.0.1 for real processes (with a kubeconfig).
+
+pub mod exec;
 
 use bytes::Bytes;
 pub use http::Method;
@@ -70,6 +74,8 @@ struct State {
 #[derive(Clone, Default)]
 pub struct FakeApi {
     state: Arc<Mutex<State>>,
+    exec_handler: Arc<Mutex<Option<exec::ExecHandler>>>,
+    exec_log: exec::ExecLog,
 }
 
 /// Where a request points.
@@ -481,6 +487,7 @@ impl FakeApi {
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(conn), svc)
+                        .with_upgrades()
                         .await;
                 });
             }
@@ -497,11 +504,153 @@ impl FakeApi {
         )
     }
 
+    /// Answers every exec request with `handler` (see [`exec`]).
+    pub fn on_exec(
+        &self,
+        handler: impl Fn(&exec::ExecCall) -> exec::ExecReply + Send + Sync + 'static,
+    ) {
+        *self.exec_handler.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(handler));
+    }
+
+    /// The exec requests served so far.
+    pub fn execs(&self) -> Vec<exec::ExecRecord> {
+        self.exec_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// An exec request: 101 Switching Protocols, then the command over the websocket.
+    fn exec(
+        &self,
+        mut req: Request<hyper::body::Incoming>,
+    ) -> Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
+        use http_body_util::BodyExt;
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let fail = |code: u16, v: Value| {
+            Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(
+                    http_body_util::Full::new(Bytes::from(
+                        serde_json::to_vec(&v).unwrap_or_default(),
+                    ))
+                    .boxed(),
+                )
+                .unwrap_or_default()
+        };
+        // GET /api/v1/namespaces/{ns}/pods/{name}/exec, logged like any request.
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (ns, pod) = match segs.as_slice() {
+            ["api", "v1", "namespaces", ns, "pods", pod, "exec"] => {
+                (ns.to_string(), pod.to_string())
+            }
+            _ => return fail(404, status(404, "NotFound", format!("no API at {path}")).1),
+        };
+        {
+            let mut st = self.lock();
+            st.log.push(Logged {
+                method: "GET".into(),
+                path: path.clone(),
+                query: query.clone(),
+                content_type: String::new(),
+                status: 101,
+            });
+            if st.forbidden.contains("/pods/exec") {
+                return fail(
+                    403,
+                    status(
+                        403,
+                        "Forbidden",
+                        format!(
+                            "pods \"{pod}\" is forbidden: cannot create resource \"pods/exec\""
+                        ),
+                    )
+                    .1,
+                );
+            }
+            if !st.objects.contains_key(&format!("/pods/{ns}/{pod}")) {
+                return fail(
+                    404,
+                    status(404, "NotFound", format!("pods \"{pod}\" not found")).1,
+                );
+            }
+        }
+        let params: Vec<(String, String)> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), percent_decode(v)))
+            .collect();
+        let call = exec::ExecCall {
+            namespace: ns,
+            pod,
+            container: params
+                .iter()
+                .find(|(k, _)| k == "container")
+                .map(|(_, v)| v.clone()),
+            command: params
+                .iter()
+                .filter(|(k, _)| k == "command")
+                .map(|(_, v)| v.clone())
+                .collect(),
+        };
+        let reply = match self
+            .exec_handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            Some(h) => h(&call),
+            None => exec::ExecReply {
+                stderr: "no exec handler set by the test".into(),
+                exit_code: 127,
+                ..Default::default()
+            },
+        };
+        let key = req
+            .headers()
+            .get("sec-websocket-key")
+            .and_then(|k| k.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let log = self.exec_log.clone();
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                hyper_util::rt::TokioIo::new(upgraded),
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            )
+            .await;
+            exec::serve(ws, call, reply, log).await;
+        });
+        Response::builder()
+            .status(101)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-accept", accept)
+            .header("sec-websocket-protocol", "v4.channel.k8s.io")
+            .body(http_body_util::Full::new(Bytes::new()).boxed())
+            .unwrap_or_default()
+    }
+
     async fn http(
         &self,
         req: Request<hyper::body::Incoming>,
     ) -> Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
         use http_body_util::BodyExt;
+        if req.uri().path().ends_with("/exec")
+            && req
+                .headers()
+                .get("upgrade")
+                .and_then(|u| u.to_str().ok())
+                .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+        {
+            return self.exec(req);
+        }
         let (parts, body) = req.into_parts();
         let bytes = body
             .collect()
@@ -1135,4 +1284,26 @@ fn handle(
         }
         _ => status(405, "MethodNotAllowed", format!("{method} {path}")),
     }
+}
+
+/// Decodes `%XX` escapes and `+` in a query value.
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(x) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(x);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -22,6 +22,7 @@ pub mod names;
 pub mod namespace_clone;
 pub mod pair;
 pub mod resources;
+pub mod rules;
 pub mod run;
 pub mod schedule;
 pub mod status;

@@ -218,6 +218,8 @@ fn rbac_grants_what_the_migration_controller_uses() {
         ("ferry.dev", "resourcetransformations", "watch"),
         ("ferry.dev", "resourcetransformations/status", "patch"),
         ("ferry.dev", "applicationclones", "watch"),
+        ("ferry.dev", "rules", "get"),
+        ("", "pods/exec", "create"),
         ("ferry.dev", "applicationclones/status", "patch"),
         ("events.k8s.io", "events", "create"),
         ("ferry.dev", "actions", "watch"),

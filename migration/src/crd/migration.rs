@@ -104,10 +104,12 @@ pub struct MigrationSpec {
     /// nothing is written to either cluster or the transfer store (beside this status).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
-    /// Stork's pre-exec rule; ferry has no rule engine and refuses a Migration that sets it.
+    /// A Rule (in this Migration's namespace) run in the application's pods just before the
+    /// volumes are snapshotted; a failing action fails the migration before anything is
+    /// snapshotted. Its background actions run until the snapshots are taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_exec_rule: Option<String>,
-    /// Stork's post-exec rule; refused like `preExecRule`.
+    /// A Rule run just after the snapshots are taken (before their export).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_exec_rule: Option<String>,
 }

@@ -15,6 +15,7 @@ mod migration;
 mod migration_schedule;
 mod plan;
 mod resource_transformation;
+mod rule;
 mod schedule_policy;
 mod volume_import;
 
@@ -38,6 +39,7 @@ pub use resource_transformation::{
     Operation, ResourcePath, ResourceTransformation, ResourceTransformationSpec,
     ResourceTransformationStatus, TransformSpec, ValueType,
 };
+pub use rule::{Rule, RuleAction, RuleItem, RuleSpec};
 pub use schedule_policy::{
     Checked, DEFAULT_RETAIN, DailyPolicy, IntervalPolicy, MonthlyPolicy, SchedulePolicy,
     SchedulePolicyItem, SchedulePolicyStatus, WeeklyPolicy,
@@ -64,6 +66,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Migration::crd(),
         migration_schedule::crd(),
         ResourceTransformation::crd(),
+        Rule::crd(),
         schedule_policy::crd(),
         VolumeImport::crd(),
     ]

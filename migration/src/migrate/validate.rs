@@ -18,10 +18,6 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
     if st.start_timestamp.is_none() {
         st.start_timestamp = Some(crate::time::now());
     }
-    if spec.pre_exec_rule.is_some() || spec.post_exec_rule.is_some() {
-        fail(st, "preExecRule and postExecRule are not supported by ferry: remove them (ferry's snapshots are crash-consistent)".into());
-        return Ok(None);
-    }
     if spec.namespaces.is_empty() {
         fail(
             st,
@@ -95,6 +91,22 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
     if let Some(other) = running_elsewhere(ctx, mig).await? {
         fail(st, other);
         return Ok(None);
+    }
+    for (field, rule) in [
+        ("preExecRule", &spec.pre_exec_rule),
+        ("postExecRule", &spec.post_exec_rule),
+    ] {
+        let Some(rule) = rule else { continue };
+        let api: kube::Api<crate::crd::Rule> = kube::Api::namespaced(ctx.client.clone(), &ns);
+        if api.get_opt(rule).await?.is_none() {
+            fail(
+                st,
+                format!(
+                    "{field} {rule}: no Rule of that name in namespace {ns}: create it or fix the name"
+                ),
+            );
+            return Ok(None);
+        }
     }
     let rules = match shape::load_rules(ctx, mig).await? {
         Ok(r) => r,

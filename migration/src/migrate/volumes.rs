@@ -48,7 +48,15 @@ pub async fn run(
         Err(e) => return Err(e),
     };
     let dest = settings.connect(ctx).await?;
-    take_group_snapshot(ctx, mig, st).await?;
+    if mig.spec.pre_exec_rule.is_some() || mig.spec.post_exec_rule.is_some() {
+        if let Some(why) = snapshot_with_rules(ctx, mig, st).await? {
+            ctx.event(mig, true, "ExecRuleFailed", why.clone()).await;
+            fail(st, why);
+            return Ok(None);
+        }
+    } else {
+        take_group_snapshot(ctx, mig, st, 2).await?;
+    }
     w.save(st).await?;
     let mut waiting = false;
     for i in 0..st.volumes.len() {
@@ -252,8 +260,13 @@ async fn advance(
 ///
 /// # Errors
 /// Chunk-store errors; a busy store (writes never paused long enough) is temporary.
-async fn take_group_snapshot(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result<()> {
-    if mig.spec.group_snapshot == Some(false) || st.group_snapshot.is_some() {
+async fn take_group_snapshot(
+    ctx: &Ctx,
+    mig: &Migration,
+    st: &mut MigrationStatus,
+    at_least: usize,
+) -> Result<()> {
+    if st.group_snapshot.is_some() || (mig.spec.group_snapshot == Some(false) && at_least > 1) {
         return Ok(());
     }
     let todo: Vec<usize> = (0..st.volumes.len())
@@ -265,7 +278,7 @@ async fn take_group_snapshot(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatu
                 && v.volume_handle.is_some()
         })
         .collect();
-    if todo.len() < 2 {
+    if todo.len() < at_least.max(1) {
         return Ok(());
     }
     let ids: Vec<String> = todo
@@ -302,6 +315,48 @@ async fn take_group_snapshot(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatu
     }
     st.group_snapshot = Some(group.id);
     Ok(())
+}
+
+/// With exec rules: the pre rule, then every claim's snapshot at once in the chunk store
+/// (so its background actions end right after), then the post rule. The reason the
+/// migration fails when a rule does; nothing is snapshotted after a failed pre rule.
+///
+/// # Errors
+/// API and chunk-store errors a retry may cure (the pre rule then runs again).
+async fn snapshot_with_rules(
+    ctx: &Ctx,
+    mig: &Migration,
+    st: &mut MigrationStatus,
+) -> Result<Option<String>> {
+    let pending = st.group_snapshot.is_none()
+        && st.volumes.iter().any(|v| {
+            !v.status.is_final()
+                && v.snapshot.is_none()
+                && v.snapshot_handle.is_none()
+                && v.volume_handle.is_some()
+        });
+    if !pending {
+        return Ok(None);
+    }
+    let running = match &mig.spec.pre_exec_rule {
+        Some(r) => match crate::rules::run(ctx, mig, r).await? {
+            Ok(running) => Some(running),
+            Err(why) => return Ok(Some(format!("preExecRule {r} failed: {why}"))),
+        },
+        None => None,
+    };
+    let taken = take_group_snapshot(ctx, mig, st, 1).await;
+    if let Some(r) = running {
+        r.end().await;
+    }
+    taken?;
+    if let Some(r) = &mig.spec.post_exec_rule {
+        match crate::rules::run(ctx, mig, r).await? {
+            Ok(running) => running.end().await,
+            Err(why) => return Ok(Some(format!("postExecRule {r} failed: {why}"))),
+        }
+    }
+    Ok(None)
 }
 
 /// Creates the VolumeSnapshot of a volume's PVC; `None` when the volume failed instead.

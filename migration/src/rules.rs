@@ -139,6 +139,46 @@ pub async fn run(
     Ok(Ok(running))
 }
 
+/// What Rule `name` would do now, one line per item (a dry run's view): the pods it
+/// selects and how many actions run there. `None` when the Rule does not exist.
+///
+/// # Errors
+/// API errors a retry may cure.
+pub async fn describe(ctx: &Ctx, mig: &Migration, name: &str) -> Result<Option<Vec<String>>> {
+    let ns = mig.namespace().unwrap_or_default();
+    let rules: kube::Api<Rule> = kube::Api::namespaced(ctx.client.clone(), &ns);
+    let Some(rule) = rules.get_opt(name).await? else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for (i, item) in rule.spec.rules.iter().enumerate() {
+        let selector = item
+            .pod_selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pods: Vec<String> =
+            api::list(&ctx.client, &kinds_used::pod(), Some(&ns), Some(&selector))
+                .await?
+                .iter()
+                .filter(|p| p["status"]["phase"].as_str() == Some("Running"))
+                .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+                .collect();
+        let background = item.actions.iter().filter(|a| a.background).count();
+        out.push(format!(
+            "rules[{i}] podSelector {selector}: {} action(s) ({background} background) in {}",
+            item.actions.len(),
+            if pods.is_empty() {
+                "no running pod: the run would fail here".to_string()
+            } else {
+                format!("pods {}", pods.join(","))
+            }
+        ));
+    }
+    Ok(Some(out))
+}
+
 /// Runs one action in one pod: `Ok(Some)` for a started background one, `Ok(None)` for a
 /// foreground one that succeeded, `Err(why)` otherwise.
 async fn one(

@@ -209,3 +209,29 @@ async fn an_action_past_its_timeout_fails_the_rule() {
         "{st:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_lists_the_rules_and_runs_none() {
+    let w = world().await;
+    rule(
+        &w,
+        "quiesce",
+        json!([{"value": "lock", "background": true}, {"value": "sync"}]),
+    );
+    w.migration(
+        NS,
+        "plan",
+        json!({"clusterPair": "remote", "namespaces": [NS], "dryRun": true,
+               "preExecRule": "quiesce"}),
+    );
+    let st = w.drive(NS, "plan").await;
+    let plan = st.plan.expect("plan");
+    assert_eq!(
+        plan.rules,
+        vec![
+            "preExecRule quiesce: rules[0] podSelector app=db: 2 action(s) (1 background) in pods db-0"
+                .to_string()
+        ]
+    );
+    assert!(w.src.execs().is_empty(), "a dry run runs no command");
+}

@@ -16,6 +16,10 @@ pub struct Plan {
     /// The ResourceTransformations the run would apply, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transformations: Vec<String>,
+    /// The exec rules a run would run, each with the pods and actions it would take, for
+    /// example `preExecRule quiesce: rules[0] podSelector app=db: 2 action(s) in pods db-0`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
     /// Sum of the volumes' `bytesToMove`.
     #[serde(default)]
     pub bytes_to_move: u64,

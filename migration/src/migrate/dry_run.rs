@@ -35,6 +35,18 @@ pub async fn plan(
         transformations: spec.transform_specs.clone(),
         ..Default::default()
     };
+    for (field, rule) in [
+        ("preExecRule", &spec.pre_exec_rule),
+        ("postExecRule", &spec.post_exec_rule),
+    ] {
+        let Some(rule) = rule else { continue };
+        for line in crate::rules::describe(ctx, mig, rule)
+            .await?
+            .unwrap_or_default()
+        {
+            out.rules.push(format!("{field} {rule}: {line}"));
+        }
+    }
     // The volumes as a run would leave them: each moved one bound to the PV its import
     // would make, so the claims plan as they would be applied.
     let mut landed = st.clone();

@@ -49,6 +49,15 @@ impl Running {
     }
 }
 
+/// A label selector in the list API's form, `k1=v1,k2=v2`.
+fn label_selector(labels: &std::collections::BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn kept(s: &str) -> String {
     let t = s.trim();
     if t.len() <= OUTPUT_KEPT {
@@ -81,12 +90,7 @@ pub async fn run(
     let pods: kube::Api<Pod> = kube::Api::namespaced(ctx.client.clone(), &ns);
     let mut running = Running::default();
     for (i, item) in rule.spec.rules.iter().enumerate() {
-        let selector = item
-            .pod_selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let selector = label_selector(&item.pod_selector);
         let listed = api::list(&ctx.client, &kinds_used::pod(), Some(&ns), Some(&selector)).await?;
         let targets: Vec<(String, String)> = listed
             .iter()
@@ -152,12 +156,7 @@ pub async fn describe(ctx: &Ctx, mig: &Migration, name: &str) -> Result<Option<V
     };
     let mut out = Vec::new();
     for (i, item) in rule.spec.rules.iter().enumerate() {
-        let selector = item
-            .pod_selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let selector = label_selector(&item.pod_selector);
         let pods: Vec<String> =
             api::list(&ctx.client, &kinds_used::pod(), Some(&ns), Some(&selector))
                 .await?

@@ -452,12 +452,11 @@ impl FakeApi {
                     &ct,
                     &bytes,
                 );
+                let (code, body) = encoded(code, &v);
                 let resp = Response::builder()
                     .status(code)
                     .header("content-type", "application/json")
-                    .body(kube::client::Body::from(
-                        serde_json::to_vec(&v).unwrap_or_default(),
-                    ))
+                    .body(kube::client::Body::from(body))
                     .unwrap_or_else(|_| Response::new(kube::client::Body::empty()));
                 send.send_response(resp);
             }
@@ -528,18 +527,7 @@ impl FakeApi {
         use http_body_util::BodyExt;
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
-        let fail = |code: u16, v: Value| {
-            Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(
-                    http_body_util::Full::new(Bytes::from(
-                        serde_json::to_vec(&v).unwrap_or_default(),
-                    ))
-                    .boxed(),
-                )
-                .unwrap_or_default()
-        };
+        let fail = |code: u16, v: Value| json_response(code, &v);
         // GET /api/v1/namespaces/{ns}/pods/{name}/exec, logged like any request.
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let (ns, pod) = match segs.as_slice() {
@@ -664,14 +652,7 @@ impl FakeApi {
         }
         let ct = content_type(&parts.headers);
         let (code, v) = self.serve_one(&parts.method, &path, &query, &ct, &bytes);
-        Response::builder()
-            .status(code)
-            .header("content-type", "application/json")
-            .body(
-                http_body_util::Full::new(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
-                    .boxed(),
-            )
-            .unwrap_or_default()
+        json_response(code, &v)
     }
 
     /// A watch: events after `resourceVersion`, one JSON object per line, until
@@ -1284,6 +1265,36 @@ fn handle(
         }
         _ => status(405, "MethodNotAllowed", format!("{method} {path}")),
     }
+}
+
+/// A JSON body for `v` with `code`; an object that does not encode is answered 500 with the
+/// reason, never with an empty body.
+fn encoded(code: u16, v: &Value) -> (u16, Vec<u8>) {
+    match serde_json::to_vec(v) {
+        Ok(b) => (code, b),
+        Err(e) => (
+            500,
+            format!(
+                "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"code\":500,\"reason\":\"InternalError\",\"message\":{}}}",
+                Value::String(format!("the stand-in could not encode its answer: {e}"))
+            )
+            .into_bytes(),
+        ),
+    }
+}
+
+/// An HTTP response carrying `v` as JSON (see [`encoded`]).
+fn json_response(
+    code: u16,
+    v: &Value,
+) -> Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
+    use http_body_util::BodyExt;
+    let (code, body) = encoded(code, v);
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from(body)).boxed())
+        .unwrap_or_default()
 }
 
 /// Decodes `%XX` escapes and `+` in a query value.

@@ -29,6 +29,22 @@ pub fn group_snapshot(migration_ns: &str, migration: &str, uid: &str) -> String 
     )
 }
 
+/// What an ApplicationClone (uid `uid`) names in the chunk store and the cluster: the
+/// group snapshot that gives its instant, and for each claim the copy volume and its PV.
+pub fn clone_group(uid: &str) -> String {
+    format!("ferry-clone-{}", short_hash(&[uid]))
+}
+
+/// The chunk-store volume an ApplicationClone makes for `claim`.
+pub fn clone_volume(uid: &str, claim: &str) -> String {
+    format!("ferry-clone-{}", short_hash(&[uid, claim]))
+}
+
+/// The PV an ApplicationClone makes for `claim`.
+pub fn clone_pv(uid: &str, claim: &str) -> String {
+    format!("ferry-clone-{}", short_hash(&[uid, claim, "pv"]))
+}
+
 /// The VolumeImport (and the PV it makes) on the destination for a source volume: one per
 /// source volume, so a later migration of the same volume moves only what changed.
 pub fn import(source_volume_id: &str) -> String {

@@ -21,23 +21,13 @@ use crate::error::{Error, Result};
 use crate::migrate::collect;
 use crate::resources::MIGRATED_LABEL;
 use crate::status::StatusWriter;
-use crate::{Ctx, api, kinds_used};
+use crate::{Ctx, api, kinds_used, names};
 use ferry_store::{Source, VolumeSpec};
 use kube::ResourceExt;
 use serde_json::{Value, json};
-use sha2::Digest;
 
 /// Label on a cloned PV naming the PV it was copied from.
 pub const CLONED_FROM: &str = "ferry.dev/cloned-from";
-
-fn short(parts: &[&str]) -> String {
-    let mut h = sha2::Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0]);
-    }
-    hex::encode(&h.finalize()[..8])
-}
 
 /// Runs a clone to its end; `Ok(())` once the status says where it stands.
 ///
@@ -259,7 +249,7 @@ async fn clone_volumes(
         .iter()
         .filter_map(|(v, _)| v.source_volume.clone())
         .collect();
-    let group_name = format!("ferry-clone-{}", short(&[uid]));
+    let group_name = names::clone_group(uid);
     let (group, members) = ctx
         .store
         .create_group_snapshot(&group_name, &ids, Default::default())
@@ -269,17 +259,14 @@ async fn clone_volumes(
         let copy = ctx
             .store
             .create_volume(VolumeSpec {
-                name: format!("ferry-clone-{}", short(&[uid, &v.persistent_volume_claim])),
+                name: names::clone_volume(uid, &v.persistent_volume_claim),
                 capacity_bytes: snap.size_bytes,
                 options: snap.options,
                 parameters: source.record.spec.parameters.clone(),
                 source: Some(Source::Snapshot(snap.id.clone())),
             })
             .await?;
-        let pv_name = format!(
-            "ferry-clone-{}",
-            short(&[uid, &v.persistent_volume_claim, "pv"])
-        );
+        let pv_name = names::clone_pv(uid, &v.persistent_volume_claim);
         let mut spec_pv = pv["spec"].clone();
         if let Some(o) = spec_pv.as_object_mut() {
             o.remove("claimRef");

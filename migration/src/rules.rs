@@ -7,7 +7,7 @@
 //! ends it after the snapshots. A failing or timed-out action fails the rule with the
 //! command's output; background actions already started are ended first.
 
-use crate::crd::{Migration, Rule, RuleAction};
+use crate::crd::{Migration, Rule, RuleAction, RuleItem};
 use crate::error::Result;
 use crate::{Ctx, api, kinds_used};
 use k8s_openapi::api::core::v1::Pod;
@@ -36,16 +36,6 @@ impl Running {
                 tracing::debug!(pod, error = %e, "background action ended");
             }
         }
-    }
-
-    /// How many are running.
-    pub fn len(&self) -> usize {
-        self.procs.len()
-    }
-
-    /// Is none running?
-    pub fn is_empty(&self) -> bool {
-        self.procs.is_empty()
     }
 }
 
@@ -91,21 +81,7 @@ pub async fn run(
     let mut running = Running::default();
     for (i, item) in rule.spec.rules.iter().enumerate() {
         let selector = label_selector(&item.pod_selector);
-        let listed = api::list(&ctx.client, &kinds_used::pod(), Some(&ns), Some(&selector)).await?;
-        let targets: Vec<(String, String)> = listed
-            .iter()
-            .filter(|p| p["status"]["phase"].as_str() == Some("Running"))
-            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-            .filter_map(|p| {
-                let name = p["metadata"]["name"].as_str()?.to_string();
-                let container = item.container.clone().or_else(|| {
-                    p["spec"]["containers"][0]["name"]
-                        .as_str()
-                        .map(str::to_string)
-                })?;
-                Some((name, container))
-            })
-            .collect();
+        let targets = targets(ctx, &ns, item).await?;
         if targets.is_empty() {
             running.end().await;
             return Ok(Err(format!(
@@ -157,13 +133,11 @@ pub async fn describe(ctx: &Ctx, mig: &Migration, name: &str) -> Result<Option<V
     let mut out = Vec::new();
     for (i, item) in rule.spec.rules.iter().enumerate() {
         let selector = label_selector(&item.pod_selector);
-        let pods: Vec<String> =
-            api::list(&ctx.client, &kinds_used::pod(), Some(&ns), Some(&selector))
-                .await?
-                .iter()
-                .filter(|p| p["status"]["phase"].as_str() == Some("Running"))
-                .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
-                .collect();
+        let pods: Vec<String> = targets(ctx, &ns, item)
+            .await?
+            .into_iter()
+            .map(|(pod, _)| pod)
+            .collect();
         let background = item.actions.iter().filter(|a| a.background).count();
         out.push(format!(
             "rules[{i}] podSelector {selector}: {} action(s) ({background} background) in {}",
@@ -176,6 +150,30 @@ pub async fn describe(ctx: &Ctx, mig: &Migration, name: &str) -> Result<Option<V
         ));
     }
     Ok(Some(out))
+}
+
+/// The Running pods (not being deleted) of `ns` that `item` selects, each with the
+/// container its commands run in.
+///
+/// # Errors
+/// API errors.
+async fn targets(ctx: &Ctx, ns: &str, item: &RuleItem) -> Result<Vec<(String, String)>> {
+    let selector = label_selector(&item.pod_selector);
+    let listed = api::list(&ctx.client, &kinds_used::pod(), Some(ns), Some(&selector)).await?;
+    Ok(listed
+        .iter()
+        .filter(|p| p["status"]["phase"].as_str() == Some("Running"))
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|p| {
+            let name = p["metadata"]["name"].as_str()?.to_string();
+            let container = item.container.clone().or_else(|| {
+                p["spec"]["containers"][0]["name"]
+                    .as_str()
+                    .map(str::to_string)
+            })?;
+            Some((name, container))
+        })
+        .collect())
 }
 
 /// Runs one action in one pod: `Ok(Some)` for a started background one, `Ok(None)` for a

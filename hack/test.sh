@@ -5,6 +5,9 @@
 # as root, tests that need root fail instead of skipping (FERRY_REQUIRE_ROOT=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One build from clean: incremental state would only cost disk (tens of GB over the
+# workspace's test binaries). Exported so the e2e tests' own `cargo build` matches it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 hack/install-test-servers.sh
 hack/install-node-tools.sh

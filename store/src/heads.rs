@@ -45,6 +45,23 @@ impl Store {
         )))
     }
 
+    /// Generation `generation` of volume `id`, while the store keeps it: a commit prunes all
+    /// but the generation before it, so older ones are gone (`None`), as is a torn record.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn generation(&self, id: &str, generation: u64) -> Result<Option<GenRecord>> {
+        let path = layout::gen_path(id, generation);
+        let Some(bytes) = self.objects().get(&path).await? else {
+            return Ok(None);
+        };
+        match records::decode::<GenRecord>(&path, &bytes) {
+            Ok(rec) => Ok(Some(rec)),
+            Err(Error::Corrupt { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The generation numbers volume `id` holds now.
     async fn gen_numbers(&self, id: &str) -> Result<Vec<u64>> {
         Ok(self

@@ -32,6 +32,7 @@ mod local;
 mod names;
 mod objects;
 pub mod records;
+mod root_check;
 pub mod snapshots;
 mod store;
 pub mod tree;
@@ -50,6 +51,7 @@ pub use records::{
     GenRecord, GroupSnapshotRecord, ImportSource, LeaseRecord, SnapshotRecord, Source,
     VolumeRecord, VolumeSpec,
 };
+pub use root_check::RootCheck;
 pub use snapshots::SnapshotFilter;
 pub use store::Store;
 pub use store::{DEFAULT_HOLD_TTL, GcPolicy};

@@ -28,6 +28,7 @@ cases!(
     concurrent_committers_exactly_one_wins,
     gc_never_removes_reachable_data,
     corrupted_chunk_is_detected,
+    a_root_reads_back_whole_or_names_what_is_damaged,
     zero_chunks_are_never_stored,
     names_map_to_ids_idempotently,
     deleting_a_volume_keeps_its_snapshots,
@@ -387,6 +388,59 @@ async fn corrupted_chunk_is_detected(store: Store) {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::MissingChunk(x) if x == h), "{err}");
+}
+
+async fn a_root_reads_back_whole_or_names_what_is_damaged(store: Store) {
+    let v = store
+        .create_volume(spec("check", 1 << 20, 16 << 10, None))
+        .await
+        .unwrap();
+    // Eight chunks, two of them alike, and holes between.
+    for (i, byte) in [1u8, 2, 3, 1, 4, 5, 6, 7].iter().enumerate() {
+        write_flush(&store, v.id(), i as u64 * (32 << 10), &[*byte; 16 << 10]).await;
+    }
+    let root = store.head(v.id()).await.unwrap().root;
+    let pages_only = store.check_root(root, false).await.unwrap();
+    // One page a level for a volume this small.
+    assert_eq!(pages_only.pages, 4);
+    assert_eq!(pages_only.chunk_refs, 8);
+    assert_eq!(pages_only.chunks_read, 0);
+    let whole = store.check_root(root, true).await.unwrap();
+    assert_eq!(
+        whole.chunks_read, 7,
+        "a chunk named twice in one page is read once"
+    );
+    assert!(whole.chunk_bytes_read > 0);
+    assert_eq!(store.check_root(Hash::ZERO, true).await.unwrap().pages, 0);
+
+    // A damaged chunk fails the chunk check, naming it, and not the page check.
+    let h = Hash::of(&[5u8; 16 << 10]);
+    let path = layout::chunk(&h);
+    let mut blob = store
+        .raw_objects()
+        .get(&path)
+        .await
+        .unwrap()
+        .expect("stored");
+    let last = blob.len() - 1;
+    blob[last] ^= 0xff;
+    store.raw_objects().put(&path, blob).await.unwrap();
+    let err = store.check_root(root, true).await.unwrap_err();
+    assert!(err.to_string().contains(&h.to_hex()), "{err}");
+    store.check_root(root, false).await.unwrap();
+    store.raw_objects().delete(&path).await.unwrap();
+    let err = store.check_root(root, true).await.unwrap_err();
+    assert!(matches!(err, Error::MissingChunk(x) if x == h), "{err}");
+
+    // A missing page fails both (read from a store without the page cache).
+    let cold = Store::with_objects(store.raw_objects().clone(), options());
+    store
+        .raw_objects()
+        .delete(&layout::page(&root))
+        .await
+        .unwrap();
+    let err = cold.check_root(root, false).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 }
 
 async fn zero_chunks_are_never_stored(store: Store) {

@@ -2,6 +2,8 @@
 //! temporary folder, and gives CSI clients to it. The process is killed when the
 //! [`Plugin`] drops.
 
+pub mod node_calls;
+
 use ferry_csi::serve::connect_unix;
 use ferry_proto::v1::controller_client::ControllerClient;
 use ferry_proto::v1::group_controller_client::GroupControllerClient;

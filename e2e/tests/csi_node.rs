@@ -3,11 +3,11 @@
 //! tests print why and return.
 
 use ferry_e2e::Plugin;
+use ferry_e2e::node_calls::*;
 use ferry_proto::v1::volume_capability::access_mode::Mode;
-use ferry_proto::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use ferry_proto::v1::*;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use tonic::Code;
@@ -20,147 +20,6 @@ fn skip_unless_root(test: &str) -> bool {
 
 fn have_xfs() -> bool {
     Command::new("mkfs.xfs").arg("-V").output().is_ok()
-}
-
-/// A node plugin (controller too) over the store folder `store`, as node `id`.
-async fn node(store: &Path, id: &str, lease_ttl: &str) -> Plugin {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store.to_string_lossy().into_owned();
-    Plugin::start(
-        dir,
-        &[
-            ("FERRY_STORE_BACKEND", "fs"),
-            ("FERRY_STORE_ROOT", &store),
-            ("NODE_ID", id),
-            ("FERRY_LEASE_TTL_SECS", lease_ttl),
-        ],
-    )
-    .await
-}
-
-fn mount_cap(fs: &str, mode: Mode) -> VolumeCapability {
-    VolumeCapability {
-        access_mode: Some(AccessMode { mode: mode as i32 }),
-        access_type: Some(AccessType::Mount(MountVolume {
-            fs_type: fs.into(),
-            ..Default::default()
-        })),
-    }
-}
-
-fn block_cap() -> VolumeCapability {
-    VolumeCapability {
-        access_mode: Some(AccessMode {
-            mode: Mode::SingleNodeWriter as i32,
-        }),
-        access_type: Some(AccessType::Block(BlockVolume {})),
-    }
-}
-
-async fn create(p: &Plugin, name: &str, bytes: u64) -> String {
-    let r = p
-        .controller()
-        .await
-        .create_volume(CreateVolumeRequest {
-            name: name.into(),
-            capacity_range: Some(CapacityRange {
-                required_bytes: bytes as i64,
-                limit_bytes: 0,
-            }),
-            volume_capabilities: vec![mount_cap("", Mode::SingleNodeWriter)],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    r.volume.unwrap().volume_id
-}
-
-fn staging(p: &Plugin, id: &str) -> PathBuf {
-    p.dir.path().join("kubelet/staging").join(id)
-}
-
-fn target(p: &Plugin, id: &str, n: u32) -> PathBuf {
-    p.dir.path().join(format!("kubelet/pods/{n}/{id}"))
-}
-
-async fn stage(p: &Plugin, id: &str, cap: VolumeCapability) -> Result<(), tonic::Status> {
-    p.node()
-        .await
-        .node_stage_volume(NodeStageVolumeRequest {
-            volume_id: id.into(),
-            staging_target_path: staging(p, id).to_string_lossy().into(),
-            volume_capability: Some(cap),
-            ..Default::default()
-        })
-        .await
-        .map(drop)
-}
-
-async fn publish(p: &Plugin, id: &str, cap: VolumeCapability, n: u32, readonly: bool) -> PathBuf {
-    let t = target(p, id, n);
-    p.node()
-        .await
-        .node_publish_volume(NodePublishVolumeRequest {
-            volume_id: id.into(),
-            staging_target_path: staging(p, id).to_string_lossy().into(),
-            target_path: t.to_string_lossy().into(),
-            volume_capability: Some(cap),
-            readonly,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    t
-}
-
-async fn unpublish(p: &Plugin, id: &str, n: u32) {
-    p.node()
-        .await
-        .node_unpublish_volume(NodeUnpublishVolumeRequest {
-            volume_id: id.into(),
-            target_path: target(p, id, n).to_string_lossy().into(),
-        })
-        .await
-        .unwrap();
-}
-
-async fn unstage(p: &Plugin, id: &str) {
-    p.node()
-        .await
-        .node_unstage_volume(NodeUnstageVolumeRequest {
-            volume_id: id.into(),
-            staging_target_path: staging(p, id).to_string_lossy().into(),
-        })
-        .await
-        .unwrap();
-}
-
-/// Writes `n` files of assorted sizes with random content under `dir`, fsyncs each and the
-/// folder; returns their names and contents.
-fn write_files(dir: &Path, seed: u64, n: usize) -> Vec<(String, Vec<u8>)> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut out = Vec::new();
-    for i in 0..n {
-        let len = [1usize, 4095, 65536, 300_000, 2_000_000][i % 5] + rng.random_range(0..100);
-        let mut data = vec![0u8; len];
-        rng.fill(&mut data[..]);
-        let name = format!("file-{seed}-{i}");
-        let mut f = std::fs::File::create(dir.join(&name)).unwrap();
-        f.write_all(&data).unwrap();
-        f.sync_all().unwrap();
-        out.push((name, data));
-    }
-    std::fs::File::open(dir).unwrap().sync_all().unwrap();
-    out
-}
-
-fn check_files(dir: &Path, files: &[(String, Vec<u8>)]) {
-    for (name, data) in files {
-        let got = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("reading {name}: {e}"));
-        assert!(got == *data, "{name} differs after the round trip");
-    }
 }
 
 /// Runs the filesystem checker read-only on a block-staged volume; the volume must have

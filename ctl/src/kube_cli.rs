@@ -317,6 +317,44 @@ pub async fn clone(k: &KubeArgs, c: CloneWhat) -> Result<()> {
     }
 }
 
+/// Flags of `move`.
+#[derive(Args, Debug)]
+pub struct MoveFlags {
+    /// The workload: deployment/NAME or statefulset/NAME.
+    pub workload: String,
+    /// The node to move it to (its Kubernetes name, which is also ferry's node id).
+    #[arg(long = "to-node")]
+    pub to_node: String,
+    /// The chunk store the volumes live in: a folder, or a JSON settings file (the same
+    /// fields as `ferry plugin --store-config`).
+    #[arg(long, env = "FERRY_STORE_CONFIG")]
+    pub store: PathBuf,
+    /// Also read back and check every chunk of each volume's committed root, while the
+    /// workload is down (default: its tree pages only).
+    #[arg(long = "verify-chunks")]
+    pub verify_chunks: bool,
+    /// How long each wait may take (pods gone, volumes unstaged, pods ready), e.g. 90s, 10m.
+    #[arg(long, default_value = "5m", value_parser = crate::transfer::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+pub async fn move_workload(k: &KubeArgs, f: MoveFlags) -> Result<()> {
+    let client = k.client().await?;
+    let store = crate::transfer::open_store(&f.store).await?;
+    let args = ferryctl::moves::MoveArgs {
+        namespace: k.ns(),
+        workload: f.workload,
+        node: f.to_node,
+        verify_chunks: f.verify_chunks,
+        timeout: f.timeout,
+        every: std::time::Duration::from_millis(500),
+    };
+    let report =
+        ferryctl::moves::run(&client, &store, &args, &mut |line| println!("{line}")).await?;
+    print!("{}", ferryctl::moves::describe(&report));
+    Ok(())
+}
+
 /// `perform failover` / `perform failback`, run against the destination cluster.
 #[derive(Subcommand, Debug)]
 pub enum Perform {

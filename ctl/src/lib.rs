@@ -6,6 +6,7 @@ pub mod activate;
 pub mod clones;
 pub mod generate;
 pub mod migrations;
+pub mod moves;
 pub mod pairs;
 pub mod schedules;
 pub mod table;

@@ -41,6 +41,9 @@ enum Command {
     /// Copy a namespace (resources, and volumes as metadata-only clones) within this cluster.
     #[command(subcommand)]
     Clone(kube_cli::CloneWhat),
+    /// Move a Deployment or StatefulSet to another node of this cluster; its ferry volumes
+    /// stay where they are (the shared chunk store) and are checked on the way.
+    Move(kube_cli::MoveFlags),
     /// Start migrated workloads at their source replica counts.
     #[command(subcommand)]
     Activate(kube_cli::Activation),
@@ -71,6 +74,7 @@ async fn main() -> std::process::ExitCode {
         Command::Resume(s) => kube_cli::suspension(&k, s, false).await,
         Command::Perform(p) => kube_cli::perform(&k, p).await,
         Command::Clone(c) => kube_cli::clone(&k, c).await,
+        Command::Move(f) => kube_cli::move_workload(&k, f).await,
         Command::Activate(_) => kube_cli::activation(&k, true).await,
         Command::Deactivate(_) => kube_cli::activation(&k, false).await,
         Command::Transfer(c) => transfer::run(c).await,

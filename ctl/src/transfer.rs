@@ -48,7 +48,7 @@ pub struct GcArgs {
 }
 
 /// Parses "90s", "10m", "2h" or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
@@ -223,7 +223,7 @@ fn config(path: &Path) -> Result<StoreConfig, BoxError> {
     }
 }
 
-async fn open_store(path: &Path) -> Result<Store, BoxError> {
+pub(crate) async fn open_store(path: &Path) -> Result<Store, BoxError> {
     Ok(Store::open(&config(path)?, StoreOptions::default()).await?)
 }
 

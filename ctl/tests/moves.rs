@@ -113,6 +113,9 @@ struct Cluster {
     stuck: AtomicBool,
     stop: AtomicBool,
     pods: Mutex<u32>,
+    /// Unstages due once their count of passes runs out: as on a real node, the pod object
+    /// goes before the kubelet has unstaged its volumes.
+    pending: Mutex<Vec<(u32, String, String)>>,
 }
 
 impl Cluster {
@@ -124,6 +127,7 @@ impl Cluster {
             stuck: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             pods: Mutex::new(0),
+            pending: Mutex::new(Vec::new()),
         })
     }
 
@@ -187,6 +191,18 @@ impl Cluster {
 
     /// One pass of the control loops.
     async fn step(&self) {
+        let due: Vec<(String, String)> = {
+            let mut p = self.pending.lock().unwrap();
+            p.iter_mut().for_each(|(n, _, _)| *n = n.saturating_sub(1));
+            let (due, later) = p.drain(..).partition(|(n, _, _)| *n == 0);
+            *p = later;
+            due.into_iter()
+                .map(|(_, node, id): (u32, String, String)| (node, id))
+                .collect()
+        };
+        for (node, id) in due {
+            self.unstage(&node, &id).await;
+        }
         let Some(d) = self.api.get("apps/deployments", Some(NS), "db") else {
             return;
         };
@@ -204,11 +220,12 @@ impl Cluster {
                     .as_str()
                     .unwrap_or_default()
                     .to_string();
-                if self.stuck.load(Ordering::SeqCst) {
-                    // The pod goes, but the node never unstages.
-                } else {
+                // The pod goes first; the node unstages five passes later, or never when
+                // its plugin is stuck.
+                if !self.stuck.load(Ordering::SeqCst) {
+                    let mut p = self.pending.lock().unwrap();
                     for id in self.volume_ids(template) {
-                        self.unstage(&on, &id).await;
+                        p.push((5, on.clone(), id));
                     }
                 }
                 let name = p["metadata"]["name"]

@@ -142,7 +142,11 @@ impl Cluster {
             .open_volume_as(id, Some(lease.writer()))
             .await
             .expect("open");
-        h.fence().await.expect("fence");
+        let fenced = h.fence().await.expect("fence");
+        self.store
+            .record_lease_start(&lease, &fenced, LEASE)
+            .await
+            .expect("start");
         self.staged
             .lock()
             .unwrap()
@@ -569,13 +573,15 @@ async fn an_interrupted_move_continues_and_another_target_is_refused_meanwhile()
     );
 }
 
-/// Where a new node took a volume up, from the generations and lease steps the store keeps.
+/// Where a new node took a volume up, from the generations and the lease the store keeps.
 #[tokio::test]
-async fn the_new_nodes_first_generation_or_its_lease_step_shows_where_it_took_up_the_volume() {
+async fn the_new_nodes_first_generation_or_its_lease_shows_where_it_took_up_the_volume() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = store(dir.path()).await;
     let id = volume(&s, "v").await;
-    let stage = |node: &'static str| {
+    // As ferry's node plugin stages for writing; `record` false plays a node that records
+    // no start in its lease.
+    let stage = |node: &'static str, record: bool| {
         let s = s.clone();
         let id = id.clone();
         async move {
@@ -584,7 +590,12 @@ async fn the_new_nodes_first_generation_or_its_lease_step_shows_where_it_took_up
                 .open_volume_as(&id, Some(lease.writer()))
                 .await
                 .expect("open");
-            h.fence().await.expect("fence");
+            let fenced = h.fence().await.expect("fence");
+            if record {
+                s.record_lease_start(&lease, &fenced, LEASE)
+                    .await
+                    .expect("start");
+            }
             h
         }
     };
@@ -592,25 +603,32 @@ async fn the_new_nodes_first_generation_or_its_lease_step_shows_where_it_took_up
         h.write_at(0, &[byte; 16]).await.expect("write");
         h.flush().await.expect("flush");
     };
-    let a = stage("node-a").await;
+    let unstage = |h: Arc<VolumeHandle>, node: &'static str| {
+        let s = s.clone();
+        let id = id.clone();
+        async move {
+            h.flush().await.expect("flush");
+            s.release_lease(&id, node).await.expect("release");
+        }
+    };
+    let a = stage("node-a", true).await;
     write(a.clone(), 1).await;
-    a.flush().await.expect("flush");
-    s.release_lease(&id, "node-a").await.expect("release");
-    let left = volumes::let_go(&s, &id)
-        .await
-        .expect("lease")
-        .expect("let go");
+    unstage(a, "node-a").await;
     let base = s.head(&id).await.expect("head");
+    assert!(matches!(
+        volumes::let_go(&s, &id).await.expect("lease"),
+        Some(LetGo::Released { node }) if node == "node-a"
+    ));
 
     // Nobody holds it yet.
     assert_eq!(
-        volumes::taken_up(&s, &id, "node-b", &base, &left)
+        volumes::taken_up(&s, &id, "node-b", &base)
             .await
             .expect("check"),
         None
     );
-    let b = stage("node-b").await;
-    let first = volumes::taken_up(&s, &id, "node-b", &base, &left)
+    let b = stage("node-b", true).await;
+    let first = volumes::taken_up(&s, &id, "node-b", &base)
         .await
         .expect("check")
         .expect("taken up");
@@ -618,35 +636,32 @@ async fn the_new_nodes_first_generation_or_its_lease_step_shows_where_it_took_up
         matches!(&first, TakenUp::FromRoot { generation, .. } if generation == &(base.generation + 1)),
         "{first:?}"
     );
-    // Two commits later its first generation is pruned; its lease step still shows it.
+    // Two commits and a lease renewal later its first generation is pruned; the start
+    // recorded in its lease still shows it.
     write(b.clone(), 2).await;
     write(b.clone(), 3).await;
+    let held = s.lease(&id).await.expect("lease").expect("held");
+    s.renew_lease(&held, LEASE).await.expect("renew");
     assert!(
         s.generation(&id, base.generation + 1)
             .await
             .expect("read")
             .is_none()
     );
-    let later = volumes::taken_up(&s, &id, "node-b", &base, &left)
+    let later = volumes::taken_up(&s, &id, "node-b", &base)
         .await
         .expect("check")
         .expect("taken up");
-    assert!(matches!(later, TakenUp::AfterRelease { .. }), "{later:?}");
-    assert!(later.verified());
-    b.flush().await.expect("flush");
-    s.release_lease(&id, "node-b").await.expect("release");
+    assert_eq!(later, first, "the same generation, from the lease");
+    unstage(b, "node-b").await;
 
-    // Another node staged it in between: node-b's stage is not shown to be from that root.
+    // Another node staged it in between: refused while its generation is there, not shown
+    // once it is pruned.
     let base = s.head(&id).await.expect("head");
-    let left = volumes::let_go(&s, &id)
-        .await
-        .expect("lease")
-        .expect("let go");
-    let c = stage("node-c").await;
-    c.flush().await.expect("flush");
-    s.release_lease(&id, "node-c").await.expect("release");
-    let b = stage("node-b").await;
-    let err = volumes::taken_up(&s, &id, "node-b", &base, &left)
+    let c = stage("node-c", true).await;
+    unstage(c, "node-c").await;
+    let b = stage("node-b", true).await;
+    let err = volumes::taken_up(&s, &id, "node-b", &base)
         .await
         .expect_err("another writer first")
         .to_string();
@@ -654,7 +669,26 @@ async fn the_new_nodes_first_generation_or_its_lease_step_shows_where_it_took_up
     for n in 5..8 {
         write(b.clone(), n).await;
     }
-    let late = volumes::taken_up(&s, &id, "node-b", &base, &left)
+    let late = volumes::taken_up(&s, &id, "node-b", &base)
+        .await
+        .expect("check")
+        .expect("held");
+    assert!(!late.verified(), "{late:?}");
+    unstage(b, "node-b").await;
+
+    // A node that records no start: shown while its first generation is kept, not after.
+    let base = s.head(&id).await.expect("head");
+    let b = stage("node-b", false).await;
+    assert!(
+        volumes::taken_up(&s, &id, "node-b", &base)
+            .await
+            .expect("check")
+            .expect("held")
+            .verified()
+    );
+    write(b.clone(), 8).await;
+    write(b.clone(), 9).await;
+    let late = volumes::taken_up(&s, &id, "node-b", &base)
         .await
         .expect("check")
         .expect("held");

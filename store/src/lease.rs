@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::layout;
-use crate::records::{self, LeaseRecord, RECORD_FORMAT};
+use crate::records::{self, GenRecord, LeaseRecord, LeaseStart, RECORD_FORMAT};
 use crate::store::Store;
 use std::time::Duration;
 
@@ -67,7 +67,11 @@ impl Store {
                 check_free(cur, holder)?;
             }
             let next = current.as_ref().map_or(0, |c| c.seq + 1);
-            if let Some(rec) = self.write_step(id, next, holder, ttl, false).await? {
+            // A holder taking its own live lease again keeps where it took the volume up.
+            let start = current
+                .filter(|c| c.holder == holder && !c.released)
+                .and_then(|c| c.start);
+            if let Some(rec) = self.write_step(id, next, holder, ttl, false, start).await? {
                 return Ok(rec);
             }
         }
@@ -93,8 +97,9 @@ impl Store {
                 )));
             }
         }
-        let next = current.map_or(0, |c| c.seq + 1);
-        self.write_step(id, next, &lease.holder, ttl, false)
+        let next = current.as_ref().map_or(0, |c| c.seq + 1);
+        let start = current.and_then(|c| c.start);
+        self.write_step(id, next, &lease.holder, ttl, false, start)
             .await?
             .ok_or_else(|| {
                 Error::Held(format!(
@@ -102,6 +107,49 @@ impl Store {
                     lease.holder
                 ))
             })
+    }
+
+    /// Records in `lease`'s volume that its holder took the volume up with `fenced`, the
+    /// generation it committed under its writer tag before serving a byte (a renewal that
+    /// carries it; later steps of the holder carry it on).
+    ///
+    /// # Errors
+    /// [`Error::Held`] when the lease was taken over or released meanwhile; backend errors.
+    pub async fn record_lease_start(
+        &self,
+        lease: &LeaseRecord,
+        fenced: &GenRecord,
+        ttl: Duration,
+    ) -> Result<LeaseRecord> {
+        let id = &lease.volume_id;
+        let start = LeaseStart {
+            generation: fenced.generation,
+            root: fenced.root,
+            writer: fenced.writer.clone().unwrap_or_default(),
+        };
+        for _ in 0..4 {
+            let current = self.lease(id).await?;
+            match &current {
+                Some(cur) if cur.holder == lease.holder && !cur.released => {}
+                Some(cur) => return Err(lost(id, &lease.holder, cur)),
+                None => {
+                    return Err(Error::Held(format!(
+                        "volume {id}: the lease of node {} is gone",
+                        lease.holder
+                    )));
+                }
+            }
+            let next = current.map_or(0, |c| c.seq + 1);
+            if let Some(rec) = self
+                .write_step(id, next, &lease.holder, ttl, false, Some(start.clone()))
+                .await?
+            {
+                return Ok(rec);
+            }
+        }
+        Err(Error::Conflict(format!(
+            "volume {id}: its lease kept changing while recording its start; retry"
+        )))
     }
 
     /// Gives volume `id`'s lease back if `holder` has it; a no-op otherwise (idempotent).
@@ -117,7 +165,14 @@ impl Store {
                 return Ok(());
             }
             if self
-                .write_step(id, cur.seq + 1, holder, Duration::ZERO, true)
+                .write_step(
+                    id,
+                    cur.seq + 1,
+                    holder,
+                    Duration::ZERO,
+                    true,
+                    cur.start.clone(),
+                )
                 .await?
                 .is_some()
             {
@@ -137,6 +192,7 @@ impl Store {
         holder: &str,
         ttl: Duration,
         released: bool,
+        start: Option<LeaseStart>,
     ) -> Result<Option<LeaseRecord>> {
         let now = records::now_ms();
         let rec = LeaseRecord {
@@ -147,6 +203,7 @@ impl Store {
             expires_ms: now + ttl.as_millis() as u64,
             released,
             written_ms: now,
+            start,
         };
         let path = layout::lease_path(id, seq);
         if !self
@@ -218,4 +275,57 @@ fn lost(id: &str, holder: &str, cur: &LeaseRecord) -> Error {
         "volume {id}: node {holder}'s lease was {how} (now step {} of node {})",
         cur.seq, cur.holder
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Store, StoreConfig, StoreOptions, VolumeSpec};
+    use std::time::Duration;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    /// The start a holder records travels with its later steps, and goes with the holder.
+    #[tokio::test]
+    async fn a_recorded_start_is_carried_by_the_holders_steps_only() {
+        let s = Store::open(&StoreConfig::memory(), StoreOptions::default())
+            .await
+            .expect("store");
+        let id = s
+            .create_volume(VolumeSpec {
+                name: "v".into(),
+                capacity_bytes: 1 << 20,
+                options: Default::default(),
+                parameters: Default::default(),
+                source: None,
+            })
+            .await
+            .expect("volume")
+            .id()
+            .to_string();
+        let lease = s.acquire_lease(&id, "a", TTL).await.expect("take");
+        assert_eq!(lease.start, None);
+        let h = s
+            .open_volume_as(&id, Some(lease.writer()))
+            .await
+            .expect("open");
+        let fenced = h.fence().await.expect("fence");
+        let rec = s
+            .record_lease_start(&lease, &fenced, TTL)
+            .await
+            .expect("record");
+        let start = rec.start.clone().expect("start");
+        assert_eq!(start.generation, fenced.generation);
+        assert_eq!(start.root, fenced.root);
+        assert_eq!(start.writer, lease.writer());
+        // A renewal and the holder taking its own lease again keep it.
+        let renewed = s.renew_lease(&rec, TTL).await.expect("renew");
+        assert_eq!(renewed.start.as_ref(), Some(&start));
+        let again = s.acquire_lease(&id, "a", TTL).await.expect("again");
+        assert_eq!(again.start.as_ref(), Some(&start));
+        // The next holder starts without one; another node cannot record into the lease.
+        s.release_lease(&id, "a").await.expect("release");
+        let b = s.acquire_lease(&id, "b", TTL).await.expect("b");
+        assert_eq!(b.start, None);
+        assert!(s.record_lease_start(&lease, &fenced, TTL).await.is_err());
+    }
 }

@@ -48,7 +48,7 @@ pub use hash::Hash;
 pub use holds::{Hold, Lifeline};
 pub use objects::{ObjectMeta, Objects};
 pub use records::{
-    GenRecord, GroupSnapshotRecord, ImportSource, LeaseRecord, SnapshotRecord, Source,
+    GenRecord, GroupSnapshotRecord, ImportSource, LeaseRecord, LeaseStart, SnapshotRecord, Source,
     VolumeRecord, VolumeSpec,
 };
 pub use root_check::RootCheck;

@@ -177,6 +177,24 @@ pub struct LeaseRecord {
     pub released: bool,
     /// Time of writing, Unix milliseconds.
     pub written_ms: u64,
+    /// Where the holder took the volume up: its fencing generation, recorded once that is
+    /// committed and carried forward by every later step of the same holder. Absent before
+    /// the fence and in steps of older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<LeaseStart>,
+}
+
+/// The generation a lease holder took a volume up with: the root it opened, committed again
+/// under its writer tag before it served a byte.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseStart {
+    /// The fencing generation.
+    pub generation: u64,
+    /// Its root (the root the holder opened).
+    pub root: Hash,
+    /// Its writer tag.
+    pub writer: String,
 }
 
 impl LeaseRecord {

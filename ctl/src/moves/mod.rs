@@ -388,8 +388,7 @@ async fn wait_ready_and_taken(
         // volume up is pruned once the workload has committed twice more.
         for (i, (_, id)) in ferry.iter().enumerate() {
             if taken[i].is_none() {
-                let (let_go, committed) = &left[i];
-                taken[i] = volumes::taken_up(store, id, &a.node, &committed.head, let_go).await?;
+                taken[i] = volumes::taken_up(store, id, &a.node, &left[i].1.head).await?;
             }
         }
         let (here, rest, list) = census(client, w, &a.node).await?;
@@ -445,10 +444,10 @@ fn not_held(id: &str, claim: &str, node: &str, holder: Option<&str>) -> String {
 fn describe_let_go(l: &LetGo) -> String {
     match l {
         LetGo::NeverStaged => "never staged for writing".into(),
-        LetGo::Released { node: n, .. } => {
+        LetGo::Released { node: n } => {
             format!("unstaged by node {n} (flushed, lease released)")
         }
-        LetGo::Lapsed { node: n, .. } => format!(
+        LetGo::Lapsed { node: n } => format!(
             "node {n}'s lease ran out without an unstage: only what it had flushed is in the \
              store"
         ),
@@ -494,11 +493,6 @@ pub fn describe(r: &MoveReport) -> String {
             Some(TakenUp::FromRoot { generation, writer }) => out.push_str(&format!(
                 "  data verified: staged on node {} from that root (generation {generation}, \
                  writer {writer})\n",
-                r.node
-            )),
-            Some(TakenUp::AfterRelease { generation, writer }) => out.push_str(&format!(
-                "  data verified: staged on node {} as {writer}, the lease step right after \
-                 the release, so from that root (generation {generation} now)\n",
                 r.node
             )),
             Some(TakenUp::Unproven { generation }) => out.push_str(&format!(

@@ -61,31 +61,17 @@ pub async fn claims(client: &kube::Client, ns: &str, names: &[String]) -> Result
 pub enum LetGo {
     /// Never staged for writing.
     NeverStaged,
-    /// Unstaged by `node`: flushed, and its lease given back at step `seq`.
+    /// Unstaged by `node`: flushed, and its lease given back.
     Released {
         /// The node.
         node: String,
-        /// The lease step of the release.
-        seq: u64,
     },
-    /// `node`'s lease (last step `seq`) ran out without an unstage (the node or its plugin
-    /// died): what it had not flushed is not in the store.
+    /// `node`'s lease ran out without an unstage (the node or its plugin died): what it
+    /// had not flushed is not in the store.
     Lapsed {
         /// The node.
         node: String,
-        /// The lease's last step.
-        seq: u64,
     },
-}
-
-impl LetGo {
-    /// The lease step the next node to stage the volume takes.
-    pub fn next_seq(&self) -> u64 {
-        match self {
-            LetGo::NeverStaged => 0,
-            LetGo::Released { seq, .. } | LetGo::Lapsed { seq, .. } => seq + 1,
-        }
-    }
 }
 
 /// Whether the volume's writer has let go: `None` while a node holds a live lease.
@@ -95,14 +81,8 @@ impl LetGo {
 pub async fn let_go(store: &Store, id: &str) -> Result<Option<LetGo>> {
     Ok(match store.lease(id).await? {
         None => Some(LetGo::NeverStaged),
-        Some(l) if l.released => Some(LetGo::Released {
-            node: l.holder,
-            seq: l.seq,
-        }),
-        Some(l) if l.expires_ms <= now_ms() => Some(LetGo::Lapsed {
-            node: l.holder,
-            seq: l.seq,
-        }),
+        Some(l) if l.released => Some(LetGo::Released { node: l.holder }),
+        Some(l) if l.expires_ms <= now_ms() => Some(LetGo::Lapsed { node: l.holder }),
         Some(_) => None,
     })
 }
@@ -146,24 +126,17 @@ pub async fn committed(store: &Store, id: &str, chunks: bool) -> Result<Committe
 /// How the new node took up a volume.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TakenUp {
-    /// Seen directly: the new node's first generation holds exactly the committed root.
+    /// The new node's first generation is the one right after the committed one and holds
+    /// exactly its root: seen in the generation itself while the store keeps it, and after
+    /// in the start the node recorded in its lease.
     FromRoot {
         /// That generation.
         generation: u64,
-        /// The writer tag (`node#lease step`).
-        writer: String,
-    },
-    /// The new node's first generation is pruned already (it has committed twice since),
-    /// but its lease is the step right after the old node let go, so no writer came in
-    /// between: it opened the volume at the committed root. Its head now is `generation`.
-    AfterRelease {
-        /// The head generation when checked.
-        generation: u64,
-        /// The writer tag (`node#lease step`).
+        /// Its writer tag (`node#lease step`).
         writer: String,
     },
     /// The new node holds the lease, but where it took the volume up cannot be shown (it
-    /// staged the volume more than once since, or another commit came last).
+    /// staged the volume again since, or its plugin records no start).
     Unproven {
         /// The head generation when checked.
         generation: u64,
@@ -173,65 +146,79 @@ pub enum TakenUp {
 impl TakenUp {
     /// Is the volume shown to be taken up from the committed root?
     pub fn verified(&self) -> bool {
-        !matches!(self, TakenUp::Unproven { .. })
+        matches!(self, TakenUp::FromRoot { .. })
     }
 }
 
 /// Checks, once `node` holds volume `id`'s lease, how it took the volume up from the
-/// committed generation `base`, the old writer having let go as `left`: `None` while
-/// another node or nobody holds it, or before the new node's fencing commit.
+/// committed generation `base`: `None` while another node or nobody holds it, or before
+/// the new node's fencing commit.
 ///
-/// A node that stages a volume for writing takes the lease's next step and commits the
-/// root it opened again under the tag `node#step` (its fencing generation) before it serves
-/// a byte; every later commit of that staging carries the same tag.
+/// A node that stages a volume for writing commits the root it opened again under its
+/// writer tag (`node#lease step`, its fencing generation) before it serves a byte, and
+/// records that generation in its lease (`start`), which outlives the generation itself:
+/// a commit prunes all but the generation before it.
 ///
 /// # Errors
-/// A generation after `base` written by another writer, or the new node's first generation
-/// holding another root: the data is not verified. Store errors.
+/// The generation after `base` written by another writer, or holding another root: the
+/// data is not verified. Store errors.
 pub async fn taken_up(
     store: &Store,
     id: &str,
     node: &str,
     base: &GenRecord,
-    left: &LetGo,
 ) -> Result<Option<TakenUp>> {
-    if holder(store, id).await?.as_deref() != Some(node) {
+    let Some(lease) = store
+        .lease(id)
+        .await?
+        .filter(|l| !l.released && l.expires_ms > now_ms() && l.holder == node)
+    else {
         return Ok(None);
-    }
-    let tag = format!("{node}#{}", left.next_seq());
-    match store.generation(id, base.generation + 1).await? {
-        Some(g) if g.writer.as_deref() == Some(tag.as_str()) && g.root == base.root => {
-            Ok(Some(TakenUp::FromRoot {
+    };
+    let mine = |w: Option<&str>| {
+        w.and_then(|w| w.rsplit_once('#'))
+            .is_some_and(|(n, _)| n == node)
+    };
+    let next = base.generation + 1;
+    if let Some(g) = store.generation(id, next).await? {
+        if mine(g.writer.as_deref()) && g.root == base.root {
+            return Ok(Some(TakenUp::FromRoot {
                 generation: g.generation,
-                writer: tag,
-            }))
+                writer: g.writer.unwrap_or_default(),
+            }));
         }
-        Some(g) => Err(format!(
-            "volume {id}: generation {} after the committed one holds root {} written by {}, \
-             where node {node} was to take up root {} as {tag}: the data is not verified",
-            g.generation,
+        return Err(format!(
+            "volume {id}: generation {next}, the one after the committed one, holds root {} \
+             written by {}, where node {node} was to take up root {}: the data is not verified",
             g.root,
             g.writer.as_deref().unwrap_or("the controller"),
             base.root
         )
-        .into()),
-        None => {
-            let head = store.head(id).await?;
-            if head.generation <= base.generation {
-                return Ok(None); // leased, not yet fenced
-            }
-            Ok(Some(if head.writer.as_deref() == Some(tag.as_str()) {
-                TakenUp::AfterRelease {
-                    generation: head.generation,
-                    writer: tag,
-                }
-            } else {
-                TakenUp::Unproven {
-                    generation: head.generation,
-                }
-            }))
-        }
+        .into());
     }
+    let head = store.head(id).await?;
+    if head.generation <= base.generation {
+        return Ok(None); // leased, not yet fenced
+    }
+    Ok(Some(match lease.start {
+        Some(s) if s.generation == next && s.root == base.root && mine(Some(&s.writer)) => {
+            TakenUp::FromRoot {
+                generation: s.generation,
+                writer: s.writer,
+            }
+        }
+        Some(s) if s.generation == next => {
+            return Err(format!(
+                "volume {id}: node {node} recorded taking it up at generation {next} with root \
+                 {}, not the committed root {}: the data is not verified",
+                s.root, base.root
+            )
+            .into());
+        }
+        _ => TakenUp::Unproven {
+            generation: head.generation,
+        },
+    }))
 }
 
 /// A root as the report shows it.

@@ -69,10 +69,17 @@ pub async fn run(store: Store, args: ServerArgs) -> Result<(), Error> {
     let volume = store
         .open_volume_as(&args.volume_id, lease.as_ref().map(LeaseRecord::writer))
         .await?;
-    let head = if lease.is_some() {
-        volume.fence().await?
-    } else {
-        volume.head().await
+    let (head, lease) = match lease {
+        Some(lease) => {
+            let fenced = volume.fence().await?;
+            // Where this staging took the volume up, kept in the lease for whoever checks
+            // it later (ferryctl move), since generations are pruned.
+            let lease = store
+                .record_lease_start(&lease, &fenced, args.lease_ttl)
+                .await?;
+            (fenced, Some(lease))
+        }
+        None => (volume.head().await, None),
     };
     let status = Arc::new(Status::new(
         &args.volume_id,

@@ -87,16 +87,7 @@ impl Store {
     pub async fn renew_lease(&self, lease: &LeaseRecord, ttl: Duration) -> Result<LeaseRecord> {
         let id = &lease.volume_id;
         let current = self.lease(id).await?;
-        match &current {
-            Some(cur) if cur.holder == lease.holder && !cur.released => {}
-            Some(cur) => return Err(lost(id, &lease.holder, cur)),
-            None => {
-                return Err(Error::Held(format!(
-                    "volume {id}: the lease of node {} is gone",
-                    lease.holder
-                )));
-            }
-        }
+        still_held(lease, current.as_ref())?;
         let next = current.as_ref().map_or(0, |c| c.seq + 1);
         let start = current.and_then(|c| c.start);
         self.write_step(id, next, &lease.holder, ttl, false, start)
@@ -129,16 +120,7 @@ impl Store {
         };
         for _ in 0..4 {
             let current = self.lease(id).await?;
-            match &current {
-                Some(cur) if cur.holder == lease.holder && !cur.released => {}
-                Some(cur) => return Err(lost(id, &lease.holder, cur)),
-                None => {
-                    return Err(Error::Held(format!(
-                        "volume {id}: the lease of node {} is gone",
-                        lease.holder
-                    )));
-                }
-            }
+            still_held(lease, current.as_ref())?;
             let next = current.map_or(0, |c| c.seq + 1);
             if let Some(rec) = self
                 .write_step(id, next, &lease.holder, ttl, false, Some(start.clone()))
@@ -263,6 +245,19 @@ fn check_free(cur: &LeaseRecord, holder: &str) -> Result<()> {
         cur.holder,
         (cur.expires_ms - now).div_ceil(1000)
     )))
+}
+
+/// Succeeds while `lease`'s holder still holds the lease whose current step is `current`.
+fn still_held(lease: &LeaseRecord, current: Option<&LeaseRecord>) -> Result<()> {
+    let id = &lease.volume_id;
+    match current {
+        Some(cur) if cur.holder == lease.holder && !cur.released => Ok(()),
+        Some(cur) => Err(lost(id, &lease.holder, cur)),
+        None => Err(Error::Held(format!(
+            "volume {id}: the lease of node {} is gone",
+            lease.holder
+        ))),
+    }
 }
 
 fn lost(id: &str, holder: &str, cur: &LeaseRecord) -> Error {

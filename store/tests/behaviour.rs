@@ -348,6 +348,19 @@ async fn gc_never_removes_reachable_data(store: Store) {
     assert_eq!(read_all(&cold, restored.id()).await, first);
 }
 
+/// Damages the stored object at `path` in place.
+async fn flip_last_byte(store: &Store, path: &str) {
+    let mut blob = store
+        .raw_objects()
+        .get(path)
+        .await
+        .unwrap()
+        .expect("stored");
+    let last = blob.len() - 1;
+    blob[last] ^= 0xff;
+    store.raw_objects().put(path, blob).await.unwrap();
+}
+
 async fn corrupted_chunk_is_detected(store: Store) {
     let v = store
         .create_volume(spec("bad", 64 << 10, 16 << 10, None))
@@ -356,15 +369,7 @@ async fn corrupted_chunk_is_detected(store: Store) {
     write_flush(&store, v.id(), 0, &[9u8; 16 << 10]).await;
     let h = Hash::of(&[9u8; 16 << 10]);
     let path = layout::chunk(&h);
-    let mut blob = store
-        .raw_objects()
-        .get(&path)
-        .await
-        .unwrap()
-        .expect("chunk stored");
-    let last = blob.len() - 1;
-    blob[last] ^= 0xff;
-    store.raw_objects().put(&path, blob).await.unwrap();
+    flip_last_byte(&store, &path).await;
     let cold = Store::with_objects(store.raw_objects().clone(), options());
     let err = cold
         .open_volume(v.id())
@@ -416,15 +421,7 @@ async fn a_root_reads_back_whole_or_names_what_is_damaged(store: Store) {
     // A damaged chunk fails the chunk check, naming it, and not the page check.
     let h = Hash::of(&[5u8; 16 << 10]);
     let path = layout::chunk(&h);
-    let mut blob = store
-        .raw_objects()
-        .get(&path)
-        .await
-        .unwrap()
-        .expect("stored");
-    let last = blob.len() - 1;
-    blob[last] ^= 0xff;
-    store.raw_objects().put(&path, blob).await.unwrap();
+    flip_last_byte(&store, &path).await;
     let err = store.check_root(root, true).await.unwrap_err();
     assert!(err.to_string().contains(&h.to_hex()), "{err}");
     store.check_root(root, false).await.unwrap();

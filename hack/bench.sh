@@ -14,6 +14,10 @@ fi
 if [ "${1:-}" = clone ]; then
   exec cargo run --quiet --release -p ferry-store --example clone_bench
 fi
+# `hack/bench.sh codec FILE` compares the chunk codecs (none, deflate, zstd) on FILE's bytes.
+if [ "${1:-}" = codec ]; then
+  exec cargo run --quiet --release -p ferry-store --example codec_bench "${2:?name a file}"
+fi
 if [ "${1:-}" = gc ]; then
   exec cargo run --quiet --release -p ferry-store --example gc_bench
 fi

@@ -1,12 +1,12 @@
 //! The on-store framing of chunks and tree pages: a small versioned header, then the payload,
-//! deflate-compressed only where that saves space.
+//! compressed (deflate or zstd) only where that saves space.
 //!
 //! ```text
 //! offset  size  field
 //! 0       4     magic "FRYB"
 //! 4       1     format version (1)
 //! 5       1     kind: 1 chunk, 2 tree page
-//! 6       1     codec: 0 none, 1 deflate (raw RFC 1951)
+//! 6       1     codec: 0 none, 1 deflate (raw RFC 1951), 2 zstd (one RFC 8878 frame)
 //! 7       1     reserved, 0
 //! 8       4     uncompressed length, little endian
 //! 12      ...   payload
@@ -42,7 +42,12 @@ pub enum Codec {
     None = 0,
     /// Raw deflate at the fastest level.
     Deflate = 1,
+    /// A zstd frame at level [`ZSTD_LEVEL`].
+    Zstd = 2,
 }
+
+/// The zstd level ferry writes: 1, its fastest standard level.
+pub const ZSTD_LEVEL: i32 = 1;
 
 /// Compression policy for writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,18 +70,24 @@ const PROBE: usize = 4096;
 /// Encodes `raw` as a blob of `kind`, compressing when that saves at least 1/32 of the size.
 /// Returns the encoded bytes and the codec used.
 pub fn encode(kind: Kind, raw: &[u8], policy: CodecPolicy) -> (Vec<u8>, Codec) {
-    if policy.codec == Codec::Deflate
+    let codec = policy.codec;
+    if codec != Codec::None
         && raw.len() > 64
         && probe_shrinks(raw)
-        && let Some(packed) = deflate(raw)
+        && let Some(packed) = compress(codec, raw)
         && packed.len() + raw.len() / 32 < raw.len()
     {
-        return (
-            frame(kind, Codec::Deflate, raw.len(), &packed),
-            Codec::Deflate,
-        );
+        return (frame(kind, codec, raw.len(), &packed), codec);
     }
     (frame(kind, Codec::None, raw.len(), raw), Codec::None)
+}
+
+fn compress(codec: Codec, raw: &[u8]) -> Option<Vec<u8>> {
+    match codec {
+        Codec::None => None,
+        Codec::Deflate => deflate(raw),
+        Codec::Zstd => zstd::bulk::compress(raw, ZSTD_LEVEL).ok(),
+    }
 }
 
 fn frame(kind: Kind, codec: Codec, raw_len: usize, payload: &[u8]) -> Vec<u8> {
@@ -151,6 +162,9 @@ pub fn decode(path: &str, kind: Kind, expect: &Hash, blob: &[u8]) -> Result<Vec<
                 .map_err(|e| corrupt(format!("deflate stream: {e}")))?;
             out
         }
+        // At most the header's length: a frame that claims more is refused, not allocated.
+        2 => zstd::bulk::decompress(payload, raw_len)
+            .map_err(|e| corrupt(format!("zstd frame: {e}")))?,
         c => return Err(corrupt(format!("unknown codec {c}"))),
     };
     if raw.len() != raw_len {
@@ -188,6 +202,42 @@ mod tests {
             decode("p", Kind::Chunk, &Hash::of(&raw), &blob).unwrap(),
             raw
         );
+    }
+
+    #[test]
+    fn zstd_round_trips_and_beside_deflate_each_blob_decodes_by_its_own_codec() {
+        let raw = text(65536);
+        let zstd = CodecPolicy { codec: Codec::Zstd };
+        let (z, codec) = encode(Kind::Chunk, &raw, zstd);
+        assert_eq!(codec, Codec::Zstd);
+        assert_eq!(z[6], 2, "the header names the codec");
+        assert!(z.len() < raw.len() / 4);
+        let (d, _) = encode(Kind::Chunk, &raw, CodecPolicy::default());
+        let h = Hash::of(&raw);
+        assert_eq!(decode("z", Kind::Chunk, &h, &z).unwrap(), raw);
+        assert_eq!(decode("d", Kind::Chunk, &h, &d).unwrap(), raw);
+        // Pages too, and small blobs stay raw.
+        let (p, codec) = encode(Kind::Page, &text(8192), zstd);
+        assert_eq!(codec, Codec::Zstd);
+        assert_eq!(
+            decode("p", Kind::Page, &Hash::of(&text(8192)), &p).unwrap(),
+            text(8192)
+        );
+        assert_eq!(encode(Kind::Chunk, b"tiny", zstd).1, Codec::None);
+    }
+
+    #[test]
+    fn a_zstd_frame_longer_than_its_header_says_is_refused() {
+        let raw = text(65536);
+        let (mut z, _) = encode(Kind::Chunk, &raw, CodecPolicy { codec: Codec::Zstd });
+        // Claim half the length: the frame decodes to more than that.
+        z[8..12].copy_from_slice(&(32768u32).to_le_bytes());
+        let err = decode("z", Kind::Chunk, &Hash::of(&raw), &z).unwrap_err();
+        assert!(err.to_string().contains("zstd frame"), "{err}");
+        let (mut z, _) = encode(Kind::Chunk, &raw, CodecPolicy { codec: Codec::Zstd });
+        let n = z.len();
+        z.truncate(n - 3);
+        assert!(decode("z", Kind::Chunk, &Hash::of(&raw), &z).is_err());
     }
 
     #[test]

@@ -253,10 +253,11 @@ impl VolumeOptions {
                 "compression" => {
                     opts.compression = match v.as_str() {
                         "deflate" => Codec::Deflate,
+                        "zstd" => Codec::Zstd,
                         "none" => Codec::None,
                         _ => {
                             return Err(Error::InvalidArgument(format!(
-                                "parameter compression must be deflate or none, not {v:?}"
+                                "parameter compression must be deflate, zstd or none, not {v:?}"
                             )));
                         }
                     }

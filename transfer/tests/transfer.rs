@@ -96,6 +96,84 @@ async fn scatter(store: &Store, id: &str, chunks: u64, n: usize, seed: u64) -> u
     n
 }
 
+/// The codec byte of each chunk a root names, as stored in `store`.
+async fn codecs(store: &Store, root: Hash) -> std::collections::BTreeMap<u8, usize> {
+    let chunks = ferry_store::tree::diff(store.blobs(), root, store.blobs(), Hash::ZERO)
+        .await
+        .unwrap()
+        .chunks;
+    let mut out = std::collections::BTreeMap::new();
+    for h in chunks {
+        let (frame, _) = store
+            .blobs()
+            .read_frame(ferry_store::Kind::Chunk, &h)
+            .await
+            .unwrap();
+        *out.entry(frame.bytes()[6]).or_insert(0) += 1;
+    }
+    out
+}
+
+/// A volume whose deflate chunks were cloned into a zstd volume that then wrote more:
+/// export, verify and import carry each chunk as stored, and every byte reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_of_deflate_and_zstd_chunks_round_trips_with_its_frames_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = memory_store().await;
+    let b = Store::open(
+        &StoreConfig::fs(dir.path().join("b").to_string_lossy()),
+        options(),
+    )
+    .await
+    .unwrap();
+    let base = volume(&a, "deflated", 24, 7).await;
+    let s0 = snapshot(&a, &base, "s0").await;
+    let mixed = a
+        .create_volume(VolumeSpec {
+            name: "mixed".into(),
+            capacity_bytes: 24 * CHUNK,
+            options: VolumeOptions {
+                compression: ferry_store::Codec::Zstd,
+                ..Default::default()
+            },
+            parameters: Default::default(),
+            source: Some(ferry_store::Source::Snapshot(s0)),
+        })
+        .await
+        .unwrap()
+        .id()
+        .to_string();
+    let h = a.open_volume(&mixed).await.unwrap();
+    for i in [2u64, 5, 8, 11] {
+        // Text into former holes: compressible, so written as zstd.
+        let buf: Vec<u8> = (0..CHUNK as usize)
+            .map(|j| format!("{i};zstd;{}\n", j % 89).as_bytes()[j % 6])
+            .collect();
+        h.write_at(i * CHUNK, &buf).await.unwrap();
+    }
+    h.flush().await.unwrap();
+    let snap = snapshot(&a, &mixed, "s1").await;
+    let root = a.get_snapshot(&snap).await.unwrap().root;
+    let before = codecs(&a, root).await;
+    assert_eq!(before.get(&2), Some(&4), "{before:?}");
+    assert!(before.get(&1).is_some_and(|n| *n > 0), "{before:?}");
+
+    let t = TransferStore::open(
+        &StoreConfig::fs(dir.path().join("t").to_string_lossy()),
+        None,
+    )
+    .await
+    .unwrap();
+    exp(&a, &snap, &t, small_packs()).await.unwrap();
+    let commit = t.find_commit(&mixed).await.unwrap();
+    ver(&t, &commit).await.unwrap();
+    let r = imp(&t, &commit, &b, "imported").await.unwrap();
+    let imported = r.volume_id.unwrap();
+    assert_eq!(digest(&a, &mixed).await, digest(&b, &imported).await);
+    let head = b.head(&imported).await.unwrap();
+    assert_eq!(codecs(&b, head.root).await, before, "frames kept as stored");
+}
+
 async fn round_trip(transfer: StoreConfig, key: Option<Key>) {
     let a = memory_store().await;
     let b = memory_store().await;

@@ -111,7 +111,7 @@ pub async fn run(
             w.label(),
             a.node
         ));
-        wait_ready(client, &w, a, replicas).await?;
+        wait_ready_and_taken(client, store, &w, a, replicas, &[], &[], &mut []).await?;
         report.already_there = true;
         for (claim, id) in ferry {
             let committed = volumes::committed(store, &id, a.verify_chunks).await?;
@@ -349,28 +349,9 @@ async fn census(
     ))
 }
 
-/// Waits until `replicas` pods of `w` are ready on the node and no other is left.
-async fn wait_ready(
-    client: &kube::Client,
-    w: &Workload,
-    a: &MoveArgs,
-    replicas: i32,
-) -> Result<()> {
-    let deadline = Instant::now() + a.timeout;
-    loop {
-        let (here, rest, list) = census(client, w, &a.node).await?;
-        if here >= replicas.max(0) as usize && rest == 0 {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(not_ready(w, a, replicas, here, &list).into());
-        }
-        tokio::time::sleep(a.every).await;
-    }
-}
-
-/// Like [`wait_ready`], also waiting until each ferry volume is taken up on the node, and
-/// checking that it was taken up from its committed root.
+/// Waits until `replicas` pods of `w` are ready on the node and no other is left, and each
+/// of the `ferry` volumes is taken up there, checking that it was taken up from its
+/// committed root.
 #[allow(clippy::too_many_arguments)]
 async fn wait_ready_and_taken(
     client: &kube::Client,
@@ -392,7 +373,7 @@ async fn wait_ready_and_taken(
             }
         }
         let (here, rest, list) = census(client, w, &a.node).await?;
-        if here >= replicas as usize && rest == 0 && taken.iter().all(Option::is_some) {
+        if here >= replicas.max(0) as usize && rest == 0 && taken.iter().all(Option::is_some) {
             return Ok(());
         }
         if Instant::now() >= deadline {

@@ -42,6 +42,13 @@ pub struct MigrationArgs {
     /// Seconds a leader's Lease lasts without renewal (it renews every third of it).
     #[arg(long, env = "FERRY_LEADER_LEASE_SECS", default_value_t = 15)]
     pub leader_lease_secs: u64,
+    /// Transfers (exports and imports) this controller runs at once, over all migrations;
+    /// more wait, queued, for a slot.
+    #[arg(long, env = "FERRY_MAX_TRANSFERS", default_value_t = ferry_migration::transfers::DEFAULT_LIMIT)]
+    pub max_transfers: usize,
+    /// Volumes of one migration exported at once (within `--max-transfers`).
+    #[arg(long, env = "FERRY_PARALLEL_VOLUMES", default_value_t = ferry_migration::transfers::DEFAULT_WIDTH)]
+    pub parallel_volumes: usize,
     /// Publish Kubernetes Events for each step.
     #[arg(long, env = "FERRY_MIGRATION_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub events: bool,
@@ -72,6 +79,10 @@ pub async fn run(args: MigrationArgs) -> Result<(), Box<dyn std::error::Error + 
     let mut ctx = ferry_migration::Ctx::new(client, store, args.namespace.clone(), args.events);
     ctx.poll = std::time::Duration::from_secs_f64(args.poll_secs.max(0.05));
     ctx.policy.transfer_folders = args.transfer_folders.clone();
+    ctx.transfers = std::sync::Arc::new(ferry_migration::transfers::Transfers::new(
+        args.max_transfers,
+    ));
+    ctx.volume_width = args.parallel_volumes.max(1);
     tracing::info!(namespace = %args.namespace, "migration controller starting");
     if !args.leader_elect {
         ferry_migration::run::run(ctx).await;

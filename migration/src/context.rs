@@ -34,6 +34,10 @@ pub struct Ctx {
     pub recorder: Option<Recorder>,
     /// Transfer tuning.
     pub tuning: ferry_transfer::Tuning,
+    /// The exports and imports running in this controller, and its limit on them.
+    pub transfers: Arc<crate::transfers::Transfers>,
+    /// Volumes of one migration exported at once.
+    pub volume_width: usize,
     /// How long to wait before looking again at something in progress.
     pub poll: Duration,
     /// What tenants' objects may ask for.
@@ -69,6 +73,10 @@ impl Ctx {
             }),
             recorder,
             tuning: ferry_transfer::Tuning::default(),
+            transfers: Arc::new(crate::transfers::Transfers::new(
+                crate::transfers::DEFAULT_LIMIT,
+            )),
+            volume_width: crate::transfers::DEFAULT_WIDTH,
             poll: Duration::from_secs(5),
             policy: Policy::default(),
             backoff: Arc::default(),

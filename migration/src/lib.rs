@@ -27,6 +27,7 @@ pub mod run;
 pub mod schedule;
 pub mod status;
 pub mod time;
+pub mod transfers;
 pub mod transformation;
 pub mod trigger;
 pub mod trust;

@@ -9,12 +9,15 @@ use crate::crd::{ImportPhase, VolumeImport, VolumeImportStatus};
 use crate::error::{Error, Result};
 use crate::pair::{secret_data, transfer_from_data};
 use crate::status::StatusWriter;
+use crate::transfers::{Look, Phase};
 use crate::{Ctx, api, kinds_used, names};
 use ferry_transfer::{Key, TransferStore};
 use kube::ResourceExt;
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
+
+/// How often a running import's progress is written to the status.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// Volume attribute carrying the chunk size (as the CSI controller sets it).
 const CTX_CHUNK_SIZE: &str = "ferry.dev/chunkSize";
@@ -32,6 +35,8 @@ pub async fn reconcile(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<Duration>>
     let api: kube::Api<VolumeImport> =
         kube::Api::namespaced(ctx.client.clone(), &vi.namespace().unwrap_or_default());
     let Some(fresh) = api.get_opt(&vi.name_any()).await? else {
+        // Deleted: an import still running for it would make a volume no one asked for.
+        ctx.transfers.cancel(&jobs_of(vi));
         return Ok(None);
     };
     let vi = &fresh;
@@ -51,7 +56,18 @@ pub async fn reconcile(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<Duration>>
         started.elapsed(),
     );
     match outcome {
-        Ok(()) => {
+        Ok(false) => {
+            // In the pool: show its progress, come back when a transfer ends (or to show
+            // progress again).
+            w.save(&st).await?;
+            // The outcome is taken on the next pass.
+            let _ = ctx
+                .transfers
+                .wait_for_an_end(&jobs_of(vi), PROGRESS_EVERY)
+                .await;
+            return Ok(Some(Duration::ZERO));
+        }
+        Ok(true) => {
             st.phase = ImportPhase::Ready;
             st.reason = None;
             ctx.event(
@@ -84,6 +100,12 @@ pub async fn reconcile(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<Duration>>
     st.snapshot_id = Some(snap.clone());
     w.save(&st).await?;
     Ok(None)
+}
+
+/// The pool key prefix of an import's jobs: its uid (a re-made VolumeImport of the same name
+/// never takes the old one's outcome).
+fn jobs_of(vi: &VolumeImport) -> String {
+    format!("{}/import/", vi.metadata.uid.as_deref().unwrap_or_default())
 }
 
 /// Checks the spec fields that become names, paths and ids before any is used.
@@ -187,12 +209,14 @@ async fn in_place(ctx: &Ctx, vi: &VolumeImport, id: &str) -> Result<Option<InPla
     }))
 }
 
+/// Moves the import on: submits it to the controller's transfer pool, shows its progress
+/// while it runs, and once it ended, makes the PV. `Ok(true)` when the import is done.
 async fn import(
     ctx: &Ctx,
     vi: &VolumeImport,
     st: &mut VolumeImportStatus,
     w: &mut StatusWriter<VolumeImport>,
-) -> Result<()> {
+) -> Result<bool> {
     check_spec(vi)?;
     let ns = vi.namespace().unwrap_or_default();
     let what = format!("Secret {ns}/{}", vi.spec.transfer_secret);
@@ -231,35 +255,36 @@ async fn import(
             Error::Invalid(format!("volume {} is in use on the destination ({e}); stop what uses claim {}/{} and the import goes on", existing.id(), vi.spec.persistent_volume.claim_namespace, vi.spec.persistent_volume.claim_name))
         })?;
     }
-    st.phase = ImportPhase::InProgress;
-    st.reason = None;
-    w.save(st).await?;
-    let progress = Arc::new(ferry_transfer::Progress::default());
-    let job = ferry_transfer::import(
-        &target,
-        &commit,
-        &ctx.store,
-        &name,
-        progress.clone(),
-        ctx.tuning,
-    );
-    tokio::pin!(job);
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    let report = loop {
-        tokio::select! {
-            r = &mut job => break r?,
-            _ = tick.tick() => {
-                let p = progress.snapshot();
-                st.bytes_total = p.bytes_total;
-                st.bytes_done = p.bytes_done;
-                if let Err(e) = w.save(st).await {
-                    tracing::warn!(error = %e, "progress not saved");
-                }
-            }
+    let key = format!("{}{}", jobs_of(vi), src.snapshot_id);
+    let (report, p) = match ctx.transfers.look(&key) {
+        Look::Ended(outcome, p) => (outcome?, p),
+        Look::InFlight(view) => {
+            st.phase = ImportPhase::InProgress;
+            st.bytes_total = view.progress.bytes_total;
+            st.bytes_done = view.progress.bytes_done + view.progress.bytes_skipped;
+            st.reason = (view.phase == Phase::Queued).then(|| {
+                format!(
+                    "queued: the controller runs {} transfers at once",
+                    ctx.transfers.limit()
+                )
+            });
+            return Ok(false);
+        }
+        Look::Absent => {
+            st.phase = ImportPhase::InProgress;
+            st.reason = None;
+            w.save(st).await?;
+            let (store, tuning) = (ctx.store.clone(), ctx.tuning);
+            ctx.transfers.submit(&key, move |progress| async move {
+                Ok(
+                    ferry_transfer::import(&target, &commit, &store, &name, progress, tuning)
+                        .await?,
+                )
+            });
+            return Ok(false);
         }
     };
     ferry_csi::metrics::bytes_moved("import", report.bytes_read);
-    let p = progress.snapshot();
     st.bytes_total = p.bytes_total;
     st.bytes_done = p.bytes_total;
     let volume = ctx
@@ -271,7 +296,7 @@ async fn import(
         // The claim keeps the PV it has: only the data under it moved.
         st.persistent_volume = Some(t.pv);
         st.volume_handle = Some(t.volume_id);
-        return Ok(());
+        return Ok(true);
     }
     let pv = &vi.spec.persistent_volume;
     let mut obj = json!({
@@ -318,5 +343,5 @@ async fn import(
     api::apply(&ctx.client, &kinds_used::pv(), &obj).await?;
     st.persistent_volume = Some(pv.name.clone());
     st.volume_handle = Some(volume.id().to_string());
-    Ok(())
+    Ok(true)
 }

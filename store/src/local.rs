@@ -83,6 +83,60 @@ pub(crate) fn put(file: &Path, tmp: &Path, data: &[u8]) -> Result<()> {
     written
 }
 
+/// Writes each `(file, data)` with two syncs of the whole filesystem in all, not one sync
+/// per file: every blob goes to its own temporary file unsynced, one `syncfs` makes them
+/// durable, they are renamed into place, and a second `syncfs` makes the renames durable
+/// before this returns. A crash at any point leaves each final name absent or whole (its
+/// data was durable before its name appeared), and temporary files the collector removes.
+pub(crate) fn put_batch(root: &Path, items: Vec<(PathBuf, Vec<u8>)>) -> Result<()> {
+    let tmp_dir = root.join(crate::layout::TMP);
+    let tmps: Vec<PathBuf> = items
+        .iter()
+        .map(|_| tmp_dir.join(uuid::Uuid::new_v4().simple().to_string()))
+        .collect();
+    let done = (|| {
+        for ((_, data), tmp) in items.iter().zip(&tmps) {
+            write_unsynced(tmp, data)?;
+        }
+        sync_filesystem(root)?;
+        for ((file, _), tmp) in items.iter().zip(&tmps) {
+            parent_dir(file)?;
+            std::fs::rename(tmp, file).map_err(|e| io_error("rename", file, e))?;
+        }
+        sync_filesystem(root)
+    })();
+    if done.is_err() {
+        for tmp in &tmps {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+    done
+}
+
+fn write_unsynced(file: &Path, data: &[u8]) -> Result<()> {
+    let open = || std::fs::File::create(file);
+    let mut f = match open() {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            parent_dir(file)?;
+            open()
+        }
+        other => other,
+    }
+    .map_err(|e| io_error("create", file, e))?;
+    f.write_all(data).map_err(|e| io_error("write", file, e))
+}
+
+/// Flushes everything written to the filesystem holding `root` (`syncfs(2)`).
+fn sync_filesystem(root: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(root).map_err(|e| io_error("open", root, e))?;
+    // SAFETY: `dir` is an open descriptor for the duration of the call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(io_error("syncfs", root, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Creates `file` with `data` only if it does not exist; `false` when it did.
 pub(crate) fn create_new(file: &Path, data: &[u8]) -> Result<bool> {
     match write_synced(file, data, true) {
@@ -156,4 +210,50 @@ pub(crate) fn names(folder: &Path) -> Result<Vec<String>> {
 /// `root` joined with the store path `path`.
 pub(crate) fn join(root: &Path, path: &str) -> PathBuf {
     root.join(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp_files(root: &Path) -> Vec<String> {
+        names(&root.join(crate::layout::TMP)).expect("list tmp")
+    }
+
+    #[test]
+    fn a_batch_lands_whole_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let root = dir.path();
+        let items: Vec<(PathBuf, Vec<u8>)> = (0..5u8)
+            .map(|i| {
+                (
+                    root.join(format!("chunks/{i:02x}/c{i}")),
+                    vec![i; 1000 + i as usize],
+                )
+            })
+            .collect();
+        put_batch(root, items.clone()).expect("batch");
+        for (file, data) in &items {
+            assert_eq!(read(file).expect("read").as_deref(), Some(data.as_slice()));
+        }
+        assert!(tmp_files(root).is_empty(), "{:?}", tmp_files(root));
+    }
+
+    #[test]
+    fn a_failed_batch_leaves_no_temporary_file_and_no_torn_object() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let root = dir.path();
+        // A regular file where a folder must be: the second rename cannot happen.
+        std::fs::write(root.join("blocked"), b"x").expect("file");
+        let items = vec![
+            (root.join("chunks/aa/one"), vec![1u8; 100]),
+            (root.join("blocked/two"), vec![2u8; 100]),
+        ];
+        assert!(put_batch(root, items).is_err());
+        assert!(tmp_files(root).is_empty(), "{:?}", tmp_files(root));
+        // What did land is whole.
+        if let Some(b) = read(&root.join("chunks/aa/one")).expect("read") {
+            assert_eq!(b, vec![1u8; 100]);
+        }
+    }
 }

@@ -9,6 +9,7 @@
 use crate::config::{Backend, StoreConfig};
 use crate::error::{Error, Result};
 use crate::local;
+use futures::{StreamExt, TryStreamExt};
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator};
 use std::time::{Duration, SystemTime};
@@ -189,6 +190,28 @@ impl Objects {
             return local::blocking(move || local::put(&file, &tmp, &data)).await;
         }
         self.write_once(path, data, false).await.map(|_| ())
+    }
+
+    /// Writes several whole objects, each seen whole or not at all, all durable on return.
+    /// A local folder syncs its filesystem twice for the lot instead of once per object;
+    /// other services upload them side by side.
+    ///
+    /// # Errors
+    /// The first backend failure, classified; objects written before it stay.
+    pub async fn put_many(&self, items: Vec<(String, Vec<u8>)>) -> Result<()> {
+        if let Some(root) = &self.fs_root {
+            let root = root.clone();
+            let files = items
+                .into_iter()
+                .map(|(p, d)| (local::join(&root, &p), d))
+                .collect();
+            return local::blocking(move || local::put_batch(&root, files)).await;
+        }
+        futures::stream::iter(items)
+            .map(|(p, d)| async move { self.put(&p, d).await })
+            .buffer_unordered(16)
+            .try_collect::<()>()
+            .await
     }
 
     /// Creates an object only if none exists at `path`. Returns `true` when this call created

@@ -81,6 +81,7 @@ impl PackWriter {
         while self.uploads.len() >= self.in_flight {
             self.join_one().await?;
         }
+        self.progress.pack_slot().await;
         let buf = std::mem::take(&mut self.buf);
         let entries = std::mem::take(&mut self.entries);
         let (chunks, volume_bytes) = std::mem::take(&mut self.covers);

@@ -1,13 +1,19 @@
 //! Progress of a transfer, readable while it runs, and its final report.
 
 use serde::Serialize;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 /// Counters a running transfer updates; clone the `Arc` it lives in to watch it.
+///
+/// It also carries a brake: [`Progress::hold_after_packs`] lets an export start only so
+/// many packs and then wait, in place, until the brake is let off (an operator pausing a
+/// transfer, and tests that need a transfer stopped half way at a known point).
 #[derive(Debug, Default)]
 pub struct Progress {
+    brake: Brake,
     started: OnceLock<Instant>,
     chunks_total: AtomicU64,
     chunks_done: AtomicU64,
@@ -57,7 +63,42 @@ impl ProgressSnapshot {
     }
 }
 
+/// How many packs may start: `None` for any number.
+#[derive(Debug, Default)]
+struct Brake {
+    /// (packs allowed in all, packs started)
+    state: Mutex<(Option<u64>, u64)>,
+    changed: Notify,
+}
+
 impl Progress {
+    /// Lets the transfer start at most `packs` packs in all (`None`: no limit); a transfer
+    /// at the limit waits until it is raised.
+    pub fn hold_after_packs(&self, packs: Option<u64>) {
+        self.brake.state.lock().unwrap_or_else(|p| p.into_inner()).0 = packs;
+        self.brake.changed.notify_waiters();
+    }
+
+    /// Packs started so far.
+    pub fn packs_started(&self) -> u64 {
+        self.brake.state.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+
+    /// Waits until one more pack may start, and counts it.
+    pub(crate) async fn pack_slot(&self) {
+        loop {
+            let changed = self.brake.changed.notified();
+            {
+                let mut s = self.brake.state.lock().unwrap_or_else(|p| p.into_inner());
+                if s.0.is_none_or(|limit| s.1 < limit) {
+                    s.1 += 1;
+                    return;
+                }
+            }
+            changed.await;
+        }
+    }
+
     pub(crate) fn start(&self) {
         let _ = self.started.set(Instant::now());
     }

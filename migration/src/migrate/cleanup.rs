@@ -13,6 +13,7 @@ use kube::ResourceExt;
 /// # Errors
 /// Temporary API errors (the cleanup is tried again).
 pub async fn run(ctx: &Ctx, mig: &Migration) -> Result<()> {
+    super::volumes::cancel_jobs(ctx, mig);
     let st = mig.status.clone().unwrap_or_default();
     super::finish::delete_snapshots(ctx, &st).await?;
     let unfinished: Vec<&str> = st

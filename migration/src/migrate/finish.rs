@@ -38,6 +38,8 @@ pub async fn delete_snapshots(ctx: &Ctx, st: &MigrationStatus) -> Result<()> {
 
 /// Cleans up and ends the migration.
 pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result<Option<Duration>> {
+    // A failed migration may still have exports running: their snapshots go next.
+    super::volumes::cancel_jobs(ctx, mig);
     delete_snapshots(ctx, st).await?;
     let finished = now();
     let start = st

@@ -11,11 +11,14 @@ use crate::error::{Error, Result};
 use crate::pair::PairSettings;
 use crate::resources::mapping;
 use crate::status::StatusWriter;
+use crate::transfers::{Look, Phase};
 use crate::{Ctx, api, kinds_used, names};
 use kube::ResourceExt;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::Duration;
+
+/// How often a running export's progress is written to the status.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// Label on every VolumeSnapshot a migration makes, naming the migration.
 pub const SNAPSHOT_LABEL: &str = "ferry.dev/migration";
@@ -58,38 +61,56 @@ pub async fn run(
         take_group_snapshot(ctx, mig, st, 2).await?;
     }
     w.save(st).await?;
-    let mut waiting = false;
-    for i in 0..st.volumes.len() {
-        if st.volumes[i].status.is_final() {
-            continue;
-        }
-        match advance(ctx, mig, &pair, &settings, &dest, st, w, i).await {
-            Ok(true) => waiting = true,
-            Ok(false) => {}
-            Err(e) => {
-                e.count();
-                let v = &mut st.volumes[i];
-                if e.is_permanent() {
-                    v.status = ItemStatus::Failed;
-                    v.reason = Some(e.to_string());
-                } else {
-                    // Temporary trouble (API, network, a busy store): say so, try again.
-                    v.retries += 1;
-                    v.reason = Some(format!("retrying (attempt {}): {e}", v.retries));
-                    st.reason = Some(format!(
-                        "{}PVC {}/{}: {e}",
-                        super::RETRYING,
-                        v.namespace,
-                        v.persistent_volume_claim
-                    ));
-                    waiting = true;
+    // Passes over the volumes until none waits, or only for something outside this
+    // controller, or for longer than a progress interval (exports run in the pool; each
+    // export that ends lets its volume go on at once).
+    let started = std::time::Instant::now();
+    let ours = jobs_of(mig);
+    loop {
+        let (mut waiting, mut retry) = (false, false);
+        for i in 0..st.volumes.len() {
+            if st.volumes[i].status.is_final() {
+                continue;
+            }
+            match advance(ctx, mig, &pair, &settings, &dest, st, i).await {
+                Ok(true) => waiting = true,
+                Ok(false) => {}
+                Err(e) => {
+                    e.count();
+                    let v = &mut st.volumes[i];
+                    if e.is_permanent() {
+                        v.status = ItemStatus::Failed;
+                        v.reason = Some(e.to_string());
+                    } else {
+                        // Temporary trouble (API, network, a busy store): say so, try again.
+                        v.retries += 1;
+                        v.reason = Some(format!("retrying (attempt {}): {e}", v.retries));
+                        st.reason = Some(format!(
+                            "{}PVC {}/{}: {e}",
+                            super::RETRYING,
+                            v.namespace,
+                            v.persistent_volume_claim
+                        ));
+                        waiting = true;
+                        retry = true;
+                    }
                 }
             }
+            w.save(st).await?;
         }
-        w.save(st).await?;
-    }
-    if waiting {
-        return Ok(Some(ctx.poll));
+        if !waiting {
+            break;
+        }
+        // A temporary failure is tried again after the poll interval, not at once.
+        if retry || ctx.transfers.keys(&ours).is_empty() {
+            return Ok(Some(ctx.poll));
+        }
+        // The pass after the wait shows the progress made in it.
+        let left = PROGRESS_EVERY.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Ok(Some(Duration::ZERO));
+        }
+        ctx.transfers.wait_for_an_end(&ours, left).await;
     }
     st.volume_migration_finish_timestamp = Some(crate::time::now());
     let failed: Vec<String> = st
@@ -147,7 +168,6 @@ async fn advance(
     settings: &PairSettings,
     dest: &kube::Client,
     st: &mut MigrationStatus,
-    w: &mut StatusWriter<Migration>,
     i: usize,
 ) -> Result<bool> {
     let v = &mut st.volumes[i];
@@ -187,8 +207,9 @@ async fn advance(
         }
     }
     if !v.exported {
-        match export(ctx, mig, settings, st, w, i).await {
-            Ok(()) => {}
+        match export(ctx, mig, settings, st, i).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(true),
             Err(e) if e.is_permanent() => {
                 e.count();
                 let v = &mut st.volumes[i];
@@ -468,40 +489,70 @@ async fn snapshot_handle(ctx: &Ctx, v: &VolumeInfo) -> Result<Handle> {
     }
 }
 
-/// Exports volume `i`'s snapshot, writing bytes done to the status every few seconds.
+/// The pool key of a migration's jobs: its uid, so a deleted and re-made Migration of the
+/// same name never takes the old one's outcome.
+fn jobs_of(mig: &Migration) -> String {
+    format!("{}/", mig.metadata.uid.as_deref().unwrap_or_default())
+}
+
+/// Moves volume `i`'s export on: submits it to the controller's transfer pool (when fewer
+/// than the migration's width of its volumes are exporting), shows its progress while it
+/// runs, takes its outcome once it ended. `Ok(true)` once exported.
+///
+/// # Errors
+/// The export's own error once it ended with one (the caller decides: permanent fails the
+/// volume, temporary is submitted again next time); transfer-store settings that do not
+/// open.
 async fn export(
     ctx: &Ctx,
     mig: &Migration,
     settings: &PairSettings,
     st: &mut MigrationStatus,
-    w: &mut StatusWriter<Migration>,
     i: usize,
-) -> Result<()> {
+) -> Result<bool> {
     let handle = st.volumes[i].snapshot_handle.clone().unwrap_or_default();
-    let target = settings.open_transfer().await?;
-    let progress = Arc::new(ferry_transfer::Progress::default());
-    let job = ferry_transfer::export(&ctx.store, &handle, &target, progress.clone(), ctx.tuning);
-    tokio::pin!(job);
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    let report = loop {
-        tokio::select! {
-            r = &mut job => break r?,
-            _ = tick.tick() => {
-                let p = progress.snapshot();
-                st.volumes[i].bytes_total = p.bytes_total;
-                st.volumes[i].bytes_done = p.bytes_done;
-                if let Err(e) = w.save(st).await {
-                    tracing::warn!(error = %e, "progress not saved");
-                }
+    let prefix = format!("{}export/", jobs_of(mig));
+    let key = format!("{prefix}{handle}");
+    let (report, p) = match ctx.transfers.look(&key) {
+        Look::Ended(outcome, p) => (outcome?, p),
+        Look::InFlight(view) => {
+            let v = &mut st.volumes[i];
+            v.bytes_total = view.progress.bytes_total;
+            v.bytes_done = view.progress.bytes_done + view.progress.bytes_skipped;
+            v.reason = Some(match view.phase {
+                Phase::Queued => format!(
+                    "export queued: the controller runs {} transfers at once",
+                    ctx.transfers.limit()
+                ),
+                _ => "exporting to the transfer store".into(),
+            });
+            return Ok(false);
+        }
+        Look::Absent => {
+            let busy = ctx.transfers.keys(&prefix).len();
+            if busy >= ctx.volume_width.max(1) {
+                st.volumes[i].reason = Some(format!(
+                    "waiting to export: {busy} of this migration's volumes are exporting \
+                     (at most {} at once)",
+                    ctx.volume_width.max(1)
+                ));
+                return Ok(false);
             }
+            let target = settings.open_transfer().await?;
+            let (store, tuning) = (ctx.store.clone(), ctx.tuning);
+            ctx.transfers.submit(&key, move |progress| async move {
+                Ok(ferry_transfer::export(&store, &handle, &target, progress, tuning).await?)
+            });
+            st.volumes[i].reason = Some("export submitted".into());
+            return Ok(false);
         }
     };
-    let p = progress.snapshot();
     let v = &mut st.volumes[i];
     v.bytes_total = p.bytes_total.max(report.bytes_read);
     v.bytes_done = v.bytes_total;
     v.bytes_transferred = report.bytes_written;
     v.exported = true;
+    v.reason = None;
     ferry_csi::metrics::bytes_moved("export", report.bytes_written);
     ctx.volume_event(
         mig,
@@ -517,7 +568,13 @@ async fn export(
         ),
     )
     .await;
-    Ok(())
+    Ok(true)
+}
+
+/// Ends every transfer job `mig` has in this controller's pool (a deleted or failed
+/// migration).
+pub fn cancel_jobs(ctx: &Ctx, mig: &Migration) {
+    ctx.transfers.cancel(&jobs_of(mig));
 }
 
 /// Puts the transfer Secret and the VolumeImport on the destination.

@@ -1,14 +1,18 @@
 //! ferry export + import against `restic backup` + `restic restore` of the same 2 GiB ext4
-//! image, first into a local folder, then through the same S3 server (moto) on loopback, in
-//! one run; then a second version of the image with about 1 % of its files' data overwritten
-//! in place, and what each uploads for it. Run by `hack/bench-transfer.sh` (root: the second
-//! version is written through a loop mount).
+//! image, into a local folder and through one S3 server (moto) on loopback, in rounds
+//! (`FERRY_BENCH_ROUNDS`, default 3; restic first in odd rounds, last in even ones). ferry
+//! runs twice a round: from a source store whose chunks are deflated, and from one whose
+//! chunks are zstd. Each round also measures this disk's synced write rate, so that the
+//! bytes ferry writes durably (export and import) give a floor to compare with. Then a
+//! second version of the image with about 1 % of its files' data overwritten in place, and
+//! what each tool uploads for it. Run by `hack/bench-transfer.sh` (root: the second version
+//! is written through a loop mount).
 //!
 //! Every measured step is its own process (`ferryctl`, `restic`), timed with wait4: wall
-//! time, CPU time (user + system) and peak RSS. The ferry volume is put into its chunk store
-//! first (not measured): that is where a ferry volume lives.
+//! time, CPU time (user + system) and peak RSS. The ferry volume is put into its chunk
+//! stores first (not measured): that is where a ferry volume lives.
 
-use ferry_store::{Store, StoreConfig, StoreOptions, VolumeOptions, VolumeSpec};
+use ferry_store::{Codec, Store, StoreConfig, StoreOptions, VolumeOptions, VolumeSpec};
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -234,6 +238,7 @@ async fn ingest(
     name: &str,
     image: &Path,
     snap: &str,
+    codec: Codec,
 ) -> Result<(String, String), BoxError> {
     let size = std::fs::metadata(image)?.len();
     let v = match store.volume_by_name(name).await? {
@@ -243,7 +248,10 @@ async fn ingest(
                 .create_volume(VolumeSpec {
                     name: name.into(),
                     capacity_bytes: size,
-                    options: VolumeOptions::default(),
+                    options: VolumeOptions {
+                        compression: codec,
+                        ..VolumeOptions::default()
+                    },
                     parameters: Default::default(),
                     source: None,
                 })
@@ -267,12 +275,6 @@ async fn ingest(
         .create_snapshot(snap, v.id(), Default::default())
         .await?;
     Ok((v.id().to_string(), s.id))
-}
-
-struct Side {
-    name: &'static str,
-    ferry_transfer: PathBuf,
-    restic_repo: String,
 }
 
 #[tokio::main]
@@ -303,181 +305,251 @@ async fn main() -> Result<(), BoxError> {
     let changed = change_files(&v2, &base.join("mnt"), 0.01, &mut rng)?;
     eprintln!("v2: {changed} bytes of files overwritten in 4 KiB blocks");
 
-    let a_dir = base.join("store-a");
-    let a = Store::open(
-        &StoreConfig::fs(a_dir.to_string_lossy()),
-        StoreOptions::default(),
-    )
-    .await?;
-    let (vol, s1) = ingest(&a, "db", &v1, "v1").await?;
+    // The same image in two source stores: chunks deflated, and chunks in zstd.
+    let codecs = [("deflate", Codec::Deflate), ("zstd", Codec::Zstd)];
+    let mut sources = Vec::new();
+    for (tag, codec) in codecs {
+        let dir = base.join(format!("store-a-{tag}"));
+        let store = Store::open(
+            &StoreConfig::fs(dir.to_string_lossy()),
+            StoreOptions::default(),
+        )
+        .await?;
+        let (vol, s1) = ingest(&store, "db", &v1, "v1", codec).await?;
+        sources.push((tag, codec, dir, store, vol, s1));
+    }
+    let rounds: usize = std::env::var("FERRY_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
 
     let s3 = ferry_testkit::TestServer::start(ferry_testkit::Kind::S3).await;
-    let mut sides = vec![Side {
-        name: "local folder",
-        ferry_transfer: base.join("ferry-transfer"),
-        restic_repo: base.join("restic-repo").to_string_lossy().into_owned(),
-    }];
-    if let Some(server) = &s3 {
-        let mut p = server.bucket("bench").await;
-        p.insert("root".into(), "/ferry/".into());
-        let cfg = base.join("s3-transfer.json");
-        std::fs::write(&cfg, serde_json::to_vec(&p)?)?;
-        sides.push(Side {
-            name: "S3 (moto)",
-            ferry_transfer: cfg,
-            restic_repo: format!("s3:{}/bench/restic", server.endpoint()),
-        });
-    }
     let pw = base.join("restic-password");
     std::fs::write(&pw, "bench")?;
+    let env = [
+        ("RESTIC_PASSWORD_FILE", pw.to_string_lossy().into_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+    ];
+    let restic = |repo: &str, args: &[&str]| {
+        let mut c = Command::new("restic");
+        c.args(["-r", repo, "--no-cache"]).args(args);
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        c
+    };
+    let v1s = v1.to_string_lossy().into_owned();
 
-    println!("| store | tool | step | wall s | CPU s | peak RSS MB |");
-    println!("| --- | --- | --- | --- | --- | --- |");
-    for (n, side) in sides.iter().enumerate() {
-        let t = side.ferry_transfer.to_string_lossy().into_owned();
-        let b_dir = base.join(format!("store-b-{n}"));
-        let b = b_dir.to_string_lossy().into_owned();
-        let a_s = a_dir.to_string_lossy().into_owned();
-        let exp = measure(Command::new(&ferryctl).args([
-            "transfer",
-            "export",
-            "--store",
-            &a_s,
-            "--snapshot",
-            &s1,
-            "--transfer",
-            &t,
-            "--json",
-        ]))?;
-        let import = [
-            "transfer",
-            "import",
-            "--store",
-            &b,
-            "--commit",
-            &vol,
-            "--name",
-            "db",
-            "--transfer",
-            &t,
-            "--json",
-        ];
-        let imp = measure(Command::new(&ferryctl).args(import))?;
-        let env = [
-            ("RESTIC_PASSWORD_FILE", pw.to_string_lossy().into_owned()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ];
-        let restic = |args: &[&str]| {
-            let mut c = Command::new("restic");
-            c.args(["-r", &side.restic_repo, "--no-cache"]).args(args);
-            for (k, v) in &env {
-                c.env(k, v);
+    println!(
+        "| round | store | tool | export / backup s | import / restore s | sum s | peak RSS MB | \
+         stored MB | durable MB | floor s | sum / floor | / restic |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for round in 1..=rounds {
+        let rate = synced_write_rate(&base)?;
+        eprintln!("round {round}: synced writes {:.0} MB/s", rate / MB as f64);
+        let mut sides: Vec<(&str, String, String)> = vec![(
+            "local folder",
+            base.join(format!("ferry-transfer-{round}"))
+                .to_string_lossy()
+                .into_owned(),
+            base.join(format!("restic-{round}"))
+                .to_string_lossy()
+                .into_owned(),
+        )];
+        if let Some(server) = &s3 {
+            sides.push((
+                "S3 (moto)",
+                String::new(),
+                format!("s3:{}/bench/restic-{round}", server.endpoint()),
+            ));
+        }
+        for (side, folder, repo) in &sides {
+            // restic first in odd rounds, last in even ones.
+            let restic_run = || -> Result<(Measure, Measure, u64), BoxError> {
+                measure(&mut restic(repo, &["init", "--repository-version", "2"]))?;
+                let bak = measure(&mut restic(
+                    repo,
+                    &["backup", "--compression", "auto", &v1s],
+                ))?;
+                let restore_dir = base.join(format!("restore-{round}"));
+                let rst = measure(&mut restic(
+                    repo,
+                    &[
+                        "restore",
+                        "latest",
+                        "--target",
+                        &restore_dir.to_string_lossy(),
+                    ],
+                ))?;
+                let _ = std::fs::remove_dir_all(&restore_dir);
+                Ok((bak, rst, du(Path::new(repo))))
+            };
+            let early = if round % 2 == 1 {
+                Some(restic_run()?)
+            } else {
+                None
+            };
+            let mut rows = Vec::new();
+            for (tag, _, a_dir, _, vol, s1) in &sources {
+                let t = if folder.is_empty() {
+                    let server = s3.as_ref().ok_or("no S3 server")?;
+                    let mut p = server.bucket("bench").await;
+                    p.insert("root".into(), format!("/ferry-{tag}-{round}/"));
+                    let cfg = base.join(format!("s3-{tag}-{round}.json"));
+                    std::fs::write(&cfg, serde_json::to_vec(&p)?)?;
+                    cfg.to_string_lossy().into_owned()
+                } else {
+                    format!("{folder}-{tag}")
+                };
+                let b_dir = base.join(format!("store-b-{tag}-{round}"));
+                let exp = measure(Command::new(&ferryctl).args([
+                    "transfer",
+                    "export",
+                    "--store",
+                    &a_dir.to_string_lossy(),
+                    "--snapshot",
+                    s1,
+                    "--transfer",
+                    &t,
+                    "--json",
+                ]))?;
+                let imp = measure(Command::new(&ferryctl).args([
+                    "transfer",
+                    "import",
+                    "--store",
+                    &b_dir.to_string_lossy(),
+                    "--commit",
+                    vol,
+                    "--name",
+                    "db",
+                    "--transfer",
+                    &t,
+                    "--json",
+                ]))?;
+                let e: serde_json::Value = serde_json::from_str(&exp.stdout)?;
+                let i: serde_json::Value = serde_json::from_str(&imp.stdout)?;
+                let durable = e["bytesWritten"].as_u64().unwrap_or(0)
+                    + i["bytesWritten"].as_u64().unwrap_or(0);
+                let stored = if folder.is_empty() {
+                    e["bytesWritten"].as_u64().unwrap_or(0)
+                } else {
+                    du(Path::new(&t))
+                };
+                rows.push((format!("ferry {tag}"), exp, imp, stored, Some(durable)));
+                let _ = std::fs::remove_dir_all(&b_dir);
+                if !folder.is_empty() {
+                    let _ = std::fs::remove_dir_all(&t);
+                }
             }
-            c
-        };
-        measure(&mut restic(&["init", "--repository-version", "2"]))?;
-        let v1s = v1.to_string_lossy().into_owned();
-        let bak = measure(&mut restic(&["backup", "--compression", "auto", &v1s]))?;
-        let restore_dir = base.join(format!("restore-{n}"));
-        let rst = measure(&mut restic(&[
-            "restore",
-            "latest",
-            "--target",
-            &restore_dir.to_string_lossy(),
-        ]))?;
-        for (tool, step, m) in [
-            ("ferry", "export", &exp),
-            ("ferry", "import", &imp),
-            ("restic", "backup", &bak),
-            ("restic", "restore", &rst),
-        ] {
-            println!(
-                "| {} | {tool} | {step} | {:.1} | {:.1} | {:.0} |",
-                side.name, m.wall, m.cpu, m.rss_mb
-            );
+            let (bak, rst, repo_bytes) = match early {
+                Some(r) => r,
+                None => restic_run()?,
+            };
+            let restic_sum = bak.wall + rst.wall;
+            let restic_stored = if folder.is_empty() { 0 } else { repo_bytes };
+            rows.push(("restic".into(), bak, rst, restic_stored, None));
+            for (tool, a, b, stored, durable) in rows {
+                let sum = a.wall + b.wall;
+                let floor = durable.map(|d| d as f64 / rate);
+                let local = !folder.is_empty();
+                println!(
+                    "| {round} | {side} | {tool} | {:.1} | {:.1} | {sum:.1} | {:.0} | {} | {} | {} | {} | {:.2} |",
+                    a.wall,
+                    b.wall,
+                    a.rss_mb.max(b.rss_mb),
+                    if stored > 0 {
+                        format!("{:.0}", stored as f64 / MB as f64)
+                    } else {
+                        "-".into()
+                    },
+                    durable.map_or("-".into(), |d| format!("{:.0}", d as f64 / MB as f64)),
+                    floor
+                        .filter(|_| local)
+                        .map_or("-".into(), |f| format!("{f:.1}")),
+                    floor
+                        .filter(|_| local)
+                        .map_or("-".into(), |f| format!("{:.2}", sum / f)),
+                    sum / restic_sum
+                );
+            }
+            if !folder.is_empty() {
+                let _ = std::fs::remove_dir_all(repo);
+            }
         }
-        let e: serde_json::Value = serde_json::from_str(&exp.stdout)?;
-        println!(
-            "| {} | ferry | export + import | {:.1} | {:.1} | |",
-            side.name,
-            exp.wall + imp.wall,
-            exp.cpu + imp.cpu
-        );
-        println!(
-            "| {} | restic | backup + restore | {:.1} | {:.1} | |",
-            side.name,
-            bak.wall + rst.wall,
-            bak.cpu + rst.cpu
-        );
-        let _ = std::fs::remove_dir_all(&restore_dir);
-        if n == 0 {
-            println!(
-                "\nlocal folder bytes stored: ferry {} (export report {}), restic {}\n",
-                du(&side.ferry_transfer),
-                e["bytesWritten"],
-                du(Path::new(&side.restic_repo))
-            );
-        }
+    }
 
-        // Version 2: ferry's store learns the new image (changed chunks only), then each
-        // tool uploads what is new.
-        if n == 0 {
-            ingest(&a, "db", &v2, "v2").await?;
-        }
-        let s2 = a.volume_by_name("db").await?.ok_or("volume")?;
-        let snaps = a
-            .list_snapshots(
-                &ferry_store::SnapshotFilter {
-                    source_volume_id: Some(s2.id().to_string()),
-                    ..Default::default()
-                },
-                None,
-                0,
-            )
-            .await?
-            .0;
-        let s2_id = snaps
-            .iter()
-            .find(|s| s.name == "v2")
-            .ok_or("v2 snapshot")?
-            .id
-            .clone();
-        let exp2 = measure(Command::new(&ferryctl).args([
-            "transfer",
-            "export",
-            "--store",
-            &a_s,
-            "--snapshot",
-            &s2_id,
-            "--transfer",
-            &t,
-            "--json",
-        ]))?;
-        let imp2 = measure(Command::new(&ferryctl).args(import))?;
-        let v2s = v2.to_string_lossy().into_owned();
-        let bak2 = measure(&mut restic(&["backup", "--compression", "auto", &v2s]))?;
+    // Version 2: each ferry store learns the new image (changed chunks only), then each
+    // tool uploads what is new since version 1.
+    println!();
+    for (tag, codec, a_dir, a, _, s1) in &sources {
+        let t = base.join(format!("ferry-transfer-incremental-{tag}"));
+        let t = t.to_string_lossy().into_owned();
+        let a_s = a_dir.to_string_lossy().into_owned();
+        let export = |snap: &str| {
+            measure(Command::new(&ferryctl).args([
+                "transfer",
+                "export",
+                "--store",
+                &a_s,
+                "--snapshot",
+                snap,
+                "--transfer",
+                &t,
+                "--json",
+            ]))
+        };
+        export(s1)?;
+        let (_, s2) = ingest(a, "db", &v2, "v2", *codec).await?;
+        let exp2 = export(&s2)?;
         let e2: serde_json::Value = serde_json::from_str(&exp2.stdout)?;
-        let i2: serde_json::Value = serde_json::from_str(&imp2.stdout)?;
-        let added = bak2
-            .stdout
-            .lines()
-            .find(|l| l.contains("Added to the repo"))
-            .unwrap_or("")
-            .trim()
-            .to_string();
         println!(
-            "\n{} v2: ferry export {:.1} s wall {:.1} s CPU, {} bytes written ({} chunks); import {:.1} s, {} chunks fetched; restic backup {:.1} s wall {:.1} s CPU, {added}\n",
-            side.name,
-            exp2.wall,
-            exp2.cpu,
-            e2["bytesWritten"],
-            e2["chunksCopied"],
-            imp2.wall,
-            i2["chunksCopied"],
-            bak2.wall,
-            bak2.cpu
+            "v2, ferry {tag}: export {:.1} s wall {:.1} s CPU, {} bytes written ({} chunks)",
+            exp2.wall, exp2.cpu, e2["bytesWritten"], e2["chunksCopied"]
         );
     }
+    let repo = base
+        .join("restic-incremental")
+        .to_string_lossy()
+        .into_owned();
+    measure(&mut restic(&repo, &["init", "--repository-version", "2"]))?;
+    measure(&mut restic(
+        &repo,
+        &["backup", "--compression", "auto", &v1s],
+    ))?;
+    let v2s = v2.to_string_lossy().into_owned();
+    let bak2 = measure(&mut restic(
+        &repo,
+        &["backup", "--compression", "auto", &v2s],
+    ))?;
+    let added = bak2
+        .stdout
+        .lines()
+        .find(|l| l.contains("Added to the repo"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    println!(
+        "v2, restic: backup {:.1} s wall {:.1} s CPU, {added}",
+        bak2.wall, bak2.cpu
+    );
     Ok(())
+}
+
+/// This disk's rate of durable writes: 1 GiB written in 8 MiB blocks and synced, in
+/// bytes per second.
+fn synced_write_rate(base: &Path) -> Result<f64, BoxError> {
+    let probe = base.join("synced-write-probe");
+    let block = vec![0x5au8; 8 << 20];
+    let started = std::time::Instant::now();
+    let mut f = std::fs::File::create(&probe)?;
+    for _ in 0..128 {
+        f.write_all(&block)?;
+    }
+    f.sync_all()?;
+    let rate = (128u64 * block.len() as u64) as f64 / started.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&probe)?;
+    Ok(rate)
 }

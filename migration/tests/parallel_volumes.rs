@@ -58,6 +58,7 @@ async fn four_volumes_export_at_once_under_the_limit_and_a_killed_one_resumes() 
         width: 4,
         pack_bytes: 64 << 10,
         packs_in_flight: 1,
+        ..ferry_transfer::Tuning::default()
     };
     w.src_ctx.transfers.hold_after_packs(Some(1));
     w.pair(NS, "remote", true);

@@ -15,6 +15,7 @@ pub mod codec;
 #[cfg(not(feature = "test-access"))]
 mod codec;
 pub mod config;
+pub mod diff_walk;
 mod error;
 mod fanout;
 pub mod gc;

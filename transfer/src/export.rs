@@ -10,7 +10,7 @@ use crate::pack::PackWriter;
 use crate::progress::{Progress, Report};
 use crate::target::{Commit, Index, TRANSFER_FORMAT, TransferStore};
 use ferry_store::Kind;
-use ferry_store::tree::{self, Diff};
+use ferry_store::diff_walk::DiffWalk;
 use ferry_store::{Hash, Store};
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
@@ -25,6 +25,11 @@ pub struct Tuning {
     pub pack_bytes: usize,
     /// Packs uploading at once.
     pub packs_in_flight: usize,
+    /// Chunks an export takes from its tree walk at a time.
+    pub diff_batch: usize,
+    /// Chunk and page names an export remembers to copy each once (see
+    /// `ferry_store::diff_walk`).
+    pub diff_window: usize,
 }
 
 impl Default for Tuning {
@@ -33,6 +38,8 @@ impl Default for Tuning {
             width: 32,
             pack_bytes: 16 << 20,
             packs_in_flight: 4,
+            diff_batch: 4096,
+            diff_window: ferry_store::diff_walk::DEFAULT_WINDOW,
         }
     }
 }
@@ -89,46 +96,29 @@ async fn export_announced(
     let started = Instant::now();
     crate::gc::wait_for_sweeps(target).await?;
     let base = target.latest_commit(&snap.source_volume_id).await?;
-    let diff = diff_from_base(source, snap.root, base.as_ref().map(|c| c.root)).await?;
     let index = target.load_index().await?;
-    let chunk = snap.chunk_size as u64;
-
-    let (todo, present): (Vec<Hash>, Vec<Hash>) = diff
-        .chunks
-        .iter()
-        .partition(|h| !index.contains_key(&target.name(h)));
-    progress.plan(diff.chunks.len() as u64, diff.chunks.len() as u64 * chunk);
-    progress.skipped(present.len() as u64, present.len() as u64 * chunk);
-
     let mut packs = PackWriter::new(
         target.clone(),
         progress.clone(),
         tuning.pack_bytes,
         tuning.packs_in_flight,
     );
-    let bytes_read = copy(
-        source,
-        target,
-        &todo,
-        Kind::Chunk,
-        &mut packs,
-        tuning.width,
-        chunk,
-    )
-    .await?;
-    packs.finish().await?;
-    // Pages after every chunk they name is indexed.
-    let pages = pages_missing(&diff, &index, target);
-    copy(
-        source,
-        target,
-        &pages,
-        Kind::Page,
-        &mut packs,
-        tuning.width,
-        0,
-    )
-    .await?;
+    let mut base = base.map(|c| c.root);
+    let walked = loop {
+        let outcome = walk(
+            source, snap, base, target, &index, &progress, &mut packs, tuning,
+        )
+        .await;
+        match outcome {
+            Err(Error::Store(ferry_store::Error::Corrupt { .. })) if base.is_some() => {
+                // Its pages may be collected from the source since: copy against nothing
+                // (what this export packed so far is copied again, never lost).
+                tracing::info!("previous export's tree is gone from the source; full walk");
+                base = None;
+            }
+            other => break other?,
+        }
+    };
     let written = packs.finish().await?;
     record.check()?;
     target
@@ -144,38 +134,84 @@ async fn export_announced(
         .await?;
     Ok(Report {
         commit: commit_id.to_string(),
-        chunks_total: diff.chunks.len() as u64,
-        chunks_copied: todo.len() as u64,
-        chunks_skipped: present.len() as u64,
-        pages_copied: pages.len() as u64,
-        bytes_read,
+        chunks_total: walked.chunks_total,
+        chunks_copied: walked.chunks_copied,
+        chunks_skipped: walked.chunks_total - walked.chunks_copied,
+        pages_copied: walked.pages_copied,
+        bytes_read: walked.bytes_read,
         bytes_written: written,
         duration: started.elapsed(),
         volume_id: None,
+        names_held_peak: walked.names_held_peak,
     })
 }
 
-/// The diff against the previous export's root, or against nothing when that root's pages
-/// are no longer in the source store.
-async fn diff_from_base(source: &Store, root: Hash, base: Option<Hash>) -> Result<Diff> {
-    if let Some(b) = base {
-        match tree::diff(source.blobs(), root, source.blobs(), b).await {
-            Ok(d) => return Ok(d),
-            Err(ferry_store::Error::Corrupt { .. }) => {
-                tracing::info!("previous export's tree is gone from the source; full diff")
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(tree::diff(source.blobs(), root, source.blobs(), Hash::ZERO).await?)
+/// What a walk of the tree copied.
+#[derive(Default)]
+struct Walked {
+    chunks_total: u64,
+    chunks_copied: u64,
+    pages_copied: u64,
+    bytes_read: u64,
+    names_held_peak: u64,
 }
 
-fn pages_missing(diff: &Diff, index: &Index, target: &TransferStore) -> Vec<Hash> {
-    diff.pages
-        .iter()
-        .map(|(h, _)| *h)
-        .filter(|h| !index.contains_key(&target.name(h)))
-        .collect()
+/// Walks the snapshot's tree against `base` batch by batch, packing each batch's chunks
+/// the transfer store's index lacks, then the pages that became complete with them. What
+/// is held at once is one batch and the walk's bounded state, whatever the volume's size.
+#[allow(clippy::too_many_arguments)]
+async fn walk(
+    source: &Store,
+    snap: &ferry_store::SnapshotRecord,
+    base: Option<Hash>,
+    target: &TransferStore,
+    index: &Index,
+    progress: &Progress,
+    packs: &mut PackWriter,
+    tuning: Tuning,
+) -> Result<Walked> {
+    let chunk = snap.chunk_size as u64;
+    let mut walk = DiffWalk::new(
+        source.blobs(),
+        snap.root,
+        source.blobs(),
+        base.unwrap_or(Hash::ZERO),
+        tuning.diff_window,
+    );
+    let mut w = Walked::default();
+    while let Some(batch) = walk.next_batch(tuning.diff_batch).await? {
+        let n = batch.chunks.len() as u64;
+        let todo: Vec<Hash> = batch
+            .chunks
+            .into_iter()
+            .filter(|h| !index.contains_key(&target.name(h)))
+            .collect();
+        let copied = todo.len() as u64;
+        progress.plan(n, n * chunk);
+        progress.skipped(n - copied, (n - copied) * chunk);
+        w.chunks_total += n;
+        w.chunks_copied += copied;
+        w.bytes_read += copy(
+            source,
+            target,
+            &todo,
+            Kind::Chunk,
+            packs,
+            tuning.width,
+            chunk,
+        )
+        .await?;
+        let pages: Vec<Hash> = batch
+            .pages
+            .into_iter()
+            .map(|(h, _)| h)
+            .filter(|h| !index.contains_key(&target.name(h)))
+            .collect();
+        w.pages_copied += pages.len() as u64;
+        copy(source, target, &pages, Kind::Page, packs, tuning.width, 0).await?;
+    }
+    w.names_held_peak = walk.peak_held() as u64;
+    Ok(w)
 }
 
 /// Reads each blob from the source, checks it, and packs it. Returns the uncompressed bytes.

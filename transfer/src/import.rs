@@ -336,5 +336,6 @@ async fn import_held(
         bytes_written: written + page_bytes,
         duration: started.elapsed(),
         volume_id: Some(volume_id),
+        names_held_peak: 0,
     })
 }

@@ -159,6 +159,9 @@ pub struct Report {
     pub duration: Duration,
     /// The volume an import created or updated.
     pub volume_id: Option<String>,
+    /// Of an export: the most tree names (chunks and pages) it held at once while walking
+    /// the snapshot's tree; bounded by its batch and window, not by the volume's size.
+    pub names_held_peak: u64,
 }
 
 impl Report {

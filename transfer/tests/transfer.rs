@@ -510,3 +510,76 @@ async fn keys_are_checked_before_anything_is_read() {
     let e = TransferStore::open(&cfg, Some(k)).await.unwrap_err();
     assert!(e.to_string().contains("not encrypted"), "{e}");
 }
+
+/// A 1 TiB sparse volume (4 KiB chunks spread over all of it) exports walking its tree in
+/// batches: the names the export held at once (counted by the export, not measured as
+/// RSS) stay within a bound set by its batch and window alone, the same for four times the
+/// data, and the import rebuilds the same root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_sparse_volume_exports_holding_a_bounded_number_of_names() {
+    const SMALL: u64 = 4 << 10;
+    let tuning = Tuning {
+        diff_batch: 64,
+        diff_window: 256,
+        ..small_packs()
+    };
+    // Four levels of two pages of at most 1024 names each, one batch, the window.
+    let bound = 8 * 1024 + 64 + 256;
+    let mut peaks = Vec::new();
+    for chunks in [1_500u64, 6_000] {
+        let a = memory_store().await;
+        let v = a
+            .create_volume(VolumeSpec {
+                name: "sparse".into(),
+                capacity_bytes: 1 << 40,
+                options: VolumeOptions {
+                    chunk_size: SMALL as u32,
+                    ..VolumeOptions::default()
+                },
+                parameters: Default::default(),
+                source: None,
+            })
+            .await
+            .unwrap();
+        let h = a.open_volume(v.id()).await.unwrap();
+        let stride = (1u64 << 40) / SMALL / chunks;
+        for i in 0..chunks {
+            let mut buf = vec![0u8; SMALL as usize];
+            buf[..8].copy_from_slice(&(i + 1).to_le_bytes());
+            h.write_at(i * stride * SMALL, &buf).await.unwrap();
+        }
+        h.flush().await.unwrap();
+        let snap = snapshot(&a, v.id(), "s1").await;
+        let dir = tempfile::tempdir().unwrap();
+        let t = TransferStore::open(&StoreConfig::fs(dir.path().to_string_lossy()), None)
+            .await
+            .unwrap();
+        let report = export(&a, &snap, &t, Arc::new(Progress::default()), tuning)
+            .await
+            .unwrap();
+        assert_eq!(report.chunks_copied, chunks);
+        assert!(
+            report.names_held_peak > 0 && report.names_held_peak <= bound,
+            "{chunks} chunks: held {} names at most, bound {bound}",
+            report.names_held_peak
+        );
+        peaks.push(report.names_held_peak);
+
+        let b = memory_store().await;
+        let commit = t.get_commit(v.id(), &snap).await.unwrap().unwrap();
+        let r = import(
+            &t,
+            &commit,
+            &b,
+            "sparse",
+            Arc::new(Progress::default()),
+            tuning,
+        )
+        .await
+        .unwrap();
+        let got = b.get_volume(r.volume_id.as_deref().unwrap()).await.unwrap();
+        assert_eq!(got.head.root, a.get_volume(v.id()).await.unwrap().head.root);
+    }
+    assert!(peaks[1] <= peaks[0] + 1024, "not flat: {peaks:?}");
+    assert!(peaks[1] < 6_000, "{peaks:?}");
+}

@@ -10,7 +10,9 @@
 //! the controller's own code. Run by `hack/bench.sh schedule`; `FERRY_SCHEDULE_BENCH_MIB`
 //! changes the volume size.
 
-use ferry_kubefake::{FakeApi, base64};
+mod common;
+
+use ferry_kubefake::FakeApi;
 use ferry_migration::crd::{Migration, MigrationSchedule, MigrationStatus, VolumeImport};
 use ferry_migration::{Ctx, pair::PairSettings};
 use ferry_store::{Store, StoreConfig, StoreOptions, VolumeOptions, VolumeSpec};
@@ -83,12 +85,8 @@ async fn main() -> Result<(), BoxError> {
     }
 
     let (src, dst) = (FakeApi::new(), FakeApi::new());
-    for api in [&src, &dst] {
-        api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": FERRY_NS}}));
-        api.seed(json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": "ferry.csi.dev"}, "spec": {"attachRequired": false}}));
-        api.seed(json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "ferry"}, "provisioner": "ferry.csi.dev", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}));
-        api.seed(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass", "metadata": {"name": "ferry"}, "driver": "ferry.csi.dev", "deletionPolicy": "Delete"}));
-    }
+    common::seed_cluster(&src, FERRY_NS);
+    common::seed_cluster(&dst, FERRY_NS);
     src.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
     src.seed(json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-bench"},
         "spec": {"capacity": {"storage": format!("{mib}Mi")}, "accessModes": ["ReadWriteOnce"], "storageClassName": "ferry",
@@ -96,17 +94,7 @@ async fn main() -> Result<(), BoxError> {
     src.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": NS},
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ferry", "volumeName": "pv-bench", "resources": {"requests": {"storage": format!("{mib}Mi")}}},
         "status": {"phase": "Bound"}}));
-    let mut secret: serde_json::Map<String, Value> = transfer
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(base64(v.as_bytes()))))
-        .collect();
-    secret.insert(
-        "kubeconfig".into(),
-        json!(base64(b"apiVersion: v1\nkind: Config\n")),
-    );
-    src.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "remote-pair", "namespace": NS}, "data": secret}));
-    src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "remote", "namespace": NS},
-        "spec": {"secretRef": {"name": "remote-pair"}}, "status": {"schedulerStatus": "Ready", "storageStatus": "Ready"}}));
+    common::seed_pair(&src, NS, &transfer);
     src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy", "metadata": {"name": "every-minute"},
         "policy": {"interval": {"intervalMinutes": 1, "retain": 2}}}));
     src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule", "metadata": {"name": "standby", "namespace": NS},

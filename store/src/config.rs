@@ -231,7 +231,9 @@ impl Default for VolumeOptions {
     fn default() -> Self {
         VolumeOptions {
             chunk_size: DEFAULT_CHUNK,
-            compression: Codec::Deflate,
+            // By measurement on a database-like image (docs/benchmarks.md): 16 % fewer
+            // bytes stored than deflate-1 and a faster export, for the same import.
+            compression: Codec::Zstd,
         }
     }
 }
@@ -241,7 +243,7 @@ const KUBE_PREFIX: &str = "csi.storage.k8s.io/";
 
 impl VolumeOptions {
     /// Parses StorageClass parameters: `chunkSize` (bytes, or with a `Ki`/`Mi` suffix) and
-    /// `compression` (`deflate` or `none`). Keys under `csi.storage.k8s.io/` are ignored.
+    /// `compression` (`zstd`, the default, `deflate` or `none`). Keys under `csi.storage.k8s.io/` are ignored.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] naming an unknown key or a bad value.

@@ -9,11 +9,12 @@ use std::collections::{HashMap, HashSet};
 
 const CHUNK: u64 = 4 << 10;
 
-async fn sparse_volume(store: &Store, chunks: u64, seed: u64) -> (String, Hash) {
-    let v = store
+/// A new volume of 4 KiB chunks; returns its id.
+async fn new_volume(store: &Store, name: &str, capacity: u64) -> String {
+    store
         .create_volume(VolumeSpec {
-            name: format!("sparse-{seed}"),
-            capacity_bytes: 1 << 40,
+            name: name.into(),
+            capacity_bytes: capacity,
             options: VolumeOptions {
                 chunk_size: CHUNK as u32,
                 ..VolumeOptions::default()
@@ -22,8 +23,13 @@ async fn sparse_volume(store: &Store, chunks: u64, seed: u64) -> (String, Hash) 
             source: None,
         })
         .await
-        .expect("volume");
-    let id = v.id().to_string();
+        .expect("volume")
+        .id()
+        .to_string()
+}
+
+async fn sparse_volume(store: &Store, chunks: u64, seed: u64) -> (String, Hash) {
+    let id = new_volume(store, &format!("sparse-{seed}"), 1 << 40).await;
     write(store, &id, chunks, seed).await;
     (id.clone(), root(store, &id).await)
 }
@@ -135,25 +141,13 @@ async fn a_chunk_seen_again_within_the_window_is_handed_out_once() {
     let store = Store::open(&StoreConfig::memory(), StoreOptions::default())
         .await
         .expect("store");
-    let v = store
-        .create_volume(VolumeSpec {
-            name: "same".into(),
-            capacity_bytes: 64 * CHUNK,
-            options: VolumeOptions {
-                chunk_size: CHUNK as u32,
-                ..VolumeOptions::default()
-            },
-            parameters: Default::default(),
-            source: None,
-        })
-        .await
-        .expect("volume");
-    let h = store.open_volume(v.id()).await.expect("open");
+    let id = new_volume(&store, "same", 64 * CHUNK).await;
+    let h = store.open_volume(&id).await.expect("open");
     h.write_at(0, &vec![7u8; (64 * CHUNK) as usize])
         .await
         .expect("write");
     h.flush().await.expect("flush");
-    let r = root(&store, v.id()).await;
+    let r = root(&store, &id).await;
     let count = |window| {
         let store = &store;
         async move {

@@ -50,13 +50,14 @@ pub async fn reconcile(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<Duration>>
     }
     let started = std::time::Instant::now();
     let outcome = import(ctx, vi, &mut st, &mut w).await;
-    ferry_csi::metrics::operation(
-        "volume_import",
-        outcome.as_ref().err().map(Error::kind),
-        started.elapsed(),
-    );
+    // One operation per import, not per pass: timed by the job when it ran one.
+    match &outcome {
+        Ok(None) => {}
+        Ok(Some(took)) => ferry_csi::metrics::operation("volume_import", None, *took),
+        Err(e) => ferry_csi::metrics::operation("volume_import", Some(e.kind()), started.elapsed()),
+    }
     match outcome {
-        Ok(false) => {
+        Ok(None) => {
             // In the pool: show its progress, come back when a transfer ends (or to show
             // progress again).
             w.save(&st).await?;
@@ -67,7 +68,7 @@ pub async fn reconcile(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<Duration>>
                 .await;
             return Ok(Some(Duration::ZERO));
         }
-        Ok(true) => {
+        Ok(Some(_)) => {
             st.phase = ImportPhase::Ready;
             st.reason = None;
             ctx.event(
@@ -210,13 +211,14 @@ async fn in_place(ctx: &Ctx, vi: &VolumeImport, id: &str) -> Result<Option<InPla
 }
 
 /// Moves the import on: submits it to the controller's transfer pool, shows its progress
-/// while it runs, and once it ended, makes the PV. `Ok(true)` when the import is done.
+/// while it runs, and once it ended, makes the PV. `Ok(Some(how long the import took))`
+/// when it is done, `Ok(None)` while it is in the pool.
 async fn import(
     ctx: &Ctx,
     vi: &VolumeImport,
     st: &mut VolumeImportStatus,
     w: &mut StatusWriter<VolumeImport>,
-) -> Result<bool> {
+) -> Result<Option<Duration>> {
     check_spec(vi)?;
     let ns = vi.namespace().unwrap_or_default();
     let what = format!("Secret {ns}/{}", vi.spec.transfer_secret);
@@ -268,7 +270,7 @@ async fn import(
                     ctx.transfers.limit()
                 )
             });
-            return Ok(false);
+            return Ok(None);
         }
         Look::Absent => {
             st.phase = ImportPhase::InProgress;
@@ -281,7 +283,7 @@ async fn import(
                         .await?,
                 )
             });
-            return Ok(false);
+            return Ok(None);
         }
     };
     ferry_csi::metrics::bytes_moved("import", report.bytes_read);
@@ -296,7 +298,7 @@ async fn import(
         // The claim keeps the PV it has: only the data under it moved.
         st.persistent_volume = Some(t.pv);
         st.volume_handle = Some(t.volume_id);
-        return Ok(true);
+        return Ok(Some(report.duration));
     }
     let pv = &vi.spec.persistent_volume;
     let mut obj = json!({
@@ -343,5 +345,5 @@ async fn import(
     api::apply(&ctx.client, &kinds_used::pv(), &obj).await?;
     st.persistent_volume = Some(pv.name.clone());
     st.volume_handle = Some(volume.id().to_string());
-    Ok(true)
+    Ok(Some(report.duration))
 }

@@ -34,11 +34,32 @@ fn small_packs() -> Tuning {
 
 /// A volume of `chunks` chunks with mixed content (text, random, holes), flushed.
 async fn volume(store: &Store, name: &str, chunks: u64, seed: u64) -> String {
+    volume_with(
+        store,
+        name,
+        chunks,
+        seed,
+        VolumeOptions::default().compression,
+    )
+    .await
+}
+
+/// Like [`volume`], its chunks written with `codec`.
+async fn volume_with(
+    store: &Store,
+    name: &str,
+    chunks: u64,
+    seed: u64,
+    codec: ferry_store::Codec,
+) -> String {
     let v = store
         .create_volume(VolumeSpec {
             name: name.into(),
             capacity_bytes: chunks * CHUNK,
-            options: VolumeOptions::default(),
+            options: VolumeOptions {
+                compression: codec,
+                ..VolumeOptions::default()
+            },
             parameters: Default::default(),
             source: None,
         })
@@ -126,7 +147,7 @@ async fn a_volume_of_deflate_and_zstd_chunks_round_trips_with_its_frames_as_stor
     )
     .await
     .unwrap();
-    let base = volume(&a, "deflated", 24, 7).await;
+    let base = volume_with(&a, "deflated", 24, 7, ferry_store::Codec::Deflate).await;
     let s0 = snapshot(&a, &base, "s0").await;
     let mixed = a
         .create_volume(VolumeSpec {

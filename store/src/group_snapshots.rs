@@ -14,6 +14,7 @@
 //! them first.
 
 use crate::error::{Error, Result};
+use crate::journal::Tail;
 use crate::layout;
 use crate::names::NameKind;
 use crate::records::{self, GenRecord, GroupSnapshotRecord, RECORD_FORMAT, SnapshotRecord};
@@ -74,7 +75,7 @@ impl Store {
         let mut attempt = 0;
         loop {
             let heads = self.quiet_heads(sources).await?;
-            match self.write_members(&id, name, &heads, &parameters).await {
+            match self.write_members(&id, name, heads, &parameters).await {
                 Ok(members) => {
                     let rec = GroupSnapshotRecord {
                         format: RECORD_FORMAT,
@@ -108,20 +109,24 @@ impl Store {
     async fn quiet_heads(
         &self,
         sources: &[String],
-    ) -> Result<Vec<(GenRecord, crate::VolumeOptions)>> {
-        let heads = cut(sources.len(), |i| self.head(&sources[i]))
-            .await?
-            .ok_or_else(|| {
-                Error::Unavailable(format!(
-                    "volumes {} kept committing through {CUT_ATTEMPTS} tries to find an \
+    ) -> Result<Vec<(GenRecord, crate::VolumeOptions, Tail)>> {
+        let heads = cut(
+            sources.len(),
+            |i| self.point(&sources[i]),
+            |(h, t): &(GenRecord, Tail)| (h.generation, t.last),
+        )
+        .await?
+        .ok_or_else(|| {
+            Error::Unavailable(format!(
+                "volumes {} kept committing through {CUT_ATTEMPTS} tries to find an \
                      instant at which none did; try again (or when the writes are quieter)",
-                    sources.join(",")
-                ))
-            })?;
+                sources.join(",")
+            ))
+        })?;
         let mut out = Vec::with_capacity(heads.len());
-        for (id, h) in sources.iter().zip(heads) {
+        for (id, (h, t)) in sources.iter().zip(heads) {
             let v = self.get_volume(id).await?;
-            out.push((h, v.record.spec.options));
+            out.push((h, v.record.spec.options, t));
         }
         Ok(out)
     }
@@ -131,34 +136,41 @@ impl Store {
         &self,
         group: &str,
         name: &str,
-        heads: &[(GenRecord, crate::VolumeOptions)],
+        heads: Vec<(GenRecord, crate::VolumeOptions, Tail)>,
         parameters: &BTreeMap<String, String>,
     ) -> Result<Vec<SnapshotRecord>> {
         let mut out = Vec::with_capacity(heads.len());
-        for (i, (h, options)) in heads.iter().enumerate() {
+        for (i, (h, options, tail)) in heads.into_iter().enumerate() {
+            // The root at the cut: the head with the journal's records read with it.
+            let (root, held) = self.build_root(&h, tail).await?;
             let rec = SnapshotRecord {
                 format: RECORD_FORMAT,
                 id: format!("snap-{}", uuid::Uuid::new_v4().simple()),
                 name: format!("{name}/{i}"),
                 source_volume_id: h.volume_id.clone(),
                 source_generation: h.generation,
-                root: h.root,
+                root,
                 size_bytes: h.size_bytes,
                 chunk_size: h.chunk_size,
-                options: *options,
+                options,
                 parameters: parameters.clone(),
                 created_ms: records::now_ms(),
                 group_snapshot_id: Some(group.to_string()),
             };
             let owner = format!("group snapshot {group}");
-            self.with_root_held(
-                &owner,
-                rec.root,
-                self.gen_exists(&h.volume_id, h.generation),
-                self.objects()
-                    .put(&layout::snapshot(&rec.id), records::encode(&rec)?),
-            )
-            .await?;
+            let written = self
+                .with_root_held(
+                    &owner,
+                    rec.root,
+                    self.gen_exists(&h.volume_id, h.generation),
+                    self.objects()
+                        .put(&layout::snapshot(&rec.id), records::encode(&rec)?),
+                )
+                .await;
+            if let Some(hold) = held {
+                hold.release().await;
+            }
+            written?;
             out.push(rec);
         }
         Ok(out)
@@ -239,10 +251,11 @@ impl Store {
 /// Reads `n` heads with `read` in two rounds, all of the first before any of the second,
 /// until no generation moved between its two reads; the first round's heads then. `None`
 /// when no such pair of rounds came in [`CUT_ATTEMPTS`] tries.
-async fn cut<F, Fut>(n: usize, mut read: F) -> Result<Option<Vec<GenRecord>>>
+async fn cut<T, K, F, Fut>(n: usize, mut read: F, key: impl Fn(&T) -> K) -> Result<Option<Vec<T>>>
 where
+    K: PartialEq,
     F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<GenRecord>>,
+    Fut: std::future::Future<Output = Result<T>>,
 {
     let mut pause = Duration::from_millis(1);
     for _ in 0..CUT_ATTEMPTS {
@@ -252,7 +265,7 @@ where
         }
         let mut moved = false;
         for (i, h) in first.iter().enumerate() {
-            if read(i).await?.generation != h.generation {
+            if key(&read(i).await?) != key(h) {
                 moved = true;
                 break;
             }
@@ -299,6 +312,7 @@ mod tests {
                 chunk_size: 4096,
                 committed_ms: 0,
                 writer: None,
+                journal: None,
             }
         }
     }
@@ -310,10 +324,14 @@ mod tests {
             reads: 0,
             history: vec![vec![0, 0, 0]],
         });
-        let got = cut(3, |i| {
-            let h = s.lock().map(|mut s| s.read(i));
-            async move { h.map_err(|_| Error::Internal("poisoned".into())) }
-        })
+        let got = cut(
+            3,
+            |i| {
+                let h = s.lock().map(|mut s| s.read(i));
+                async move { h.map_err(|_| Error::Internal("poisoned".into())) }
+            },
+            |h: &GenRecord| h.generation,
+        )
         .await
         .expect("cut")
         .expect("a quiet instant");

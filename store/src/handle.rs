@@ -1,10 +1,18 @@
-//! Random access to one volume: read and write at any offset, and flush, which uploads the
-//! dirty chunks and commits a new root, returning only once the commit is durable.
+//! Random access to one volume: read and write at any offset, and flush, which makes every
+//! write so far durable before it returns.
 //!
-//! Writes land in whole-chunk buffers in memory. When more than `max_dirty_bytes` are dirty,
-//! the chunks are uploaded ("sealed") without a commit: the store holds them, unreferenced,
-//! until the next flush names them in a root. Meanwhile a GC hold (see `holds`) names them,
-//! so no collection can delete them however long the volume goes without a flush.
+//! Writes land in whole-chunk buffers in memory. A handle opened under a lease and fenced
+//! ([`VolumeHandle::fence`]) keeps a journal (see `journal`): a flush writes one record of
+//! the 4 KiB blocks written since the last one, and a *checkpoint* uploads the dirty chunks,
+//! the changed tree pages and a generation record naming the journal position the root
+//! holds. Checkpoints run when the dirty buffers pass `max_dirty_bytes`, when a flush has
+//! more than [`JOURNAL_RECORD_MAX`] to write (whole chunks cost no more than a record), when
+//! the node's volume server finds the journal idle or long, and on unmount. Other handles
+//! checkpoint on every flush.
+//!
+//! Uploaded chunks and pages are held by a GC hold (see `holds`) from their upload until the
+//! commit naming them, so no collection can delete them however long the volume goes
+//! without one.
 
 use crate::blobs::{Blobs, Encoded};
 use crate::codec::CodecPolicy;
@@ -12,10 +20,11 @@ use crate::error::{Error, Result};
 use crate::fanout::fan_out;
 use crate::hash::{Hash, is_all_zero};
 use crate::holds::Hold;
+use crate::journal::{self, JournalPos, Op, Tail};
 use crate::records::GenRecord;
 use crate::store::Store;
 use crate::tree;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -30,7 +39,16 @@ pub struct FlushReport {
     pub bytes_stored: u64,
     /// The generation committed, if anything changed.
     pub generation: Option<u64>,
+    /// The journal record written, when the flush wrote one instead of a checkpoint.
+    pub journal_record: Option<u64>,
 }
+
+/// Unit of change a journal record carries.
+pub const JOURNAL_BLOCK: u64 = 4096;
+/// Largest record a flush writes; a flush with more to write checkpoints instead.
+pub const JOURNAL_RECORD_MAX: u64 = 4 << 20;
+/// Record bytes after which a checkpoint is due, bounding replay.
+pub const JOURNAL_CHECKPOINT_BYTES: u64 = 64 << 20;
 
 /// An open volume. Calls are serialised; clone the `Arc` to share it.
 pub struct VolumeHandle {
@@ -39,6 +57,8 @@ pub struct VolumeHandle {
     policy: CodecPolicy,
     /// The lease tag commits carry, when writing under a lease.
     writer: Option<String>,
+    /// Serialises journal appends and checkpoints; taken before `state`.
+    commits: Mutex<()>,
     state: Mutex<State>,
 }
 
@@ -50,6 +70,46 @@ struct State {
     report: FlushReport,
     /// Holds the sealed chunks and new pages from their upload until the commit naming them.
     hold: Option<Hold>,
+    /// Where the content in memory stands in the head's journal (records applied at open).
+    base_pos: Option<JournalPos>,
+    /// The journal this handle writes, once fenced.
+    journal: Option<Journaling>,
+}
+
+struct Journaling {
+    name: String,
+    /// The last record written.
+    seq: u64,
+    /// 4 KiB blocks written since the last record.
+    unlogged: BTreeSet<u64>,
+    /// Whole chunks discarded since the last record (first chunk, count).
+    zeroed: Vec<(u64, u64)>,
+    /// Record bytes written since the last checkpoint.
+    since_checkpoint: u64,
+    /// When the last record was written.
+    last_record: std::time::Instant,
+}
+
+impl Journaling {
+    fn new(name: String) -> Self {
+        Journaling {
+            name,
+            seq: 0,
+            unlogged: BTreeSet::new(),
+            zeroed: Vec::new(),
+            since_checkpoint: 0,
+            last_record: std::time::Instant::now(),
+        }
+    }
+
+    fn mark(&mut self, offset: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let first = offset / JOURNAL_BLOCK;
+        let last = (offset + len - 1) / JOURNAL_BLOCK;
+        self.unlogged.extend(first..=last);
+    }
 }
 
 impl Store {
@@ -72,23 +132,162 @@ impl Store {
         writer: Option<String>,
     ) -> Result<Arc<VolumeHandle>> {
         let info = self.get_volume(id).await?;
-        Ok(Arc::new(VolumeHandle {
+        let policy = CodecPolicy {
+            codec: info.record.spec.options.compression,
+        };
+        if writer.is_some() {
+            // The fence replays the journal, after sealing it.
+            return self
+                .handle_at(id, policy, writer, info.head, Tail::default())
+                .await;
+        }
+        for _ in 0..POINT_ATTEMPTS {
+            let head = self.head(id).await?;
+            match self.tail_at(&head).await? {
+                Some(tail) => return self.handle_at(id, policy, None, head, tail).await,
+                None => continue,
+            }
+        }
+        Err(moving(id))
+    }
+
+    /// A handle standing at `head` with `tail`'s records applied in memory.
+    async fn handle_at(
+        &self,
+        id: &str,
+        policy: CodecPolicy,
+        writer: Option<String>,
+        head: GenRecord,
+        tail: Tail,
+    ) -> Result<Arc<VolumeHandle>> {
+        let base_pos = head.journal.clone().map(|p| JournalPos {
+            applied: tail.last,
+            ..p
+        });
+        let h = VolumeHandle {
             store: self.clone(),
             id: id.to_string(),
             writer,
-            policy: CodecPolicy {
-                codec: info.record.spec.options.compression,
-            },
+            policy,
+            commits: Mutex::new(()),
             state: Mutex::new(State {
-                size: info.head.size_bytes,
-                head: info.head,
+                size: head.size_bytes,
+                head,
                 dirty: BTreeMap::new(),
                 sealed: BTreeMap::new(),
                 report: FlushReport::default(),
                 hold: None,
+                base_pos,
+                journal: None,
             }),
-        }))
+        };
+        {
+            let mut st = h.state.lock().await;
+            for (_, ops) in &tail.records {
+                h.apply(&mut st, ops).await?;
+            }
+        }
+        Ok(Arc::new(h))
     }
+
+    /// `head`'s journal tail, or `None` when the head moved while it was read (records it
+    /// needs may have been pruned): read the head again.
+    async fn tail_at(&self, head: &GenRecord) -> Result<Option<Tail>> {
+        let tail = match self.journal_tail(head, None).await {
+            Ok(t) => t,
+            Err(Error::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if tail.records.is_empty() {
+            return Ok(Some(tail));
+        }
+        let now = self.head(&head.volume_id).await?;
+        Ok((now.generation == head.generation).then_some(tail))
+    }
+
+    /// Volume `id`'s content now, as a root: its head's root when its journal has nothing
+    /// past it, else a root built from the head and the journal's records (chunks and pages
+    /// uploaded, held by the returned hold until the caller's record names the root). What
+    /// a snapshot or a clone of a volume in use copies: every write flushed before the call.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Conflict`] when the volume keeps moving, backend errors.
+    pub async fn content_now(&self, id: &str) -> Result<(GenRecord, Hash, Option<Hold>)> {
+        for _ in 0..POINT_ATTEMPTS {
+            let (head, tail) = self.point(id).await?;
+            match self.build_root(&head, tail).await {
+                Ok((root, hold)) => return Ok((head, root, hold)),
+                // The head was pruned (and its chunks maybe collected) while being read.
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(moving(id))
+    }
+
+    /// Volume `id`'s head and its journal's records past it, read together.
+    pub(crate) async fn point(&self, id: &str) -> Result<(GenRecord, Tail)> {
+        for _ in 0..POINT_ATTEMPTS {
+            let head = self.head(id).await?;
+            if let Some(tail) = self.tail_at(&head).await? {
+                return Ok((head, tail));
+            }
+        }
+        Err(moving(id))
+    }
+
+    /// The root of `head` with `tail` applied; a hold protects it when new objects were made.
+    pub(crate) async fn build_root(
+        &self,
+        head: &GenRecord,
+        tail: Tail,
+    ) -> Result<(Hash, Option<Hold>)> {
+        if tail.records.is_empty() {
+            return Ok((head.root, None));
+        }
+        let id = &head.volume_id;
+        let hold = self.hold(&format!("volume {id} content")).await?;
+        let kept = async {
+            hold.protect(&[], &[head.root]).await?;
+            if !self.gen_exists(id, head.generation).await? {
+                return Err(Error::Conflict(format!(
+                    "volume {id} moved while being read"
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = kept {
+            hold.release().await;
+            return Err(e);
+        }
+        let info = self.get_volume(id).await?;
+        let policy = CodecPolicy {
+            codec: info.record.spec.options.compression,
+        };
+        let h = self.handle_at(id, policy, None, head.clone(), tail).await?;
+        let mut st = h.state.lock().await;
+        st.hold = Some(hold);
+        let built = h.prepare_root(&mut st).await;
+        let hold = st.hold.take();
+        match (built, hold) {
+            (Ok((root, _)), hold) => Ok((root, hold)),
+            (Err(e), Some(hold)) => {
+                hold.release().await;
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+}
+
+/// Reads of a head and its journal tried before giving up on a moving volume.
+const POINT_ATTEMPTS: usize = 16;
+
+fn moving(id: &str) -> Error {
+    Error::Conflict(format!(
+        "volume {id} kept committing while its content was being read; try again"
+    ))
 }
 
 impl VolumeHandle {
@@ -113,20 +312,81 @@ impl VolumeHandle {
         st.dirty.len() as u64 * st.head.chunk_size as u64
     }
 
-    /// Commits the current root again under this handle's writer tag, so that a writer that
-    /// held the volume before (and may not know it lost its lease) can no longer commit: its
-    /// next commit finds a generation of another writer and fails.
+    /// Takes the volume up for this handle's writer: seals the journal the head continues
+    /// with (so the writer before, which may not know it lost its lease, can append no more),
+    /// applies its records, and commits the result under this handle's writer tag with a new
+    /// journal. The writer before can then commit nothing either: its next commit finds a
+    /// generation of another writer. From here on a flush writes a journal record.
     ///
     /// # Errors
-    /// [`Error::Conflict`] when the volume moved since the handle was opened; backend errors.
+    /// [`Error::Conflict`] when the volume keeps moving, [`Error::Unavailable`] while the
+    /// last journal record is still being written; backend errors.
     pub async fn fence(&self) -> Result<GenRecord> {
+        let _commits = self.commits.lock().await;
         let mut st = self.state.lock().await;
-        let committed = self
-            .store
-            .commit_as(&st.head, st.head.root, st.size, self.writer.as_deref())
-            .await?;
-        st.head = committed.clone();
-        Ok(committed)
+        let name = journal::new_name();
+        for _ in 0..POINT_ATTEMPTS {
+            let head = self.store.head(&self.id).await?;
+            let tail = match self.store.journal_tail(&head, Some(&name)).await {
+                Ok(t) => t,
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let old = head.journal.clone();
+            let replayed = tail.last;
+            st.head = head;
+            st.size = st.head.size_bytes;
+            st.dirty.clear();
+            st.sealed.clear();
+            st.journal = None;
+            for (_, ops) in &tail.records {
+                self.apply(&mut st, ops).await?;
+            }
+            let pos = JournalPos {
+                name: name.clone(),
+                applied: 0,
+            };
+            let (root, page_bytes) = self.prepare_root(&mut st).await?;
+            let base = st.head.clone();
+            match self
+                .store
+                .commit_with(&base, root, st.size, self.writer.as_deref(), Some(pos))
+                .await
+            {
+                Ok(rec) => {
+                    self.committed(&mut st, rec.clone(), page_bytes).await;
+                    st.journal = Some(Journaling::new(name));
+                    if let Some(old) = old {
+                        let store = self.store.clone();
+                        let id = self.id.clone();
+                        tokio::spawn(async move {
+                            store.journal_prune(&id, &old.name, replayed).await;
+                        });
+                    }
+                    tracing::info!(volume.id = %self.id, generation = rec.generation, records = tail.records.len(), "took the volume up");
+                    return Ok(rec);
+                }
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(moving(&self.id))
+    }
+
+    /// True while this handle writes a journal (it was fenced).
+    pub async fn journaling(&self) -> bool {
+        self.state.lock().await.journal.is_some()
+    }
+
+    /// Whether a checkpoint is due: records written and none for `idle`, or more record
+    /// bytes than [`JOURNAL_CHECKPOINT_BYTES`] since the last one.
+    pub async fn checkpoint_due(&self, idle: std::time::Duration) -> bool {
+        let st = self.state.lock().await;
+        st.journal.as_ref().is_some_and(|j| {
+            j.since_checkpoint > 0
+                && (j.last_record.elapsed() >= idle
+                    || j.since_checkpoint >= JOURNAL_CHECKPOINT_BYTES)
+        })
     }
 
     /// Reads `len` bytes at `offset`, including writes not yet flushed.
@@ -182,6 +442,24 @@ impl VolumeHandle {
     pub async fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         let mut st = self.state.lock().await;
         check_range(offset, data.len(), st.size)?;
+        self.write_into(&mut st, offset, data).await?;
+        if let Some(j) = st.journal.as_mut() {
+            j.mark(offset, data.len() as u64);
+        }
+        if st.dirty.len() * st.head.chunk_size as usize > self.store.options().max_dirty_bytes {
+            if st.journal.is_some() {
+                // The journal's records stay small: over the limit, checkpoint.
+                drop(st);
+                self.checkpoint().await?;
+            } else {
+                self.seal(&mut st).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `data` into the chunk buffers, reading the chunks a partial write modifies.
+    async fn write_into(&self, st: &mut State, offset: u64, data: &[u8]) -> Result<()> {
         let cs = st.head.chunk_size as u64;
         let mut done = 0usize;
         while done < data.len() {
@@ -193,7 +471,7 @@ impl VolumeHandle {
                 let base = if n == cs as usize {
                     vec![0u8; cs as usize]
                 } else {
-                    self.load_chunk(&st, idx).await?
+                    self.load_chunk(st, idx).await?
                 };
                 st.dirty.insert(idx, base);
             }
@@ -202,8 +480,48 @@ impl VolumeHandle {
             }
             done += n;
         }
-        if st.dirty.len() * cs as usize > self.store.options().max_dirty_bytes {
-            self.seal(&mut st).await?;
+        Ok(())
+    }
+
+    /// Makes chunks `first..last` holes.
+    fn zero_chunks(st: &mut State, first: u64, last: u64) {
+        let cs = st.head.chunk_size as u64;
+        for idx in first..last {
+            st.dirty.remove(&idx);
+            st.sealed.insert(idx, Hash::ZERO);
+        }
+        if let Some(j) = st.journal.as_mut() {
+            let blocks = cs / JOURNAL_BLOCK;
+            let dropped: Vec<u64> = j
+                .unlogged
+                .range(first * blocks..last * blocks)
+                .copied()
+                .collect();
+            for b in dropped {
+                j.unlogged.remove(&b);
+            }
+            j.zeroed.push((first, last - first));
+        }
+    }
+
+    /// Applies a journal record's changes (a replay; nothing is marked for the journal).
+    async fn apply(&self, st: &mut State, ops: &[Op]) -> Result<()> {
+        let cs = st.head.chunk_size as u64;
+        for op in ops {
+            match op {
+                Op::Write { offset, data } => {
+                    check_range(*offset, data.len(), st.size)?;
+                    self.write_into(st, *offset, data).await?;
+                }
+                Op::Zero { offset, len } => {
+                    check_range(
+                        *offset,
+                        usize::try_from(*len).unwrap_or(usize::MAX),
+                        st.size,
+                    )?;
+                    Self::zero_chunks(st, offset / cs, (offset + len) / cs);
+                }
+            }
         }
         Ok(())
     }
@@ -229,10 +547,7 @@ impl VolumeHandle {
         self.write_zeros(offset, first_whole * cs).await?;
         {
             let mut st = self.state.lock().await;
-            for idx in first_whole..last_whole {
-                st.dirty.remove(&idx);
-                st.sealed.insert(idx, Hash::ZERO);
-            }
+            Self::zero_chunks(&mut st, first_whole, last_whole);
         }
         self.write_zeros(last_whole * cs, end).await
     }
@@ -346,68 +661,241 @@ impl VolumeHandle {
         }
     }
 
-    /// Makes every write so far durable: uploads dirty chunks, then the changed tree pages,
-    /// then commits the new root. Returns what it wrote since the last flush.
+    /// Makes every write so far durable. A fenced handle writes one journal record of the
+    /// blocks written since the last (nothing when there are none); concurrent flushes share
+    /// a record (the writes of a flush that waits for another's record go into the next).
+    /// Other handles, and a flush with more than [`JOURNAL_RECORD_MAX`] to write, checkpoint.
     ///
     /// # Errors
-    /// [`Error::Conflict`] when another writer changed the volume's content since this handle
-    /// read it; backend errors. After an error the writes stay buffered and a later flush
-    /// may retry.
+    /// [`Error::Conflict`] when another writer took the volume (sealed its journal or
+    /// committed past it); backend errors. After an error the writes stay buffered and a
+    /// later flush may retry.
     pub async fn flush(&self) -> Result<FlushReport> {
-        let started = std::time::Instant::now();
+        let _commits = self.commits.lock().await;
         let mut st = self.state.lock().await;
-        let locked = started.elapsed();
-        self.seal(&mut st).await?;
-        let sealed = started.elapsed();
-        if st.sealed.is_empty() && st.size == st.head.size_bytes {
+        let Some(j) = st.journal.as_mut() else {
+            return self.checkpoint_locked(&mut st).await;
+        };
+        if j.unlogged.is_empty() && j.zeroed.is_empty() {
+            return Ok(FlushReport::default());
+        }
+        if j.unlogged.len() as u64 * JOURNAL_BLOCK > JOURNAL_RECORD_MAX {
+            return self.checkpoint_locked(&mut st).await;
+        }
+        let unlogged = std::mem::take(&mut j.unlogged);
+        let zeroed = std::mem::take(&mut j.zeroed);
+        let seq = j.seq + 1;
+        let name = j.name.clone();
+        let ops = match self.capture(&st, &unlogged, &zeroed).await {
+            Ok(ops) => ops,
+            Err(e) => {
+                Self::put_back(&mut st, unlogged, zeroed);
+                return Err(e);
+            }
+        };
+        // Reads and writes go on while the record is written; writes made meanwhile are
+        // marked for the next one.
+        drop(st);
+        let bytes: u64 = ops
+            .iter()
+            .map(|op| match op {
+                Op::Write { data, .. } => data.len() as u64,
+                Op::Zero { .. } => 0,
+            })
+            .sum();
+        let appended = self.store.journal_append(&self.id, &name, seq, &ops).await;
+        let mut st = self.state.lock().await;
+        if let Err(e) = appended {
+            Self::put_back(&mut st, unlogged, zeroed);
+            return Err(e);
+        }
+        if let Some(j) = st.journal.as_mut() {
+            j.seq = seq;
+            j.since_checkpoint += bytes.max(1);
+            j.last_record = std::time::Instant::now();
+        }
+        tracing::trace!(volume.id = %self.id, seq, bytes, "journal record written");
+        Ok(FlushReport {
+            bytes_stored: bytes,
+            journal_record: Some(seq),
+            ..FlushReport::default()
+        })
+    }
+
+    /// Marks blocks and discards of a record that was not written for the next one.
+    fn put_back(st: &mut State, unlogged: BTreeSet<u64>, zeroed: Vec<(u64, u64)>) {
+        if let Some(j) = st.journal.as_mut() {
+            j.unlogged.extend(unlogged);
+            let mut all = zeroed;
+            all.append(&mut j.zeroed);
+            j.zeroed = all;
+        }
+    }
+
+    /// A record's ops: the discards first, then the blocks' current bytes, clipped to the
+    /// volume's size and merged into runs.
+    async fn capture(
+        &self,
+        st: &State,
+        unlogged: &BTreeSet<u64>,
+        zeroed: &[(u64, u64)],
+    ) -> Result<Vec<Op>> {
+        let cs = st.head.chunk_size as u64;
+        let mut ops: Vec<Op> = zeroed
+            .iter()
+            .map(|(first, n)| Op::Zero {
+                offset: first * cs,
+                len: n * cs,
+            })
+            .collect();
+        let mut loaded: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let mut run: Option<(u64, Vec<u8>)> = None;
+        for &b in unlogged {
+            let start = b * JOURNAL_BLOCK;
+            if start >= st.size {
+                continue;
+            }
+            let end = (start + JOURNAL_BLOCK).min(st.size);
+            let idx = start / cs;
+            let lo = (start % cs) as usize;
+            let hi = lo + (end - start) as usize;
+            let bytes: &[u8] = match st.dirty.get(&idx) {
+                Some(buf) => &buf[lo..hi],
+                None => {
+                    if let std::collections::btree_map::Entry::Vacant(e) = loaded.entry(idx) {
+                        e.insert(self.load_chunk(st, idx).await?);
+                    }
+                    match loaded.get(&idx) {
+                        Some(c) => &c[lo..hi],
+                        None => continue,
+                    }
+                }
+            };
+            match run.as_mut() {
+                Some((off, data)) if *off + data.len() as u64 == start => {
+                    data.extend_from_slice(bytes)
+                }
+                _ => {
+                    if let Some((offset, data)) = run.take() {
+                        ops.push(Op::Write { offset, data });
+                    }
+                    run = Some((start, bytes.to_vec()));
+                }
+            }
+        }
+        if let Some((offset, data)) = run {
+            ops.push(Op::Write { offset, data });
+        }
+        Ok(ops)
+    }
+
+    /// Uploads every dirty chunk and the changed tree pages and commits a new root; for a
+    /// fenced handle, the root names the last journal record it holds.
+    ///
+    /// # Errors
+    /// As [`VolumeHandle::flush`].
+    pub async fn checkpoint(&self) -> Result<FlushReport> {
+        let _commits = self.commits.lock().await;
+        let mut st = self.state.lock().await;
+        self.checkpoint_locked(&mut st).await
+    }
+
+    async fn checkpoint_locked(&self, st: &mut State) -> Result<FlushReport> {
+        let started = std::time::Instant::now();
+        let pos = match &st.journal {
+            Some(j) => Some(JournalPos {
+                name: j.name.clone(),
+                applied: j.seq,
+            }),
+            None => st.base_pos.clone(),
+        };
+        self.seal(st).await?;
+        if st.sealed.is_empty()
+            && st.size == st.head.size_bytes
+            && (st.journal.is_none() || pos == st.head.journal)
+        {
+            if let Some(j) = st.journal.as_mut() {
+                j.unlogged.clear();
+                j.zeroed.clear();
+            }
             return Ok(std::mem::take(&mut st.report));
         }
-        let changes: Vec<(u64, Hash)> = st.sealed.iter().map(|(i, h)| (*i, *h)).collect();
-        let blobs = self.store.blobs();
-        let (root, pages) = tree::update(blobs, st.head.root, &changes).await?;
-        let n_pages = pages.len();
-        let page_hashes: Vec<Hash> = pages.iter().map(|p| p.hash()).collect();
-        self.protect(&mut st, &page_hashes).await?;
-        let page_bytes = tree::upload(&self.store, pages, self.store.options().concurrency).await?;
-        let uploaded = started.elapsed();
-        if let Some(h) = &st.hold {
-            h.check()?;
-        }
+        let (root, page_bytes) = self.prepare_root(st).await?;
         let writer = self.writer.as_deref();
-        let committed = match self.store.commit_as(&st.head, root, st.size, writer).await {
+        let base = st.head.clone();
+        let committed = match self
+            .store
+            .commit_with(&base, root, st.size, writer, pos.clone())
+            .await
+        {
             Ok(rec) => rec,
             Err(Error::Conflict(msg)) => {
                 // The controller's expansion moves only the size: rebase on it and commit
                 // again. Anything else (new content, or another lease's fencing commit)
                 // means this handle lost the volume.
                 let now = self.store.head(&self.id).await?;
-                if now.root != st.head.root || now.writer.is_some() {
+                if now.root != base.root || now.writer.is_some() || now.journal != base.journal {
                     return Err(Error::Conflict(msg));
                 }
                 st.size = st.size.max(now.size_bytes);
-                self.store.commit_as(&now, root, st.size, writer).await?
+                self.store
+                    .commit_with(&now, root, st.size, writer, pos.clone())
+                    .await?
             }
             Err(e) => return Err(e),
         };
-        st.head = committed;
+        let chunks = st.sealed.len();
+        let mut report = self.committed(st, committed, page_bytes).await;
+        if let Some(j) = st.journal.as_mut() {
+            j.unlogged.clear();
+            j.zeroed.clear();
+            j.since_checkpoint = 0;
+            let store = self.store.clone();
+            let id = self.id.clone();
+            let (name, through) = (j.name.clone(), j.seq);
+            tokio::spawn(async move { store.journal_prune(&id, &name, through).await });
+        }
+        st.base_pos = pos;
+        report.generation = Some(st.head.generation);
+        tracing::debug!(
+            volume.id = %self.id,
+            chunks,
+            total = ?started.elapsed(),
+            "checkpoint committed"
+        );
+        Ok(report)
+    }
+
+    /// Uploads the dirty chunks and the tree pages over them; the root they make. The new
+    /// objects are in the handle's hold.
+    async fn prepare_root(&self, st: &mut State) -> Result<(Hash, u64)> {
+        self.seal(st).await?;
+        let changes: Vec<(u64, Hash)> = st.sealed.iter().map(|(i, h)| (*i, *h)).collect();
+        if changes.is_empty() {
+            return Ok((st.head.root, 0));
+        }
+        let blobs = self.store.blobs();
+        let (root, pages) = tree::update(blobs, st.head.root, &changes).await?;
+        let page_hashes: Vec<Hash> = pages.iter().map(|p| p.hash()).collect();
+        self.protect(st, &page_hashes).await?;
+        let page_bytes = tree::upload(&self.store, pages, self.store.options().concurrency).await?;
+        if let Some(h) = &st.hold {
+            h.check()?;
+        }
+        Ok((root, page_bytes))
+    }
+
+    /// Takes up a commit: the new head, the hold released, the report handed out.
+    async fn committed(&self, st: &mut State, rec: GenRecord, page_bytes: u64) -> FlushReport {
+        st.head = rec;
         if let Some(h) = st.hold.take() {
             h.release().await;
         }
-        tracing::debug!(
-            volume.id = %self.id,
-            chunks = st.sealed.len(),
-            pages = n_pages,
-            ?locked,
-            ?sealed,
-            ?uploaded,
-            total = ?started.elapsed(),
-            "flushed"
-        );
         st.sealed.clear();
         let mut report = std::mem::take(&mut st.report);
         report.bytes_stored += page_bytes;
         report.generation = Some(st.head.generation);
-        Ok(report)
+        report
     }
 
     /// Picks up a larger size committed by an expansion (the next flush keeps it).
@@ -438,4 +926,32 @@ fn span_in(idx: u64, cs: u64, offset: u64, len: usize) -> (u64, u64) {
     let lo = offset.max(start) - start;
     let hi = (offset + len as u64).min(start + cs) - start;
     (lo, hi)
+}
+
+/// Steps cut short, as a process killed at that point leaves the store (crash tests).
+#[cfg(feature = "test-access")]
+impl VolumeHandle {
+    /// A checkpoint killed before its commit: chunks and pages uploaded, no generation.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn checkpoint_killed_before_commit(&self) -> Result<()> {
+        let _commits = self.commits.lock().await;
+        let mut st = self.state.lock().await;
+        self.prepare_root(&mut st).await.map(|_| ())
+    }
+}
+
+#[cfg(feature = "test-access")]
+impl Store {
+    /// A take-up killed after sealing the head's journal, before its commit.
+    ///
+    /// # Errors
+    /// As [`VolumeHandle::fence`].
+    pub async fn take_up_killed_after_seal(&self, id: &str) -> Result<()> {
+        let head = self.head(id).await?;
+        self.journal_tail(&head, Some(&journal::new_name()))
+            .await
+            .map(|_| ())
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::journal::JournalPos;
 use crate::layout;
 use crate::records::{self, GenRecord, RECORD_FORMAT};
 use crate::store::Store;
@@ -107,10 +108,25 @@ impl Store {
         size: u64,
         writer: Option<&str>,
     ) -> Result<GenRecord> {
+        self.commit_with(base, root, size, writer, base.journal.clone())
+            .await
+    }
+
+    /// Like [`Store::commit_as`], naming where the root stands in a journal (`None`: the
+    /// root stands alone, as after an import replaced the content).
+    pub(crate) async fn commit_with(
+        &self,
+        base: &GenRecord,
+        root: Hash,
+        size: u64,
+        writer: Option<&str>,
+        journal: Option<JournalPos>,
+    ) -> Result<GenRecord> {
         let id = &base.volume_id;
         let mut target = base.generation + 1;
         for _ in 0..4 {
-            let rec = gen_record(id, target, root, size, base.chunk_size, writer);
+            let mut rec = gen_record(id, target, root, size, base.chunk_size, writer);
+            rec.journal = journal.clone();
             let path = layout::gen_path(id, target);
             if self
                 .objects()
@@ -125,7 +141,8 @@ impl Store {
                     Ok(found)
                         if found.root == root
                             && found.size_bytes == size
-                            && found.writer.as_deref() == writer =>
+                            && found.writer.as_deref() == writer
+                            && found.journal == journal =>
                     {
                         return self.confirm(found).await;
                     }
@@ -187,6 +204,7 @@ fn gen_record(
         chunk_size: chunk,
         committed_ms: records::now_ms(),
         writer: writer.map(str::to_string),
+        journal: None,
     }
 }
 

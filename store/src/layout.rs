@@ -90,6 +90,21 @@ pub fn gen_of_name(name: &str) -> Option<u64> {
     name.strip_suffix(".json")?.parse().ok()
 }
 
+/// The folder of a volume's journals (see `journal`).
+pub fn journals(id: &str) -> String {
+    format!("{VOLUMES}{id}/journal/")
+}
+
+/// One journal of a volume.
+pub fn journal(id: &str, name: &str) -> String {
+    format!("{VOLUMES}{id}/journal/{name}/")
+}
+
+/// One journal record; zero-padded so names sort by number.
+pub fn journal_record(id: &str, name: &str, seq: u64) -> String {
+    format!("{VOLUMES}{id}/journal/{name}/{seq:020}")
+}
+
 /// The folder of a volume's lease steps.
 pub fn leases(id: &str) -> String {
     format!("{VOLUMES}{id}/lease/")

@@ -24,6 +24,7 @@ pub mod handle;
 pub mod hash;
 mod heads;
 pub mod holds;
+pub mod journal;
 #[cfg(feature = "test-access")]
 pub mod layout;
 #[cfg(not(feature = "test-access"))]
@@ -47,6 +48,7 @@ pub use gc::{GcOptions, GcReport};
 pub use handle::{FlushReport, VolumeHandle};
 pub use hash::Hash;
 pub use holds::{Hold, Lifeline};
+pub use journal::JournalPos;
 pub use objects::{ObjectMeta, Objects};
 pub use records::{
     GenRecord, GroupSnapshotRecord, ImportSource, LeaseRecord, LeaseStart, SnapshotRecord, Source,

@@ -90,6 +90,10 @@ pub struct GenRecord {
     /// that finds another lease's commit after its own base has been fenced off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writer: Option<String>,
+    /// The journal this root continues with: its records after `applied` are part of the
+    /// volume's content (see `journal`). Absent when the volume has no journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<crate::journal::JournalPos>,
 }
 
 /// A snapshot: a copy of a volume's root at one moment. Immutable once written.

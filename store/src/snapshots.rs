@@ -56,15 +56,17 @@ impl Store {
         let mut attempt = 0;
         loop {
             let vol = self.get_volume(source).await?;
+            // Every write flushed before the call: the head and its journal's records.
+            let (head, root, held) = self.content_now(source).await?;
             let rec = SnapshotRecord {
                 format: RECORD_FORMAT,
                 id: id.to_string(),
                 name: name.to_string(),
                 source_volume_id: source.to_string(),
-                source_generation: vol.head.generation,
-                root: vol.head.root,
-                size_bytes: vol.head.size_bytes,
-                chunk_size: vol.head.chunk_size,
+                source_generation: head.generation,
+                root,
+                size_bytes: head.size_bytes,
+                chunk_size: head.chunk_size,
                 options: vol.record.spec.options,
                 parameters: parameters.clone(),
                 created_ms: records::now_ms(),
@@ -80,6 +82,9 @@ impl Store {
                     self.objects().put(&layout::snapshot(id), bytes),
                 )
                 .await;
+            if let Some(h) = held {
+                h.release().await;
+            }
             match written {
                 Ok(()) => return Ok(rec),
                 // The generation was pruned while a sweep ran: take the volume's newer one.

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::holds::Hold;
 use crate::layout;
 use crate::names::NameKind;
 use crate::records::{self, GenRecord, RECORD_FORMAT, Source, VolumeRecord, VolumeSpec};
@@ -67,33 +68,43 @@ impl Store {
 
     /// Resolves the content source to (root, size, chunk size, and the generation a volume
     /// source was read at).
-    async fn resolve_source(&self, spec: &VolumeSpec) -> Result<(Hash, u64, u32, Option<u64>)> {
+    /// A volume source in use is read with its journal: the hold returned keeps a root built
+    /// from it until the new volume's first generation names it.
+    async fn resolve_source(
+        &self,
+        spec: &VolumeSpec,
+    ) -> Result<(Hash, u64, u32, Option<u64>, Option<Hold>)> {
         let mut generation = None;
+        let mut held = None;
         let (root, size, chunk) = match &spec.source {
-            None => return Ok((Hash::ZERO, 0, spec.options.chunk_size, None)),
+            None => return Ok((Hash::ZERO, 0, spec.options.chunk_size, None, None)),
             Some(Source::Snapshot(id)) => {
                 let s = self.get_snapshot(id).await?;
                 (s.root, s.size_bytes, s.chunk_size)
             }
             Some(Source::Import(i)) => (i.root, i.size_bytes, i.chunk_size),
             Some(Source::Volume(id)) => {
-                let h = self.head(id).await.map_err(|e| match e {
+                let (h, root, hold) = self.content_now(id).await.map_err(|e| match e {
                     Error::NotFound(_) => {
                         Error::NotFound(format!("source volume {id} does not exist"))
                     }
                     e => e,
                 })?;
                 generation = Some(h.generation);
-                (h.root, h.size_bytes, h.chunk_size)
+                held = hold;
+                (root, h.size_bytes, h.chunk_size)
             }
         };
         if spec.capacity_bytes < size {
+            if let Some(h) = held {
+                h.release().await;
+            }
             return Err(Error::OutOfRange(format!(
                 "capacity {} bytes is smaller than the content source ({size} bytes)",
                 spec.capacity_bytes
             )));
         }
-        Ok((root, size, chunk, generation))
+        Ok((root, size, chunk, generation, held))
     }
 
     async fn finish_volume(&self, id: &str, spec: &VolumeSpec) -> Result<VolumeInfo> {
@@ -111,7 +122,22 @@ impl Store {
     }
 
     async fn try_finish_volume(&self, id: &str, spec: &VolumeSpec) -> Result<VolumeInfo> {
-        let (root, _, chunk, from_gen) = self.resolve_source(spec).await?;
+        let (root, _, chunk, from_gen, held) = self.resolve_source(spec).await?;
+        let made = self.finish_from(id, spec, root, chunk, from_gen).await;
+        if let Some(h) = held {
+            h.release().await;
+        }
+        made
+    }
+
+    async fn finish_from(
+        &self,
+        id: &str,
+        spec: &VolumeSpec,
+        root: Hash,
+        chunk: u32,
+        from_gen: Option<u64>,
+    ) -> Result<VolumeInfo> {
         let mut spec = spec.clone();
         spec.options.chunk_size = chunk;
         let record = VolumeRecord {
@@ -209,7 +235,10 @@ impl Store {
             if head.root == root && head.size_bytes >= size {
                 return Ok(head);
             }
-            match self.commit(&head, root, head.size_bytes.max(size)).await {
+            // The import replaces the content: a journal left by a node that died holds
+            // writes to what is replaced, so the new root stands alone.
+            let grown = head.size_bytes.max(size);
+            match self.commit_with(&head, root, grown, None, None).await {
                 Ok(rec) => return Ok(rec),
                 Err(Error::Conflict(_)) => continue,
                 Err(e) => return Err(e),
@@ -300,6 +329,7 @@ impl Store {
                 .delete(&format!("{}{name}", layout::gens(id)))
                 .await?;
         }
+        self.journal_delete_all(id).await?;
         self.drop_leases(id).await?;
         self.objects().delete(&path).await
     }

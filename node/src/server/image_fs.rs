@@ -5,8 +5,8 @@
 //! The session thread only dispatches: each read, write, fsync and discard runs as a task
 //! on the tokio runtime and replies when done, so requests run concurrently. A write is
 //! acknowledged once it is in the volume's write-back buffer; an fsync (which is what a
-//! FLUSH reaching the loop device becomes) uploads the dirty chunks and commits a new root
-//! before it is acknowledged.
+//! FLUSH reaching the loop device becomes) writes one journal record of the blocks written
+//! since the last before it is acknowledged (see `ferry_store::handle`).
 
 use super::status::Status;
 use ferry_store::VolumeHandle;
@@ -107,7 +107,7 @@ impl Filesystem for ImageFs {
         // Unmounting ends the session: make whatever is buffered durable first.
         let volume = self.volume.clone();
         let status = self.status.clone();
-        let result = self.rt.block_on(async move { volume.flush().await });
+        let result = self.rt.block_on(async move { volume.checkpoint().await });
         status.flushed(&result);
     }
 

@@ -112,10 +112,15 @@ pub async fn run(store: Store, args: ServerArgs) -> Result<(), Error> {
     let keeper =
         lease.map(|l| tokio::spawn(keep_lease(store.clone(), l, args.lease_ttl, status.clone())));
     let flusher = tokio::spawn(flush_on_signal(volume.clone(), status.clone()));
+    let checkpointer =
+        (!args.read_only).then(|| tokio::spawn(checkpoints(volume.clone(), status.clone())));
     let served = tokio::task::spawn_blocking(move || session.run())
         .await
         .map_err(|e| Error::Internal(format!("FUSE session thread failed: {e}")))?;
     flusher.abort();
+    if let Some(c) = checkpointer {
+        c.abort();
+    }
     if let Some(k) = keeper {
         k.abort();
     }
@@ -125,7 +130,7 @@ pub async fn run(store: Store, args: ServerArgs) -> Result<(), Error> {
     if !args.read_only {
         // The session's end flushed (ImageFs::destroy); give the volume back only when
         // nothing is left unwritten.
-        let left = volume.flush().await;
+        let left = volume.checkpoint().await;
         status.flushed(&left);
         left?;
         store.release_lease(&args.volume_id, &args.node_id).await?;
@@ -164,8 +169,26 @@ async fn flush_on_signal(volume: Arc<ferry_store::VolumeHandle>, status: Arc<Sta
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        tracing::info!("signal: flushing (unmount the volume to stop this server)");
-        let r = volume.flush().await;
+        tracing::info!("signal: checkpointing (unmount the volume to stop this server)");
+        let r = volume.checkpoint().await;
         status.flushed(&r);
+    }
+}
+
+/// How long the journal may go without a record before its records are checkpointed.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(2);
+
+/// Checkpoints the journal when it has been idle for [`CHECKPOINT_IDLE`] or grown long, so
+/// the volume's head catches up and a restage replays little.
+async fn checkpoints(volume: Arc<ferry_store::VolumeHandle>, status: Arc<Status>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if volume.checkpoint_due(CHECKPOINT_IDLE).await {
+            let r = volume.checkpoint().await;
+            if let Err(e) = &r {
+                tracing::warn!(error = %e, "checkpoint failed; the journal keeps the writes");
+            }
+            status.flushed(&r);
+        }
     }
 }

@@ -1,0 +1,383 @@
+//! A volume writer's journal: one durable object per fsync holding the blocks written since
+//! the record before, so a small fsync costs one object write instead of a chunk, four tree
+//! pages and a generation record one after another.
+//!
+//! Layout: `volumes/<id>/journal/<name>/<seq>`, `name` chosen by the writer when it takes the
+//! volume up (a fencing commit), `seq` counting from 1 with nothing skipped. A generation
+//! record names the journal its root continues with and the last sequence number the root
+//! already holds ([`JournalPos`]); the volume's content is that root with the journal's later
+//! records applied in order.
+//!
+//! Records are written with create-if-absent, so a writer appends only where nobody wrote.
+//! A new writer *seals* the previous journal before it replays it: it writes a seal record
+//! at the first free number. The old writer (which may not know it lost its lease) then
+//! fails its next append, and nothing it acknowledged is after the seal. A seal record is
+//! never pruned while the volume exists, so a stale writer cannot append where it was.
+//!
+//! Each record carries the SHA-256 of its bytes. A record that does not verify is one whose
+//! writer died before its write returned (a folder's create-if-absent is not atomic): when
+//! older than [`crate::heads::TORN_AFTER`] it ends the journal like a seal; a young one may
+//! still be in progress and makes a reader wait.
+
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::layout;
+use crate::records::GenRecord;
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+
+/// Where a generation's root stands in its writer's journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalPos {
+    /// The journal's name (a folder under the volume's `journal/`).
+    pub name: String,
+    /// The last record the root holds; records after it are to be applied.
+    pub applied: u64,
+}
+
+/// One change a journal record carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Bytes written at an offset.
+    Write {
+        /// Byte offset in the volume.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Whole chunks discarded: they read as zeros and take no space.
+    Zero {
+        /// Byte offset (chunk aligned).
+        offset: u64,
+        /// Length in bytes (whole chunks).
+        len: u64,
+    },
+}
+
+/// What a journal holds past a generation's root.
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// The records' changes in order, each with its sequence number.
+    pub records: Vec<(u64, Vec<Op>)>,
+    /// The last data record's sequence number (the generation's `applied` when none).
+    pub last: u64,
+    /// A seal (or an old torn record) ends the journal: no writer appends to it again.
+    pub sealed: bool,
+}
+
+impl Tail {
+    /// Bytes of written data the tail carries.
+    pub fn data_bytes(&self) -> u64 {
+        self.records
+            .iter()
+            .flat_map(|(_, ops)| ops)
+            .map(|op| match op {
+                Op::Write { data, .. } => data.len() as u64,
+                Op::Zero { .. } => 0,
+            })
+            .sum()
+    }
+}
+
+const MAGIC: &[u8; 4] = b"FJR1";
+const KIND_DATA: u8 = 0;
+const KIND_SEAL: u8 = 1;
+const OP_WRITE: u8 = 0;
+const OP_ZERO: u8 = 1;
+/// Header: magic, kind, sequence number.
+const HEADER: usize = 4 + 1 + 8;
+
+enum Record {
+    Data(Vec<Op>),
+    Seal,
+}
+
+/// Encodes a data record: header, zstd-compressed ops, SHA-256 of all before it.
+fn encode_data(seq: u64, ops: &[Op]) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    for op in ops {
+        match op {
+            Op::Write { offset, data } => {
+                body.push(OP_WRITE);
+                body.extend_from_slice(&offset.to_le_bytes());
+                body.extend_from_slice(&(data.len() as u64).to_le_bytes());
+                body.extend_from_slice(data);
+            }
+            Op::Zero { offset, len } => {
+                body.push(OP_ZERO);
+                body.extend_from_slice(&offset.to_le_bytes());
+                body.extend_from_slice(&len.to_le_bytes());
+            }
+        }
+    }
+    let packed = zstd::bulk::compress(&body, 1)
+        .map_err(|e| Error::Internal(format!("compressing a journal record: {e}")))?;
+    Ok(seal_bytes(KIND_DATA, seq, &packed))
+}
+
+fn encode_seal(seq: u64, by: &str) -> Vec<u8> {
+    seal_bytes(KIND_SEAL, seq, by.as_bytes())
+}
+
+fn seal_bytes(kind: u8, seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + payload.len() + 32);
+    out.extend_from_slice(MAGIC);
+    out.push(kind);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(payload);
+    let sum = Hash::of(&out);
+    out.extend_from_slice(&sum.0);
+    out
+}
+
+fn corrupt(path: &str, reason: &str) -> Error {
+    Error::Corrupt {
+        path: path.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn decode(path: &str, seq: u64, bytes: &[u8]) -> Result<Record> {
+    if bytes.len() < HEADER + 32 || &bytes[..4] != MAGIC {
+        return Err(corrupt(path, "not a journal record (or torn)"));
+    }
+    let (content, sum) = bytes.split_at(bytes.len() - 32);
+    if Hash::of(content).0 != sum {
+        return Err(corrupt(
+            path,
+            "journal record checksum mismatch (torn or damaged)",
+        ));
+    }
+    let stored_seq = u64::from_le_bytes(content[5..13].try_into().unwrap_or([0; 8]));
+    if stored_seq != seq {
+        return Err(corrupt(
+            path,
+            "journal record carries another sequence number",
+        ));
+    }
+    let payload = &content[HEADER..];
+    match content[4] {
+        KIND_SEAL => Ok(Record::Seal),
+        KIND_DATA => {
+            let body = zstd::stream::decode_all(payload)
+                .map_err(|e| corrupt(path, &format!("journal record does not decompress: {e}")))?;
+            decode_ops(path, &body).map(Record::Data)
+        }
+        _ => Err(corrupt(path, "unknown journal record kind")),
+    }
+}
+
+fn decode_ops(path: &str, mut body: &[u8]) -> Result<Vec<Op>> {
+    let bad = || corrupt(path, "journal record ops are truncated");
+    let mut ops = Vec::new();
+    while let Some((&tag, rest)) = body.split_first() {
+        if rest.len() < 16 {
+            return Err(bad());
+        }
+        let offset = u64::from_le_bytes(rest[..8].try_into().map_err(|_| bad())?);
+        let len = u64::from_le_bytes(rest[8..16].try_into().map_err(|_| bad())?);
+        let rest = &rest[16..];
+        match tag {
+            OP_WRITE => {
+                let n = usize::try_from(len).map_err(|_| bad())?;
+                if rest.len() < n {
+                    return Err(bad());
+                }
+                ops.push(Op::Write {
+                    offset,
+                    data: rest[..n].to_vec(),
+                });
+                body = &rest[n..];
+            }
+            OP_ZERO => {
+                ops.push(Op::Zero { offset, len });
+                body = rest;
+            }
+            _ => return Err(corrupt(path, "unknown journal op")),
+        }
+    }
+    Ok(ops)
+}
+
+/// A fresh journal name: random, so every take-up of a volume writes its own journal.
+pub(crate) fn new_name() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Store {
+    /// Appends record `seq` to journal `name` of volume `id`, durable when this returns.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the place is taken: another writer sealed the journal (this
+    /// writer lost the volume). Backend errors; after one the record may or may not be
+    /// there, and appending the same record again settles it.
+    pub(crate) async fn journal_append(
+        &self,
+        id: &str,
+        name: &str,
+        seq: u64,
+        ops: &[Op],
+    ) -> Result<()> {
+        let bytes = encode_data(seq, ops)?;
+        let path = layout::journal_record(id, name, seq);
+        if self.objects().put_if_absent(&path, bytes.clone()).await? {
+            return Ok(());
+        }
+        match self.objects().get(&path).await? {
+            // Our own write, whose answer was lost.
+            Some(found) if found == bytes => Ok(()),
+            _ => Err(Error::Conflict(format!(
+                "volume {id}: journal {name} was sealed by another writer at record {seq}; \
+                 this node no longer holds the volume"
+            ))),
+        }
+    }
+
+    /// The records of `head`'s journal past what its root holds. With `seal_as`, the
+    /// journal is sealed after the last record first, so its writer cannot append again.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the records were pruned under the reader (the head moved:
+    /// read it again); [`Error::Unavailable`] for a young unreadable record (a write in
+    /// progress); [`Error::Corrupt`] for a damaged record in the middle; backend errors.
+    pub(crate) async fn journal_tail(
+        &self,
+        head: &GenRecord,
+        seal_as: Option<&str>,
+    ) -> Result<Tail> {
+        let Some(pos) = &head.journal else {
+            return Ok(Tail::default());
+        };
+        let id = &head.volume_id;
+        let mut tail = Tail {
+            last: pos.applied,
+            ..Tail::default()
+        };
+        let mut seq = pos.applied + 1;
+        loop {
+            let path = layout::journal_record(id, &pos.name, seq);
+            let Some(bytes) = self.objects().get(&path).await? else {
+                let Some(by) = seal_as else { break };
+                if self
+                    .objects()
+                    .put_if_absent(&path, encode_seal(seq, by))
+                    .await?
+                {
+                    tail.sealed = true;
+                    break;
+                }
+                // The writer appended one more meanwhile: read it and try after it.
+                continue;
+            };
+            match decode(&path, seq, &bytes) {
+                Ok(Record::Data(ops)) => {
+                    tail.records.push((seq, ops));
+                    tail.last = seq;
+                    seq += 1;
+                }
+                Ok(Record::Seal) => {
+                    tail.sealed = true;
+                    break;
+                }
+                Err(Error::Corrupt { .. })
+                    if self
+                        .objects()
+                        .older_than(&path, crate::heads::TORN_AFTER)
+                        .await? =>
+                {
+                    // Its writer died before the write returned: nothing after it was
+                    // acknowledged, and no writer appends past it.
+                    tail.sealed = true;
+                    break;
+                }
+                Err(Error::Corrupt { reason, .. }) => {
+                    return Err(Error::Unavailable(format!(
+                        "volume {id}: journal record {seq} is being written ({reason}); try again"
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(tail)
+    }
+
+    /// Deletes journal `name`'s data records up to `through`; seals stay. Best effort:
+    /// a record left behind is applied again on top of a root that holds it, which changes
+    /// nothing, and a later prune takes it.
+    pub(crate) async fn journal_prune(&self, id: &str, name: &str, through: u64) {
+        let dir = layout::journal(id, name);
+        let names = match self.objects().list_names(&dir).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(volume.id = %id, journal = %name, error = %e, "listing a journal to prune failed");
+                return;
+            }
+        };
+        for seq in names.iter().filter_map(|n| n.parse::<u64>().ok()) {
+            if seq > through {
+                continue;
+            }
+            let path = layout::journal_record(id, name, seq);
+            // A seal is kept: read before deleting (seals are tiny, data records are many).
+            if let Ok(Some(bytes)) = self.objects().get(&path).await
+                && matches!(decode(&path, seq, &bytes), Ok(Record::Seal))
+            {
+                continue;
+            }
+            if let Err(e) = self.objects().delete(&path).await {
+                tracing::warn!(volume.id = %id, journal = %name, seq, error = %e, "pruning a journal record failed");
+            }
+        }
+    }
+
+    /// Deletes every journal of volume `id` (its deletion).
+    pub(crate) async fn journal_delete_all(&self, id: &str) -> Result<()> {
+        let dir = layout::journals(id);
+        for name in self.objects().list_names(&dir).await? {
+            let folder = layout::journal(id, &name);
+            for rec in self.objects().list_names(&folder).await? {
+                self.objects().delete(&format!("{folder}{rec}")).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_damage_is_caught() {
+        let ops = vec![
+            Op::Write {
+                offset: 4096,
+                data: vec![7; 8192],
+            },
+            Op::Zero {
+                offset: 1 << 20,
+                len: 1 << 16,
+            },
+        ];
+        let bytes = encode_data(3, &ops).unwrap();
+        match decode("p", 3, &bytes).unwrap() {
+            Record::Data(got) => assert_eq!(got, ops),
+            Record::Seal => panic!("a data record read as a seal"),
+        }
+        assert!(matches!(decode("p", 4, &bytes), Err(Error::Corrupt { .. })));
+        let mut torn = bytes.clone();
+        torn.truncate(bytes.len() - 5);
+        assert!(matches!(decode("p", 3, &torn), Err(Error::Corrupt { .. })));
+        let mut flipped = bytes;
+        flipped[HEADER + 2] ^= 1;
+        assert!(matches!(
+            decode("p", 3, &flipped),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode("p", 9, &encode_seal(9, "x")).unwrap(),
+            Record::Seal
+        ));
+    }
+}

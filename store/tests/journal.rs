@@ -1,0 +1,328 @@
+//! The volume writer's journal on a local folder: an fsync is one record, a new writer seals
+//! and replays the journal, a stale writer can append nothing, snapshots and clones of a
+//! volume in use hold its journaled writes, and a process killed between any two steps
+//! (after a record, during a checkpoint, during a take-up) loses nothing acknowledged. The
+//! randomized test checks writes, fsyncs, checkpoints, crashes and take-ups against a model
+//! of what was acknowledged (`FERRY_JOURNAL_SEEDS` seeds, 6 unless set).
+
+use ferry_store::{
+    Error, Store, StoreConfig, StoreOptions, VolumeHandle, VolumeOptions, VolumeSpec,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const CHUNK: u64 = 16 << 10;
+const SIZE: u64 = 1 << 20;
+
+fn spec(name: &str) -> VolumeSpec {
+    VolumeSpec {
+        name: name.into(),
+        capacity_bytes: SIZE,
+        options: VolumeOptions {
+            chunk_size: CHUNK as u32,
+            ..Default::default()
+        },
+        parameters: BTreeMap::new(),
+        source: None,
+    }
+}
+
+async fn store(dir: &std::path::Path) -> Store {
+    Store::open(
+        &StoreConfig::fs(dir.to_string_lossy()),
+        StoreOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A writer taking the volume up as a node's volume server does: open under a tag, fence.
+async fn take_up(s: &Store, id: &str, tag: &str) -> Arc<VolumeHandle> {
+    let h = s.open_volume_as(id, Some(tag.into())).await.unwrap();
+    h.fence().await.unwrap();
+    assert!(h.journaling().await);
+    h
+}
+
+fn objects_under(dir: &std::path::Path) -> usize {
+    walk(dir).len()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_fsync_is_one_record_and_the_next_writer_replays_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let id = s.create_volume(spec("v")).await.unwrap().record.id;
+    let a = take_up(&s, &id, "node-a#1").await;
+    let gen_before = s.head(&id).await.unwrap().generation;
+    a.write_at(5000, &[1u8; 3000]).await.unwrap();
+    a.write_at(200_000, &[2u8; 512]).await.unwrap();
+    let before = objects_under(dir.path());
+    let r = a.flush().await.unwrap();
+    assert_eq!(r.journal_record, Some(1));
+    assert_eq!(r.generation, None, "a small fsync commits no generation");
+    // Counting the files: one record, nothing else (the store on a folder is files).
+    assert_eq!(objects_under(dir.path()), before + 1);
+    assert_eq!(s.head(&id).await.unwrap().generation, gen_before);
+    // Nothing written since: a second fsync writes nothing.
+    assert_eq!(a.flush().await.unwrap().journal_record, None);
+    drop(a); // killed: no checkpoint
+
+    let b = take_up(&s, &id, "node-b#2").await;
+    assert_eq!(b.read_at(5000, 3000).await.unwrap(), vec![1u8; 3000]);
+    assert_eq!(b.read_at(200_000, 512).await.unwrap(), vec![2u8; 512]);
+    assert_eq!(b.read_at(0, 5000).await.unwrap(), vec![0u8; 5000]);
+    // The take-up committed the replay: a reader of the head alone sees it.
+    let head = s.head(&id).await.unwrap();
+    assert!(head.generation > gen_before);
+    assert_eq!(head.writer.as_deref(), Some("node-b#2"));
+    let plain = s.open_volume(&id).await.unwrap();
+    assert_eq!(plain.read_at(5000, 3000).await.unwrap(), vec![1u8; 3000]);
+}
+
+#[tokio::test]
+async fn a_writer_that_lost_the_volume_cannot_append_to_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let id = s.create_volume(spec("v")).await.unwrap().record.id;
+    let a = take_up(&s, &id, "node-a#1").await;
+    a.write_at(0, &[1u8; 4096]).await.unwrap();
+    a.flush().await.unwrap();
+    // node-b takes over while node-a still runs (its lease lapsed without it noticing).
+    let b = take_up(&s, &id, "node-b#2").await;
+    a.write_at(8192, &[9u8; 4096]).await.unwrap();
+    match a.flush().await {
+        Err(Error::Conflict(msg)) => assert!(msg.contains("sealed"), "{msg}"),
+        other => panic!("the stale writer's fsync must fail, got {other:?}"),
+    }
+    // Nor can it checkpoint.
+    assert!(matches!(a.checkpoint().await, Err(Error::Conflict(_))));
+    assert_eq!(b.read_at(0, 4096).await.unwrap(), vec![1u8; 4096]);
+    assert_eq!(b.read_at(8192, 4096).await.unwrap(), vec![0u8; 4096]);
+    // Still so after node-b's own records and checkpoint pruned its journal.
+    b.write_at(16384, &[3u8; 100]).await.unwrap();
+    b.flush().await.unwrap();
+    b.checkpoint().await.unwrap();
+    assert!(a.flush().await.is_err());
+    let c = take_up(&s, &id, "node-c#3").await;
+    assert_eq!(c.read_at(16384, 100).await.unwrap(), vec![3u8; 100]);
+    assert_eq!(c.read_at(8192, 4096).await.unwrap(), vec![0u8; 4096]);
+}
+
+#[tokio::test]
+async fn snapshots_and_clones_of_a_volume_in_use_hold_its_journaled_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let id = s.create_volume(spec("v")).await.unwrap().record.id;
+    let a = take_up(&s, &id, "node-a#1").await;
+    a.write_at(0, &[4u8; 20_000]).await.unwrap();
+    a.checkpoint().await.unwrap();
+    a.write_at(30_000, &[5u8; 10_000]).await.unwrap();
+    a.zero_range(0, 2 * CHUNK).await.unwrap();
+    a.flush().await.unwrap();
+    // Between the record and its checkpoint.
+    let snap = s.create_snapshot("s", &id, BTreeMap::new()).await.unwrap();
+    let mut from_snap = spec("from-snap");
+    from_snap.source = Some(ferry_store::Source::Snapshot(snap.id.clone()));
+    let restored = s.create_volume(from_snap).await.unwrap();
+    let mut cloned = spec("clone");
+    cloned.source = Some(ferry_store::Source::Volume(id.clone()));
+    let clone = s.create_volume(cloned).await.unwrap();
+    let want = a.read_at(0, SIZE as usize).await.unwrap();
+    assert_eq!(
+        &want[0..2 * CHUNK as usize],
+        &vec![0u8; 2 * CHUNK as usize][..]
+    );
+    assert_eq!(
+        &want[2 * CHUNK as usize..40_000],
+        &vec![5u8; 40_000 - 2 * CHUNK as usize][..]
+    );
+    for v in [restored.record.id, clone.record.id] {
+        let h = s.open_volume(&v).await.unwrap();
+        assert_eq!(h.read_at(0, SIZE as usize).await.unwrap(), want, "{v}");
+    }
+    let (_, members) = s
+        .create_group_snapshot("g", std::slice::from_ref(&id), BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(members[0].root, snap.root);
+    // The writer's own checkpoint afterwards is not disturbed by what the snapshot built.
+    a.write_at(100_000, &[6u8; 10]).await.unwrap();
+    a.checkpoint().await.unwrap();
+    assert_eq!(
+        s.head(&id).await.unwrap().writer.as_deref(),
+        Some("node-a#1")
+    );
+}
+
+#[tokio::test]
+async fn a_process_killed_between_any_two_steps_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let id = s.create_volume(spec("v")).await.unwrap().record.id;
+    let a = take_up(&s, &id, "node-a#1").await;
+    a.write_at(0, &[1u8; 50_000]).await.unwrap();
+    a.flush().await.unwrap();
+    a.write_at(60_000, &[2u8; 5_000]).await.unwrap();
+    a.flush().await.unwrap();
+    // Killed during a checkpoint: chunks and pages stored, no commit.
+    a.checkpoint_killed_before_commit().await.unwrap();
+    drop(a);
+    // Killed during the take-up: the journal sealed, no commit.
+    s.take_up_killed_after_seal(&id).await.unwrap();
+    // The next take-up finds the seal, replays up to it and commits.
+    let c = take_up(&s, &id, "node-c#3").await;
+    assert_eq!(c.read_at(0, 50_000).await.unwrap(), vec![1u8; 50_000]);
+    assert_eq!(c.read_at(60_000, 5_000).await.unwrap(), vec![2u8; 5_000]);
+    // Killed after its own record: the next one replays it.
+    c.write_at(70_000, &[3u8; 7]).await.unwrap();
+    c.flush().await.unwrap();
+    drop(c);
+    let d = take_up(&s, &id, "node-d#4").await;
+    assert_eq!(d.read_at(70_000, 7).await.unwrap(), vec![3u8; 7]);
+    assert_eq!(d.read_at(0, 50_000).await.unwrap(), vec![1u8; 50_000]);
+}
+
+/// What each 4 KiB block may hold after a crash: what the last acknowledged fsync saw, or
+/// (for blocks written since) any version written since.
+struct Model {
+    acked: Vec<u8>,
+    current: Vec<u8>,
+    since: BTreeMap<u64, Vec<Vec<u8>>>,
+}
+
+const BLOCK: u64 = 4096;
+
+impl Model {
+    fn write(&mut self, off: u64, data: &[u8]) {
+        let (o, e) = (off as usize, off as usize + data.len());
+        self.current[o..e].copy_from_slice(data);
+        for b in off / BLOCK..=(off + data.len() as u64 - 1) / BLOCK {
+            let (lo, hi) = ((b * BLOCK) as usize, ((b + 1) * BLOCK) as usize);
+            self.since
+                .entry(b)
+                .or_default()
+                .push(self.current[lo..hi].to_vec());
+        }
+    }
+
+    fn acked(&mut self) {
+        self.acked.clone_from(&self.current);
+        self.since.clear();
+    }
+
+    /// Checks a recovered image and takes it as the new state.
+    fn recovered(&mut self, got: Vec<u8>, seed: u64, step: usize) {
+        for b in 0..SIZE / BLOCK {
+            let (lo, hi) = ((b * BLOCK) as usize, ((b + 1) * BLOCK) as usize);
+            let block = &got[lo..hi];
+            let ok = block == &self.acked[lo..hi]
+                || self
+                    .since
+                    .get(&b)
+                    .is_some_and(|vs| vs.iter().any(|v| v == block));
+            assert!(
+                ok,
+                "seed {seed} step {step}: block {b} holds bytes never acknowledged or written there"
+            );
+        }
+        self.current.clone_from(&got);
+        self.acked = got;
+        self.since.clear();
+    }
+}
+
+#[tokio::test]
+async fn random_writes_fsyncs_and_crashes_keep_what_was_acknowledged() {
+    let seeds: u64 = std::env::var("FERRY_JOURNAL_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    for seed in 0..seeds {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path()).await;
+        let id = s.create_volume(spec("v")).await.unwrap().record.id;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut writer = 1u64;
+        let mut h = take_up(&s, &id, &format!("node#{writer}")).await;
+        let mut m = Model {
+            acked: vec![0; SIZE as usize],
+            current: vec![0; SIZE as usize],
+            since: BTreeMap::new(),
+        };
+        for step in 0..300 {
+            match rng.random_range(0..100) {
+                0..=54 => {
+                    let len = rng.random_range(1..=20_000u64);
+                    let off = rng.random_range(0..SIZE - len);
+                    let (off, len) = if rng.random_bool(0.5) {
+                        (off / 512 * 512, len.div_ceil(512) * 512)
+                    } else {
+                        (off, len)
+                    };
+                    let len = len.min(SIZE - off);
+                    let byte = rng.random::<u8>() | 1;
+                    h.write_at(off, &vec![byte; len as usize]).await.unwrap();
+                    m.write(off, &vec![byte; len as usize]);
+                }
+                55..=59 => {
+                    let first = rng.random_range(0..SIZE / CHUNK - 2);
+                    let n = rng.random_range(1..=2);
+                    h.zero_range(first * CHUNK, n * CHUNK).await.unwrap();
+                    m.write(first * CHUNK, &vec![0; (n * CHUNK) as usize]);
+                }
+                60..=79 => {
+                    h.flush().await.unwrap();
+                    m.acked();
+                }
+                80..=84 => {
+                    h.checkpoint().await.unwrap();
+                    m.acked();
+                }
+                85..=89 => {
+                    // Reads see every write, flushed or not.
+                    assert_eq!(h.read_at(0, SIZE as usize).await.unwrap(), m.current);
+                }
+                _ => {
+                    // A crash, sometimes during a checkpoint or during the next take-up.
+                    if rng.random_bool(0.3) {
+                        h.checkpoint_killed_before_commit().await.unwrap();
+                    }
+                    drop(h);
+                    if rng.random_bool(0.3) {
+                        s.take_up_killed_after_seal(&id).await.unwrap();
+                    }
+                    writer += 1;
+                    h = take_up(&s, &id, &format!("node#{writer}")).await;
+                    let got = h.read_at(0, SIZE as usize).await.unwrap();
+                    m.recovered(got, seed, step);
+                }
+            }
+        }
+        h.flush().await.unwrap();
+        m.acked();
+        drop(h);
+        let last = take_up(&s, &id, "last#0").await;
+        let got = last.read_at(0, SIZE as usize).await.unwrap();
+        assert!(
+            got == m.acked,
+            "seed {seed}: the last fsync's state did not survive"
+        );
+    }
+}

@@ -161,7 +161,8 @@ impl Cluster {
             .unwrap()
             .remove(&(node.to_string(), id.to_string()));
         if let Some(h) = h {
-            h.flush().await.expect("flush");
+            // As the volume server does on unmount.
+            h.checkpoint().await.expect("checkpoint");
             self.store.release_lease(id, node).await.expect("release");
         }
     }
@@ -601,13 +602,13 @@ async fn the_new_nodes_first_generation_or_its_lease_shows_where_it_took_up_the_
     };
     let write = |h: Arc<VolumeHandle>, byte: u8| async move {
         h.write_at(0, &[byte; 16]).await.expect("write");
-        h.flush().await.expect("flush");
+        h.checkpoint().await.expect("checkpoint");
     };
     let unstage = |h: Arc<VolumeHandle>, node: &'static str| {
         let s = s.clone();
         let id = id.clone();
         async move {
-            h.flush().await.expect("flush");
+            h.checkpoint().await.expect("checkpoint");
             s.release_lease(&id, node).await.expect("release");
         }
     };

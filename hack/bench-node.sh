@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fio through a mounted ferry volume vs ext4 on a loop device over a plain local file, same
-# run, same jobs (e2e/examples/fio_bench.rs). Needs root and fio (hack/install-node-tools.sh).
+# run, same jobs (e2e/examples/fio_bench.rs), then an fsync's cost on moto S3. Needs root and
+# fio (hack/install-node-tools.sh); moto comes from hack/install-test-servers.sh.
 #   FERRY_BENCH_DIR       where the chunk store and the plain file go (default .cache/bench-node)
 #   FERRY_BENCH_SIZE_MIB  file size each job works on (default 1024)
 #   FERRY_BENCH_SECS      duration of the random jobs (default 20)
@@ -11,3 +12,6 @@ hack/install-node-tools.sh >/dev/null
 nproc; grep -m1 'model name' /proc/cpuinfo || true; fio --version
 cargo build --quiet --release -p ferry
 FERRY_BIN=$PWD/target/release/ferry cargo run --quiet --release -p ferry-e2e --example fio_bench
+# fsync latency and objects per GiB on moto S3 on loopback (store/examples/fsync_bench.rs).
+hack/install-test-servers.sh >/dev/null
+cargo run --quiet --release -p ferry-store --example fsync_bench

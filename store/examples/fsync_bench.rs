@@ -36,10 +36,15 @@ fn spec(name: &str, size: u64) -> VolumeSpec {
     }
 }
 
-async fn count(objects: &Objects) -> Result<usize, BoxError> {
+/// Objects in the bucket that writing volume `id` adds to: chunks, pages, its own records.
+async fn count(objects: &Objects, id: &str) -> Result<usize, BoxError> {
     let mut n = 0;
-    for dir in ["chunks/", "trees/", "volumes/"] {
-        n += objects.list(dir).await?.len();
+    for dir in [
+        "chunks/".to_string(),
+        "trees/".to_string(),
+        format!("volumes/{id}/"),
+    ] {
+        n += objects.list(&dir).await?.len();
     }
     Ok(n)
 }
@@ -96,7 +101,7 @@ async fn main() -> Result<(), BoxError> {
     let id = store.create_volume(spec("seq", seq)).await?.record.id;
     let h = store.open_volume_as(&id, Some("bench#2".into())).await?;
     h.fence().await?;
-    let before = count(&objects).await?;
+    let before = count(&objects, &id).await?;
     let mut buf = vec![0u8; 1 << 20];
     let t = Instant::now();
     for mib in 0..seq_mib {
@@ -108,7 +113,7 @@ async fn main() -> Result<(), BoxError> {
     }
     h.flush().await?;
     let secs = t.elapsed().as_secs_f64();
-    let written = count(&objects).await? - before;
+    let written = count(&objects, &id).await? - before;
     println!(
         "moto S3: {seq_mib} MiB sequential in {secs:.1} s ({:.0} MB/s): {written} objects, {:.0} per GiB",
         seq as f64 / secs / 1e6,

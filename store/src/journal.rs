@@ -66,20 +66,6 @@ pub struct Tail {
     pub sealed: bool,
 }
 
-impl Tail {
-    /// Bytes of written data the tail carries.
-    pub fn data_bytes(&self) -> u64 {
-        self.records
-            .iter()
-            .flat_map(|(_, ops)| ops)
-            .map(|op| match op {
-                Op::Write { data, .. } => data.len() as u64,
-                Op::Zero { .. } => 0,
-            })
-            .sum()
-    }
-}
-
 const MAGIC: &[u8; 4] = b"FJR1";
 const KIND_DATA: u8 = 0;
 const KIND_SEAL: u8 = 1;
@@ -302,9 +288,10 @@ impl Store {
         Ok(tail)
     }
 
-    /// Deletes journal `name`'s data records up to `through`; seals stay. Best effort:
-    /// a record left behind is applied again on top of a root that holds it, which changes
-    /// nothing, and a later prune takes it.
+    /// Deletes journal `name`'s records up to `through`, the last data record a committed
+    /// root holds. A seal is always past that (it follows the last data record), so seals
+    /// stay. Best effort: a record left behind is at or below the generation's `applied`
+    /// and never read again.
     pub(crate) async fn journal_prune(&self, id: &str, name: &str, through: u64) {
         let dir = layout::journal(id, name);
         let names = match self.objects().list_names(&dir).await {
@@ -319,12 +306,6 @@ impl Store {
                 continue;
             }
             let path = layout::journal_record(id, name, seq);
-            // A seal is kept: read before deleting (seals are tiny, data records are many).
-            if let Ok(Some(bytes)) = self.objects().get(&path).await
-                && matches!(decode(&path, seq, &bytes), Ok(Record::Seal))
-            {
-                continue;
-            }
             if let Err(e) = self.objects().delete(&path).await {
                 tracing::warn!(volume.id = %id, journal = %name, seq, error = %e, "pruning a journal record failed");
             }

@@ -11,18 +11,21 @@ use std::path::{Path, PathBuf};
 
 /// A node plugin (controller too) over the store folder `store`, as node `id`.
 pub async fn node(store: &Path, id: &str, lease_ttl: &str) -> Plugin {
+    node_with(store, id, lease_ttl, &[]).await
+}
+
+/// As [`node`], with more environment for the plugin and the volume servers it starts.
+pub async fn node_with(store: &Path, id: &str, lease_ttl: &str, env: &[(&str, &str)]) -> Plugin {
     let dir = tempfile::tempdir().unwrap();
     let store = store.to_string_lossy().into_owned();
-    Plugin::start(
-        dir,
-        &[
-            ("FERRY_STORE_BACKEND", "fs"),
-            ("FERRY_STORE_ROOT", &store),
-            ("NODE_ID", id),
-            ("FERRY_LEASE_TTL_SECS", lease_ttl),
-        ],
-    )
-    .await
+    let mut all = vec![
+        ("FERRY_STORE_BACKEND", "fs"),
+        ("FERRY_STORE_ROOT", store.as_str()),
+        ("NODE_ID", id),
+        ("FERRY_LEASE_TTL_SECS", lease_ttl),
+    ];
+    all.extend_from_slice(env);
+    Plugin::start(dir, &all).await
 }
 
 /// A filesystem capability (`fs` empty: the plugin's default) with access `mode`.
@@ -163,4 +166,46 @@ pub fn check_files(dir: &Path, files: &[(String, Vec<u8>)]) {
         let got = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("reading {name}: {e}"));
         assert!(got == *data, "{name} differs after the round trip");
     }
+}
+
+/// Runs the filesystem checker read-only on a block-staged volume; the volume must have
+/// been mounted and cleanly unmounted since its last writer died (journal replayed).
+pub async fn fsck(p: &Plugin, id: &str, fs: &str) {
+    stage(p, id, block_cap()).await.unwrap();
+    let dev = publish(p, id, block_cap(), 9, true).await;
+    let out = match fs {
+        "xfs" => std::process::Command::new("xfs_repair")
+            .arg("-n")
+            .arg(&dev)
+            .output()
+            .unwrap(),
+        _ => std::process::Command::new("e2fsck")
+            .args(["-n", "-f"])
+            .arg(&dev)
+            .output()
+            .unwrap(),
+    };
+    assert!(
+        out.status.success(),
+        "{fs} check failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    unpublish(p, id, 9).await;
+    unstage(p, id).await;
+}
+
+/// Stages `id` on `p` once the lease of a node that died has lapsed (FAILED_PRECONDITION
+/// until then), trying for up to 20 s.
+pub async fn stage_when_free(p: &Plugin, id: &str, cap: VolumeCapability) {
+    for _ in 0..100 {
+        match stage(p, id, cap.clone()).await {
+            Ok(()) => return,
+            Err(e) if e.code() == tonic::Code::FailedPrecondition => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("stage: {e:?}"),
+        }
+    }
+    panic!("the volume's lease never lapsed");
 }

@@ -22,33 +22,6 @@ fn have_xfs() -> bool {
     Command::new("mkfs.xfs").arg("-V").output().is_ok()
 }
 
-/// Runs the filesystem checker read-only on a block-staged volume; the volume must have
-/// been mounted and cleanly unmounted since its last writer died (journal replayed).
-async fn fsck(p: &Plugin, id: &str, fs: &str) {
-    stage(p, id, block_cap()).await.unwrap();
-    let dev = publish(p, id, block_cap(), 9, true).await;
-    let out = match fs {
-        "xfs" => Command::new("xfs_repair")
-            .arg("-n")
-            .arg(&dev)
-            .output()
-            .unwrap(),
-        _ => Command::new("e2fsck")
-            .args(["-n", "-f"])
-            .arg(&dev)
-            .output()
-            .unwrap(),
-    };
-    assert!(
-        out.status.success(),
-        "{fs} check failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    unpublish(p, id, 9).await;
-    unstage(p, id).await;
-}
-
 async fn round_trip(fs: &str) {
     let store = tempfile::tempdir().unwrap();
     let a = node(store.path(), "node-a", "30").await;

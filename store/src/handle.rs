@@ -21,6 +21,7 @@ use crate::fanout::fan_out;
 use crate::hash::{Hash, is_all_zero};
 use crate::holds::Hold;
 use crate::journal::{self, JournalPos, Op, Tail};
+use crate::pause::{self, Step};
 use crate::records::GenRecord;
 use crate::store::Store;
 use crate::tree;
@@ -347,6 +348,7 @@ impl VolumeHandle {
                 applied: 0,
             };
             let (root, page_bytes) = self.prepare_root(&mut st).await?;
+            pause::at(Step::TakeUpCommit).await;
             let base = st.head.clone();
             match self
                 .store
@@ -802,6 +804,10 @@ impl VolumeHandle {
 
     async fn checkpoint_locked(&self, st: &mut State) -> Result<FlushReport> {
         let started = std::time::Instant::now();
+        let journaling = st.journal.is_some();
+        if journaling {
+            pause::at(Step::CheckpointStart).await;
+        }
         let pos = match &st.journal {
             Some(j) => Some(JournalPos {
                 name: j.name.clone(),
@@ -821,6 +827,9 @@ impl VolumeHandle {
             return Ok(std::mem::take(&mut st.report));
         }
         let (root, page_bytes) = self.prepare_root(st).await?;
+        if journaling {
+            pause::at(Step::CheckpointCommit).await;
+        }
         let writer = self.writer.as_deref();
         let base = st.head.clone();
         let committed = match self

@@ -33,6 +33,7 @@ mod lease;
 mod local;
 mod names;
 mod objects;
+mod pause;
 pub mod records;
 mod root_check;
 pub mod snapshots;

@@ -4,7 +4,11 @@
 //! fsync every 16 MiB. Run by `hack/bench-node.sh` after fio (needs moto:
 //! `hack/install-test-servers.sh`).
 //!
-//! Environment: `FERRY_BENCH_FSYNCS` (default 300), `FERRY_BENCH_SEQ_MIB` (default 256).
+//! First the same on a local folder (under `FERRY_BENCH_DIR`, default `.cache`), over a
+//! volume written whole, checkpoints included.
+//!
+//! Environment: `FERRY_BENCH_FSYNCS` (default 300), `FERRY_BENCH_SEQ_MIB` (default 256),
+//! `FERRY_BENCH_FOLDER_OPS` (default 4000).
 
 use ferry_store::{Objects, Store, StoreConfig, StoreOptions, VolumeOptions, VolumeSpec};
 use ferry_testkit::{Kind, TestServer};
@@ -49,10 +53,55 @@ async fn count(objects: &Objects, id: &str) -> Result<usize, BoxError> {
     Ok(n)
 }
 
+/// 4 KiB random writes, each followed by an fsync, over a volume written whole first, on a
+/// local folder: the median fsync and the mean time per write + fsync, the checkpoints the
+/// dirty limit forces included.
+async fn folder(ops: usize) -> Result<(), BoxError> {
+    let base = std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| ".cache".into());
+    std::fs::create_dir_all(&base)?;
+    let dir = tempfile::tempdir_in(base)?;
+    let store = Store::open(
+        &StoreConfig::fs(dir.path().to_string_lossy()),
+        StoreOptions::default(),
+    )
+    .await?;
+    let size = 256u64 << 20;
+    let id = store.create_volume(spec("folder", size)).await?.record.id;
+    let h = store.open_volume_as(&id, Some("bench#0".into())).await?;
+    h.fence().await?;
+    let mut rng = StdRng::seed_from_u64(2);
+    let mut buf = vec![0u8; 1 << 20];
+    for mib in 0..size >> 20 {
+        rng.fill(&mut buf[..]);
+        h.write_at(mib << 20, &buf).await?;
+    }
+    h.checkpoint().await?;
+    let mut block = vec![0u8; 4096];
+    let mut fsync = Vec::with_capacity(ops);
+    let all = Instant::now();
+    for _ in 0..ops {
+        rng.fill(&mut block[..]);
+        h.write_at(rng.random_range(0..size / 4096) * 4096, &block)
+            .await?;
+        let t = Instant::now();
+        h.flush().await?;
+        fsync.push(t.elapsed());
+    }
+    let mean = all.elapsed() / ops as u32;
+    println!(
+        "folder: 4 KiB write + fsync over a written 256 MiB volume: fsync median {:.0} us, \
+         mean per write + fsync {:.0} us (checkpoints included), {ops} ops",
+        median(fsync).as_secs_f64() * 1e6,
+        mean.as_secs_f64() * 1e6
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let fsyncs = env_u64("FERRY_BENCH_FSYNCS", 300) as usize;
     let seq_mib = env_u64("FERRY_BENCH_SEQ_MIB", 256);
+    folder(env_u64("FERRY_BENCH_FOLDER_OPS", 4000) as usize).await?;
     let mut server = TestServer::start(Kind::S3)
         .await
         .ok_or("moto is not installed: run hack/install-test-servers.sh")?;

@@ -89,6 +89,10 @@ struct Journaling {
     since_checkpoint: u64,
     /// When the last record was written.
     last_record: std::time::Instant,
+    /// On a local folder, the segment file records go to (a new one when `None`).
+    segment: Option<String>,
+    /// Segments started so far (names a new one, in order).
+    segments_made: u64,
 }
 
 impl Journaling {
@@ -100,6 +104,8 @@ impl Journaling {
             zeroed: Vec::new(),
             since_checkpoint: 0,
             last_record: std::time::Instant::now(),
+            segment: None,
+            segments_made: 0,
         }
     }
 
@@ -688,6 +694,8 @@ impl VolumeHandle {
         let zeroed = std::mem::take(&mut j.zeroed);
         let seq = j.seq + 1;
         let name = j.name.clone();
+        let segment = j.segment.clone();
+        let made = j.segments_made;
         let ops = match self.capture(&st, &unlogged, &zeroed).await {
             Ok(ops) => ops,
             Err(e) => {
@@ -705,13 +713,26 @@ impl VolumeHandle {
                 Op::Zero { .. } => 0,
             })
             .sum();
-        let appended = self.store.journal_append(&self.id, &name, seq, &ops).await;
+        let appended = self
+            .store
+            .journal_append(&self.id, &name, seq, &ops, segment.as_deref(), made)
+            .await;
         let mut st = self.state.lock().await;
-        if let Err(e) = appended {
-            Self::put_back(&mut st, unlogged, zeroed);
-            return Err(e);
-        }
+        let fresh = segment.is_none();
+        let segment = match appended {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(j) = st.journal.as_mut() {
+                    j.segment = None;
+                    j.segments_made += u64::from(fresh);
+                }
+                Self::put_back(&mut st, unlogged, zeroed);
+                return Err(e);
+            }
+        };
         if let Some(j) = st.journal.as_mut() {
+            j.segments_made += u64::from(fresh && segment.is_some());
+            j.segment = segment;
             j.seq = seq;
             j.since_checkpoint += bytes.max(1);
             j.last_record = std::time::Instant::now();
@@ -859,6 +880,8 @@ impl VolumeHandle {
             j.unlogged.clear();
             j.zeroed.clear();
             j.since_checkpoint = 0;
+            // Records after the checkpoint go to a new segment, so the old ones can go.
+            j.segment = None;
             let store = self.store.clone();
             let id = self.id.clone();
             let (name, through) = (j.name.clone(), j.seq);

@@ -21,7 +21,9 @@
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::journal_log;
 use crate::layout;
+use crate::local;
 use crate::records::GenRecord;
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
@@ -80,7 +82,7 @@ enum Record {
 }
 
 /// Encodes a data record: header, zstd-compressed ops, SHA-256 of all before it.
-fn encode_data(seq: u64, ops: &[Op]) -> Result<Vec<u8>> {
+pub(crate) fn encode_data(seq: u64, ops: &[Op]) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     for op in ops {
         match op {
@@ -122,6 +124,15 @@ fn corrupt(path: &str, reason: &str) -> Error {
         path: path.to_string(),
         reason: reason.to_string(),
     }
+}
+
+/// True when `bytes` are a whole record: its magic and a matching checksum.
+pub(crate) fn verifies(bytes: &[u8]) -> bool {
+    if bytes.len() < HEADER + 32 || &bytes[..4] != MAGIC {
+        return false;
+    }
+    let (content, sum) = bytes.split_at(bytes.len() - 32);
+    Hash::of(content).0 == sum
 }
 
 fn decode(path: &str, seq: u64, bytes: &[u8]) -> Result<Record> {
@@ -186,33 +197,73 @@ fn decode_ops(path: &str, mut body: &[u8]) -> Result<Vec<Op>> {
     Ok(ops)
 }
 
+/// Where a volume's journal stands: what its head holds and the records past it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalState {
+    /// The head's journal (`None`: the head names none, so there is nothing to apply).
+    pub position: Option<JournalPos>,
+    /// Numbers of the records past the head's root, in order.
+    pub unapplied: Vec<u64>,
+    /// A later writer sealed the journal.
+    pub sealed: bool,
+}
+
 /// A fresh journal name: random, so every take-up of a volume writes its own journal.
 pub(crate) fn new_name() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
 impl Store {
+    /// The journal of volume `id` as its head names it, read without sealing it (for
+    /// operators and crash tests: which fsyncs only the journal holds).
+    ///
+    /// # Errors
+    /// As reading the head and the journal (a read racing a pruning is a conflict).
+    pub async fn journal_state(&self, id: &str) -> Result<JournalState> {
+        let head = self.head(id).await?;
+        let tail = self.journal_tail(&head, None).await?;
+        Ok(JournalState {
+            position: head.journal,
+            unapplied: tail.records.iter().map(|(seq, _)| *seq).collect(),
+            sealed: tail.sealed,
+        })
+    }
+
     /// Appends record `seq` to journal `name` of volume `id`, durable when this returns.
     ///
     /// # Errors
     /// [`Error::Conflict`] when the place is taken: another writer sealed the journal (this
     /// writer lost the volume). Backend errors; after one the record may or may not be
     /// there, and appending the same record again settles it.
+    ///
+    /// On a local folder the record goes into segment `segment` (a new one, the writer's
+    /// `made`-th, when `None`, which must be passed after any error) and the segment
+    /// written is returned; other backends return `None`.
     pub(crate) async fn journal_append(
         &self,
         id: &str,
         name: &str,
         seq: u64,
         ops: &[Op],
-    ) -> Result<()> {
+        segment: Option<&str>,
+        made: u64,
+    ) -> Result<Option<String>> {
         let bytes = encode_data(seq, ops)?;
+        if let Some(root) = self.objects().fs_root() {
+            let dir = local::join(root, &layout::journal(id, name));
+            let segment = segment.map(str::to_string);
+            return local::blocking(move || {
+                journal_log::append(&dir, segment.as_deref(), made, seq, &bytes).map(Some)
+            })
+            .await;
+        }
         let path = layout::journal_record(id, name, seq);
         if self.objects().put_if_absent(&path, bytes.clone()).await? {
-            return Ok(());
+            return Ok(None);
         }
         match self.objects().get(&path).await? {
             // Our own write, whose answer was lost.
-            Some(found) if found == bytes => Ok(()),
+            Some(found) if found == bytes => Ok(None),
             _ => Err(Error::Conflict(format!(
                 "volume {id}: journal {name} was sealed by another writer at record {seq}; \
                  this node no longer holds the volume"
@@ -240,6 +291,33 @@ impl Store {
             last: pos.applied,
             ..Tail::default()
         };
+        if let Some(root) = self.objects().fs_root() {
+            let dir = local::join(root, &layout::journal(id, &pos.name));
+            let by = seal_as.map(str::to_string);
+            let after = pos.applied;
+            let (found, sealed) = local::blocking(move || {
+                if let Some(by) = &by {
+                    journal_log::seal(&dir, by)?;
+                }
+                journal_log::read(&dir, after)
+            })
+            .await?;
+            tail.sealed = sealed;
+            for (seq, bytes) in found {
+                let path = format!("{}#{seq}", layout::journal(id, &pos.name));
+                match decode(&path, seq, &bytes)? {
+                    Record::Data(ops) => {
+                        tail.records.push((seq, ops));
+                        tail.last = seq;
+                    }
+                    Record::Seal => {
+                        tail.sealed = true;
+                        break;
+                    }
+                }
+            }
+            return Ok(tail);
+        }
         let mut seq = pos.applied + 1;
         loop {
             let path = layout::journal_record(id, &pos.name, seq);
@@ -294,6 +372,15 @@ impl Store {
     /// and never read again.
     pub(crate) async fn journal_prune(&self, id: &str, name: &str, through: u64) {
         let dir = layout::journal(id, name);
+        if let Some(root) = self.objects().fs_root() {
+            let dir = local::join(root, &dir);
+            let _ = local::blocking(move || {
+                journal_log::prune(&dir, through);
+                Ok(())
+            })
+            .await;
+            return;
+        }
         let names = match self.objects().list_names(&dir).await {
             Ok(n) => n,
             Err(e) => {

@@ -25,6 +25,7 @@ pub mod hash;
 mod heads;
 pub mod holds;
 pub mod journal;
+mod journal_log;
 #[cfg(feature = "test-access")]
 pub mod layout;
 #[cfg(not(feature = "test-access"))]
@@ -49,7 +50,7 @@ pub use gc::{GcOptions, GcReport};
 pub use handle::{FlushReport, VolumeHandle};
 pub use hash::Hash;
 pub use holds::{Hold, Lifeline};
-pub use journal::JournalPos;
+pub use journal::{JournalPos, JournalState};
 pub use objects::{ObjectMeta, Objects};
 pub use records::{
     GenRecord, GroupSnapshotRecord, ImportSource, LeaseRecord, LeaseStart, SnapshotRecord, Source,

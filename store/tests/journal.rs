@@ -37,6 +37,14 @@ async fn store(dir: &std::path::Path) -> Store {
     .unwrap()
 }
 
+/// A store in memory: the journal as one object per record with create-if-absent, as on
+/// S3, Azure and GCS (a folder keeps it in segment files).
+async fn object_store() -> Store {
+    Store::open(&StoreConfig::memory(), StoreOptions::default())
+        .await
+        .unwrap()
+}
+
 /// A writer taking the volume up as a node's volume server does: open under a tag, fence.
 async fn take_up(s: &Store, id: &str, tag: &str) -> Arc<VolumeHandle> {
     let h = s.open_volume_as(id, Some(tag.into())).await.unwrap();
@@ -82,12 +90,17 @@ async fn an_fsync_is_one_record_and_the_next_writer_replays_it() {
     assert_eq!(s.head(&id).await.unwrap().generation, gen_before);
     // Nothing written since: a second fsync writes nothing.
     assert_eq!(a.flush().await.unwrap().journal_record, None);
+    // The next record goes into the same segment file: no file is created.
+    a.write_at(300_000, &[3u8; 4096]).await.unwrap();
+    assert_eq!(a.flush().await.unwrap().journal_record, Some(2));
+    assert_eq!(objects_under(dir.path()), before + 1);
     drop(a); // killed: no checkpoint
 
     let b = take_up(&s, &id, "node-b#2").await;
     assert_eq!(b.read_at(5000, 3000).await.unwrap(), vec![1u8; 3000]);
     assert_eq!(b.read_at(200_000, 512).await.unwrap(), vec![2u8; 512]);
     assert_eq!(b.read_at(0, 5000).await.unwrap(), vec![0u8; 5000]);
+    assert_eq!(b.read_at(300_000, 4096).await.unwrap(), vec![3u8; 4096]);
     // The take-up committed the replay: a reader of the head alone sees it.
     let head = s.head(&id).await.unwrap();
     assert!(head.generation > gen_before);
@@ -99,7 +112,15 @@ async fn an_fsync_is_one_record_and_the_next_writer_replays_it() {
 #[tokio::test]
 async fn a_writer_that_lost_the_volume_cannot_append_to_the_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let s = store(dir.path()).await;
+    lost_volume(store(dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn a_writer_that_lost_the_volume_cannot_append_to_the_journal_on_an_object_store() {
+    lost_volume(object_store().await).await;
+}
+
+async fn lost_volume(s: Store) {
     let id = s.create_volume(spec("v")).await.unwrap().record.id;
     let a = take_up(&s, &id, "node-a#1").await;
     a.write_at(0, &[1u8; 4096]).await.unwrap();
@@ -174,7 +195,15 @@ async fn snapshots_and_clones_of_a_volume_in_use_hold_its_journaled_writes() {
 #[tokio::test]
 async fn a_process_killed_between_any_two_steps_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let s = store(dir.path()).await;
+    killed_between_steps(store(dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn a_process_killed_between_any_two_steps_loses_nothing_acknowledged_on_an_object_store() {
+    killed_between_steps(object_store().await).await;
+}
+
+async fn killed_between_steps(s: Store) {
     let id = s.create_volume(spec("v")).await.unwrap().record.id;
     let a = take_up(&s, &id, "node-a#1").await;
     a.write_at(0, &[1u8; 50_000]).await.unwrap();
@@ -248,6 +277,7 @@ impl Model {
     }
 }
 
+/// Even seeds run on a folder (segment files), odd ones in memory (an object per record).
 #[tokio::test]
 async fn random_writes_fsyncs_and_crashes_keep_what_was_acknowledged() {
     let seeds: u64 = std::env::var("FERRY_JOURNAL_SEEDS")
@@ -256,7 +286,11 @@ async fn random_writes_fsyncs_and_crashes_keep_what_was_acknowledged() {
         .unwrap_or(6);
     for seed in 0..seeds {
         let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path()).await;
+        let s = if seed % 2 == 0 {
+            store(dir.path()).await
+        } else {
+            object_store().await
+        };
         let id = s.create_volume(spec("v")).await.unwrap().record.id;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut writer = 1u64;
@@ -325,4 +359,41 @@ async fn random_writes_fsyncs_and_crashes_keep_what_was_acknowledged() {
             "seed {seed}: the last fsync's state did not survive"
         );
     }
+}
+
+#[tokio::test]
+async fn a_torn_frame_at_the_end_of_a_segment_ends_the_journal_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let id = s.create_volume(spec("v")).await.unwrap().record.id;
+    let a = take_up(&s, &id, "node-a#1").await;
+    a.write_at(0, &[1u8; 4096]).await.unwrap();
+    a.flush().await.unwrap();
+    a.write_at(4096, &[2u8; 4096]).await.unwrap();
+    a.flush().await.unwrap();
+    drop(a);
+    // The writer died writing its next frame: a length and part of a record.
+    let segment = walk(dir.path())
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("log-"))
+        })
+        .expect("a journal segment");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[200, 0, 0, 0, b'F', b'J', b'R']).unwrap();
+    drop(f);
+    let b = take_up(&s, &id, "node-b#2").await;
+    assert_eq!(
+        b.read_at(0, 8192).await.unwrap(),
+        [[1u8; 4096], [2u8; 4096]].concat()
+    );
+    b.write_at(8192, &[3u8; 10]).await.unwrap();
+    b.flush().await.unwrap();
+    drop(b);
+    let c = take_up(&s, &id, "node-c#3").await;
+    assert_eq!(c.read_at(8192, 10).await.unwrap(), vec![3u8; 10]);
 }

@@ -219,16 +219,10 @@ impl Blobs {
         let raw = if let Some(root) = self.objects.fs_root() {
             // A local folder: read and verify in one trip to the blocking pool, the hot path
             // of a node's cache misses.
-            let file = root.join(&path);
-            tokio::task::spawn_blocking(move || match std::fs::read(&file) {
-                Ok(blob) => codec::decode(&path, Kind::Chunk, &expect, &blob),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Err(Error::MissingChunk(expect))
-                }
-                Err(e) => Err(Error::Unavailable(format!("read {}: {e}", file.display()))),
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("read task: {e}")))??
+            let root = root.to_path_buf();
+            tokio::task::spawn_blocking(move || read_chunk_file(&root, &expect))
+                .await
+                .map_err(|e| Error::Internal(format!("read task: {e}")))??
         } else {
             let blob = self
                 .objects
@@ -242,6 +236,30 @@ impl Blobs {
         let raw = Arc::new(raw);
         lock(&self.chunks).put(*h, raw.clone());
         Ok(raw)
+    }
+
+    /// A chunk from the cache, or on a local folder read and verified here, blocking the
+    /// calling thread (not a runtime worker); `None` when it must be fetched from a service.
+    pub fn get_chunk_blocking(&self, h: &Hash) -> Option<Result<Arc<Vec<u8>>>> {
+        if let Some(c) = lock(&self.chunks).get(h) {
+            return Some(Ok(c.clone()));
+        }
+        let root = self.objects.fs_root()?;
+        Some(read_chunk_file(root, h).map(|raw| {
+            let raw = Arc::new(raw);
+            lock(&self.chunks).put(*h, raw.clone());
+            raw
+        }))
+    }
+
+    /// True when chunk `h` is in the read cache.
+    pub fn is_cached(&self, h: &Hash) -> bool {
+        lock(&self.chunks).contains(h)
+    }
+
+    /// A tree page if it is cached.
+    pub fn cached_page(&self, h: &Hash) -> Option<Arc<Page>> {
+        lock(&self.pages).get(h).cloned()
     }
 
     /// Hashes, encodes and uploads a chunk unless the store already has it. Returns its name.
@@ -341,6 +359,17 @@ impl Blobs {
     /// Drops a cached chunk, so the next read goes to the store (tests of corruption).
     pub fn forget_chunk(&self, h: &Hash) {
         lock(&self.chunks).pop(h);
+    }
+}
+
+/// Reads chunk `h` from a local folder store at `root` and verifies it.
+fn read_chunk_file(root: &std::path::Path, h: &Hash) -> Result<Vec<u8>> {
+    let path = layout::chunk(h);
+    let file = root.join(&path);
+    match std::fs::read(&file) {
+        Ok(blob) => codec::decode(&path, Kind::Chunk, h, &blob),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::MissingChunk(*h)),
+        Err(e) => Err(Error::Unavailable(format!("read {}: {e}", file.display()))),
     }
 }
 

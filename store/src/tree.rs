@@ -107,6 +107,19 @@ pub async fn lookup(blobs: &Blobs, root: Hash, index: u64) -> Result<Hash> {
     Ok(h)
 }
 
+/// As [`lookup`] from cached pages only; `None` when a page on the way is not cached.
+pub fn lookup_cached(blobs: &Blobs, root: Hash, index: u64) -> Option<Hash> {
+    let mut h = root;
+    for level in (0..DEPTH).rev() {
+        if h.is_zero() {
+            return Some(Hash::ZERO);
+        }
+        let page = blobs.cached_page(&h)?;
+        h = page.entry(((index / span(level)) % FANOUT) as usize);
+    }
+    Some(h)
+}
+
 /// A page built by [`update`], not yet uploaded.
 pub struct NewPage {
     level: u32,

@@ -277,6 +277,23 @@ impl Model {
     }
 }
 
+/// `VolumeHandle::write_now` on a blocking thread; false when it declined.
+async fn write_now(h: &Arc<VolumeHandle>, off: u64, data: &[u8]) -> bool {
+    let (h, data) = (h.clone(), data.to_vec());
+    tokio::task::spawn_blocking(move || h.write_now(off, &data).map(|r| r.unwrap()))
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// `VolumeHandle::read_now` on a blocking thread.
+async fn read_now(h: &Arc<VolumeHandle>, off: u64, len: usize) -> Option<Vec<u8>> {
+    let h = h.clone();
+    tokio::task::spawn_blocking(move || h.read_now(off, len).map(|r| r.unwrap()))
+        .await
+        .unwrap()
+}
+
 /// Even seeds run on a folder (segment files), odd ones in memory (an object per record).
 #[tokio::test]
 async fn random_writes_fsyncs_and_crashes_keep_what_was_acknowledged() {
@@ -312,8 +329,13 @@ async fn random_writes_fsyncs_and_crashes_keep_what_was_acknowledged() {
                     };
                     let len = len.min(SIZE - off);
                     let byte = rng.random::<u8>() | 1;
-                    h.write_at(off, &vec![byte; len as usize]).await.unwrap();
-                    m.write(off, &vec![byte; len as usize]);
+                    let data = vec![byte; len as usize];
+                    // Half the writes as the FUSE thread makes them, on a thread that may
+                    // block (falling back to the async path when it must).
+                    if !(rng.random_bool(0.5) && write_now(&h, off, &data).await) {
+                        h.write_at(off, &data).await.unwrap();
+                    }
+                    m.write(off, &data);
                 }
                 55..=59 => {
                     let first = rng.random_range(0..SIZE / CHUNK - 2);
@@ -330,8 +352,12 @@ async fn random_writes_fsyncs_and_crashes_keep_what_was_acknowledged() {
                     m.acked();
                 }
                 85..=89 => {
-                    // Reads see every write, flushed or not.
+                    // Reads see every write, flushed or not, on either path.
                     assert_eq!(h.read_at(0, SIZE as usize).await.unwrap(), m.current);
+                    let off = rng.random_range(0..SIZE - 70_000);
+                    if let Some(got) = read_now(&h, off, 70_000).await {
+                        assert!(got == m.current[off as usize..off as usize + 70_000]);
+                    }
                 }
                 _ => {
                     // A crash, sometimes during a checkpoint or during the next take-up.
@@ -396,4 +422,42 @@ async fn a_torn_frame_at_the_end_of_a_segment_ends_the_journal_there() {
     drop(b);
     let c = take_up(&s, &id, "node-c#3").await;
     assert_eq!(c.read_at(8192, 10).await.unwrap(), vec![3u8; 10]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_and_writes_on_the_calling_thread_use_the_folder_and_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let id = s.create_volume(spec("v")).await.unwrap().record.id;
+    let a = take_up(&s, &id, "node-a#1").await;
+    a.write_at(0, &[1u8; 3 * CHUNK as usize]).await.unwrap();
+    a.checkpoint().await.unwrap();
+    drop(a);
+    let b = take_up(&s, &id, "node-b#2").await;
+    // The tree pages are cached by a first read; chunk 1 then comes from the folder.
+    b.read_at(0, 1).await.unwrap();
+    let got = read_now(&b, CHUNK + 10, 1000).await;
+    assert_eq!(
+        got,
+        Some(vec![1u8; 1000]),
+        "served from the folder on this thread"
+    );
+    assert!(write_now(&b, CHUNK + 100, &[2u8; 10]).await);
+    assert!(
+        write_now(&b, 2 * CHUNK - 5, &[3u8; 10]).await,
+        "across two chunks"
+    );
+    assert_eq!(b.read_at(CHUNK + 100, 10).await.unwrap(), vec![2u8; 10]);
+    assert_eq!(
+        read_now(&b, 2 * CHUNK - 5, 10).await,
+        Some(vec![3u8; 10]),
+        "dirty buffers read back on this thread"
+    );
+    // What was written on this thread goes into the next journal record.
+    assert!(b.flush().await.unwrap().journal_record.is_some());
+    drop(b);
+    let c = take_up(&s, &id, "node-c#3").await;
+    assert_eq!(c.read_at(CHUNK + 100, 10).await.unwrap(), vec![2u8; 10]);
+    assert_eq!(c.read_at(2 * CHUNK - 5, 10).await.unwrap(), vec![3u8; 10]);
+    assert_eq!(c.read_at(CHUNK + 110, 10).await.unwrap(), vec![1u8; 10]);
 }

@@ -218,6 +218,17 @@ impl Filesystem for ImageFs {
         }
         let total = self.status.size();
         let len = (size as u64).min(total.saturating_sub(offset)) as usize;
+        // Served here when it can be (nothing to fetch from a service, the state free): no
+        // hand-off to the runtime and back.
+        if let Some(r) = self.volume.read_now(offset, len) {
+            return match r {
+                Ok(data) => reply.data(&data),
+                Err(e) => {
+                    self.status.error(&e);
+                    reply.error(libc::EIO)
+                }
+            };
+        }
         let volume = self.volume.clone();
         let status = self.status.clone();
         self.rt.spawn(async move {
@@ -249,6 +260,15 @@ impl Filesystem for ImageFs {
         let Ok(offset) = u64::try_from(offset) else {
             return reply.error(libc::EINVAL);
         };
+        match self.volume.write_now(offset, data) {
+            Some(Ok(())) => return reply.written(data.len() as u32),
+            Some(Err(ferry_store::Error::OutOfRange(_))) => return reply.error(libc::ENOSPC),
+            Some(Err(e)) => {
+                self.status.error(&e);
+                return reply.error(libc::EIO);
+            }
+            None => {}
+        }
         let data = data.to_vec();
         let volume = self.volume.clone();
         let status = self.status.clone();

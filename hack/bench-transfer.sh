@@ -3,8 +3,16 @@
 # folder and through moto S3 on loopback, then the incremental upload of a second version
 # (e2e/examples/transfer_bench.rs). Needs root (loop mount), restic (Debian) and the test
 # servers (hack/install-test-servers.sh).
+#
+# `hack/bench-transfer.sh sparse`: peak RSS of export and import of a 1 TiB sparse volume
+# as its data grows (e2e/examples/sparse_rss_bench.rs; FERRY_BENCH_DATA_GIB, default 8,16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = sparse ]; then
+  command -v /usr/bin/time >/dev/null || apt-get install -y -q time >/dev/null
+  cargo build --quiet --release -p ferryctl
+  FERRYCTL_BIN=$PWD/target/release/ferryctl exec cargo run --quiet --release -p ferry-e2e --example sparse_rss_bench
+fi
 [ "$(id -u)" -eq 0 ] || { echo "bench-transfer: needs root (loop mount)" >&2; exit 1; }
 command -v restic >/dev/null || apt-get install -y -q restic >/dev/null
 hack/install-test-servers.sh >/dev/null

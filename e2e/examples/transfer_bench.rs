@@ -12,6 +12,7 @@
 //! time, CPU time (user + system) and peak RSS. The ferry volume is put into its chunk
 //! stores first (not measured): that is where a ferry volume lives.
 
+use ferry_e2e::bench::{Measure, measure};
 use ferry_store::{Codec, Store, StoreConfig, StoreOptions, VolumeOptions, VolumeSpec};
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -20,57 +21,6 @@ use std::process::Command;
 
 type BoxError = Box<dyn std::error::Error>;
 const MB: u64 = 1_000_000;
-
-struct Measure {
-    wall: f64,
-    cpu: f64,
-    rss_mb: f64,
-    stdout: String,
-}
-
-/// Runs a command to completion under GNU time: wall, CPU (user + system), peak RSS.
-fn measure(cmd: &mut Command) -> Result<Measure, BoxError> {
-    let stats = tempfile_path("time");
-    let mut timed = Command::new("/usr/bin/time");
-    timed
-        .args(["-f", "%e %U %S %M", "-o"])
-        .arg(&stats)
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            timed.env(k, v);
-        }
-    }
-    let out = timed.output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    let text = std::fs::read_to_string(&stats)?;
-    let f: Vec<f64> = text
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let _ = std::fs::remove_file(&stats);
-    if f.len() < 4 {
-        return Err(format!("unexpected time output {text:?}").into());
-    }
-    Ok(Measure {
-        wall: f[0],
-        cpu: f[1] + f[2],
-        rss_mb: f[3] / 1024.0,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-    })
-}
-
-fn tempfile_path(tag: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("ferry-bench-{tag}-{}", std::process::id()))
-}
 
 fn du(path: &Path) -> u64 {
     let out = Command::new("du").args(["-sb"]).arg(path).output().ok();

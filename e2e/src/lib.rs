@@ -2,6 +2,7 @@
 //! temporary folder, and gives CSI clients to it. The process is killed when the
 //! [`Plugin`] drops.
 
+pub mod bench;
 pub mod node_calls;
 
 use ferry_csi::serve::connect_unix;

@@ -101,26 +101,34 @@ async fn write_until_paused(
     files
 }
 
+/// Node-a's server stops at `step` with fsync'd writes only in the journal and is killed;
+/// node-b takes the volume up intact and commits past what node-a left.
+async fn kill_at(step: &str, name: &str) {
+    let store = tempfile::tempdir().unwrap();
+    let pause = Pause::new();
+    let mut a = node_with(store.path(), "node-a", "1", &[pause.env()]).await;
+    let b = node(store.path(), "node-b", "1").await;
+    let id = create(&a, name, 128 * MIB).await;
+    let cap = mount_cap("ext4", Mode::SingleNodeWriter);
+    let s = open_store(store.path()).await;
+    let files = write_until_paused(&a, &id, &cap, &pause, step).await;
+    let head = s.head(&id).await.unwrap();
+    assert!(
+        unapplied(&s, &id).await > 0,
+        "{step}: the last fsync is only in the journal when the server is killed"
+    );
+    a.kill_node();
+    ferry_e2e::clean_node(a.dir.path());
+    takes_up_intact(&b, &id, &cap, &files).await;
+    assert!(s.head(&id).await.unwrap().generation > head.generation);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_between_a_record_and_its_checkpoint_loses_nothing() {
     if skip_unless_root("kill before a checkpoint") {
         return;
     }
-    let store = tempfile::tempdir().unwrap();
-    let pause = Pause::new();
-    let mut a = node_with(store.path(), "node-a", "1", &[pause.env()]).await;
-    let b = node(store.path(), "node-b", "1").await;
-    let id = create(&a, "kill-record", 128 * MIB).await;
-    let cap = mount_cap("ext4", Mode::SingleNodeWriter);
-    let files = write_until_paused(&a, &id, &cap, &pause, "checkpoint-start").await;
-    let s = open_store(store.path()).await;
-    assert!(
-        unapplied(&s, &id).await > 0,
-        "the last fsync is only in the journal when the server is killed"
-    );
-    a.kill_node();
-    ferry_e2e::clean_node(a.dir.path());
-    takes_up_intact(&b, &id, &cap, &files).await;
+    kill_at("checkpoint-start", "kill-record").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -128,24 +136,8 @@ async fn a_kill_during_a_checkpoint_loses_nothing() {
     if skip_unless_root("kill during a checkpoint") {
         return;
     }
-    let store = tempfile::tempdir().unwrap();
-    let pause = Pause::new();
-    let mut a = node_with(store.path(), "node-a", "1", &[pause.env()]).await;
-    let b = node(store.path(), "node-b", "1").await;
-    let id = create(&a, "kill-checkpoint", 128 * MIB).await;
-    let cap = mount_cap("ext4", Mode::SingleNodeWriter);
-    let s = open_store(store.path()).await;
-    let files = write_until_paused(&a, &id, &cap, &pause, "checkpoint-commit").await;
-    let head = s.head(&id).await.unwrap();
-    assert!(
-        unapplied(&s, &id).await > 0,
-        "the checkpoint stopped before its commit"
-    );
-    a.kill_node();
-    ferry_e2e::clean_node(a.dir.path());
-    takes_up_intact(&b, &id, &cap, &files).await;
-    // The take-up committed past the killed checkpoint's uploads; the volume moved on.
-    assert!(s.head(&id).await.unwrap().generation > head.generation);
+    // Chunks and pages uploaded, no commit: the take-up commits past those uploads.
+    kill_at("checkpoint-commit", "kill-checkpoint").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

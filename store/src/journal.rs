@@ -8,6 +8,9 @@
 //! already holds ([`JournalPos`]); the volume's content is that root with the journal's later
 //! records applied in order.
 //!
+//! On a local folder the same records are frames appended to segment files, sealed by a
+//! marker file instead (see [`crate::journal_log`]); the rest of this holds for both.
+//!
 //! Records are written with create-if-absent, so a writer appends only where nobody wrote.
 //! A new writer *seals* the previous journal before it replays it: it writes a seal record
 //! at the first free number. The old writer (which may not know it lost its lease) then

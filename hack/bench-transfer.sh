@@ -17,5 +17,12 @@ fi
 command -v restic >/dev/null || apt-get install -y -q restic >/dev/null
 hack/install-test-servers.sh >/dev/null
 nproc; grep -m1 'model name' /proc/cpuinfo || true; restic version
+# FERRY_BENCH_RUSTIC=1: rustic (crates.io rustic-rs) beside restic; built once into
+# .cache/rustic (about 10 minutes on 2 cores).
+if [ "${FERRY_BENCH_RUSTIC:-}" = 1 ]; then
+  [ -x .cache/rustic/bin/rustic ] || cargo install --quiet --locked rustic-rs --root .cache/rustic
+  export RUSTIC_BIN=$PWD/.cache/rustic/bin/rustic
+  "$RUSTIC_BIN" --version
+fi
 cargo build --quiet --release -p ferryctl
 FERRYCTL_BIN=$PWD/target/release/ferryctl cargo run --quiet --release -p ferry-e2e --example transfer_bench

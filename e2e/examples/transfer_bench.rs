@@ -8,6 +8,9 @@
 //! what each tool uploads for it. Run by `hack/bench-transfer.sh` (root: the second version
 //! is written through a loop mount).
 //!
+//! With `RUSTIC_BIN` set (a `rustic` binary, crates.io `rustic-rs`), rustic's backup and
+//! restore run beside restic's on the local folder.
+//!
 //! Every measured step is its own process (`ferryctl`, `restic`), timed with wait4: wall
 //! time, CPU time (user + system) and peak RSS. The ferry volume is put into its chunk
 //! stores first (not measured): that is where a ferry volume lives.
@@ -290,6 +293,8 @@ async fn main() -> Result<(), BoxError> {
         c
     };
     let v1s = v1.to_string_lossy().into_owned();
+    // rustic (crates.io `rustic-rs`) beside restic on the local folder, when installed.
+    let rustic = std::env::var_os("RUSTIC_BIN").map(PathBuf::from);
 
     println!(
         "| round | store | tool | export / backup s | import / restore s | sum s | peak RSS MB | \
@@ -400,6 +405,25 @@ async fn main() -> Result<(), BoxError> {
             let restic_sum = bak.wall + rst.wall;
             let restic_stored = if folder.is_empty() { 0 } else { repo_bytes };
             rows.push(("restic".into(), bak, rst, restic_stored, None));
+            if let (Some(bin), false) = (&rustic, folder.is_empty()) {
+                let repo = base.join(format!("rustic-{round}"));
+                let restore_dir = base.join(format!("restore-rustic-{round}"));
+                let run = |args: &[&str]| {
+                    let mut c = Command::new(bin);
+                    c.args(["-r", &repo.to_string_lossy(), "--password-file"])
+                        .arg(&pw)
+                        .args(["--no-progress", "--no-cache"])
+                        .args(args);
+                    measure(&mut c)
+                };
+                run(&["init"])?;
+                let bak = run(&["backup", &v1s])?;
+                let rst = run(&["restore", "latest", &restore_dir.to_string_lossy()])?;
+                let _ = std::fs::remove_dir_all(&restore_dir);
+                let stored = du(&repo);
+                let _ = std::fs::remove_dir_all(&repo);
+                rows.push(("rustic".into(), bak, rst, stored, None));
+            }
             for (tool, a, b, stored, durable) in rows {
                 let sum = a.wall + b.wall;
                 let floor = durable.map(|d| d as f64 / rate);

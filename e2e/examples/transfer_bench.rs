@@ -8,6 +8,7 @@
 //! what each tool uploads for it. Run by `hack/bench-transfer.sh` (root: the second version
 //! is written through a loop mount).
 //!
+//! On the local folder ferry also runs encrypted (a transfer key) from the zstd store.
 //! With `RUSTIC_BIN` set (a `rustic` binary, crates.io `rustic-rs`), rustic's backup and
 //! restore run beside restic's on the local folder.
 //!
@@ -293,6 +294,12 @@ async fn main() -> Result<(), BoxError> {
         c
     };
     let v1s = v1.to_string_lossy().into_owned();
+    // The key of the encrypted runs.
+    let key_file = base.join("transfer-key");
+    let key = Command::new(&ferryctl)
+        .args(["transfer", "keygen"])
+        .output()?;
+    std::fs::write(&key_file, &key.stdout)?;
     // rustic (crates.io `rustic-rs`) beside restic on the local folder, when installed.
     let rustic = std::env::var_os("RUSTIC_BIN").map(PathBuf::from);
 
@@ -347,7 +354,25 @@ async fn main() -> Result<(), BoxError> {
                 None
             };
             let mut rows = Vec::new();
-            for (tag, _, a_dir, _, vol, s1) in &sources {
+            // ferry from each source store; from the zstd one also encrypted, on the folder.
+            let mut runs: Vec<(String, &PathBuf, &String, &String, bool)> = sources
+                .iter()
+                .map(|(tag, _, a_dir, _, vol, s1)| (tag.to_string(), a_dir, vol, s1, false))
+                .collect();
+            if let (false, Some((_, _, a_dir, _, vol, s1))) = (
+                folder.is_empty(),
+                sources.iter().find(|s| s.1 == Codec::Zstd),
+            ) {
+                runs.push(("zstd encrypted".into(), a_dir, vol, s1, true));
+            }
+            for (tag, a_dir, vol, s1, encrypted) in runs {
+                let key_args: Vec<String> = if encrypted {
+                    vec!["--key-file".into(), key_file.to_string_lossy().into_owned()]
+                } else {
+                    Vec::new()
+                };
+                let file_tag = tag.replace(' ', "-");
+                let tag = &tag;
                 let t = if folder.is_empty() {
                     let server = s3.as_ref().ok_or("no S3 server")?;
                     let mut p = server.bucket("bench").await;
@@ -356,33 +381,41 @@ async fn main() -> Result<(), BoxError> {
                     std::fs::write(&cfg, serde_json::to_vec(&p)?)?;
                     cfg.to_string_lossy().into_owned()
                 } else {
-                    format!("{folder}-{tag}")
+                    format!("{folder}-{file_tag}")
                 };
-                let b_dir = base.join(format!("store-b-{tag}-{round}"));
-                let exp = measure(Command::new(&ferryctl).args([
-                    "transfer",
-                    "export",
-                    "--store",
-                    &a_dir.to_string_lossy(),
-                    "--snapshot",
-                    s1,
-                    "--transfer",
-                    &t,
-                    "--json",
-                ]))?;
-                let imp = measure(Command::new(&ferryctl).args([
-                    "transfer",
-                    "import",
-                    "--store",
-                    &b_dir.to_string_lossy(),
-                    "--commit",
-                    vol,
-                    "--name",
-                    "db",
-                    "--transfer",
-                    &t,
-                    "--json",
-                ]))?;
+                let b_dir = base.join(format!("store-b-{file_tag}-{round}"));
+                let exp = measure(
+                    Command::new(&ferryctl)
+                        .args([
+                            "transfer",
+                            "export",
+                            "--store",
+                            &a_dir.to_string_lossy(),
+                            "--snapshot",
+                            s1,
+                            "--transfer",
+                            &t,
+                            "--json",
+                        ])
+                        .args(&key_args),
+                )?;
+                let imp = measure(
+                    Command::new(&ferryctl)
+                        .args([
+                            "transfer",
+                            "import",
+                            "--store",
+                            &b_dir.to_string_lossy(),
+                            "--commit",
+                            vol,
+                            "--name",
+                            "db",
+                            "--transfer",
+                            &t,
+                            "--json",
+                        ])
+                        .args(&key_args),
+                )?;
                 let e: serde_json::Value = serde_json::from_str(&exp.stdout)?;
                 let i: serde_json::Value = serde_json::from_str(&imp.stdout)?;
                 let durable = e["bytesWritten"].as_u64().unwrap_or(0)

@@ -1,7 +1,7 @@
 //! The local-folder backend's hot paths, done with plain file calls in one trip to tokio's
 //! blocking pool each (opendal's `fs` service takes several per call). Same guarantees:
-//! `put` writes a temporary file, syncs it and renames it into place; `create_new` is an
-//! `O_EXCL` create, synced before it reports success.
+//! `put` writes a temporary file, syncs it, renames it into place and syncs the folder;
+//! `create_new` is an `O_EXCL` create, synced before it reports success.
 
 use crate::error::{Error, Result};
 use crate::objects::ObjectMeta;
@@ -71,11 +71,19 @@ pub(crate) fn stat(file: &Path, path: &str) -> Result<Option<ObjectMeta>> {
     }
 }
 
-/// Writes `data` to `tmp`, syncs it, renames it to `file`.
+/// Writes `data` to `tmp`, syncs it, renames it to `file` and syncs `file`'s folder, so the
+/// name is as durable as the bytes (a filesystem without a journal keeps a rename only in
+/// memory until its folder is written back).
 pub(crate) fn put(file: &Path, tmp: &Path, data: &[u8]) -> Result<()> {
     let written = write_synced(tmp, data, false).and_then(|_| {
         parent_dir(file)?;
-        std::fs::rename(tmp, file).map_err(|e| io_error("rename", file, e))
+        std::fs::rename(tmp, file).map_err(|e| io_error("rename", file, e))?;
+        match file.parent() {
+            Some(dir) => std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_error("sync", dir, e)),
+            None => Ok(()),
+        }
     });
     if written.is_err() {
         let _ = std::fs::remove_file(tmp);

@@ -720,20 +720,21 @@ impl VolumeHandle {
             .journal_append(&self.id, &name, seq, &ops, segment.as_deref(), made)
             .await;
         let mut st = self.state.lock().await;
-        let fresh = segment.is_none();
+        if let Some(j) = st.journal.as_mut() {
+            // A new segment was tried: the next one gets the next number, whatever happened.
+            j.segments_made += u64::from(segment.is_none());
+        }
         let segment = match appended {
             Ok(s) => s,
             Err(e) => {
                 if let Some(j) = st.journal.as_mut() {
                     j.segment = None;
-                    j.segments_made += u64::from(fresh);
                 }
                 Self::put_back(&mut st, unlogged, zeroed);
                 return Err(e);
             }
         };
         if let Some(j) = st.journal.as_mut() {
-            j.segments_made += u64::from(fresh && segment.is_some());
             j.segment = segment;
             j.seq = seq;
             j.since_checkpoint += bytes.max(1);

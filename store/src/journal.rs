@@ -129,26 +129,38 @@ fn corrupt(path: &str, reason: &str) -> Error {
     }
 }
 
-/// True when `bytes` are a whole record: its magic and a matching checksum.
-pub(crate) fn verifies(bytes: &[u8]) -> bool {
+/// The content of a whole record (all before its checksum), or why `bytes` are not one.
+fn whole(bytes: &[u8]) -> std::result::Result<&[u8], &'static str> {
     if bytes.len() < HEADER + 32 || &bytes[..4] != MAGIC {
-        return false;
-    }
-    let (content, sum) = bytes.split_at(bytes.len() - 32);
-    Hash::of(content).0 == sum
-}
-
-fn decode(path: &str, seq: u64, bytes: &[u8]) -> Result<Record> {
-    if bytes.len() < HEADER + 32 || &bytes[..4] != MAGIC {
-        return Err(corrupt(path, "not a journal record (or torn)"));
+        return Err("not a journal record (or torn)");
     }
     let (content, sum) = bytes.split_at(bytes.len() - 32);
     if Hash::of(content).0 != sum {
-        return Err(corrupt(
-            path,
-            "journal record checksum mismatch (torn or damaged)",
-        ));
+        return Err("journal record checksum mismatch (torn or damaged)");
     }
+    Ok(content)
+}
+
+/// True when `bytes` are a whole record: its magic and a matching checksum.
+pub(crate) fn verifies(bytes: &[u8]) -> bool {
+    whole(bytes).is_ok()
+}
+
+fn decode(path: &str, seq: u64, bytes: &[u8]) -> Result<Record> {
+    let content = whole(bytes).map_err(|reason| corrupt(path, reason))?;
+    parse(path, seq, content)
+}
+
+/// Decodes a record [`verifies`] already passed, without hashing it again.
+fn decode_verified(path: &str, seq: u64, bytes: &[u8]) -> Result<Record> {
+    match bytes.len().checked_sub(32) {
+        Some(n) if n >= HEADER => parse(path, seq, &bytes[..n]),
+        _ => Err(corrupt(path, "not a journal record (or torn)")),
+    }
+}
+
+/// A record's content (checksum checked and cut off) as the record it holds.
+fn parse(path: &str, seq: u64, content: &[u8]) -> Result<Record> {
     let stored_seq = u64::from_le_bytes(content[5..13].try_into().unwrap_or([0; 8]));
     if stored_seq != seq {
         return Err(corrupt(
@@ -308,7 +320,8 @@ impl Store {
             tail.sealed = sealed;
             for (seq, bytes) in found {
                 let path = format!("{}#{seq}", layout::journal(id, &pos.name));
-                match decode(&path, seq, &bytes)? {
+                // `journal_log::read` returns only records that verify.
+                match decode_verified(&path, seq, &bytes)? {
                     Record::Data(ops) => {
                         tail.records.push((seq, ops));
                         tail.last = seq;

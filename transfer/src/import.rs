@@ -69,13 +69,31 @@ impl PageSource for TransferPages<'_> {
         Box::pin(async move {
             self.fetch(h).await.map_err(|e| match e {
                 Error::Store(s) => s,
-                // The tree walk speaks the store's errors; keep the message whole.
+                // The tree walk speaks the store's errors; keep the message whole and
+                // whether the page was missing or damaged (`from_walk` turns it back).
+                Error::Missing(reason) => ferry_store::Error::Corrupt {
+                    path: MISSING.into(),
+                    reason,
+                },
                 other => ferry_store::Error::Corrupt {
-                    path: "transfer store".into(),
+                    path: TAMPERED.into(),
                     reason: other.to_string(),
                 },
             })
         })
+    }
+}
+
+/// Where a page error of the transfer store says it came from, through the tree walk.
+const TAMPERED: &str = "transfer store";
+const MISSING: &str = "transfer store (missing)";
+
+/// A tree walk's error as the transfer error it was.
+fn from_walk(e: ferry_store::Error) -> Error {
+    match e {
+        ferry_store::Error::Corrupt { reason, path } if path == TAMPERED => Error::Tampered(reason),
+        ferry_store::Error::Corrupt { reason, path } if path == MISSING => Error::Missing(reason),
+        e => e.into(),
     }
 }
 
@@ -198,12 +216,7 @@ async fn import_held(
     let pages = TransferPages::new(target, &index);
     let diff = tree::diff(&pages, commit.root, dest.blobs(), base)
         .await
-        .map_err(|e| match e {
-            ferry_store::Error::Corrupt { reason, path } if path == "transfer store" => {
-                Error::Tampered(reason)
-            }
-            e => e.into(),
-        })?;
+        .map_err(from_walk)?;
     let chunk = commit.options.chunk_size as u64;
     progress.plan(diff.chunks.len() as u64, diff.chunks.len() as u64 * chunk);
 

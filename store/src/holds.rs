@@ -100,6 +100,9 @@ struct HoldState {
 pub struct Lifeline {
     ttl: Duration,
     life: Arc<Mutex<Life>>,
+    /// Taken around every write of the record (the owner's and the refresher's), so an
+    /// older state never lands after a newer one.
+    gate: Arc<tokio::sync::Mutex<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -126,11 +129,13 @@ impl Lifeline {
             until: written + ttl,
             broken: None,
         }));
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
         let task = tokio::spawn({
-            let life = life.clone();
+            let (life, gate) = (life.clone(), gate.clone());
             async move {
                 loop {
                     tokio::time::sleep(ttl / 3).await;
+                    let _writing = gate.lock().await;
                     let at = Instant::now();
                     let put = match encode(records::now_ms() + ttl.as_millis() as u64) {
                         Ok(b) => objects.put(&path, b).await,
@@ -150,7 +155,12 @@ impl Lifeline {
                 }
             }
         });
-        Lifeline { ttl, life, task }
+        Lifeline {
+            ttl,
+            life,
+            gate,
+            task,
+        }
     }
 
     /// The owner rewrote the record itself, begun at `at`.
@@ -383,14 +393,45 @@ impl Hold {
     /// # Errors
     /// Backend errors; [`Error::Unavailable`] when the hold could not be kept alive.
     pub async fn protect(&self, blobs: &[Hash], roots: &[Hash]) -> Result<()> {
-        let (bytes, written) = {
-            let mut st = lock(&self.state);
+        self.update(|st| {
             let before = (st.blobs.len(), st.roots.len());
             st.blobs
                 .extend(blobs.iter().copied().filter(|h| !h.is_zero()));
             st.roots
                 .extend(roots.iter().copied().filter(|h| !h.is_zero()));
-            if (st.blobs.len(), st.roots.len()) == before {
+            (st.blobs.len(), st.roots.len()) != before
+        })
+        .await
+    }
+
+    /// Makes the hold name exactly `blobs` and `roots` from now on, then as
+    /// [`Hold::protect`]. A writer that streams uses it to keep its record small: what it
+    /// stored earlier it names by the roots of the finished subtrees holding it, once those
+    /// pages are stored, instead of blob by blob. Dropping a name is safe only for what such
+    /// a stored root (or one still named) reaches: a GC that reads the record before the
+    /// rewrite sees the old names, one that reads it after walks the roots.
+    ///
+    /// # Errors
+    /// As [`Hold::protect`].
+    pub async fn replace(&self, blobs: &[Hash], roots: &[Hash]) -> Result<()> {
+        self.update(|st| {
+            let blobs: BTreeSet<Hash> = blobs.iter().copied().filter(|h| !h.is_zero()).collect();
+            let roots: BTreeSet<Hash> = roots.iter().copied().filter(|h| !h.is_zero()).collect();
+            let changed = blobs != st.blobs || roots != st.roots;
+            st.blobs = blobs;
+            st.roots = roots;
+            changed
+        })
+        .await
+    }
+
+    /// Applies `change` to what is held; when it says it changed something, writes the
+    /// record. Then waits out sweeps and checks the hold is alive.
+    async fn update(&self, change: impl FnOnce(&mut HoldState) -> bool) -> Result<()> {
+        let writing = self.life.gate.clone().lock_owned().await;
+        let (bytes, written) = {
+            let mut st = lock(&self.state);
+            if !change(&mut st) {
                 (None, Instant::now())
             } else {
                 st.record.blobs = st.blobs.iter().copied().collect();
@@ -406,6 +447,7 @@ impl Hold {
                 .await?;
             self.life.renewed(written);
         }
+        drop(writing);
         self.store.wait_for_sweeps().await?;
         self.check()
     }

@@ -27,6 +27,15 @@ pub struct DiffBatch {
     pub pages: Vec<(Hash, u8)>,
 }
 
+/// See [`DiffWalk::finished`].
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// Roots of finished subtrees.
+    pub pages: Vec<Hash>,
+    /// Chunks handed out whose page is still open.
+    pub chunks: Vec<Hash>,
+}
+
 struct Level {
     hash: Hash,
     page: Arc<Page>,
@@ -97,6 +106,42 @@ impl<'a> DiffWalk<'a> {
     /// being filled and the window.
     pub fn peak_held(&self) -> usize {
         self.peak
+    }
+
+    /// The pages the walk has read and not handed out yet (the open pages, root first).
+    pub fn open_pages(&self) -> impl Iterator<Item = Hash> + '_ {
+        self.stack.iter().map(|l| l.hash)
+    }
+
+    /// What the walk has handed out so far, in few names: the differing children of the
+    /// open pages it has finished (each a page whose whole differing subtree was handed
+    /// out) and the differing chunks of the open level-0 page. With the old tree's root,
+    /// these reach everything handed out so far: at most one page's entries per level, so a
+    /// writer can name them in a GC hold instead of every blob it stored.
+    pub fn finished(&self) -> Finished {
+        let mut out = Finished::default();
+        let open = self.stack.len();
+        for (j, l) in self.stack.iter().enumerate() {
+            // Below the top, the entry at `next - 1` is the page open one level down.
+            let done = if j + 1 < open {
+                l.next.saturating_sub(1)
+            } else {
+                l.next
+            };
+            for i in 0..done {
+                let e = l.page.entries[i];
+                let oe = l.old.as_ref().map_or(Hash::ZERO, |p| p.entry(i));
+                if e.is_zero() || e == oe {
+                    continue;
+                }
+                if l.page.level == 0 {
+                    out.chunks.push(e);
+                } else {
+                    out.pages.push(e);
+                }
+            }
+        }
+        out
     }
 
     fn note_held(&mut self, batch: &DiffBatch) {

@@ -59,10 +59,8 @@ pub async fn estimate(
     let chunks_present = match target {
         Some(t) if !diff.chunks.is_empty() => {
             let index = t.load_index().await?;
-            diff.chunks
-                .iter()
-                .filter(|h| index.contains_key(&t.name(h)))
-                .count() as u64
+            let lacking = t.unindexed(&index, diff.chunks.clone()).await?;
+            (diff.chunks.len() - lacking.len()) as u64
         }
         _ => 0,
     };

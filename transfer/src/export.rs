@@ -181,11 +181,7 @@ async fn walk(
     let mut w = Walked::default();
     while let Some(batch) = walk.next_batch(tuning.diff_batch).await? {
         let n = batch.chunks.len() as u64;
-        let todo: Vec<Hash> = batch
-            .chunks
-            .into_iter()
-            .filter(|h| !index.contains_key(&target.name(h)))
-            .collect();
+        let todo = target.unindexed(index, batch.chunks).await?;
         let copied = todo.len() as u64;
         progress.plan(n, n * chunk);
         progress.skipped(n - copied, (n - copied) * chunk);
@@ -201,12 +197,9 @@ async fn walk(
             chunk,
         )
         .await?;
-        let pages: Vec<Hash> = batch
-            .pages
-            .into_iter()
-            .map(|(h, _)| h)
-            .filter(|h| !index.contains_key(&target.name(h)))
-            .collect();
+        let pages = target
+            .unindexed(index, batch.pages.into_iter().map(|(h, _)| h).collect())
+            .await?;
         w.pages_copied += pages.len() as u64;
         copy(source, target, &pages, Kind::Page, packs, tuning.width, 0).await?;
     }

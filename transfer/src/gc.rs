@@ -287,14 +287,17 @@ async fn collect(
         names.extend(d.pages.iter().map(|(h, _)| target.name(h)));
     }
     let mut marked: BTreeSet<String> = BTreeSet::new();
-    for (name, loc) in &index {
-        if names.contains(name) {
+    let mut indexed: BTreeSet<String> = BTreeSet::new();
+    index.scan(|name, loc| {
+        if names.contains(&name) {
             marked.insert(loc.pack.to_string());
             report.live_bytes += loc.len;
         }
-    }
+        if !indexed.contains(&*loc.pack) {
+            indexed.insert(loc.pack.to_string());
+        }
+    })?;
     let packs = target.pack_sizes().await?;
-    let indexed: BTreeSet<String> = index.values().map(|l| l.pack.to_string()).collect();
     report.packs_kept = marked.len();
     report.bytes_kept = marked.iter().filter_map(|p| packs.get(p)).sum();
 

@@ -10,11 +10,12 @@ use crate::error::{Error, Result};
 use crate::export::Tuning;
 use crate::progress::{Progress, Report};
 use crate::target::{Commit, Index, TransferStore};
-use ferry_store::tree::{self, Page, PageSource};
+use ferry_store::diff_walk::DiffWalk;
+use ferry_store::tree::{Page, PageSource};
 use ferry_store::{Frame, Hash, ImportSource, Kind, Source, Store, VolumeSpec};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,7 +23,8 @@ use std::time::Instant;
 type PageCache = HashMap<Hash, (Frame, Arc<Page>)>;
 
 /// Pages read from a transfer store through its index, kept (with their frames) for the
-/// import to store afterwards.
+/// import to store afterwards: all of them for a whole-tree reader (GC, verify), the open
+/// ones for a streaming import ([`TransferPages::keep_only`]).
 pub struct TransferPages<'a> {
     target: &'a TransferStore,
     index: &'a Index,
@@ -43,10 +45,10 @@ impl<'a> TransferPages<'a> {
         if let Some((_, p)) = self.lock().get(h) {
             return Ok(p.clone());
         }
-        let loc = self.index.get(&self.target.name(h)).ok_or_else(|| {
+        let loc = self.index.get(&self.target.name(h))?.ok_or_else(|| {
             Error::Missing(format!("tree page {h} is missing from the transfer store"))
         })?;
-        let (frame, raw) = self.target.read_blob(h, Kind::Page, loc).await?;
+        let (frame, raw) = self.target.read_blob(h, Kind::Page, &loc).await?;
         let page = Arc::new(
             Page::decode(&format!("tree page {h}"), &raw)
                 .map_err(|e| Error::Tampered(format!("tree page {h}: {e}")))?,
@@ -59,8 +61,23 @@ impl<'a> TransferPages<'a> {
         self.got.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn frame(&self, h: &Hash) -> Option<Frame> {
-        self.lock().get(h).map(|(f, _)| f.clone())
+    /// The stored frame of page `h` if it was read, no longer kept here.
+    fn take_frame(&self, h: &Hash) -> Option<Frame> {
+        self.lock().remove(h).map(|(f, _)| f)
+    }
+
+    /// The entries of the pages kept now.
+    fn names_kept(&self) -> u64 {
+        self.lock()
+            .values()
+            .map(|(_, p)| p.entries.len() as u64)
+            .sum()
+    }
+
+    /// Forgets every page read except `keep`: a streaming reader's pages still open.
+    fn keep_only(&self, keep: impl Iterator<Item = Hash>) {
+        let keep: HashSet<Hash> = keep.collect();
+        self.lock().retain(|h, _| keep.contains(h));
     }
 }
 
@@ -214,42 +231,168 @@ async fn import_held(
     let base = existing.as_ref().map_or(Hash::ZERO, |v| v.head.root);
     let index = target.load_index().await?;
     let pages = TransferPages::new(target, &index);
-    let diff = tree::diff(&pages, commit.root, dest.blobs(), base)
-        .await
-        .map_err(from_walk)?;
     let chunk = commit.options.chunk_size as u64;
-    progress.plan(diff.chunks.len() as u64, diff.chunks.len() as u64 * chunk);
+    let mut walk = DiffWalk::new(&pages, commit.root, dest.blobs(), base, tuning.diff_window);
+    let mut totals = Totals::default();
+    let mut finished = ferry_store::diff_walk::Finished::default();
+    while let Some(batch) = walk
+        .next_batch(tuning.diff_batch)
+        .await
+        .map_err(from_walk)?
+    {
+        let n = batch.chunks.len() as u64;
+        progress.plan(n, n * chunk);
+        // Held before the store is asked what it has: this batch's chunks and pages, and
+        // what earlier batches stored, by the roots of their finished subtrees (stored by
+        // now) and the chunks of the page still open. The record stays a few pages' worth
+        // of names, not one per chunk.
+        let mut blobs = finished.chunks;
+        blobs.extend(&batch.chunks);
+        blobs.extend(batch.pages.iter().map(|(h, _)| *h));
+        let mut roots = finished.pages;
+        roots.push(base);
+        hold.replace(&blobs, &roots).await?;
+        totals.hold_peak = totals.hold_peak.max((blobs.len() + roots.len()) as u64);
 
-    // Held before the store is asked what it has: a chunk found here stays here.
-    let page_hashes: Vec<Hash> = diff.pages.iter().map(|(h, _)| *h).collect();
-    let mut held = diff.chunks.clone();
-    held.extend(&page_hashes);
-    hold.protect(&held, &[base]).await?;
+        store_chunks(
+            target,
+            &index,
+            dest,
+            &batch.chunks,
+            &progress,
+            tuning,
+            chunk,
+            &mut totals,
+        )
+        .await?;
+        // Pages bottom up: a page lands only after everything it names (the walk hands
+        // each out after its chunks and the pages below it, in this batch or before).
+        let mut by_level: BTreeMap<u8, Vec<Hash>> = BTreeMap::new();
+        for (h, level) in &batch.pages {
+            by_level.entry(*level).or_default().push(*h);
+        }
+        for hashes in by_level.values() {
+            let frames = hashes
+                .iter()
+                .map(|h| {
+                    pages
+                        .take_frame(h)
+                        .ok_or_else(|| Error::Missing(format!("tree page {h} was not read")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            totals.page_bytes += dest.blobs().write_frames(frames).await?;
+        }
+        totals.pages += batch.pages.len() as u64;
+        totals.kept_peak = totals.kept_peak.max(pages.names_kept());
+        // Pages read but not handed out (seen earlier in the walk) are not kept.
+        pages.keep_only(walk.open_pages());
+        finished = walk.finished();
+    }
+    // Everything is stored: the new root now reaches all of it.
+    hold.replace(&[], &[base, commit.root]).await?;
 
-    // Which differing chunks the destination lacks (or holds too old to reuse without
-    // writing them again, the refresh rule).
-    let present: Vec<bool> = futures::stream::iter(diff.chunks.iter().copied())
+    before_commit.await;
+    hold.check()?;
+
+    let volume_id = match existing {
+        Some(v) => {
+            dest.set_root(
+                v.id(),
+                commit.root,
+                commit.size_bytes,
+                commit.options.chunk_size,
+            )
+            .await?;
+            v.id().to_string()
+        }
+        None => {
+            let spec = VolumeSpec {
+                name: name.to_string(),
+                capacity_bytes: commit.size_bytes,
+                options: commit.options,
+                parameters: Default::default(),
+                source: Some(Source::Import(ImportSource {
+                    commit: commit.id(),
+                    root: commit.root,
+                    size_bytes: commit.size_bytes,
+                    chunk_size: commit.options.chunk_size,
+                })),
+            };
+            dest.create_volume(spec).await?.id().to_string()
+        }
+    };
+    Ok(Report {
+        commit: commit.id(),
+        chunks_total: totals.chunks,
+        chunks_copied: totals.copied,
+        chunks_skipped: totals.chunks - totals.copied,
+        pages_copied: totals.pages,
+        bytes_read: totals.read,
+        bytes_written: totals.written + totals.page_bytes,
+        duration: started.elapsed(),
+        volume_id: Some(volume_id),
+        // Names in the walk, in the pages kept for storing, and in the GC hold: each
+        // bounded by the batch, the window and the tree's depth.
+        names_held_peak: walk.peak_held() as u64 + totals.kept_peak + totals.hold_peak,
+    })
+}
+
+/// What an import did, summed over its batches.
+#[derive(Default)]
+struct Totals {
+    chunks: u64,
+    copied: u64,
+    read: u64,
+    written: u64,
+    pages: u64,
+    page_bytes: u64,
+    /// Most entries of pages kept at once for storing.
+    kept_peak: u64,
+    /// Most names in the GC hold at once.
+    hold_peak: u64,
+}
+
+/// Stores the chunks of one batch the destination lacks (or holds too old to reuse without
+/// writing them again, the refresh rule), read from the transfer store one span at a time.
+#[allow(clippy::too_many_arguments)]
+async fn store_chunks(
+    target: &TransferStore,
+    index: &Index,
+    dest: &Store,
+    chunks: &[Hash],
+    progress: &Progress,
+    tuning: Tuning,
+    chunk: u64,
+    totals: &mut Totals,
+) -> Result<()> {
+    totals.chunks += chunks.len() as u64;
+    let present: Vec<bool> = futures::stream::iter(chunks.iter().copied())
         .map(|h| async move { dest.blobs().has_fresh(Kind::Chunk, &h).await })
         .buffered(tuning.width.max(1))
         .try_collect()
         .await?;
-    let mut wanted = Vec::new();
-    for (h, here) in diff.chunks.iter().zip(present) {
-        if here {
-            progress.skipped(1, chunk);
-            continue;
-        }
-        let loc = index.get(&target.name(h)).ok_or_else(|| {
+    let lacking: Vec<Hash> = chunks
+        .iter()
+        .zip(present)
+        .filter_map(|(h, here)| (!here).then_some(*h))
+        .collect();
+    let skipped = (chunks.len() - lacking.len()) as u64;
+    progress.skipped(skipped, skipped * chunk);
+    let found = index
+        .get_many(lacking.iter().map(|h| target.name(h)).collect())
+        .await?;
+    let mut wanted = Vec::with_capacity(lacking.len());
+    for (h, loc) in lacking.into_iter().zip(found) {
+        let loc = loc.ok_or_else(|| {
             Error::Missing(format!("chunk {h} is missing from the transfer store"))
         })?;
-        wanted.push((*h, loc.clone()));
+        wanted.push((h, loc));
     }
     // One ranged read per run of wanted blobs in a pack, not one per chunk.
-    let spans = spans(wanted);
     let counts = Mutex::new((0u64, 0u64, 0u64)); // copied, read, written
-    futures::stream::iter(spans)
+    futures::stream::iter(spans(wanted))
         .map(|span| {
-            let (progress, counts) = (&progress, &counts);
+            let counts = &counts;
             async move {
                 let what = format!("chunk {}", span.blobs[0].0);
                 let bytes = target
@@ -289,66 +432,9 @@ async fn import_held(
         .buffer_unordered(tuning.packs_in_flight.max(1))
         .try_collect::<()>()
         .await?;
-
-    // Pages bottom up: a page lands only after everything it names.
-    let mut by_level: BTreeMap<u8, Vec<Hash>> = BTreeMap::new();
-    for (h, level) in &diff.pages {
-        by_level.entry(*level).or_default().push(*h);
-    }
-    let mut page_bytes = 0;
-    for hashes in by_level.values() {
-        let frames = hashes
-            .iter()
-            .map(|h| {
-                pages
-                    .frame(h)
-                    .ok_or_else(|| Error::Missing(format!("tree page {h} was not read")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        page_bytes += dest.blobs().write_frames(frames).await?;
-    }
-
-    before_commit.await;
-    hold.check()?;
-
-    let volume_id = match existing {
-        Some(v) => {
-            dest.set_root(
-                v.id(),
-                commit.root,
-                commit.size_bytes,
-                commit.options.chunk_size,
-            )
-            .await?;
-            v.id().to_string()
-        }
-        None => {
-            let spec = VolumeSpec {
-                name: name.to_string(),
-                capacity_bytes: commit.size_bytes,
-                options: commit.options,
-                parameters: Default::default(),
-                source: Some(Source::Import(ImportSource {
-                    commit: commit.id(),
-                    root: commit.root,
-                    size_bytes: commit.size_bytes,
-                    chunk_size: commit.options.chunk_size,
-                })),
-            };
-            dest.create_volume(spec).await?.id().to_string()
-        }
-    };
-    let (copied, read, written) = *counts.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(Report {
-        commit: commit.id(),
-        chunks_total: diff.chunks.len() as u64,
-        chunks_copied: copied,
-        chunks_skipped: diff.chunks.len() as u64 - copied,
-        pages_copied: diff.pages.len() as u64,
-        bytes_read: read,
-        bytes_written: written + page_bytes,
-        duration: started.elapsed(),
-        volume_id: Some(volume_id),
-        names_held_peak: 0,
-    })
+    let (copied, read, written) = counts.into_inner().unwrap_or_else(|p| p.into_inner());
+    totals.copied += copied;
+    totals.read += read;
+    totals.written += written;
+    Ok(())
 }

@@ -13,6 +13,7 @@ mod estimate;
 mod export;
 pub mod gc;
 mod import;
+pub mod index;
 pub mod layout;
 mod pack;
 mod progress;

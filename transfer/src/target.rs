@@ -3,13 +3,12 @@
 use crate::bounds;
 use crate::crypto::Key;
 use crate::error::{Error, Result};
+use crate::index::{self, IndexBuilder};
 use crate::layout;
 use base64::Engine;
 use ferry_store::{Frame, Kind, Objects};
 use ferry_store::{Hash, StoreConfig, VolumeOptions};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Transfer store format written by this build.
 pub const TRANSFER_FORMAT: u32 = 1;
@@ -48,19 +47,7 @@ pub struct PackIndex {
     pub entries: Vec<Entry>,
 }
 
-/// Where a blob lives.
-#[derive(Clone, Debug)]
-pub struct Location {
-    /// The pack's id.
-    pub pack: Arc<str>,
-    /// Offset in the pack.
-    pub offset: u64,
-    /// Stored length.
-    pub len: u64,
-}
-
-/// Every indexed blob, by name.
-pub type Index = HashMap<String, Location>;
+pub use crate::index::{Index, Location};
 
 /// One exported snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,15 +265,24 @@ impl TransferStore {
         }
     }
 
-    /// Every indexed blob. Each index is checked before use ([`bounds`]): its name and the
-    /// pack it names are 64 hex digits, and every entry's name, kind, offset and length are
-    /// within the format's limits.
+    /// Every indexed blob, with at most [`index::DEFAULT_BUDGET`] records in memory (the
+    /// rest in temporary files; see [`index`]). Each index is checked before use
+    /// ([`bounds`]): its name and the pack it names are 64 hex digits, and every entry's
+    /// name, kind, offset and length are within the format's limits.
     ///
     /// # Errors
     /// [`Error::Tampered`] for an index that does not open, parse or pass the checks; backend
-    /// errors.
+    /// errors; a temporary folder that cannot be written.
     pub async fn load_index(&self) -> Result<Index> {
-        let mut index = Index::new();
+        self.load_index_within(index::DEFAULT_BUDGET).await
+    }
+
+    /// [`TransferStore::load_index`] keeping at most `budget` records in memory.
+    ///
+    /// # Errors
+    /// As [`TransferStore::load_index`].
+    pub async fn load_index_within(&self, budget: usize) -> Result<Index> {
+        let mut index = IndexBuilder::new(budget);
         for name in self
             .objects
             .list_names(layout::INDEX)
@@ -312,20 +308,35 @@ impl TransferStore {
                     idx.pack
                 )));
             }
-            let pack: Arc<str> = idx.pack.as_str().into();
-            for e in idx.entries {
-                bounds::check_entry(&path, &e)?;
-                index.insert(
-                    e.name,
-                    Location {
-                        pack: pack.clone(),
-                        offset: e.offset,
-                        len: e.len,
-                    },
-                );
+            for e in &idx.entries {
+                bounds::check_entry(&path, e)?;
             }
+            let entries = idx.entries.into_iter().map(|e| (e.name, e.offset, e.len));
+            // Building spills to temporary files past the budget: off the async threads.
+            index = tokio::task::spawn_blocking(move || {
+                index.add_pack(&idx.pack, entries).map(|()| index)
+            })
+            .await
+            .map_err(task_failed)??;
         }
-        Ok(index)
+        tokio::task::spawn_blocking(move || index.finish())
+            .await
+            .map_err(task_failed)?
+    }
+
+    /// Those of `hashes` that `index` lacks, in order.
+    ///
+    /// # Errors
+    /// Reading the index's temporary file.
+    pub async fn unindexed(&self, index: &Index, hashes: Vec<Hash>) -> Result<Vec<Hash>> {
+        let found = index
+            .get_many(hashes.iter().map(|h| self.name(h)).collect())
+            .await?;
+        Ok(hashes
+            .into_iter()
+            .zip(found)
+            .filter_map(|(h, l)| l.is_none().then_some(h))
+            .collect())
     }
 
     /// Reads a whole metadata object, refusing one larger than `max` bytes before reading it.

@@ -40,10 +40,10 @@ pub async fn verify(
         .map(|h| {
             let (index, progress, read) = (&index, &progress, &read);
             async move {
-                let loc = index.get(&target.name(&h)).ok_or_else(|| {
+                let loc = index.get(&target.name(&h))?.ok_or_else(|| {
                     Error::Missing(format!("chunk {h} is missing from the transfer store"))
                 })?;
-                let (_, raw) = target.read_blob(&h, Kind::Chunk, loc).await?;
+                let (_, raw) = target.read_blob(&h, Kind::Chunk, &loc).await?;
                 read.fetch_add(raw.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 progress.done(1, chunk);
                 Ok::<(), Error>(())

@@ -484,7 +484,7 @@ async fn damaged_or_missing_chunks_fail_the_import_by_name_and_create_nothing() 
         .unwrap()
         .chunks;
     let victim = chunks[3];
-    let loc = index.get(&victim.to_hex()).unwrap().clone();
+    let loc = index.get(&victim.to_hex()).unwrap().unwrap();
     let pack = dir.path().join(ferry_transfer::layout::pack(&loc.pack));
 
     // One flipped byte inside the chunk.
@@ -535,7 +535,7 @@ async fn keys_are_checked_before_anything_is_read() {
 /// A 1 TiB sparse volume (4 KiB chunks spread over all of it) exports walking its tree in
 /// batches: the names the export held at once (counted by the export, not measured as
 /// RSS) stay within a bound set by its batch and window alone, the same for four times the
-/// data, and the import rebuilds the same root.
+/// data, and the import, streaming the same way, rebuilds the same root within a like bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_sparse_volume_exports_holding_a_bounded_number_of_names() {
     const SMALL: u64 = 4 << 10;
@@ -546,7 +546,7 @@ async fn a_large_sparse_volume_exports_holding_a_bounded_number_of_names() {
     };
     // Four levels of two pages of at most 1024 names each, one batch, the window.
     let bound = 8 * 1024 + 64 + 256;
-    let mut peaks = Vec::new();
+    let (mut peaks, mut import_peaks) = (Vec::new(), Vec::new());
     for chunks in [1_500u64, 6_000] {
         let a = memory_store().await;
         let v = a
@@ -600,7 +600,21 @@ async fn a_large_sparse_volume_exports_holding_a_bounded_number_of_names() {
         .unwrap();
         let got = b.get_volume(r.volume_id.as_deref().unwrap()).await.unwrap();
         assert_eq!(got.head.root, a.get_volume(v.id()).await.unwrap().head.root);
+        // The import streams the same walk: its walk, the pages it keeps until they are
+        // stored and its GC hold stay within three such bounds. Holding every differing
+        // page, as a whole-tree diff does, would be a page of 1024 names per chunk here.
+        assert!(
+            r.names_held_peak > 0 && r.names_held_peak <= 3 * bound,
+            "{chunks} chunks: the import held {} names at most, bound {}",
+            r.names_held_peak,
+            3 * bound
+        );
+        import_peaks.push(r.names_held_peak);
     }
     assert!(peaks[1] <= peaks[0] + 1024, "not flat: {peaks:?}");
     assert!(peaks[1] < 6_000, "{peaks:?}");
+    assert!(
+        import_peaks[1] <= import_peaks[0] + 3 * 1024,
+        "import not flat: {import_peaks:?}"
+    );
 }

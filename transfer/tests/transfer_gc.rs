@@ -51,7 +51,7 @@ async fn packs_reached(t: &TransferStore, commits: &[ferry_transfer::Commit]) ->
             .await
             .unwrap();
         for h in d.chunks.iter().chain(d.pages.iter().map(|(h, _)| h)) {
-            out.insert(index[&t.name(h)].pack.to_string());
+            out.insert(index.get(&t.name(h)).unwrap().unwrap().pack.to_string());
         }
     }
     out

@@ -310,6 +310,25 @@ impl Blobs {
         if let Some(p) = lock(&self.pages).get(h) {
             return Ok(p.clone());
         }
+        let page = self.read_page(h).await?;
+        lock(&self.pages).put(*h, page.clone());
+        Ok(page)
+    }
+
+    /// A verified tree page, from the cache when it is there but not added to it: for walks
+    /// that read each page of a tree once (an export or import of a large volume would
+    /// otherwise fill the cache, up to 4 096 pages of 32 KiB, with pages nobody reads again).
+    ///
+    /// # Errors
+    /// As [`Blobs::get_page`].
+    pub async fn get_page_once(&self, h: &Hash) -> Result<Arc<Page>> {
+        if let Some(p) = lock(&self.pages).peek(h) {
+            return Ok(p.clone());
+        }
+        self.read_page(h).await
+    }
+
+    async fn read_page(&self, h: &Hash) -> Result<Arc<Page>> {
         let path = layout::page(h);
         let blob = self
             .objects
@@ -320,9 +339,7 @@ impl Blobs {
                 reason: "tree page is referenced but missing".into(),
             })?;
         let raw = codec::decode(&path, Kind::Page, h, &blob)?;
-        let page = Arc::new(Page::decode(&path, &raw)?);
-        lock(&self.pages).put(*h, page.clone());
-        Ok(page)
+        Ok(Arc::new(Page::decode(&path, &raw)?))
     }
 
     /// Uploads an encoded page. Pages are nearly always new (each names its children), so

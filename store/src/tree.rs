@@ -332,6 +332,16 @@ impl PageSource for Blobs {
     }
 }
 
+/// Pages of a store read for one pass over a tree: served from the page cache when there,
+/// never added to it ([`Blobs::get_page_once`]).
+pub struct OnePass<'a>(pub &'a Blobs);
+
+impl PageSource for OnePass<'_> {
+    fn page<'a>(&'a self, h: &'a Hash) -> BoxFuture<'a, Result<Arc<Page>>> {
+        Box::pin(self.0.get_page_once(h))
+    }
+}
+
 /// What a tree has that another lacks, position by position.
 #[derive(Debug, Default, Clone)]
 pub struct Diff {

@@ -162,3 +162,42 @@ async fn a_chunk_seen_again_within_the_window_is_handed_out_once() {
     assert_eq!(count(8).await, 1, "64 slots of one chunk: handed out once");
     assert_eq!(count(0).await, 64, "no window: once per slot, never fewer");
 }
+
+#[tokio::test]
+async fn a_one_pass_walk_reads_pages_through_the_cache_without_filling_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = StoreConfig::fs(dir.path().to_string_lossy());
+    let writer = Store::open(&config, StoreOptions::default())
+        .await
+        .expect("store");
+    let (_, r) = sparse_volume(&writer, 300, 5).await;
+    let all = tree::diff(writer.blobs(), r, writer.blobs(), Hash::ZERO)
+        .await
+        .expect("diff");
+    assert!(all.pages.len() > 4, "a tree of several pages");
+    // A second store on the same folder starts with an empty page cache.
+    let reader = Store::open(&config, StoreOptions::default())
+        .await
+        .expect("reopen");
+    let one_pass = tree::OnePass(reader.blobs());
+    let mut walk = DiffWalk::new(&one_pass, r, &one_pass, Hash::ZERO, 0);
+    let mut pages = Vec::new();
+    while let Some(b) = walk.next_batch(64).await.expect("batch") {
+        pages.extend(b.pages);
+    }
+    assert_eq!(pages.len(), all.pages.len(), "the same walk");
+    for (h, _) in &pages {
+        assert!(
+            reader.blobs().cached_page(h).is_none(),
+            "page {h} was added to the cache"
+        );
+    }
+    // A cached page is served from the cache (and stays there).
+    tree::PageSource::page(reader.blobs(), &r)
+        .await
+        .expect("cache the root");
+    tree::PageSource::page(&one_pass, &r)
+        .await
+        .expect("root once more");
+    assert!(reader.blobs().cached_page(&r).is_some());
+}

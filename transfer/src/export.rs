@@ -11,6 +11,7 @@ use crate::progress::{Progress, Report};
 use crate::target::{Commit, Index, TRANSFER_FORMAT, TransferStore};
 use ferry_store::Kind;
 use ferry_store::diff_walk::DiffWalk;
+use ferry_store::tree::OnePass;
 use ferry_store::{Hash, Store};
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
@@ -171,10 +172,12 @@ async fn walk(
     tuning: Tuning,
 ) -> Result<Walked> {
     let chunk = snap.chunk_size as u64;
+    // Each page is read once: through the page cache, not into it.
+    let pages = OnePass(source.blobs());
     let mut walk = DiffWalk::new(
-        source.blobs(),
+        &pages,
         snap.root,
-        source.blobs(),
+        &pages,
         base.unwrap_or(Hash::ZERO),
         tuning.diff_window,
     );

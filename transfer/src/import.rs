@@ -11,7 +11,7 @@ use crate::export::Tuning;
 use crate::progress::{Progress, Report};
 use crate::target::{Commit, Index, TransferStore};
 use ferry_store::diff_walk::DiffWalk;
-use ferry_store::tree::{Page, PageSource};
+use ferry_store::tree::{OnePass, Page, PageSource};
 use ferry_store::{Frame, Hash, ImportSource, Kind, Source, Store, VolumeSpec};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
@@ -232,7 +232,8 @@ async fn import_held(
     let index = target.load_index().await?;
     let pages = TransferPages::new(target, &index);
     let chunk = commit.options.chunk_size as u64;
-    let mut walk = DiffWalk::new(&pages, commit.root, dest.blobs(), base, tuning.diff_window);
+    let old_pages = OnePass(dest.blobs());
+    let mut walk = DiffWalk::new(&pages, commit.root, &old_pages, base, tuning.diff_window);
     let mut totals = Totals::default();
     let mut finished = ferry_store::diff_walk::Finished::default();
     while let Some(batch) = walk

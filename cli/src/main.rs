@@ -49,6 +49,7 @@ struct GcArgs {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    ferry_store::process_memory::limit_retention();
     let cli = Cli::parse();
     let default_level = "info";
     tracing_subscriber::fmt()

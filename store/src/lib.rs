@@ -35,6 +35,7 @@ mod local;
 mod names;
 mod objects;
 mod pause;
+pub mod process_memory;
 pub mod records;
 mod root_check;
 pub mod snapshots;

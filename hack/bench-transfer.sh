@@ -5,7 +5,8 @@
 # servers (hack/install-test-servers.sh).
 #
 # `hack/bench-transfer.sh sparse`: peak RSS of export and import of a 1 TiB sparse volume
-# as its data grows (e2e/examples/sparse_rss_bench.rs; FERRY_BENCH_DATA_GIB, default 8,16).
+# as its data grows (e2e/examples/sparse_rss_bench.rs; FERRY_BENCH_DATA_GIB, default 8,16;
+# the figures in docs/benchmarks.md ran 8,16,32,64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = sparse ]; then

@@ -6,7 +6,8 @@
 //! memory follows the number of chunks, not their size). `FERRY_BENCH_LAYOUTS` picks
 //! layouts (default "spread,runs"). Each step is its own process under GNU time. Local folders under
 //! `FERRY_BENCH_DIR` (default `.cache/bench-sparse`). Run by `hack/bench-transfer.sh sparse`
-//! with `FERRYCTL_BIN` set to a release build.
+//! with `FERRYCTL_BIN` set to a release build. `FERRY_BENCH_KEEP=1` keeps the last step's
+//! stores and transfer store (to profile `ferryctl` on them).
 
 use ferry_e2e::bench::measure;
 use ferry_store::{Store, StoreConfig, StoreOptions, VolumeOptions, VolumeSpec};
@@ -108,6 +109,8 @@ async fn main() -> Result<(), BoxError> {
             exp.wall, exp.rss_mb, imp.wall, imp.rss_mb
         );
     }
-    let _ = std::fs::remove_dir_all(&base);
+    if std::env::var("FERRY_BENCH_KEEP").as_deref() != Ok("1") {
+        let _ = std::fs::remove_dir_all(&base);
+    }
     Ok(())
 }

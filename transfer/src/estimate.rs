@@ -56,19 +56,19 @@ pub async fn estimate(
         },
         None => tree::diff(source.blobs(), root, source.blobs(), Hash::ZERO).await?,
     };
+    let chunks = diff.chunks.len() as u64;
     let chunks_present = match target {
-        Some(t) if !diff.chunks.is_empty() => {
+        Some(t) if chunks > 0 => {
             let index = t.load_index().await?;
-            let lacking = t.unindexed(&index, diff.chunks.clone()).await?;
-            (diff.chunks.len() - lacking.len()) as u64
+            chunks - t.unindexed(&index, diff.chunks).await?.len() as u64
         }
         _ => 0,
     };
     Ok(Estimate {
         size_bytes: volume.size_bytes(),
         chunk_size,
-        chunks: diff.chunks.len() as u64,
-        bytes: diff.chunks.len() as u64 * chunk_size as u64,
+        chunks,
+        bytes: chunks * chunk_size as u64,
         chunks_present,
         base: base.map(|c| c.id()),
     })

@@ -156,14 +156,6 @@ impl Index {
         }
     }
 
-    /// True when the blob named `name` is indexed.
-    ///
-    /// # Errors
-    /// As [`Index::get`].
-    pub fn contains(&self, name: &str) -> Result<bool> {
-        Ok(self.get(name)?.is_some())
-    }
-
     fn find(&self, n: &Name) -> Result<Option<Location>> {
         let rec = match &self.inner.table {
             Table::Memory(v) => v.binary_search_by(|r| r.name.cmp(n)).ok().map(|i| v[i]),

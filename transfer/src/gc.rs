@@ -286,17 +286,26 @@ async fn collect(
         names.extend(d.chunks.iter().map(|h| target.name(h)));
         names.extend(d.pages.iter().map(|(h, _)| target.name(h)));
     }
-    let mut marked: BTreeSet<String> = BTreeSet::new();
-    let mut indexed: BTreeSet<String> = BTreeSet::new();
-    index.scan(|name, loc| {
-        if names.contains(&name) {
-            marked.insert(loc.pack.to_string());
-            report.live_bytes += loc.len;
-        }
-        if !indexed.contains(&*loc.pack) {
-            indexed.insert(loc.pack.to_string());
-        }
-    })?;
+    // The scan reads the whole index (from its temporary file when spilled): off the async
+    // threads.
+    let (marked, indexed, live_bytes) = tokio::task::spawn_blocking(move || {
+        let mut marked: BTreeSet<String> = BTreeSet::new();
+        let mut indexed: BTreeSet<String> = BTreeSet::new();
+        let mut live_bytes = 0;
+        index.scan(|name, loc| {
+            if names.contains(&name) {
+                marked.insert(loc.pack.to_string());
+                live_bytes += loc.len;
+            }
+            if !indexed.contains(&*loc.pack) {
+                indexed.insert(loc.pack.to_string());
+            }
+        })?;
+        Ok::<_, Error>((marked, indexed, live_bytes))
+    })
+    .await
+    .map_err(crate::target::task_failed)??;
+    report.live_bytes += live_bytes;
     let packs = target.pack_sizes().await?;
     report.packs_kept = marked.len();
     report.bytes_kept = marked.iter().filter_map(|p| packs.get(p)).sum();

@@ -4,16 +4,27 @@
 //!
 //! No real API server can be installed here, so tests drive the controller against this one.
 //! It keeps objects as JSON and models the API behaviours the controller relies on:
-//! - 404 NotFound, 409 AlreadyExists and Conflict, 422 Invalid with `Status` bodies; 403 for
-//!   a collection a test forbids ([`FakeApi::forbid`]);
-//! - server-assigned metadata (uid, resourceVersion, creationTimestamp, generation);
+//! - authentication and authorization: every request carries an identity (a bearer token
+//!   over HTTP, [`FakeApi::client_as`] in process) and is authorised by RBAC from the Roles,
+//!   ClusterRoles and bindings stored here ([`rbac`]): 403 with the real server's message,
+//!   the escalation check on RBAC writes, aggregated ClusterRoles filled by a controller a
+//!   moment after a ClusterRole changes, SelfSubjectAccessReview and SelfSubjectRulesReview
+//!   answered from the same rules; members of `system:masters` bypass it, as
+//!   [`FakeApi::client`] does; 403 also for a collection a test forbids ([`FakeApi::forbid`]);
+//! - an outage as a restarted kube-apiserver has it ([`FakeApi::go_down`],
+//!   [`FakeApi::come_back`]): connections refused and open watches cut, then a short window
+//!   in which every RBAC-decided request gets 403 while the authorizer warms up; time is
+//!   tokio's, so tests can run it paused and move it;
+//! - 404 NotFound, 409 AlreadyExists and Conflict, 422 Invalid with `Status` bodies;
+//! - server-assigned metadata (uid, resourceVersion, creationTimestamp, generation, which
+//!   moves on a change outside metadata and status and when an object is marked deleted);
 //! - the status subresource (writes to the object ignore `status`; writes to `/status`
 //!   change only `status`);
 //! - server-side apply (`fieldManager` required; creates or merges);
 //! - JSON merge patch: a member sent as null is removed, one left out is kept;
 //! - a resourceVersion in a PUT, or in a merge patch, is a precondition (409 Conflict);
-//! - a watch event for every write, status writes included (over HTTP, and readable with
-//!   [`FakeApi::watch_events`]);
+//! - a watch event for every write, status writes included (watches stream in process and
+//!   over HTTP; [`FakeApi::watch_events`] reads them back);
 //! - custom resources checked against the `x-kubernetes-validations` CEL rules of their
 //!   CustomResourceDefinition on create and update (transition rules such as
 //!   `self == oldSelf` on update only), evaluated by kube-rs's CEL crate, 422 with the
@@ -27,14 +38,20 @@
 //!   otherwise); a CRD created through the API becomes Established at the next read of it,
 //!   not in the create's answer, so clients must wait for the condition.
 //!
-//! A new FakeApi has ferry's own CRDs installed (as `kubectl apply -k manifests/` would).
-//! Every request is logged for assertions, and the Nth write can be made to fail with 500 to
-//! test resumption.
+//! A new FakeApi has ferry's own CRDs installed (as `kubectl apply -k manifests/` would) and
+//! the bootstrap roles of a new cluster; [`FakeApi::install_ferry_rbac`] adds ferry's roles.
+//! Every request is logged (with its user) for assertions, and the Nth write can be made to
+//! fail with 500 to test resumption.
 //!
-//! Two ways in: [`FakeApi::client`] gives a kube client over kube-rs's `tower_test` mock
-//! service; [`FakeApi::serve`] listens on 127.0.0.1 for real processes (with a kubeconfig).
+//! Two ways in: [`FakeApi::client`] / [`FakeApi::client_as`] give a kube client answered in
+//! process; [`FakeApi::serve`] listens on 127.0.0.1 for real processes (with a kubeconfig
+//! from [`FakeApi::kubeconfig`] or [`FakeApi::kubeconfig_as`]).
 
 pub mod exec;
+pub mod identity;
+pub mod rbac;
+
+pub use identity::Identity;
 
 use bytes::Bytes;
 pub use http::Method;
@@ -46,6 +63,8 @@ use std::sync::{Arc, Mutex};
 /// One logged request.
 #[derive(Clone, Debug)]
 pub struct Logged {
+    /// Who sent it (user name).
+    pub user: String,
     /// HTTP method.
     pub method: String,
     /// Path without the query.
@@ -68,6 +87,19 @@ struct State {
     fail_write: Option<usize>,
     unreachable: bool,
     forbidden: std::collections::BTreeSet<String>,
+    /// Bearer tokens and whom they authenticate (over HTTP).
+    tokens: BTreeMap<String, Identity>,
+    /// Down: no connection is accepted (see [`FakeApi::go_down`]).
+    down: bool,
+    /// Until then every request that RBAC would decide is refused (a restarted server whose
+    /// authorizer has not synced yet).
+    warming_until: Option<tokio::time::Instant>,
+    /// How long a server that comes back refuses RBAC-decided requests.
+    warmup: std::time::Duration,
+    /// When the aggregation controller next fills aggregated ClusterRoles.
+    aggregate_at: Option<tokio::time::Instant>,
+    /// How long after a ClusterRole write the aggregation controller acts.
+    aggregation_delay: std::time::Duration,
 }
 
 /// The fake API server. Clones share state.
@@ -76,6 +108,10 @@ pub struct FakeApi {
     state: Arc<Mutex<State>>,
     exec_handler: Arc<Mutex<Option<exec::ExecHandler>>>,
     exec_log: exec::ExecLog,
+    /// Wakes watches when an event is recorded or the server goes down.
+    changed: Arc<tokio::sync::Notify>,
+    /// Wakes the HTTP listener when the server goes down or comes back.
+    availability: Arc<tokio::sync::Notify>,
 }
 
 /// Where a request points.
@@ -87,6 +123,8 @@ struct Target {
     ns: Option<String>,
     name: Option<String>,
     status: bool,
+    /// The subresource (`status`, `exec`, `scale`), or empty.
+    sub: String,
 }
 
 impl Target {
@@ -113,6 +151,7 @@ impl Target {
             ns,
             name: rest.get(1).map(|s| s.to_string()),
             status: rest.get(2) == Some(&"status"),
+            sub: rest.get(2).map(|s| s.to_string()).unwrap_or_default(),
         })
     }
 
@@ -210,14 +249,133 @@ fn immutable_change(collection: &str, live: &Value, next: &Value) -> Option<Stri
 
 impl FakeApi {
     /// An API with ferry's CRDs installed and no other object.
+    ///
+    /// Like a new cluster it also has the bootstrap roles (`cluster-admin`, `admin`, `edit`,
+    /// `view`, `system:basic-user`; see [`rbac::bootstrap`]), and every request is authorised
+    /// for the identity it carries: [`FakeApi::client`] is a cluster administrator,
+    /// [`FakeApi::client_as`] anyone else, who gets what the roles bound to them grant.
     pub fn new() -> FakeApi {
         let api = FakeApi::default();
+        api.lock().warmup = std::time::Duration::from_secs(1);
         for crd in ferry_migration::crd::crds() {
             if let Ok(v) = serde_json::to_value(crd) {
                 api.seed(v);
             }
         }
+        for o in rbac::bootstrap() {
+            api.seed(o);
+        }
         api
+    }
+
+    /// Installs the objects of a manifest (YAML documents) as `kubectl apply` would (by
+    /// seeding; namespaced objects without a namespace go to `namespace`).
+    ///
+    /// # Panics
+    /// When the YAML does not parse: a test's fixture is wrong.
+    pub fn apply_manifest(&self, yaml: &str, namespace: &str) {
+        for doc in yaml.split("\n---") {
+            let v: Value = match serde_yaml::from_str(doc) {
+                Ok(Value::Null) => continue,
+                Ok(v) => v,
+                Err(e) => panic!("manifest does not parse: {e}"),
+            };
+            let mut v = v;
+            let kind = v["kind"].as_str().unwrap_or_default().to_string();
+            let cluster_scoped = matches!(
+                kind.as_str(),
+                "ClusterRole"
+                    | "ClusterRoleBinding"
+                    | "Namespace"
+                    | "CustomResourceDefinition"
+                    | "StorageClass"
+                    | "CSIDriver"
+                    | "PersistentVolume"
+                    | "VolumeSnapshotClass"
+            );
+            if !cluster_scoped && v["metadata"]["namespace"].is_null() {
+                v["metadata"]["namespace"] = json!(namespace);
+            }
+            let t = seed_target(&v);
+            let name = v["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let key = t.key(&name);
+            if self.lock().objects.contains_key(&key) {
+                let mut st = self.lock();
+                if let Some(live) = st.objects.get(&key).cloned() {
+                    let mut next = live;
+                    merge(&mut next, &v);
+                    bump(&mut st, &key, &mut next, "MODIFIED");
+                    st.objects.insert(key, next);
+                }
+            } else {
+                self.seed(v);
+            }
+        }
+        self.aggregate_now();
+    }
+
+    /// Ferry's RBAC (`manifests/rbac.yaml`) installed in namespace `ns`, as
+    /// `kubectl apply -k manifests/` does.
+    pub fn install_ferry_rbac(&self, ns: &str) {
+        self.apply_manifest(include_str!("../../manifests/rbac.yaml"), ns);
+    }
+
+    /// Runs the aggregation controller now.
+    pub fn aggregate_now(&self) {
+        let mut st = self.lock();
+        st.aggregate_at = Some(tokio::time::Instant::now());
+        aggregate_if_due(&mut st);
+        drop(st);
+        self.changed.notify_waiters();
+    }
+
+    /// Binds `role` (a ClusterRole, or a Role when `namespaced_role`) to `who` in `ns` with a
+    /// RoleBinding named `name` (a ClusterRoleBinding when `ns` is `None`), as an admin would.
+    pub fn bind(&self, name: &str, role: &str, who: &Identity, ns: Option<&str>) {
+        let subject = match who.service_account_of() {
+            Some((sns, sname)) => {
+                json!({"kind": "ServiceAccount", "name": sname, "namespace": sns})
+            }
+            None => {
+                json!({"kind": "User", "name": who.user, "apiGroup": "rbac.authorization.k8s.io"})
+            }
+        };
+        let kind = if ns.is_some() {
+            "RoleBinding"
+        } else {
+            "ClusterRoleBinding"
+        };
+        let mut b = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [subject]});
+        if let Some(ns) = ns {
+            b["metadata"]["namespace"] = json!(ns);
+        }
+        self.seed(b);
+    }
+
+    /// Would the server allow `who` this request now (RBAC and warm-up)?
+    pub fn can(
+        &self,
+        who: &Identity,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        ns: Option<&str>,
+    ) -> bool {
+        let st = self.lock();
+        let a = rbac::Attributes {
+            verb: verb.into(),
+            group: group.into(),
+            resource: resource.into(),
+            namespace: ns.map(str::to_string),
+            ..Default::default()
+        };
+        authorize(&st, who, &a).is_none()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -238,6 +396,11 @@ impl FakeApi {
             .unwrap_or_default()
             .to_string();
         let out = create(&mut st, &t, &name, obj, true);
+        if t.collection() == rbac::CLUSTER_ROLES {
+            st.aggregate_at = Some(tokio::time::Instant::now());
+        }
+        drop(st);
+        self.changed.notify_waiters();
         out.1
     }
 
@@ -260,6 +423,8 @@ impl FakeApi {
         st.rv += 1;
         let rv = st.rv;
         st.events.push((rv, key, "DELETED", o));
+        drop(st);
+        self.changed.notify_waiters();
         true
     }
 
@@ -309,6 +474,8 @@ impl FakeApi {
             let o = o.clone();
             st.events.push((rv, key, "MODIFIED", o));
         }
+        drop(st);
+        self.changed.notify_waiters();
     }
 
     /// Plays csi-snapshotter once against this API: each VolumeSnapshot not yet ready gets a
@@ -405,12 +572,76 @@ impl FakeApi {
         st.fail_write = Some(st.writes + n);
     }
 
-    /// Answers every request with 503, as an API server that is down.
+    /// Answers every request with 503, as an API server that is overloaded or behind a
+    /// proxy whose backend is gone.
     pub fn set_unreachable(&self, down: bool) {
         self.lock().unreachable = down;
     }
 
-    /// Serves one request.
+    /// Takes the server down as a stopped kube-apiserver is: no connection is accepted
+    /// (clients see connection refused), and open watches end.
+    pub fn go_down(&self) {
+        self.lock().down = true;
+        self.changed.notify_waiters();
+        self.availability.notify_waiters();
+    }
+
+    /// Brings the server back as a restarted kube-apiserver comes back: connections are
+    /// accepted again, and for the warm-up time ([`FakeApi::set_warmup`], 1 s unless set)
+    /// every request RBAC decides is refused with 403, as while its authorizer's caches
+    /// fill.
+    pub fn come_back(&self) {
+        let mut st = self.lock();
+        st.down = false;
+        st.warming_until = Some(tokio::time::Instant::now() + st.warmup);
+        drop(st);
+        self.availability.notify_waiters();
+    }
+
+    /// How long the server refuses RBAC-decided requests after [`FakeApi::come_back`].
+    pub fn set_warmup(&self, d: std::time::Duration) {
+        self.lock().warmup = d;
+    }
+
+    /// How long after a ClusterRole changes the aggregation controller fills aggregated
+    /// ClusterRoles (zero: at the next request).
+    pub fn set_aggregation_delay(&self, d: std::time::Duration) {
+        self.lock().aggregation_delay = d;
+    }
+
+    /// True while the server is down.
+    pub fn is_down(&self) -> bool {
+        self.lock().down
+    }
+
+    /// Serves one request as `who`.
+    pub fn serve_one_as(
+        &self,
+        who: &Identity,
+        method: &Method,
+        path: &str,
+        query: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Value) {
+        let mut st = self.lock();
+        let (code, v) = handle(&mut st, who, method, path, query, content_type, body);
+        st.log.push(Logged {
+            user: who.user.clone(),
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            content_type: content_type.to_string(),
+            status: code,
+        });
+        drop(st);
+        if *method != Method::GET {
+            self.changed.notify_waiters();
+        }
+        (code, v)
+    }
+
+    /// Serves one request as a cluster administrator.
     pub fn serve_one(
         &self,
         method: &Method,
@@ -419,63 +650,120 @@ impl FakeApi {
         content_type: &str,
         body: &[u8],
     ) -> (u16, Value) {
-        let mut st = self.lock();
-        let (code, v) = handle(&mut st, method, path, query, content_type, body);
-        st.log.push(Logged {
-            method: method.to_string(),
-            path: path.to_string(),
-            query: query.to_string(),
-            content_type: content_type.to_string(),
-            status: code,
-        });
-        (code, v)
+        self.serve_one_as(&Identity::admin(), method, path, query, content_type, body)
     }
 
-    /// A kube client whose requests this API answers, over kube-rs's `tower_test` mock.
+    /// A kube client acting as a cluster administrator (`system:masters`).
     pub fn client(&self) -> kube::Client {
-        let (svc, handle) =
-            tower_test::mock::pair::<Request<kube::client::Body>, Response<kube::client::Body>>();
+        self.client_as(&Identity::admin())
+    }
+
+    /// A kube client whose requests carry `who`, answered in process (watches included);
+    /// while the server is down ([`FakeApi::go_down`]) every request fails as a refused
+    /// connection does.
+    pub fn client_as(&self, who: &Identity) -> kube::Client {
         let api = self.clone();
-        tokio::spawn(async move {
-            let mut handle = std::pin::pin!(handle);
-            while let Some((req, send)) = handle.next_request().await {
-                let (parts, body) = req.into_parts();
-                let bytes = http_body_util::BodyExt::collect(body)
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let ct = content_type(&parts.headers);
-                let (code, v) = api.serve_one(
-                    &parts.method,
-                    parts.uri.path(),
-                    parts.uri.query().unwrap_or(""),
-                    &ct,
-                    &bytes,
-                );
-                let (code, body) = encoded(code, &v);
-                let resp = Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(kube::client::Body::from(body))
-                    .unwrap_or_else(|_| Response::new(kube::client::Body::empty()));
-                send.send_response(resp);
-            }
+        let who = who.clone();
+        let svc = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let api = api.clone();
+            let who = who.clone();
+            async move { api.respond(req, &who).await }
         });
         kube::Client::new(svc, "default")
     }
 
+    async fn respond(
+        &self,
+        req: Request<kube::client::Body>,
+        who: &Identity,
+    ) -> Result<
+        Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>,
+        std::io::Error,
+    > {
+        if self.is_down() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused (the API server is down)",
+            ));
+        }
+        let (parts, body) = req.into_parts();
+        let bytes = http_body_util::BodyExt::collect(body)
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Ok(self.answer(who, &parts, &bytes))
+    }
+
+    /// The response to a request (a watch streams).
+    fn answer(
+        &self,
+        who: &Identity,
+        parts: &http::request::Parts,
+        bytes: &[u8],
+    ) -> Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
+        let query = parts.uri.query().unwrap_or("").to_string();
+        let path = parts.uri.path().to_string();
+        if parts.method == Method::GET && query_param(&query, "watch").as_deref() == Some("true") {
+            // Authorised (and logged) as a request of its own first.
+            let (code, v) = self.serve_one_as(who, &Method::GET, &path, &query, "", &[]);
+            if code >= 400 {
+                return json_response(code, &v);
+            }
+            return self.watch(&path, &query);
+        }
+        let ct = content_type(&parts.headers);
+        let (code, v) = self.serve_one_as(who, &parts.method, &path, &query, &ct, bytes);
+        json_response(code, &v)
+    }
+
     /// Serves the API over HTTP on 127.0.0.1 (port picked by the OS), watches included.
-    /// Returns the address; the server stops when the runtime does.
+    /// A request's identity is the one its bearer token was issued for
+    /// ([`FakeApi::kubeconfig_as`]); the token of [`FakeApi::kubeconfig`] is a cluster
+    /// administrator's, a request without one is anonymous. While the server is down
+    /// ([`FakeApi::go_down`]) the port refuses connections. Returns the address; the server
+    /// stops when the runtime does.
     ///
     /// # Errors
     /// The socket cannot be bound.
     pub async fn serve(&self) -> std::io::Result<std::net::SocketAddr> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        self.lock().tokens.insert("fake".into(), Identity::admin());
         let api = self.clone();
         tokio::spawn(async move {
+            let mut listener = Some(listener);
             loop {
-                let Ok((conn, _)) = listener.accept().await else {
+                let waiting = api.availability.notified();
+                tokio::pin!(waiting);
+                waiting.as_mut().enable();
+                let down = api.is_down();
+                match (&listener, down) {
+                    (Some(_), true) => {
+                        // Closing the socket makes new connections fail with ECONNREFUSED.
+                        listener = None;
+                        continue;
+                    }
+                    (None, false) => {
+                        match tokio::net::TcpListener::bind(addr).await {
+                            Ok(l) => listener = Some(l),
+                            Err(_) => {
+                                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            }
+                        }
+                        continue;
+                    }
+                    (None, true) => {
+                        waiting.await;
+                        continue;
+                    }
+                    (Some(_), false) => {}
+                }
+                let Some(l) = &listener else { continue };
+                let accepted = tokio::select! {
+                    a = l.accept() => a,
+                    _ = &mut waiting => continue,
+                };
+                let Ok((conn, _)) = accepted else {
                     continue;
                 };
                 let api = api.clone();
@@ -494,13 +782,33 @@ impl FakeApi {
         Ok(addr)
     }
 
-    /// A kubeconfig for a server at `addr`.
+    /// A kubeconfig for a server at `addr`, authenticating as a cluster administrator.
     pub fn kubeconfig(addr: std::net::SocketAddr) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
-             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\n\
-             current-context: fake\nusers:\n- name: fake\n  user:\n    token: fake\n"
-        )
+        kubeconfig_with_token(addr, "fake")
+    }
+
+    /// A kubeconfig for this server at `addr` whose token authenticates as `who`.
+    pub fn kubeconfig_as(&self, addr: std::net::SocketAddr, who: &Identity) -> String {
+        let token = who.token();
+        self.lock().tokens.insert(token.clone(), who.clone());
+        kubeconfig_with_token(addr, &token)
+    }
+
+    /// The identity a request's `Authorization` header carries.
+    fn identity_of(&self, headers: &http::HeaderMap) -> Identity {
+        let token = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match token {
+            Some(t) => self
+                .lock()
+                .tokens
+                .get(t)
+                .cloned()
+                .unwrap_or_else(Identity::anonymous),
+            None => Identity::anonymous(),
+        }
     }
 
     /// Answers every exec request with `handler` (see [`exec`]).
@@ -536,15 +844,29 @@ impl FakeApi {
             }
             _ => return fail(404, status(404, "NotFound", format!("no API at {path}")).1),
         };
+        let who = self.identity_of(req.headers());
         {
             let mut st = self.lock();
+            let attrs = rbac::Attributes {
+                verb: "create".into(),
+                resource: "pods".into(),
+                subresource: "exec".into(),
+                namespace: Some(ns.clone()),
+                name: Some(pod.clone()),
+                ..Default::default()
+            };
+            let refused = authorize(&st, &who, &attrs);
             st.log.push(Logged {
+                user: who.user.clone(),
                 method: "GET".into(),
                 path: path.clone(),
                 query: query.clone(),
                 content_type: String::new(),
-                status: 101,
+                status: refused.as_ref().map_or(101, |r| r.0),
             });
+            if let Some((code, v)) = refused {
+                return fail(code, v);
+            }
             if st.forbidden.contains("/pods/exec") {
                 return fail(
                     403,
@@ -645,14 +967,8 @@ impl FakeApi {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let query = parts.uri.query().unwrap_or("").to_string();
-        let path = parts.uri.path().to_string();
-        if parts.method == Method::GET && query_param(&query, "watch").as_deref() == Some("true") {
-            return self.watch(&path, &query);
-        }
-        let ct = content_type(&parts.headers);
-        let (code, v) = self.serve_one(&parts.method, &path, &query, &ct, &bytes);
-        json_response(code, &v)
+        let who = self.identity_of(&parts.headers);
+        self.answer(&who, &parts, &bytes)
     }
 
     /// A watch: events after `resourceVersion`, one JSON object per line, until
@@ -675,33 +991,44 @@ impl FakeApi {
         let selector = query_param(query, "labelSelector").unwrap_or_default();
         let secs: u64 = query_param(query, "timeoutSeconds")
             .and_then(|v| v.parse().ok())
-            .unwrap_or(60)
-            .min(60);
+            .unwrap_or(300)
+            .min(300);
         let api = self.clone();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let t = Arc::new(Target {
+            group: t.group.clone(),
+            version: String::new(),
+            plural: t.plural.clone(),
+            ns: t.ns.clone(),
+            name: None,
+            status: false,
+            sub: String::new(),
+        });
         let stream = futures::stream::unfold(after, move |mut after| {
             let api = api.clone();
             let selector = selector.clone();
-            let t_coll = (t.group.clone(), t.plural.clone(), t.ns.clone());
+            let t = t.clone();
             async move {
                 loop {
+                    // Registered before looking, so an event recorded in between wakes it.
+                    let changed = api.changed.clone();
+                    let woken = changed.notified();
+                    tokio::pin!(woken);
+                    woken.as_mut().enable();
                     if tokio::time::Instant::now() >= deadline {
                         return None;
                     }
-                    let t = Target {
-                        group: t_coll.0.clone(),
-                        version: String::new(),
-                        plural: t_coll.1.clone(),
-                        ns: t_coll.2.clone(),
-                        name: None,
-                        status: false,
-                    };
                     let lines: Vec<(u64, Value)> = {
                         let st = api.lock();
-                        st.events
+                        if st.down {
+                            // A stopped server drops its connections.
+                            return None;
+                        }
+                        let from = st.events.partition_point(|(rv, ..)| *rv <= after);
+                        st.events[from..]
                             .iter()
-                            .filter(|(rv, key, _, o)| {
-                                *rv > after && t.in_scope(key) && matches_labels(o, &selector)
+                            .filter(|(_, key, _, o)| {
+                                t.in_scope(key) && matches_labels(o, &selector)
                             })
                             .map(|(rv, _, ty, o)| (*rv, json!({"type": ty, "object": o})))
                             .collect()
@@ -720,7 +1047,10 @@ impl FakeApi {
                             after,
                         ));
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::select! {
+                        _ = &mut woken => {}
+                        _ = tokio::time::sleep_until(deadline) => return None,
+                    }
                 }
             }
         });
@@ -730,6 +1060,14 @@ impl FakeApi {
             .body(http_body_util::StreamBody::new(stream).boxed())
             .unwrap_or_default()
     }
+}
+
+fn kubeconfig_with_token(addr: std::net::SocketAddr, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
+         contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\n\
+         current-context: fake\nusers:\n- name: fake\n  user:\n    token: {token}\n"
+    )
 }
 
 fn content_type(headers: &http::HeaderMap) -> String {
@@ -750,6 +1088,7 @@ fn seed_target(obj: &Value) -> Target {
         ns: obj["metadata"]["namespace"].as_str().map(str::to_string),
         name: None,
         status: false,
+        sub: String::new(),
     }
 }
 
@@ -841,6 +1180,27 @@ fn create(
     bump(st, &key, &mut obj, "ADDED");
     st.objects.insert(key, obj.clone());
     (201, obj)
+}
+
+/// Bumps `next`'s generation when anything but its metadata and status changed from `live`
+/// (as the real server does for custom resources; built-in kinds that carry a generation
+/// bump it on spec changes, which this covers).
+fn next_generation(live: &Value, next: &mut Value) {
+    let essence = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("metadata");
+            o.remove("status");
+        }
+        v
+    };
+    let g = live["metadata"]["generation"].as_i64().unwrap_or(1);
+    let g = if essence(live) != essence(next) {
+        g + 1
+    } else {
+        g
+    };
+    next["metadata"]["generation"] = json!(g);
 }
 
 /// While an object is being deleted, finalizers may be removed but none added (422), as on
@@ -1018,6 +1378,110 @@ fn establish(st: &mut State, name: &str) {
 
 fn handle(
     st: &mut State,
+    who: &Identity,
+    method: &Method,
+    path: &str,
+    query: &str,
+    ct: &str,
+    body: &[u8],
+) -> (u16, Value) {
+    let out = handle_request(st, who, method, path, query, ct, body);
+    // The aggregation controller notices a changed ClusterRole a moment later.
+    if *method != Method::GET
+        && out.0 < 300
+        && Target::parse(path).is_some_and(|t| t.collection() == rbac::CLUSTER_ROLES)
+    {
+        st.aggregate_at = Some(tokio::time::Instant::now() + st.aggregation_delay);
+    }
+    out
+}
+
+/// The request's attributes as the authorizer sees them.
+fn attributes(method: &Method, query: &str, t: &Target) -> rbac::Attributes {
+    let verb = match (method.as_str(), &t.name) {
+        ("GET", None) if query_param(query, "watch").as_deref() == Some("true") => "watch",
+        ("GET", None) => "list",
+        // exec over a websocket upgrade is authorised as create (as servers since 1.30 do).
+        ("GET", Some(_)) if t.sub == "exec" => "create",
+        ("GET", Some(_)) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", None) => "deletecollection",
+        ("DELETE", Some(_)) => "delete",
+        (other, _) => {
+            return rbac::Attributes {
+                verb: other.to_lowercase(),
+                ..Default::default()
+            };
+        }
+    };
+    rbac::Attributes {
+        verb: verb.into(),
+        group: t.group.clone(),
+        resource: t.plural.clone(),
+        subresource: t.sub.clone(),
+        namespace: t.ns.clone(),
+        name: t.name.clone(),
+    }
+}
+
+/// `Some(403)` when `who` may not do this: RBAC's answer, or a server still warming up.
+fn authorize(st: &State, who: &Identity, a: &rbac::Attributes) -> Option<(u16, Value)> {
+    if who.is_master() {
+        return None;
+    }
+    let warming = st
+        .warming_until
+        .is_some_and(|t| tokio::time::Instant::now() < t);
+    if warming || !rbac::allowed(&st.objects, who, a) {
+        let mut out = status(403, "Forbidden", rbac::forbidden_message(who, a));
+        out.1["details"] = json!({"group": a.group, "kind": a.resource});
+        if let Some(n) = &a.name {
+            out.1["details"]["name"] = json!(n);
+        }
+        return Some(out);
+    }
+    None
+}
+
+/// Runs the aggregation controller when a ClusterRole changed long enough ago.
+fn aggregate_if_due(st: &mut State) {
+    let Some(at) = st.aggregate_at else { return };
+    if tokio::time::Instant::now() < at {
+        return;
+    }
+    st.aggregate_at = None;
+    for (key, rules) in rbac::aggregate(&st.objects) {
+        if let Some(mut o) = st.objects.get(&key).cloned() {
+            o["rules"] = rules;
+            bump(st, &key, &mut o, "MODIFIED");
+            st.objects.insert(key, o);
+        }
+    }
+}
+
+/// The escalation check on a write of an RBAC object (403 when refused).
+fn escalation(st: &State, who: &Identity, t: &Target, obj: &Value) -> Option<(u16, Value)> {
+    let c = t.collection();
+    if ![
+        rbac::ROLES,
+        rbac::CLUSTER_ROLES,
+        rbac::ROLE_BINDINGS,
+        rbac::CLUSTER_ROLE_BINDINGS,
+    ]
+    .contains(&c.as_str())
+    {
+        return None;
+    }
+    rbac::escalation(&st.objects, who, &c, t.ns.as_deref(), obj)
+        .map(|m| status(403, "Forbidden", m))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn handle_request(
+    st: &mut State,
+    who: &Identity,
     method: &Method,
     path: &str,
     query: &str,
@@ -1027,6 +1491,7 @@ fn handle(
     if st.unreachable {
         return status(503, "ServiceUnavailable", "the API server is down".into());
     }
+    aggregate_if_due(st);
     if path == "/version" && *method == Method::GET {
         // Modelled on the real server's /version (open to every caller).
         return (
@@ -1041,19 +1506,24 @@ fn handle(
     let Some(t) = Target::parse(path) else {
         return status(404, "NotFound", format!("no API at {path}"));
     };
-    let _ = &t.version;
+    let attrs = attributes(method, query, &t);
+    if let Some(refused) = authorize(st, who, &attrs) {
+        return refused;
+    }
     if st.forbidden.contains(&t.collection()) {
-        return status(
-            403,
-            "Forbidden",
-            format!(
-                "{} is forbidden: User \"system:serviceaccount:ferry-system:ferry-migration\" cannot {} resource \"{}\" in API group \"{}\"",
-                t.plural,
-                method.as_str().to_lowercase(),
-                t.plural,
-                t.group
-            ),
-        );
+        return status(403, "Forbidden", rbac::forbidden_message(who, &attrs));
+    }
+    if *method == Method::POST && t.group == "authorization.k8s.io" {
+        let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        match t.plural.as_str() {
+            "selfsubjectaccessreviews" => {
+                return (201, rbac::access_review(&st.objects, who, &parsed));
+            }
+            "selfsubjectrulesreviews" => {
+                return (201, rbac::rules_review(&st.objects, who, &parsed));
+            }
+            _ => {}
+        }
     }
     if let Some(missing) = unserved(st, &t) {
         return missing;
@@ -1112,6 +1582,9 @@ fn handle(
             if let Some(refused) = check_rules(st, &t, &name, &obj, None) {
                 return refused;
             }
+            if let Some(refused) = escalation(st, who, &t, &obj) {
+                return refused;
+            }
             create(st, &t, &name, obj, false)
         }
         (Method::PUT, Some(name)) => {
@@ -1147,6 +1620,12 @@ fn handle(
             if let Some(refused) = check_rules(st, &t, name, &obj, Some(&live)) {
                 return refused;
             }
+            if !t.status
+                && let Some(refused) = escalation(st, who, &t, &obj)
+            {
+                return refused;
+            }
+            next_generation(&live, &mut obj);
             bump(st, &key, &mut obj, "MODIFIED");
             st.objects.insert(key, obj.clone());
             (200, obj)
@@ -1167,6 +1646,9 @@ fn handle(
             let Some(live) = st.objects.get(&key).cloned() else {
                 if apply && !t.status {
                     if let Some(refused) = check_rules(st, &t, name, &patch, None) {
+                        return refused;
+                    }
+                    if let Some(refused) = escalation(st, who, &t, &patch) {
                         return refused;
                     }
                     return create(st, &t, name, patch, false);
@@ -1213,14 +1695,16 @@ fn handle(
                         format!("{} \"{name}\" is invalid: {why}", t.plural),
                     );
                 }
-                if next["spec"] != live["spec"] {
-                    let g = live["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
-                    next["metadata"]["generation"] = json!(g);
-                }
+                next_generation(&live, &mut next);
             }
             next["metadata"]["uid"] = live["metadata"]["uid"].clone();
             next["metadata"]["deletionTimestamp"] = live["metadata"]["deletionTimestamp"].clone();
             if let Some(refused) = check_rules(st, &t, name, &next, Some(&live)) {
+                return refused;
+            }
+            if !t.status
+                && let Some(refused) = escalation(st, who, &t, &next)
+            {
                 return refused;
             }
             if let Some(refused) = finalizer_change(&t, name, &live, &next) {
@@ -1246,6 +1730,10 @@ fn handle(
                 let mut next = live;
                 if next["metadata"]["deletionTimestamp"].is_null() {
                     next["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:01Z");
+                    // As the real server does when it marks an object for deletion.
+                    if let Some(g) = next["metadata"]["generation"].as_i64() {
+                        next["metadata"]["generation"] = json!(g + 1);
+                    }
                     bump(st, &key, &mut next, "MODIFIED");
                     st.objects.insert(key, next.clone());
                 }

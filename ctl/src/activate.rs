@@ -2,7 +2,7 @@
 //! source replica counts (from `ferry.dev/migrationReplicas`), or park them at zero.
 
 use crate::Result;
-use ferry_migration::dr::workloads::{self, Scope};
+use ferry_migration::destination::dr::workloads::{self, Scope};
 
 /// Activates (or deactivates) the migrated workloads of each namespace; one line per change.
 ///

@@ -179,11 +179,14 @@ pub async fn check(settings: &ferry_migration::pair::PairSettings) -> Result<()>
     let dest = settings.destination_client().await?;
     let mut problems = Vec::new();
     if let Err(why) =
-        ferry_migration::cluster_pair::check_destination(&dest, &settings.ferry_namespace).await
+        ferry_migration::source::cluster_pair::check_destination(&dest, &settings.ferry_namespace)
+            .await
     {
         problems.push(format!("destination: {why}"));
     }
-    if let Err(why) = ferry_migration::cluster_pair::check_storage(settings, "ferryctl").await {
+    if let Err(why) =
+        ferry_migration::source::cluster_pair::check_storage(settings, "ferryctl").await
+    {
         problems.push(format!("storage: {why}"));
     }
     if problems.is_empty() {

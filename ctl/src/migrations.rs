@@ -140,7 +140,7 @@ pub async fn get_selected(
             let lp = match schedule {
                 Some(s) => kube::api::ListParams::default().labels(&format!(
                     "{}={s}",
-                    ferry_migration::schedule::migration_schedule::SCHEDULE_LABEL
+                    ferry_migration::source::migration_schedule::SCHEDULE_LABEL
                 )),
                 None => Default::default(),
             };

@@ -1,9 +1,9 @@
 //! What every reconciler needs: this cluster's client and chunk store, how to reach a
 //! destination, where to publish events.
 
-use crate::backoff::Backoff;
 use crate::error::Result;
 use crate::pair::PairSettings;
+use crate::runtime::retry::Backoff;
 use crate::trust::{Policy, Trust};
 use ferry_store::Store;
 use futures::future::BoxFuture;

@@ -62,14 +62,16 @@ where
 
 async fn migration(m: Arc<Migration>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(m.as_ref(), &ctx, async {
-        crate::migrate::reconcile(&ctx, &m).await.map(requeue)
+        crate::source::migrate::reconcile(&ctx, &m)
+            .await
+            .map(requeue)
     })
     .await
 }
 
 async fn pair(p: Arc<ClusterPair>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(p.as_ref(), &ctx, async {
-        crate::cluster_pair::reconcile(&ctx, &p)
+        crate::source::cluster_pair::reconcile(&ctx, &p)
             .await
             .map(Action::requeue)
     })
@@ -78,7 +80,7 @@ async fn pair(p: Arc<ClusterPair>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 
 async fn policy(p: Arc<SchedulePolicy>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(p.as_ref(), &ctx, async {
-        crate::schedule::policy_status::reconcile(&ctx, &p).await?;
+        crate::source::schedule_policy::reconcile(&ctx, &p).await?;
         Ok(Action::await_change())
     })
     .await
@@ -86,7 +88,7 @@ async fn policy(p: Arc<SchedulePolicy>, ctx: Arc<Ctx>) -> Result<Action, Error> 
 
 async fn schedule(s: Arc<MigrationSchedule>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(s.as_ref(), &ctx, async {
-        crate::schedule::migration_schedule::reconcile(&ctx, &s)
+        crate::source::migration_schedule::reconcile(&ctx, &s)
             .await
             .map(requeue)
     })
@@ -95,14 +97,16 @@ async fn schedule(s: Arc<MigrationSchedule>, ctx: Arc<Ctx>) -> Result<Action, Er
 
 async fn action(a: Arc<DrAction>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(a.as_ref(), &ctx, async {
-        crate::dr::reconcile(&ctx, &a).await.map(requeue)
+        crate::destination::dr::reconcile(&ctx, &a)
+            .await
+            .map(requeue)
     })
     .await
 }
 
 async fn transformation(t: Arc<ResourceTransformation>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(t.as_ref(), &ctx, async {
-        crate::transformation::reconcile(&ctx, &t).await?;
+        crate::source::transformation::reconcile(&ctx, &t).await?;
         Ok(Action::await_change())
     })
     .await
@@ -110,7 +114,7 @@ async fn transformation(t: Arc<ResourceTransformation>, ctx: Arc<Ctx>) -> Result
 
 async fn app_clone(c: Arc<ApplicationClone>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(c.as_ref(), &ctx, async {
-        crate::namespace_clone::reconcile(&ctx, &c).await?;
+        crate::source::application_clone::reconcile(&ctx, &c).await?;
         Ok(Action::await_change())
     })
     .await
@@ -118,7 +122,9 @@ async fn app_clone(c: Arc<ApplicationClone>, ctx: Arc<Ctx>) -> Result<Action, Er
 
 async fn import(v: Arc<VolumeImport>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     counted(v.as_ref(), &ctx, async {
-        crate::volume_import::reconcile(&ctx, &v).await.map(requeue)
+        crate::destination::volume_import::reconcile(&ctx, &v)
+            .await
+            .map(requeue)
     })
     .await
 }
@@ -129,7 +135,7 @@ async fn annotated<K: Resource<DynamicType = ()> + serde::Serialize>(
 ) -> Result<Action, Error> {
     counted(o.as_ref(), &ctx, async {
         let v = serde_json::to_value(o.as_ref()).map_err(|e| Error::Unexpected(e.to_string()))?;
-        crate::trigger::handle(&ctx, &v).await?;
+        crate::source::trigger::handle(&ctx, &v).await?;
         Ok(Action::await_change())
     })
     .await

@@ -7,9 +7,9 @@
 mod common;
 
 use common::World;
-use ferry_migration::cluster_pair::{recheck_after, reconcile};
 use ferry_migration::crd::{ClusterPair, ClusterPairStatus, PairState};
-use ferry_migration::status::StatusWriter;
+use ferry_migration::runtime::status::StatusWriter;
+use ferry_migration::source::cluster_pair::{recheck_after, reconcile};
 use serde_json::json;
 use std::time::Duration;
 

@@ -97,13 +97,13 @@ async fn turn(w: &World) {
     for (api, ctx) in [(&w.src, &w.src_ctx), (&w.dst, &w.dst_ctx)] {
         for m in api.all("ferry.dev/migrations") {
             let m: Migration = serde_json::from_value(m).expect("migration");
-            if let Err(e) = ferry_migration::migrate::reconcile(ctx, &m).await {
+            if let Err(e) = ferry_migration::source::migrate::reconcile(ctx, &m).await {
                 eprintln!("migration reconcile error (retried): {e}");
             }
         }
         for vi in api.all("ferry.dev/volumeimports") {
             let vi: VolumeImport = serde_json::from_value(vi).expect("volume import");
-            if let Err(e) = ferry_migration::volume_import::reconcile(ctx, &vi).await {
+            if let Err(e) = ferry_migration::destination::volume_import::reconcile(ctx, &vi).await {
                 eprintln!("import reconcile error (retried): {e}");
             }
         }
@@ -122,7 +122,7 @@ async fn drive(w: &World, name: &str, stop: impl Fn(&ActionStatus) -> bool) -> A
                 .expect("action"),
         )
         .expect("parse");
-        if let Err(e) = ferry_migration::dr::reconcile(&w.dst_ctx, &a).await {
+        if let Err(e) = ferry_migration::destination::dr::reconcile(&w.dst_ctx, &a).await {
             eprintln!("action reconcile error (retried): {e}");
         }
         let st = status(w, name);
@@ -283,7 +283,7 @@ async fn failover_with_the_source_gone_starts_the_standby_and_says_so() {
             .expect("schedule"),
     )
     .expect("parse");
-    ferry_migration::schedule::migration_schedule::reconcile(&w.src_ctx, &s)
+    ferry_migration::source::migration_schedule::reconcile(&w.src_ctx, &s)
         .await
         .expect("schedule reconcile");
     assert_eq!(w.src.all("ferry.dev/migrations").len(), runs, "no run made");

@@ -8,7 +8,7 @@ mod common;
 use common::World;
 use ferry_kubefake::Method;
 use ferry_migration::crd::{ClusterPair, ItemStatus, Migration};
-use ferry_migration::finalizer;
+use ferry_migration::runtime::finalizer;
 use serde_json::json;
 
 const NS: &str = "shop";
@@ -50,7 +50,7 @@ async fn deleting_a_migration_mid_run_removes_what_it_made() {
         json!({"clusterPair": "remote", "namespaces": [NS]}),
     );
     let ctx = &w.src_ctx;
-    ferry_migration::migrate::reconcile(ctx, &migration(&w).expect("m"))
+    ferry_migration::source::migrate::reconcile(ctx, &migration(&w).expect("m"))
         .await
         .expect("reconcile");
     assert!(finalizer::has(
@@ -74,7 +74,7 @@ async fn deleting_a_migration_mid_run_removes_what_it_made() {
         )
         .await
         .expect("snapshotter");
-    ferry_migration::migrate::reconcile(ctx, &migration(&w).expect("m"))
+    ferry_migration::source::migrate::reconcile(ctx, &migration(&w).expect("m"))
         .await
         .expect("reconcile");
     assert_eq!(w.dst.all("ferry.dev/volumeimports").len(), 1);
@@ -86,7 +86,7 @@ async fn deleting_a_migration_mid_run_removes_what_it_made() {
     delete(&w, "migrations", "m1");
     let marked = migration(&w).expect("kept while its finalizer is there");
     assert!(marked.metadata.deletion_timestamp.is_some());
-    ferry_migration::migrate::reconcile(ctx, &marked)
+    ferry_migration::source::migrate::reconcile(ctx, &marked)
         .await
         .expect("cleanup");
     assert!(
@@ -97,7 +97,7 @@ async fn deleting_a_migration_mid_run_removes_what_it_made() {
     assert!(w.dst.all("ferry.dev/volumeimports").is_empty());
     assert!(migration(&w).is_none(), "gone once cleaned up");
     // Running the cleanup again (a retried reconcile) is harmless.
-    ferry_migration::migrate::reconcile(ctx, &marked)
+    ferry_migration::source::migrate::reconcile(ctx, &marked)
         .await
         .expect("again");
 }
@@ -108,7 +108,7 @@ async fn deleting_a_pair_in_use_waits_for_its_migration() {
     let w = World::new().await;
     w.pair(NS, "remote", true);
     w.shop(NS, 2).await;
-    ferry_migration::cluster_pair::reconcile(&w.src_ctx, &pair(&w).expect("pair"))
+    ferry_migration::source::cluster_pair::reconcile(&w.src_ctx, &pair(&w).expect("pair"))
         .await
         .expect("reconcile");
     assert!(finalizer::has(&pair(&w).expect("pair"), finalizer::PAIR));
@@ -117,18 +117,18 @@ async fn deleting_a_pair_in_use_waits_for_its_migration() {
         "m1",
         json!({"clusterPair": "remote", "namespaces": [NS]}),
     );
-    ferry_migration::migrate::reconcile(&w.src_ctx, &migration(&w).expect("m"))
+    ferry_migration::source::migrate::reconcile(&w.src_ctx, &migration(&w).expect("m"))
         .await
         .expect("reconcile");
 
     delete(&w, "clusterpairs", "remote");
-    ferry_migration::cluster_pair::reconcile(&w.src_ctx, &pair(&w).expect("pair"))
+    ferry_migration::source::cluster_pair::reconcile(&w.src_ctx, &pair(&w).expect("pair"))
         .await
         .expect("reconcile");
     assert!(pair(&w).is_some(), "kept while m1 runs");
     let st = w.drive(NS, "m1").await;
     assert_eq!(st.status, ItemStatus::PartialSuccess, "{st:?}");
-    ferry_migration::cluster_pair::reconcile(&w.src_ctx, &pair(&w).expect("pair"))
+    ferry_migration::source::cluster_pair::reconcile(&w.src_ctx, &pair(&w).expect("pair"))
         .await
         .expect("reconcile");
     assert!(pair(&w).is_none(), "gone once no migration uses it");

@@ -514,7 +514,7 @@ async fn cluster_pair_status_names_what_is_wrong() {
         )
         .expect("parse")
     };
-    ferry_migration::cluster_pair::reconcile(&w.src_ctx, &get(&w))
+    ferry_migration::source::cluster_pair::reconcile(&w.src_ctx, &get(&w))
         .await
         .expect("reconcile");
     let st = get(&w).status.expect("status");
@@ -525,7 +525,7 @@ async fn cluster_pair_status_names_what_is_wrong() {
     );
 
     w.dst.set_unreachable(true);
-    let st = ferry_migration::cluster_pair::check(&w.src_ctx, &get(&w)).await;
+    let st = ferry_migration::source::cluster_pair::check(&w.src_ctx, &get(&w)).await;
     assert_eq!(st.scheduler_status, PairState::Error);
     assert!(
         st.scheduler_reason
@@ -552,7 +552,7 @@ async fn cluster_pair_status_names_what_is_wrong() {
             .expect("pair"),
     )
     .expect("parse");
-    let st = ferry_migration::cluster_pair::check(&w.src_ctx, &p).await;
+    let st = ferry_migration::source::cluster_pair::check(&w.src_ctx, &p).await;
     assert_eq!(st.scheduler_status, PairState::Ready);
     assert_eq!(st.storage_status, PairState::Error);
     assert!(
@@ -570,7 +570,7 @@ async fn cluster_pair_status_names_what_is_wrong() {
             .expect("pair"),
     )
     .expect("parse");
-    let st = ferry_migration::cluster_pair::check(&w.src_ctx, &p).await;
+    let st = ferry_migration::source::cluster_pair::check(&w.src_ctx, &p).await;
     assert!(
         st.scheduler_reason
             .unwrap_or_default()

@@ -289,7 +289,7 @@ async fn transformations_rewrite_what_lands_and_bad_ones_fail_before_anything_mo
                 .expect("rt"),
         )
         .expect("parse");
-        ferry_migration::transformation::reconcile(&w.src_ctx, &rt)
+        ferry_migration::source::transformation::reconcile(&w.src_ctx, &rt)
             .await
             .expect("reconcile");
         let after = w
@@ -765,7 +765,7 @@ async fn a_namespace_is_cloned_within_the_cluster_with_metadata_only_volumes() {
             .expect("clone"),
     )
     .expect("parse");
-    ferry_migration::namespace_clone::reconcile(&w.src_ctx, &ac)
+    ferry_migration::source::application_clone::reconcile(&w.src_ctx, &ac)
         .await
         .expect("clone");
     let st: ferry_migration::crd::ApplicationCloneStatus = serde_json::from_value(
@@ -872,7 +872,7 @@ async fn a_namespace_is_cloned_within_the_cluster_with_metadata_only_volumes() {
             .expect("clone"),
     )
     .expect("parse");
-    ferry_migration::namespace_clone::reconcile(&w.src_ctx, &ac)
+    ferry_migration::source::application_clone::reconcile(&w.src_ctx, &ac)
         .await
         .expect("reconcile");
     let refused = w

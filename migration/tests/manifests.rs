@@ -246,7 +246,7 @@ fn rbac_grants_what_the_migration_controller_uses() {
     }
     // Never a write to what it migrates on the source, but the scaling of workloads a
     // failover or failback does (patch only).
-    let workloads = ferry_migration::dr::workloads::workload_kinds();
+    let workloads = ferry_migration::destination::dr::workloads::workload_kinds();
     for k in kinds::default_kinds() {
         for verb in ["create", "update", "patch", "delete"] {
             let scaling = verb == "patch" && workloads.iter().any(|w| w.plural == k.plural);
@@ -394,7 +394,7 @@ fn the_dr_source_role_is_exactly_what_failover_and_failback_do() {
     for v in ["get", "create"] {
         need("ferry.dev", "migrations", v);
     }
-    for k in ferry_migration::dr::workloads::workload_kinds() {
+    for k in ferry_migration::destination::dr::workloads::workload_kinds() {
         for v in ["list", "patch"] {
             need(&k.group, &k.plural, v);
         }

@@ -2,10 +2,10 @@
 //! transformed, apply order, replica parking and restoring, and resume points.
 
 use ferry_migration::crd::{MigrationStatus, Stage};
-use ferry_migration::migrate::{Step, next_step};
 use ferry_migration::resources::transform::{TransformContext, transform};
 use ferry_migration::resources::transformations::RuleSet;
 use ferry_migration::resources::{kinds, order, replicas, select};
+use ferry_migration::source::migrate::{Step, next_step};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 

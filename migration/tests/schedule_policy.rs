@@ -7,7 +7,7 @@ mod common;
 
 use common::World;
 use ferry_migration::crd::{SchedulePolicy, SchedulePolicyStatus};
-use ferry_migration::schedule::policy_status::reconcile;
+use ferry_migration::source::schedule_policy::reconcile;
 use serde_json::json;
 
 fn policy(name: &str, body: serde_json::Value) -> serde_json::Value {

@@ -7,7 +7,7 @@ mod common;
 
 use common::{CHUNK, World};
 use ferry_migration::crd::{ItemStatus, MigrationSchedule, MigrationScheduleStatus};
-use ferry_migration::schedule::migration_schedule::{SCHEDULE_LABEL, reconcile};
+use ferry_migration::source::migration_schedule::{SCHEDULE_LABEL, reconcile};
 use jiff::{Timestamp, ToSpan};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -73,7 +73,7 @@ async fn tick(w: &World) -> MigrationScheduleStatus {
     for m in w.src.all("ferry.dev/migrations") {
         if m["metadata"]["deletionTimestamp"].is_string() {
             let m = serde_json::from_value(m).expect("migration");
-            ferry_migration::migrate::reconcile(&w.src_ctx, &m)
+            ferry_migration::source::migrate::reconcile(&w.src_ctx, &m)
                 .await
                 .expect("finalize");
         }

@@ -165,14 +165,15 @@ async fn a_retried_step_shows_on_the_migration() {
     w.shop(NS, 2).await;
     w.migration(NS, "m1", spec());
     // Validate with the destination up, then take it down before the import is made.
-    ferry_migration::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1"))
+    ferry_migration::source::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1"))
         .await
         .expect("reconcile");
     w.dst.set_unreachable(true);
     for _ in 0..4 {
         w.step_cluster_controllers().await;
         let _ =
-            ferry_migration::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1")).await;
+            ferry_migration::source::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1"))
+                .await;
     }
     let st = w.migration_status(NS, "m1");
     let reason = st.reason.clone().unwrap_or_default();
@@ -205,7 +206,7 @@ async fn a_missing_source_snapshot_fails_the_volume_instead_of_retrying() {
     w.pair(NS, "remote", true);
     w.shop(NS, 2).await;
     w.migration(NS, "m1", spec());
-    ferry_migration::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1"))
+    ferry_migration::source::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1"))
         .await
         .expect("reconcile");
     w.step_cluster_controllers().await;

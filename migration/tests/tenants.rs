@@ -70,7 +70,7 @@ async fn an_exec_plugin_in_a_tenant_kubeconfig_never_runs() {
     );
     tenant_pair(&w, "evil", &kubeconfig);
     let ctx = production_ctx(&w);
-    let st = ferry_migration::cluster_pair::check(&ctx, &pair_object(&w, NS, "evil")).await;
+    let st = ferry_migration::source::cluster_pair::check(&ctx, &pair_object(&w, NS, "evil")).await;
     assert_eq!(st.scheduler_status, PairState::Error);
     let reason = st.scheduler_reason.unwrap_or_default();
     assert!(reason.contains("exec"), "names exec: {reason}");
@@ -85,7 +85,7 @@ async fn an_exec_plugin_in_a_tenant_kubeconfig_never_runs() {
             .expect("m"),
     )
     .expect("parse");
-    ferry_migration::migrate::reconcile(&ctx, &m)
+    ferry_migration::source::migrate::reconcile(&ctx, &m)
         .await
         .expect("reconcile");
     let st = w.migration_status(NS, "m1");
@@ -118,9 +118,11 @@ async fn a_token_file_in_a_tenant_kubeconfig_is_never_read_or_sent() {
         token.display()
     );
     tenant_pair(&w, "evil", &kubeconfig);
-    let st =
-        ferry_migration::cluster_pair::check(&production_ctx(&w), &pair_object(&w, NS, "evil"))
-            .await;
+    let st = ferry_migration::source::cluster_pair::check(
+        &production_ctx(&w),
+        &pair_object(&w, NS, "evil"),
+    )
+    .await;
     assert_eq!(st.scheduler_status, PairState::Error);
     let reason = st.scheduler_reason.unwrap_or_default();
     assert!(reason.contains("tokenFile"), "{reason}");
@@ -163,7 +165,8 @@ async fn tenant_kubeconfigs_refuse_every_file_path_and_insecure_tls() {
         let name = format!("p{i}");
         tenant_pair(&w, &name, &format!("apiVersion: v1\nkind: Config\n{body}"));
         let st =
-            ferry_migration::cluster_pair::check(&w.src_ctx, &pair_object(&w, NS, &name)).await;
+            ferry_migration::source::cluster_pair::check(&w.src_ctx, &pair_object(&w, NS, &name))
+                .await;
         assert_eq!(st.scheduler_status, PairState::Error, "{field}");
         let reason = st.scheduler_reason.unwrap_or_default();
         assert!(reason.contains(field), "{field}: {reason}");
@@ -178,7 +181,9 @@ async fn a_pair_may_not_name_a_secret_in_another_namespace() {
     w.pair(FERRY_NS, "admin", true);
     w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "borrow", "namespace": NS},
         "spec": {"secretRef": {"name": "admin-secret", "namespace": FERRY_NS}}}));
-    let st = ferry_migration::cluster_pair::check(&w.src_ctx, &pair_object(&w, NS, "borrow")).await;
+    let st =
+        ferry_migration::source::cluster_pair::check(&w.src_ctx, &pair_object(&w, NS, "borrow"))
+            .await;
     assert_eq!(st.scheduler_status, PairState::Error);
     assert_eq!(st.storage_status, PairState::Error);
     let reason = st.scheduler_reason.unwrap_or_default();
@@ -195,8 +200,11 @@ async fn a_pair_may_not_name_a_secret_in_another_namespace() {
     // The admin's own pair may name a Secret elsewhere.
     w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "admin2", "namespace": FERRY_NS},
         "spec": {"secretRef": {"name": "admin-secret", "namespace": FERRY_NS}}}));
-    let st = ferry_migration::cluster_pair::check(&w.src_ctx, &pair_object(&w, FERRY_NS, "admin2"))
-        .await;
+    let st = ferry_migration::source::cluster_pair::check(
+        &w.src_ctx,
+        &pair_object(&w, FERRY_NS, "admin2"),
+    )
+    .await;
     assert!(st.ready(), "{st:?}");
 }
 
@@ -218,9 +226,10 @@ async fn a_spec_patched_after_validation_moves_nothing_more() {
         json!({"clusterPair": "remote", "namespaces": [NS]}),
     );
     // Validate, and start on the volumes (it waits for the snapshot).
-    let wait = ferry_migration::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1"))
-        .await
-        .expect("reconcile");
+    let wait =
+        ferry_migration::source::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1"))
+            .await
+            .expect("reconcile");
     assert!(wait.is_some());
     let st = w.migration_status(NS, "m1");
     assert!(st.validated_spec.is_some(), "{st:?}");
@@ -315,7 +324,7 @@ async fn a_volume_import_with_path_like_ids_fails_and_makes_nothing() {
             "spec": {"source": spec, "transferSecret": "t",
                      "persistentVolume": {"name": "pv1", "claimNamespace": NS, "claimName": "data", "capacity": "1Mi"}}}));
         let vi: VolumeImport = serde_json::from_value(vi).expect("parse");
-        ferry_migration::volume_import::reconcile(&w.dst_ctx, &vi)
+        ferry_migration::destination::volume_import::reconcile(&w.dst_ctx, &vi)
             .await
             .expect("reconcile");
         let got: VolumeImport = serde_json::from_value(
@@ -377,7 +386,9 @@ async fn a_tenant_transfer_store_stays_where_the_operator_allows() {
         w.src.seed(secret(&format!("{name}-secret"), NS, &all));
         w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": name, "namespace": NS},
             "spec": {"secretRef": {"name": format!("{name}-secret")}}}));
-        let st = ferry_migration::cluster_pair::check(&w.src_ctx, &pair_object(&w, NS, name)).await;
+        let st =
+            ferry_migration::source::cluster_pair::check(&w.src_ctx, &pair_object(&w, NS, name))
+                .await;
         assert_eq!(st.storage_status, PairState::Error, "{name}");
         let reason = st.storage_reason.unwrap_or_default();
         assert!(reason.contains(why), "{name}: {reason}");

@@ -5,7 +5,7 @@ mod common;
 
 use common::{FERRY_NS, World};
 use ferry_migration::Ctx;
-use ferry_migration::trigger::{HANDLED_CONFIGMAP, handle, trigger_of};
+use ferry_migration::source::trigger::{HANDLED_CONFIGMAP, handle, trigger_of};
 use serde_json::json;
 
 #[tokio::test]

@@ -1,6 +1,5 @@
-//! Scheduled migrations: when each policy type of a SchedulePolicy is due, and the
-//! SchedulePolicy reconciler that reports a bad policy.
+//! When scheduled migrations are due: the pure rules of a SchedulePolicy (parsing its times,
+//! the next due time of each policy type, daylight-saving changes, month ends). The
+//! reconcilers that use them are `source::migration_schedule` and `source::schedule_policy`.
 
-pub mod migration_schedule;
 pub mod policy;
-pub mod policy_status;

@@ -215,7 +215,9 @@ impl World {
         for vi in self.dst.all("ferry.dev/volumeimports") {
             let vi: VolumeImport = serde_json::from_value(vi).expect("volume import");
             // A controller retries a failed reconcile; so does this loop, on its next turn.
-            if let Err(e) = ferry_migration::volume_import::reconcile(&self.dst_ctx, &vi).await {
+            if let Err(e) =
+                ferry_migration::destination::volume_import::reconcile(&self.dst_ctx, &vi).await
+            {
                 eprintln!("import reconcile error (retried): {e}");
             }
         }
@@ -230,7 +232,7 @@ impl World {
                     .expect("migration"),
             )
             .expect("parse");
-            match ferry_migration::migrate::reconcile(&self.src_ctx, &m).await {
+            match ferry_migration::source::migrate::reconcile(&self.src_ctx, &m).await {
                 Ok(None) => return self.migration_status(ns, name),
                 Ok(Some(_)) => {}
                 Err(e) => eprintln!("reconcile error (retried): {e}"),

@@ -8,7 +8,7 @@
 use crate::crd::{ImportPhase, VolumeImport, VolumeImportStatus};
 use crate::error::{Error, Result};
 use crate::pair::{secret_data, transfer_from_data};
-use crate::status::StatusWriter;
+use crate::runtime::status::StatusWriter;
 use crate::transfers::{Look, Phase};
 use crate::{Ctx, api, kinds_used, names};
 use ferry_transfer::{Key, TransferStore};
@@ -151,7 +151,7 @@ async fn landing_class(ctx: &Ctx, vi: &VolumeImport) -> Result<Option<LandingCla
             ferry_csi::DRIVER_NAME
         )));
     }
-    let params = crate::migrate::class_parameters(&sc);
+    let params = crate::source::migrate::class_parameters(&sc);
     let options = ferry_store::VolumeOptions::from_params(&params)
         .map_err(|e| Error::Invalid(format!("StorageClass {name}: {e}")))?;
     Ok(Some(LandingClass {

@@ -6,7 +6,7 @@ use super::remote::Source;
 use super::workloads::{self, Scope};
 use crate::crd::{Action, ActionStatus, ItemStatus, Migration, MigrationStatus};
 use crate::error::{Error, Result};
-use crate::schedule::migration_schedule::SCHEDULE_LABEL;
+use crate::source::migration_schedule::SCHEDULE_LABEL;
 use crate::{Ctx, api, kinds_used, names};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};

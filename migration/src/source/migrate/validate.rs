@@ -54,9 +54,9 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
     // that went away since fails the migration here, before anything is made. A dry run
     // checks without the probe write.
     let pst = if spec.dry_run {
-        crate::cluster_pair::check_read_only(ctx, &pair).await
+        crate::source::cluster_pair::check_read_only(ctx, &pair).await
     } else {
-        crate::cluster_pair::check(ctx, &pair).await
+        crate::source::cluster_pair::check(ctx, &pair).await
     };
     if !pst.ready() {
         let why: Vec<&str> = [

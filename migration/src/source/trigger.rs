@@ -9,7 +9,7 @@
 
 use crate::crd::{ClusterPair, Migration, MigrationSpec};
 use crate::error::Result;
-use crate::migrate::TRIGGER_ANNOTATION;
+use crate::source::migrate::TRIGGER_ANNOTATION;
 use crate::{Ctx, names};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use kube::api::{Patch, PatchParams, PostParams};

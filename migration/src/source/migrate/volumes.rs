@@ -10,7 +10,7 @@ use crate::crd::{
 use crate::error::{Error, Result};
 use crate::pair::PairSettings;
 use crate::resources::mapping;
-use crate::status::StatusWriter;
+use crate::runtime::status::StatusWriter;
 use crate::transfers::{Look, Phase};
 use crate::{Ctx, api, kinds_used, names};
 use kube::ResourceExt;
@@ -360,7 +360,7 @@ async fn snapshot_with_rules(
         return Ok(None);
     }
     let running = match &mig.spec.pre_exec_rule {
-        Some(r) => match crate::rules::run(ctx, mig, r).await? {
+        Some(r) => match crate::source::exec_rules::run(ctx, mig, r).await? {
             Ok(running) => Some(running),
             Err(why) => return Ok(Some(format!("preExecRule {r} failed: {why}"))),
         },
@@ -372,7 +372,7 @@ async fn snapshot_with_rules(
     }
     taken?;
     if let Some(r) = &mig.spec.post_exec_rule {
-        match crate::rules::run(ctx, mig, r).await? {
+        match crate::source::exec_rules::run(ctx, mig, r).await? {
             Ok(running) => running.end().await,
             Err(why) => return Ok(Some(format!("postExecRule {r} failed: {why}"))),
         }
@@ -664,8 +664,9 @@ async fn create_import(
     );
     // A volume that came here by an import goes back into the volume it came from, when
     // the destination still has it (a failback).
-    vi.spec.existing_volume =
-        text(&source_pv["metadata"]["annotations"][crate::volume_import::ORIGIN_ANNOTATION]);
+    vi.spec.existing_volume = text(
+        &source_pv["metadata"]["annotations"][crate::destination::volume_import::ORIGIN_ANNOTATION],
+    );
     vi.metadata.namespace = Some(fns.clone());
     let imports: kube::Api<VolumeImport> = kube::Api::namespaced(dest.clone(), fns);
     imports

@@ -9,7 +9,7 @@ use super::remote::{self, Source};
 use super::steps;
 use crate::crd::{Action, ActionStatus, ActionStep, ActionType, ItemStatus};
 use crate::error::{Error, Result};
-use crate::status::StatusWriter;
+use crate::runtime::status::StatusWriter;
 use crate::{Ctx, time};
 use kube::{Api, ResourceExt};
 use std::time::Duration;
@@ -156,7 +156,7 @@ pub async fn reconcile(ctx: &Ctx, a: &Action) -> Result<Option<Duration>> {
         if st
             .reason
             .as_deref()
-            .is_some_and(|r| r.starts_with(crate::migrate::RETRYING))
+            .is_some_and(|r| r.starts_with(crate::source::migrate::RETRYING))
         {
             st.reason = None;
         }
@@ -193,7 +193,10 @@ pub async fn reconcile(ctx: &Ctx, a: &Action) -> Result<Option<Duration>> {
                 return Ok(None);
             }
             Err(e) => {
-                st.reason = Some(format!("{}step {name}: {e}", crate::migrate::RETRYING));
+                st.reason = Some(format!(
+                    "{}step {name}: {e}",
+                    crate::source::migrate::RETRYING
+                ));
                 if let Err(save) = w.save(&st).await {
                     tracing::warn!(error = %save, "retry reason not saved");
                 }

@@ -5,7 +5,7 @@
 use crate::crd::{ResourceTransformation, ResourceTransformationStatus};
 use crate::error::Result;
 use crate::resources::transformations;
-use crate::{Ctx, status::StatusWriter};
+use crate::{Ctx, runtime::status::StatusWriter};
 use kube::ResourceExt;
 
 /// The verdict on a set of rules.

@@ -18,9 +18,9 @@ use crate::crd::{
     ResourceInfo, VolumeInfo,
 };
 use crate::error::{Error, Result};
-use crate::migrate::collect;
 use crate::resources::MIGRATED_LABEL;
-use crate::status::StatusWriter;
+use crate::runtime::status::StatusWriter;
+use crate::source::migrate::collect;
 use crate::{Ctx, api, kinds_used, names};
 use ferry_store::{Source, VolumeSpec};
 use kube::ResourceExt;
@@ -58,7 +58,7 @@ pub async fn reconcile(ctx: &Ctx, ac: &ApplicationClone) -> Result<()> {
             st.finish_timestamp = Some(crate::time::now());
         }
         Err(e) => {
-            st.reason = Some(format!("{}{e}", crate::migrate::RETRYING));
+            st.reason = Some(format!("{}{e}", crate::source::migrate::RETRYING));
             if let Err(save) = w.save(&st).await {
                 tracing::warn!(error = %save, "retry reason not saved");
             }

@@ -24,7 +24,7 @@ pub struct StatusWriter<K> {
     resource_version: Option<String>,
 }
 
-impl<K: crate::finalizer::Object> StatusWriter<K> {
+impl<K: crate::runtime::finalizer::Object> StatusWriter<K> {
     /// A writer for `obj` (namespaced), which must be the copy just read from the API.
     ///
     /// # Errors

@@ -12,13 +12,13 @@
 //! - Migrations are made in the schedule's own namespace with its template, so a schedule
 //!   can do nothing its author could not do with a Migration.
 
-use super::policy::{is_due, next_due};
 use crate::crd::{
     ItemStatus, Migration, MigrationSchedule, MigrationScheduleStatus, SchedulePolicy,
     ScheduledMigration, SkippedRun,
 };
 use crate::error::Result;
-use crate::status::StatusWriter;
+use crate::runtime::status::StatusWriter;
+use crate::schedule::policy::{is_due, next_due};
 use crate::time::{human, seconds_between};
 use crate::{Ctx, Error};
 use jiff::{Timestamp, ToSpan};
@@ -191,7 +191,7 @@ async fn plan(
         let last = match (last, c.slot) {
             (Some(l), _) => l,
             // An interval never run runs at once.
-            (None, super::policy::Slot::Interval { minutes }) => created
+            (None, crate::schedule::policy::Slot::Interval { minutes }) => created
                 .checked_sub((i64::from(minutes)).minutes())
                 .unwrap_or(Timestamp::MIN),
             (None, _) => created,
@@ -344,8 +344,8 @@ async fn activated_on_destination(ctx: &Ctx, s: &MigrationSchedule) -> Result<Op
 }
 
 /// Seconds between runs of a policy type, at most.
-fn period_secs(slot: &super::policy::Slot) -> i64 {
-    use super::policy::Slot;
+fn period_secs(slot: &crate::schedule::policy::Slot) -> i64 {
+    use crate::schedule::policy::Slot;
     match slot {
         Slot::Interval { minutes } => i64::from(*minutes) * 60,
         Slot::Daily { .. } => 86_400,

@@ -7,8 +7,9 @@
 use crate::crd::{ClusterPair, ClusterPairStatus, Migration, PairState};
 use crate::error::{Error, Result};
 use crate::pair::PairSettings;
-use crate::status::StatusWriter;
-use crate::{Ctx, api, finalizer, kinds_used};
+use crate::runtime::finalizer;
+use crate::runtime::status::StatusWriter;
+use crate::{Ctx, api, kinds_used};
 use kube::ResourceExt;
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Migration reconciler: validate, then stage Volumes, stage Application, stage Final.
 //!
-//! A finalizer ([`crate::finalizer::MIGRATION`]) is added before anything is made, so a
+//! A finalizer ([`crate::runtime::finalizer::MIGRATION`]) is added before anything is made, so a
 //! Migration deleted mid-run first removes its snapshots and unfinished imports.
 //!
 //! Every step writes what it did to the Migration's status before the next starts, so a
@@ -18,10 +18,11 @@ mod shape;
 mod validate;
 mod volumes;
 
+use crate::Ctx;
 use crate::crd::{ItemStatus, Migration, MigrationStatus, Stage};
 use crate::error::{Error, Result};
-use crate::status::StatusWriter;
-use crate::{Ctx, finalizer};
+use crate::runtime::finalizer;
+use crate::runtime::status::StatusWriter;
 use kube::ResourceExt;
 use sha2::Digest;
 use std::time::Duration;

@@ -40,7 +40,7 @@ pub async fn plan(
         ("postExecRule", &spec.post_exec_rule),
     ] {
         let Some(rule) = rule else { continue };
-        for line in crate::rules::describe(ctx, mig, rule)
+        for line in crate::source::exec_rules::describe(ctx, mig, rule)
             .await?
             .unwrap_or_default()
         {

@@ -1,0 +1,5 @@
+//! The one reconcile runtime every ferry resource goes through.
+
+pub mod finalizer;
+pub mod retry;
+pub mod status;

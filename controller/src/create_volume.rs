@@ -19,9 +19,7 @@ impl ControllerService {
         &self,
         req: CreateVolumeRequest,
     ) -> Result<CreateVolumeResponse> {
-        if req.name.is_empty() {
-            return Err(required("name"));
-        }
+        validate::volume_name(&req.name)?;
         validate::capabilities(&req.volume_capabilities)?;
         let parameters = req.parameters.into_iter().collect();
         let options = VolumeOptions::from_params(&parameters)?;

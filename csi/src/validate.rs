@@ -108,6 +108,33 @@ fn out_of_range(msg: String) -> Error {
     Error::Store(ferry_store::Error::OutOfRange(msg))
 }
 
+/// Volume name prefixes of the volumes ferry makes itself (a migration's imports, an
+/// ApplicationClone's copies): one chunk store holds them beside provisioned volumes in one
+/// name space, so no CreateVolume may take a name of this form.
+pub const RESERVED_VOLUME_PREFIXES: [&str; 2] = ["ferry-import-", "ferry-clone-"];
+
+/// Checks a CreateVolume name: not empty, and not of a form ferry keeps for its own
+/// volumes ([`RESERVED_VOLUME_PREFIXES`]).
+///
+/// # Errors
+/// INVALID_ARGUMENT saying what to change.
+pub fn volume_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(required("name"));
+    }
+    if let Some(p) = RESERVED_VOLUME_PREFIXES
+        .iter()
+        .find(|p| name.starts_with(*p))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "volume name {name:?} starts with {p:?}, which ferry keeps for the volumes it makes \
+             itself (imports and clones): give the provisioner another --volume-name-prefix"
+        )));
+    }
+    Ok(())
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;

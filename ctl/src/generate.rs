@@ -175,12 +175,11 @@ fn settings_of(
 ///
 /// # Errors
 /// What the controller would report, and how to fix it.
-pub async fn check(settings: &ferry_migration::pair::PairSettings) -> Result<()> {
+pub async fn check(settings: &ferry_migration::pair::PairSettings, namespace: &str) -> Result<()> {
     let dest = settings.destination_client().await?;
     let mut problems = Vec::new();
     if let Err(why) =
-        ferry_migration::source::cluster_pair::check_destination(&dest, &settings.ferry_namespace)
-            .await
+        ferry_migration::source::cluster_pair::check_destination(&dest, namespace).await
     {
         problems.push(format!("destination: {why}"));
     }

@@ -441,7 +441,8 @@ pub async fn generate(k: &KubeArgs, g: Generate) -> Result<()> {
     };
     let (args, skip_check) = generate_args(&path, k.context.clone(), k.ns(), a)?;
     if !skip_check {
-        ferryctl::generate::check(&ferryctl::generate::pair_settings(&args)?).await?;
+        ferryctl::generate::check(&ferryctl::generate::pair_settings(&args)?, &args.namespace)
+            .await?;
     }
     print!("{}", ferryctl::generate::clusterpair(&args)?);
     Ok(())
@@ -588,7 +589,11 @@ pub async fn create(k: &KubeArgs, c: Create) -> Result<()> {
             let (args, skip_check) =
                 generate_args(&c.dest_kubeconfig, c.dest_context, ns.clone(), c.pair)?;
             if !skip_check {
-                ferryctl::generate::check(&ferryctl::generate::pair_settings(&args)?).await?;
+                ferryctl::generate::check(
+                    &ferryctl::generate::pair_settings(&args)?,
+                    &args.namespace,
+                )
+                .await?;
             }
             print!("{}", ferryctl::generate::create(&client, &args).await?);
             return Ok(());

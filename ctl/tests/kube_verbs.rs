@@ -298,21 +298,26 @@ async fn generate_clusterpair_checks_the_pair_before_printing_it() {
     };
     let ok = args(FakeApi::kubeconfig(addr));
     let settings = ferryctl::generate::pair_settings(&ok).expect("settings");
-    let e = ferryctl::generate::check(&settings)
+    let e = ferryctl::generate::check(&settings, "shop")
         .await
         .expect_err("no CSIDriver yet");
     assert!(e.to_string().contains("ferry is not installed"), "{e}");
     api.seed(serde_json::json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": "ferry.csi.dev"}, "spec": {}}));
-    ferryctl::generate::check(&settings).await.expect("ready");
+    ferryctl::generate::check(&settings, "shop")
+        .await
+        .expect("ready");
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr");
     let gone = args(FakeApi::kubeconfig(closed));
-    let e = ferryctl::generate::check(&ferryctl::generate::pair_settings(&gone).expect("settings"))
-        .await
-        .expect_err("unreachable");
+    let e = ferryctl::generate::check(
+        &ferryctl::generate::pair_settings(&gone).expect("settings"),
+        "shop",
+    )
+    .await
+    .expect_err("unreachable");
     let text = e.to_string();
     assert!(
         text.contains("did not answer") && text.contains("--skip-check"),

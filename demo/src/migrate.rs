@@ -98,7 +98,8 @@ pub async fn run(
     dst_ctx.policy.transfer_folders = vec![dir.to_path_buf()];
 
     let pair: ClusterPair = from(src.get("ferry.dev/clusterpairs", Some(NS), "remote"))?;
-    ferry_migration::source::cluster_pair::reconcile(&src_ctx, &pair).await?;
+    ferry_migration::runtime::pass::<ferry_migration::source::cluster_pair::Pairs>(&src_ctx, &pair)
+        .await?;
     let pair: ClusterPair = from(src.get("ferry.dev/clusterpairs", Some(NS), "remote"))?;
     let ps = pair.status.unwrap_or_default();
     println!(
@@ -135,7 +136,10 @@ pub async fn run(
         }
         let sched: MigrationSchedule =
             from(src.get("ferry.dev/migrationschedules", Some(NS), "standby"))?;
-        ferry_migration::source::migration_schedule::reconcile(&src_ctx, &sched).await?;
+        ferry_migration::runtime::pass::<ferry_migration::source::migration_schedule::Schedules>(
+            &src_ctx, &sched,
+        )
+        .await?;
         let sched: MigrationSchedule =
             from(src.get("ferry.dev/migrationschedules", Some(NS), "standby"))?;
         let name = sched
@@ -244,12 +248,20 @@ impl Clusters<'_> {
     async fn turn(&self) -> Result<(), BoxError> {
         for m in self.src.all("ferry.dev/migrations") {
             let m: Migration = serde_json::from_value(m)?;
-            ferry_migration::source::migrate::reconcile(self.src_ctx, &m).await?;
+            ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+                self.src_ctx,
+                &m,
+            )
+            .await?;
         }
         snapshotter(self.src, self.csi).await?;
         for vi in self.dst.all("ferry.dev/volumeimports") {
             let vi: VolumeImport = serde_json::from_value(vi)?;
-            ferry_migration::destination::volume_import::reconcile(self.dst_ctx, &vi).await?;
+            ferry_migration::runtime::pass::<ferry_migration::destination::volume_import::Imports>(
+                self.dst_ctx,
+                &vi,
+            )
+            .await?;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         Ok(())
@@ -275,7 +287,11 @@ impl Clusters<'_> {
     async fn failover(&self, name: &str) -> Result<ActionStatus, BoxError> {
         for _ in 0..500 {
             let act: Action = from(self.dst.get("ferry.dev/actions", Some(NS), name))?;
-            ferry_migration::destination::dr::reconcile(self.dst_ctx, &act).await?;
+            ferry_migration::runtime::pass::<ferry_migration::destination::dr::Actions>(
+                self.dst_ctx,
+                &act,
+            )
+            .await?;
             let st: ActionStatus = from(
                 self.dst
                     .get("ferry.dev/actions", Some(NS), name)

@@ -213,6 +213,16 @@ async fn create_volume_names_the_missing_or_bad_field() {
             "chunksize",
         ),
         (create_req("x", -5), "negative"),
+        // Imports and clones share the chunk store's one name space with provisioned
+        // volumes: no CreateVolume may take their form of name.
+        (
+            create_req("ferry-import-0123456789abcdef", 1 << 20),
+            "ferry-import-",
+        ),
+        (
+            create_req("ferry-clone-0123456789abcdef", 1 << 20),
+            "ferry-clone-",
+        ),
     ];
     for (req, field) in cases {
         let (code, msg) = code(c.create_volume(req).await);

@@ -1421,7 +1421,13 @@ fn attributes(method: &Method, query: &str, t: &Target) -> rbac::Attributes {
         group: t.group.clone(),
         resource: t.plural.clone(),
         subresource: t.sub.clone(),
-        namespace: t.ns.clone(),
+        // As the real server's request info has it: a request for a Namespace object is in
+        // that namespace, so a RoleBinding there may grant it.
+        namespace: if t.group.is_empty() && t.plural == "namespaces" && t.name.is_some() {
+            t.name.clone()
+        } else {
+            t.ns.clone()
+        },
         name: t.name.clone(),
     }
 }

@@ -357,7 +357,7 @@ fn atoms(r: &Rule) -> Vec<Rule> {
 pub fn access_review(objects: &BTreeMap<String, Value>, who: &Identity, body: &Value) -> Value {
     let ra = &body["spec"]["resourceAttributes"];
     let text = |k: &str| ra[k].as_str().unwrap_or_default().to_string();
-    let a = Attributes {
+    let mut a = Attributes {
         verb: text("verb"),
         group: text("group"),
         resource: text("resource"),
@@ -365,6 +365,9 @@ pub fn access_review(objects: &BTreeMap<String, Value>, who: &Identity, body: &V
         namespace: Some(text("namespace")).filter(|n| !n.is_empty()),
         name: Some(text("name")).filter(|n| !n.is_empty()),
     };
+    if a.group.is_empty() && a.resource == "namespaces" && a.name.is_some() {
+        a.namespace = a.name.clone();
+    }
     let ok = allowed(objects, who, &a);
     let mut out = body.clone();
     out["apiVersion"] = json!("authorization.k8s.io/v1");

@@ -151,7 +151,7 @@ async fn migrate(
                         Ok(m) => m,
                         Err(_) => break,
                     };
-                match ferry_migration::source::migrate::reconcile(&ctx, &m).await {
+                match ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(&ctx, &m).await {
                     Ok(None) => break,
                     Ok(Some(wait)) => tokio::time::sleep(wait.max(Duration::from_millis(5))).await,
                     Err(e) => {
@@ -207,9 +207,9 @@ async fn migrate(
                         key,
                         tokio::spawn(async move {
                             loop {
-                                match ferry_migration::destination::volume_import::reconcile(
-                                    &ctx, &vi,
-                                )
+                                match ferry_migration::runtime::pass::<
+                                    ferry_migration::destination::volume_import::Imports,
+                                >(&ctx, &vi)
                                 .await
                                 {
                                     Ok(Some(wait)) => {

@@ -141,7 +141,10 @@ async fn main() -> Result<(), BoxError> {
         let started = Instant::now();
         let sched: MigrationSchedule =
             from(src.get("ferry.dev/migrationschedules", Some(NS), "standby"))?;
-        ferry_migration::source::migration_schedule::reconcile(&src_ctx, &sched).await?;
+        ferry_migration::runtime::pass::<ferry_migration::source::migration_schedule::Schedules>(
+            &src_ctx, &sched,
+        )
+        .await?;
         let sched: MigrationSchedule =
             from(src.get("ferry.dev/migrationschedules", Some(NS), "standby"))?;
         let name = sched
@@ -154,7 +157,11 @@ async fn main() -> Result<(), BoxError> {
             .ok_or("the schedule made no run")?;
         let st = loop {
             let m: Migration = from(src.get("ferry.dev/migrations", Some(NS), &name))?;
-            let wait = ferry_migration::source::migrate::reconcile(&src_ctx, &m).await?;
+            let wait =
+                ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+                    &src_ctx, &m,
+                )
+                .await?;
             if wait.is_none() {
                 break from::<MigrationStatus>(
                     src.get("ferry.dev/migrations", Some(NS), &name)
@@ -175,7 +182,10 @@ async fn main() -> Result<(), BoxError> {
             .await?;
             for vi in dst.all("ferry.dev/volumeimports") {
                 let vi: VolumeImport = serde_json::from_value(vi)?;
-                ferry_migration::destination::volume_import::reconcile(&dst_ctx, &vi).await?;
+                ferry_migration::runtime::pass::<
+                    ferry_migration::destination::volume_import::Imports,
+                >(&dst_ctx, &vi)
+                .await?;
             }
         };
         let wall = started.elapsed().as_secs_f64();

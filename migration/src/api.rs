@@ -72,6 +72,22 @@ pub async fn apply(client: &kube::Client, kind: &Kind, obj: &Value) -> Result<Va
     to_value(o)
 }
 
+/// Creates `obj` (which names its own apiVersion, kind, namespace and name); an object of
+/// that name already there counts as created.
+pub async fn create(client: &kube::Client, kind: &Kind, obj: &Value) -> Result<()> {
+    let ns = obj["metadata"]["namespace"].as_str();
+    let o: DynamicObject =
+        serde_json::from_value(obj.clone()).map_err(|e| crate::Error::Unexpected(e.to_string()))?;
+    match api(client, &kind.api_resource(), ns)
+        .create(&kube::api::PostParams::default(), &o)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Merge-patches an object (not its status).
 pub async fn merge(
     client: &kube::Client,

@@ -42,16 +42,53 @@ pub struct Ctx {
     pub poll: Duration,
     /// What tenants' objects may ask for.
     pub policy: Policy,
-    /// Failed reconciles in a row, per object, for their backoff.
+    /// Failed passes in a row, per object, whose status could not record them.
     pub backoff: Arc<Backoff>,
+    /// Passes run per object.
+    pub reconciles: Arc<crate::runtime::Reconciles>,
+    /// When failing cleanups started failing, per object.
+    pub cleanup_tries: Arc<crate::runtime::CleanupTries>,
     /// Now, for schedules (tests move it by hand).
     pub clock: Clock,
     /// The zone schedule policies' times of day are read in: the controller's.
     pub zone: jiff::tz::TimeZone,
 }
 
-/// The time source of schedules.
+/// The controller's time source.
 pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
+
+/// A clock moved by hand (tests, and the demo, which shows days of schedules in seconds).
+#[derive(Clone, Debug)]
+pub struct ManualClock(Arc<std::sync::Mutex<jiff::Timestamp>>);
+
+impl ManualClock {
+    /// A clock that stands at `start` until moved.
+    pub fn new(start: jiff::Timestamp) -> ManualClock {
+        ManualClock(Arc::new(std::sync::Mutex::new(start)))
+    }
+
+    /// Now, on this clock.
+    pub fn now(&self) -> jiff::Timestamp {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves the clock on by `d`.
+    pub fn advance(&self, d: Duration) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *t = t.checked_add(d).unwrap_or(*t);
+    }
+
+    /// Sets the clock to `t`.
+    pub fn set(&self, t: jiff::Timestamp) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = t;
+    }
+
+    /// This clock as a controller's [`Clock`].
+    pub fn clock(&self) -> Clock {
+        let me = self.clone();
+        Arc::new(move || me.now())
+    }
+}
 
 impl Ctx {
     /// A context over `client` and `store`, reaching destinations through their kubeconfig.
@@ -80,10 +117,34 @@ impl Ctx {
             poll: Duration::from_secs(5),
             policy: Policy::default(),
             backoff: Arc::default(),
+            reconciles: Arc::default(),
+            cleanup_tries: Arc::default(),
             clock: Arc::new(jiff::Timestamp::now),
             zone: jiff::tz::TimeZone::system(),
             namespace,
         }
+    }
+
+    /// Now, on the controller's clock.
+    pub fn now(&self) -> jiff::Timestamp {
+        (self.clock)()
+    }
+
+    /// Now, RFC 3339 in UTC with seconds, for status fields.
+    pub fn stamp(&self) -> String {
+        crate::runtime::retry::stamp(self.now())
+    }
+
+    /// A clock that runs with tokio's time from `start`: tests that pause tokio's time and
+    /// move it (or let it jump to the next timer) move this clock with it, so waits,
+    /// retries and schedules all see one time.
+    pub fn tokio_clock(start: jiff::Timestamp) -> Clock {
+        let origin = tokio::time::Instant::now();
+        Arc::new(move || {
+            start
+                .checked_add(tokio::time::Instant::now() - origin)
+                .unwrap_or(start)
+        })
     }
 
     /// The trust an object in namespace `ns` gets: the sidecar's own namespace is the

@@ -18,6 +18,9 @@ pub enum Error {
     /// An object from the API did not have the shape its API documents.
     #[error("unexpected object: {0}")]
     Unexpected(String),
+    /// Another error, with what was being done and what to do about it.
+    #[error("{0} ({1})")]
+    Context(String, Box<Error>),
 }
 
 /// Result with [`Error`].
@@ -28,8 +31,14 @@ impl Error {
     pub fn api_code(&self) -> Option<u16> {
         match self {
             Error::Kube(kube::Error::Api(s)) => Some(s.code),
+            Error::Context(_, e) => e.api_code(),
             _ => None,
         }
+    }
+
+    /// This error, said with what was being done and what to do about it.
+    pub fn context(self, what: impl Into<String>) -> Error {
+        Error::Context(what.into(), Box::new(self))
     }
 
     /// The one retry policy: true when trying the same thing again will fail the same way
@@ -49,6 +58,23 @@ impl Error {
             }
             Error::Transfer(_) => true,
             Error::Invalid(_) | Error::Unexpected(_) => true,
+            Error::Context(_, e) => e.is_permanent(),
+        }
+    }
+
+    /// True for an authorization refusal by an API server (401, or 403 other than RBAC's
+    /// escalation check): final in the end, but seen for a moment after a server restarts or
+    /// a role is rewritten (see `runtime::retry`).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Error::Kube(kube::Error::Api(s)) => {
+                s.code == 401
+                    || (s.code == 403
+                        && !s
+                            .message
+                            .contains("attempting to grant RBAC permissions not currently held"))
+            }
+            _ => false,
         }
     }
 
@@ -82,6 +108,7 @@ impl Error {
             Error::Transfer(_) => "transfer",
             Error::Invalid(_) => "invalid_input",
             Error::Unexpected(_) => "unexpected",
+            Error::Context(_, e) => e.kind(),
         }
     }
 }

@@ -65,6 +65,27 @@ pub fn import_into(source_volume_id: &str, source_ns: &str, dest_ns: &str) -> St
     }
 }
 
+/// The chunk-store volume (and the PV) a claim's imports land in on the destination: one per
+/// claim (namespace and name), so each run of a schedule updates the same volume, and of a
+/// form no provisioned volume, clone or other namespace's claim can have (the CSI driver
+/// refuses `ferry-import-` names, and the hash covers the namespace).
+pub fn landing(namespace: &str, claim: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(namespace.as_bytes());
+    h.update([0]);
+    h.update(claim.as_bytes());
+    format!("ferry-import-{}", hex::encode(&h.finalize()[..16]))
+}
+
+/// The VolumeImport a migration makes for one snapshot of a source volume landing in
+/// namespace `dest_ns` (specs are immutable: each snapshot has its own).
+pub fn import_of(source_volume_id: &str, dest_ns: &str, snapshot_id: &str) -> String {
+    format!(
+        "ferry-import-{}",
+        short_hash(&[source_volume_id, dest_ns, snapshot_id])
+    )
+}
+
 /// The Secret on the destination holding a pair's transfer settings for its imports.
 pub fn transfer_secret(pair_ns: &str, pair: &str, pair_uid: &str) -> String {
     let base: String = format!("ferry-transfer-{pair}").chars().take(40).collect();

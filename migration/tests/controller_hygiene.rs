@@ -9,7 +9,17 @@ mod common;
 use common::World;
 use ferry_migration::crd::{ClusterPair, ClusterPairStatus, PairState};
 use ferry_migration::runtime::status::StatusWriter;
-use ferry_migration::source::cluster_pair::{recheck_after, reconcile};
+use ferry_migration::source::cluster_pair::{Pairs, recheck_after};
+
+/// One pass over the pair: when to look again.
+async fn reconcile(
+    ctx: &ferry_migration::Ctx,
+    p: &ClusterPair,
+) -> ferry_migration::Result<Duration> {
+    Ok(ferry_migration::runtime::pass::<Pairs>(ctx, p)
+        .await?
+        .unwrap_or_default())
+}
 use serde_json::json;
 use std::time::Duration;
 

@@ -97,14 +97,26 @@ async fn turn(w: &World) {
     for (api, ctx) in [(&w.src, &w.src_ctx), (&w.dst, &w.dst_ctx)] {
         for m in api.all("ferry.dev/migrations") {
             let m: Migration = serde_json::from_value(m).expect("migration");
-            if let Err(e) = ferry_migration::source::migrate::reconcile(ctx, &m).await {
-                eprintln!("migration reconcile error (retried): {e}");
+            match ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+                ctx, &m,
+            )
+            .await
+            {
+                Ok(Some(wait)) => w.clock.advance(wait),
+                Ok(_) => {}
+                Err(e) => eprintln!("migration reconcile error (retried): {e}"),
             }
         }
         for vi in api.all("ferry.dev/volumeimports") {
             let vi: VolumeImport = serde_json::from_value(vi).expect("volume import");
-            if let Err(e) = ferry_migration::destination::volume_import::reconcile(ctx, &vi).await {
-                eprintln!("import reconcile error (retried): {e}");
+            match ferry_migration::runtime::pass::<
+                ferry_migration::destination::volume_import::Imports,
+            >(ctx, &vi)
+            .await
+            {
+                Ok(Some(wait)) => w.clock.advance(wait),
+                Ok(None) => {}
+                Err(e) => eprintln!("import reconcile error (retried): {e}"),
             }
         }
     }
@@ -122,8 +134,15 @@ async fn drive(w: &World, name: &str, stop: impl Fn(&ActionStatus) -> bool) -> A
                 .expect("action"),
         )
         .expect("parse");
-        if let Err(e) = ferry_migration::destination::dr::reconcile(&w.dst_ctx, &a).await {
-            eprintln!("action reconcile error (retried): {e}");
+        match ferry_migration::runtime::pass::<ferry_migration::destination::dr::Actions>(
+            &w.dst_ctx, &a,
+        )
+        .await
+        {
+            // What the runtime would wait for, the clock moves by.
+            Ok(Some(wait)) => w.clock.advance(wait),
+            Ok(None) => {}
+            Err(e) => eprintln!("action reconcile error (retried): {e}"),
         }
         let st = status(w, name);
         if st.status.is_final() || stop(&st) {
@@ -283,9 +302,11 @@ async fn failover_with_the_source_gone_starts_the_standby_and_says_so() {
             .expect("schedule"),
     )
     .expect("parse");
-    ferry_migration::source::migration_schedule::reconcile(&w.src_ctx, &s)
-        .await
-        .expect("schedule reconcile");
+    ferry_migration::runtime::pass::<ferry_migration::source::migration_schedule::Schedules>(
+        &w.src_ctx, &s,
+    )
+    .await
+    .expect("schedule reconcile");
     assert_eq!(w.src.all("ferry.dev/migrations").len(), runs, "no run made");
     let sst = w
         .src
@@ -427,13 +448,20 @@ async fn failback_moves_the_new_data_into_the_original_volume_and_resumes_the_sc
         .expect("claim");
     assert_eq!(pvc["spec"]["volumeName"], format!("pv-{NS}-data"));
     assert_eq!(w.src.all("/persistentvolumes").len(), pvs_before);
-    let imports = w.src.all("ferry.dev/volumeimports");
-    assert_eq!(imports.len(), 1);
-    assert_eq!(imports[0]["spec"]["existingVolume"], vol.as_str());
-    assert_eq!(
-        imports[0]["status"]["persistentVolume"],
-        format!("pv-{NS}-data")
-    );
+    // Each import went into that PV's volume, and was removed once it ended.
+    assert!(w.src.all("ferry.dev/volumeimports").is_empty());
+    for s in ["Migrate", "FinalMigrate"] {
+        let name = step(&st, s).migration.clone().expect("migration");
+        let m = w
+            .dst
+            .get("ferry.dev/migrations", Some(NS), &name)
+            .expect("failback migration");
+        assert_eq!(
+            m["status"]["volumes"][0]["destinationVolume"],
+            format!("pv-{NS}-data"),
+            "{s}"
+        );
+    }
 
     // Bytes moved are about the new data (2 chunks), not the volume (16).
     let moved: u64 = ["Migrate", "FinalMigrate"]

@@ -50,9 +50,12 @@ async fn deleting_a_migration_mid_run_removes_what_it_made() {
         json!({"clusterPair": "remote", "namespaces": [NS]}),
     );
     let ctx = &w.src_ctx;
-    ferry_migration::source::migrate::reconcile(ctx, &migration(&w).expect("m"))
-        .await
-        .expect("reconcile");
+    ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+        ctx,
+        &migration(&w).expect("m"),
+    )
+    .await
+    .expect("reconcile");
     assert!(finalizer::has(
         &migration(&w).expect("m"),
         finalizer::MIGRATION
@@ -74,9 +77,12 @@ async fn deleting_a_migration_mid_run_removes_what_it_made() {
         )
         .await
         .expect("snapshotter");
-    ferry_migration::source::migrate::reconcile(ctx, &migration(&w).expect("m"))
-        .await
-        .expect("reconcile");
+    ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+        ctx,
+        &migration(&w).expect("m"),
+    )
+    .await
+    .expect("reconcile");
     assert_eq!(w.dst.all("ferry.dev/volumeimports").len(), 1);
     assert_eq!(
         w.src.all("snapshot.storage.k8s.io/volumesnapshots").len(),
@@ -86,7 +92,7 @@ async fn deleting_a_migration_mid_run_removes_what_it_made() {
     delete(&w, "migrations", "m1");
     let marked = migration(&w).expect("kept while its finalizer is there");
     assert!(marked.metadata.deletion_timestamp.is_some());
-    ferry_migration::source::migrate::reconcile(ctx, &marked)
+    ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(ctx, &marked)
         .await
         .expect("cleanup");
     assert!(
@@ -97,7 +103,7 @@ async fn deleting_a_migration_mid_run_removes_what_it_made() {
     assert!(w.dst.all("ferry.dev/volumeimports").is_empty());
     assert!(migration(&w).is_none(), "gone once cleaned up");
     // Running the cleanup again (a retried reconcile) is harmless.
-    ferry_migration::source::migrate::reconcile(ctx, &marked)
+    ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(ctx, &marked)
         .await
         .expect("again");
 }
@@ -108,29 +114,41 @@ async fn deleting_a_pair_in_use_waits_for_its_migration() {
     let w = World::new().await;
     w.pair(NS, "remote", true);
     w.shop(NS, 2).await;
-    ferry_migration::source::cluster_pair::reconcile(&w.src_ctx, &pair(&w).expect("pair"))
-        .await
-        .expect("reconcile");
+    ferry_migration::runtime::pass::<ferry_migration::source::cluster_pair::Pairs>(
+        &w.src_ctx,
+        &pair(&w).expect("pair"),
+    )
+    .await
+    .expect("reconcile");
     assert!(finalizer::has(&pair(&w).expect("pair"), finalizer::PAIR));
     w.migration(
         NS,
         "m1",
         json!({"clusterPair": "remote", "namespaces": [NS]}),
     );
-    ferry_migration::source::migrate::reconcile(&w.src_ctx, &migration(&w).expect("m"))
-        .await
-        .expect("reconcile");
+    ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+        &w.src_ctx,
+        &migration(&w).expect("m"),
+    )
+    .await
+    .expect("reconcile");
 
     delete(&w, "clusterpairs", "remote");
-    ferry_migration::source::cluster_pair::reconcile(&w.src_ctx, &pair(&w).expect("pair"))
-        .await
-        .expect("reconcile");
+    ferry_migration::runtime::pass::<ferry_migration::source::cluster_pair::Pairs>(
+        &w.src_ctx,
+        &pair(&w).expect("pair"),
+    )
+    .await
+    .expect("reconcile");
     assert!(pair(&w).is_some(), "kept while m1 runs");
     let st = w.drive(NS, "m1").await;
     assert_eq!(st.status, ItemStatus::PartialSuccess, "{st:?}");
-    ferry_migration::source::cluster_pair::reconcile(&w.src_ctx, &pair(&w).expect("pair"))
-        .await
-        .expect("reconcile");
+    ferry_migration::runtime::pass::<ferry_migration::source::cluster_pair::Pairs>(
+        &w.src_ctx,
+        &pair(&w).expect("pair"),
+    )
+    .await
+    .expect("reconcile");
     assert!(pair(&w).is_none(), "gone once no migration uses it");
 }
 

@@ -27,7 +27,11 @@ fn volume<'a>(st: &'a MigrationStatus, claim: &str) -> &'a VolumeInfo {
 /// One reconcile of the migration, then the snapshotter and the destination's imports.
 async fn pass(w: &World) -> MigrationStatus {
     let m = w.migration_object(NS, "m1");
-    if let Err(e) = ferry_migration::source::migrate::reconcile(&w.src_ctx, &m).await {
+    if let Err(e) = ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+        &w.src_ctx, &m,
+    )
+    .await
+    {
         eprintln!("reconcile error (retried): {e}");
     }
     w.step_cluster_controllers().await;

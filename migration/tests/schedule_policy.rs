@@ -7,7 +7,14 @@ mod common;
 
 use common::World;
 use ferry_migration::crd::{SchedulePolicy, SchedulePolicyStatus};
-use ferry_migration::source::schedule_policy::reconcile;
+use ferry_migration::source::schedule_policy::Policies;
+
+async fn reconcile(
+    ctx: &ferry_migration::Ctx,
+    p: &SchedulePolicy,
+) -> ferry_migration::Result<Option<std::time::Duration>> {
+    ferry_migration::runtime::pass::<Policies>(ctx, p).await
+}
 use serde_json::json;
 
 fn policy(name: &str, body: serde_json::Value) -> serde_json::Value {

@@ -7,7 +7,14 @@ mod common;
 
 use common::{CHUNK, World};
 use ferry_migration::crd::{ItemStatus, MigrationSchedule, MigrationScheduleStatus};
-use ferry_migration::source::migration_schedule::{SCHEDULE_LABEL, reconcile};
+use ferry_migration::source::migration_schedule::{SCHEDULE_LABEL, Schedules};
+
+async fn reconcile(
+    ctx: &ferry_migration::Ctx,
+    s: &MigrationSchedule,
+) -> ferry_migration::Result<Option<std::time::Duration>> {
+    ferry_migration::runtime::pass::<Schedules>(ctx, s).await
+}
 use jiff::{Timestamp, ToSpan};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -73,9 +80,11 @@ async fn tick(w: &World) -> MigrationScheduleStatus {
     for m in w.src.all("ferry.dev/migrations") {
         if m["metadata"]["deletionTimestamp"].is_string() {
             let m = serde_json::from_value(m).expect("migration");
-            ferry_migration::source::migrate::reconcile(&w.src_ctx, &m)
-                .await
-                .expect("finalize");
+            ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+                &w.src_ctx, &m,
+            )
+            .await
+            .expect("finalize");
         }
     }
     schedule(w).status.unwrap_or_default()

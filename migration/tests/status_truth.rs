@@ -165,15 +165,20 @@ async fn a_retried_step_shows_on_the_migration() {
     w.shop(NS, 2).await;
     w.migration(NS, "m1", spec());
     // Validate with the destination up, then take it down before the import is made.
-    ferry_migration::source::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1"))
-        .await
-        .expect("reconcile");
+    ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+        &w.src_ctx,
+        &w.migration_object(NS, "m1"),
+    )
+    .await
+    .expect("reconcile");
     w.dst.set_unreachable(true);
     for _ in 0..4 {
         w.step_cluster_controllers().await;
-        let _ =
-            ferry_migration::source::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1"))
-                .await;
+        let _ = ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+            &w.src_ctx,
+            &w.migration_object(NS, "m1"),
+        )
+        .await;
     }
     let st = w.migration_status(NS, "m1");
     let reason = st.reason.clone().unwrap_or_default();
@@ -183,7 +188,7 @@ async fn a_retried_step_shows_on_the_migration() {
         .iter()
         .find(|v| v.persistent_volume_claim == "data")
         .expect("volume");
-    assert!(v.retries >= 1, "{v:?}");
+    assert!(v.retry.as_ref().is_some_and(|r| r.attempt >= 1), "{v:?}");
     assert!(
         v.reason.as_deref().unwrap_or_default().contains("attempt"),
         "{v:?}"
@@ -206,9 +211,12 @@ async fn a_missing_source_snapshot_fails_the_volume_instead_of_retrying() {
     w.pair(NS, "remote", true);
     w.shop(NS, 2).await;
     w.migration(NS, "m1", spec());
-    ferry_migration::source::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1"))
-        .await
-        .expect("reconcile");
+    ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+        &w.src_ctx,
+        &w.migration_object(NS, "m1"),
+    )
+    .await
+    .expect("reconcile");
     w.step_cluster_controllers().await;
     // The snapshot the snapshotter made disappears from the store before the export.
     for vsc in w.src.all("snapshot.storage.k8s.io/volumesnapshotcontents") {
@@ -223,7 +231,7 @@ async fn a_missing_source_snapshot_fails_the_volume_instead_of_retrying() {
         .find(|v| v.persistent_volume_claim == "data")
         .expect("volume");
     assert_eq!(v.status, ItemStatus::Failed);
-    assert_eq!(v.retries, 0, "not retried: {v:?}");
+    assert!(v.retry.is_none(), "not retried: {v:?}");
     assert!(
         v.reason.as_deref().unwrap_or_default().contains("export"),
         "{v:?}"

@@ -85,7 +85,7 @@ async fn an_exec_plugin_in_a_tenant_kubeconfig_never_runs() {
             .expect("m"),
     )
     .expect("parse");
-    ferry_migration::source::migrate::reconcile(&ctx, &m)
+    ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(&ctx, &m)
         .await
         .expect("reconcile");
     let st = w.migration_status(NS, "m1");
@@ -226,10 +226,12 @@ async fn a_spec_patched_after_validation_moves_nothing_more() {
         json!({"clusterPair": "remote", "namespaces": [NS]}),
     );
     // Validate, and start on the volumes (it waits for the snapshot).
-    let wait =
-        ferry_migration::source::migrate::reconcile(&w.src_ctx, &w.migration_object(NS, "m1"))
-            .await
-            .expect("reconcile");
+    let wait = ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+        &w.src_ctx,
+        &w.migration_object(NS, "m1"),
+    )
+    .await
+    .expect("reconcile");
     assert!(wait.is_some());
     let st = w.migration_status(NS, "m1");
     assert!(st.validated_spec.is_some(), "{st:?}");
@@ -308,8 +310,8 @@ async fn a_volume_import_with_path_like_ids_fails_and_makes_nothing() {
     let w = World::new().await;
     let root = w.transfer_root();
     w.dst
-        .seed(secret("t", FERRY_NS, &[("backend", "fs"), ("root", &root)]));
-    for (field, spec) in [
+        .seed(secret("t", NS, &[("backend", "fs"), ("root", &root)]));
+    for (i, (field, spec)) in [
         (
             "spec.source.volumeId",
             json!({"volumeId": "../../../etc", "snapshotId": "s"}),
@@ -318,18 +320,26 @@ async fn a_volume_import_with_path_like_ids_fails_and_makes_nothing() {
             "spec.source.snapshotId",
             json!({"volumeId": "vol-1", "snapshotId": "../x"}),
         ),
-    ] {
-        let vi = w.dst.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "VolumeImport",
-            "metadata": {"name": "vi", "namespace": FERRY_NS},
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("vi{i}");
+        let vi = w.dst.seed(
+            json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "VolumeImport",
+            "metadata": {"name": name, "namespace": NS},
             "spec": {"source": spec, "transferSecret": "t",
-                     "persistentVolume": {"name": "pv1", "claimNamespace": NS, "claimName": "data", "capacity": "1Mi"}}}));
+                     "persistentVolume": {"claimName": "data", "capacity": "1Mi"}}}),
+        );
         let vi: VolumeImport = serde_json::from_value(vi).expect("parse");
-        ferry_migration::destination::volume_import::reconcile(&w.dst_ctx, &vi)
-            .await
-            .expect("reconcile");
+        ferry_migration::runtime::pass::<ferry_migration::destination::volume_import::Imports>(
+            &w.dst_ctx, &vi,
+        )
+        .await
+        .expect("reconcile");
         let got: VolumeImport = serde_json::from_value(
             w.dst
-                .get("ferry.dev/volumeimports", Some(FERRY_NS), "vi")
+                .get("ferry.dev/volumeimports", Some(NS), &name)
                 .expect("vi"),
         )
         .expect("parse");
@@ -337,13 +347,6 @@ async fn a_volume_import_with_path_like_ids_fails_and_makes_nothing() {
         assert_eq!(st.phase, ferry_migration::crd::ImportPhase::Failed);
         assert!(st.reason.unwrap_or_default().contains(field), "{field}");
         assert!(w.dst.all("/persistentvolumes").is_empty());
-        w.dst.serve_one(
-            &Method::DELETE,
-            &format!("/apis/ferry.dev/v1alpha1/namespaces/{FERRY_NS}/volumeimports/vi"),
-            "",
-            "",
-            b"",
-        );
     }
 }
 

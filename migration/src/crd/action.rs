@@ -139,9 +139,13 @@ pub struct ActionStatus {
     /// False once the source was found unreachable: the source's steps were skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_reachable: Option<bool>,
-    /// Failed tries to reach the source so far (it counts as gone after three).
+    /// Failed tries to reach the source in a row.
     #[serde(default)]
     pub source_attempts: u32,
+    /// When the source first did not answer in this run of failed tries (RFC 3339): a
+    /// failover counts it as gone once it has not answered for the stated time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_unreachable_since: Option<String>,
     /// The steps, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<ActionStep>,
@@ -151,6 +155,10 @@ pub struct ActionStatus {
     /// When it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_timestamp: Option<String>,
+    /// The current step failed for a reason a later try may cure: tried again at
+    /// `nextAttempt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<super::RetryStatus>,
 }
 
 impl ActionSpec {

@@ -81,6 +81,10 @@ pub struct ApplicationCloneStatus {
     /// When it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_timestamp: Option<String>,
+    /// The current step failed for a reason a later try may cure: tried again at
+    /// `nextAttempt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<super::RetryStatus>,
 }
 
 /// One claim's copy.

@@ -206,6 +206,10 @@ pub struct MigrationStatus {
     /// What a dry run found it would do (`spec.dryRun` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<super::plan::Plan>,
+    /// The current step failed for a reason a later try may cure: tried again at
+    /// `nextAttempt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<super::RetryStatus>,
 }
 
 /// One PVC's progress.
@@ -254,13 +258,10 @@ pub struct VolumeInfo {
     /// The destination PV, once imported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_volume: Option<String>,
-    /// Temporary failures retried so far.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub retries: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+    /// This volume's current step failed for a reason a later try may cure: tried again at
+    /// `nextAttempt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<super::RetryStatus>,
 }
 
 fn is_zero_u64(n: &u64) -> bool {

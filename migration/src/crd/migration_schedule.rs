@@ -118,6 +118,10 @@ pub struct MigrationScheduleStatus {
     /// the policy's shortest period.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<ScheduleCondition>,
+    /// The last look failed for a reason a later try may cure: tried again at
+    /// `nextAttempt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<super::RetryStatus>,
 }
 
 /// A condition of a schedule.

@@ -15,6 +15,7 @@ mod migration;
 mod migration_schedule;
 mod plan;
 mod resource_transformation;
+mod retry;
 mod rule;
 mod schedule_policy;
 mod volume_import;
@@ -39,6 +40,7 @@ pub use resource_transformation::{
     Operation, ResourcePath, ResourceTransformation, ResourceTransformationSpec,
     ResourceTransformationStatus, TransformSpec, ValueType,
 };
+pub use retry::RetryStatus;
 pub use rule::{Rule, RuleAction, RuleItem, RuleSpec};
 pub use schedule_policy::{
     Checked, DEFAULT_RETAIN, DailyPolicy, IntervalPolicy, MonthlyPolicy, SchedulePolicy,

@@ -1,12 +1,20 @@
-//! `VolumeImport`: made by a source cluster in the destination; the destination's sidecar
-//! imports the exported snapshot into its own chunk store and creates a pre-bound PV.
+//! `VolumeImport`: made by a source cluster in the destination, in the namespace of the claim
+//! it is for; the destination's sidecar imports the exported snapshot into its own chunk
+//! store and creates a PV pre-bound to that claim. Nothing in it reaches another namespace:
+//! the claim, the transfer Secret and the volume it lands in are all its own namespace's, and
+//! the names of the PV and the chunk-store volume are the controller's, derived from that
+//! namespace and claim. Its spec is frozen once made.
 
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Import one exported snapshot and expose it as a PV bound to a claim.
+/// Import one exported snapshot and expose it as a PV bound to a claim of this namespace.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self == oldSelf",
+    "message": "a VolumeImport's spec is immutable: create a new one"
+}]))]
 #[kube(
     group = "ferry.dev",
     version = "v1alpha1",
@@ -31,14 +39,14 @@ use serde::{Deserialize, Serialize};
 pub struct VolumeImportSpec {
     /// The commit to import from the transfer store.
     pub source: ImportSource,
-    /// Secret (in this object's namespace) with the transfer store settings.
+    /// Secret in this namespace with the transfer store settings.
     pub transfer_secret: String,
-    /// The PV to create once the data is in.
+    /// The PV to create once the data is in, for a claim of this namespace.
     pub persistent_volume: PersistentVolumeTemplate,
-    /// A volume of this cluster to bring up to date in place instead of making a new one:
-    /// the volume the source volume was itself migrated from (a failback). Used only while
-    /// that volume exists and its PV is bound to the claim in `persistentVolume`; its PV is
-    /// kept as it is.
+    /// A volume of this cluster to bring up to date in place instead of the claim's landing
+    /// volume: the volume the source volume was itself migrated from (a failback). Used only
+    /// while that volume's PV is bound to the claim of this namespace named in
+    /// `persistentVolume` and that claim is bound to it; its PV is kept as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existing_volume: Option<String>,
 }
@@ -56,15 +64,13 @@ pub struct ImportSource {
     pub migration: Option<String>,
 }
 
-/// The PV to create: pre-bound to a claim by namespace and name.
+/// The PV to create: pre-bound to a claim of the VolumeImport's namespace. Its name, reclaim
+/// policy and mount options are the controller's (from the StorageClass), never the
+/// VolumeImport's.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PersistentVolumeTemplate {
-    /// PV name.
-    pub name: String,
-    /// Namespace of the claim it binds to.
-    pub claim_namespace: String,
-    /// Name of the claim it binds to.
+    /// Name of the claim (in the VolumeImport's namespace) it binds to.
     pub claim_name: String,
     /// Capacity, as a quantity (for example `10Gi`).
     pub capacity: String,
@@ -74,15 +80,10 @@ pub struct PersistentVolumeTemplate {
     /// `Filesystem` or `Block`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_mode: Option<String>,
-    /// StorageClass name, as on the source PVC.
+    /// StorageClass name (mapped): a ferry class of this cluster, which gives the PV its
+    /// reclaim policy and mount options and the volume its codec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
-    /// `Retain` or `Delete`, as on the source PV.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reclaim_policy: Option<String>,
-    /// Mount options, as on the source PV.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mount_options: Vec<String>,
     /// `fsType` of the source PV's CSI source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fs_type: Option<String>,
@@ -127,4 +128,11 @@ pub struct VolumeImportStatus {
     /// Bytes fetched.
     #[serde(default)]
     pub bytes_done: u64,
+    /// SHA-256 of the spec the controller accepted: a spec that no longer hashes to it is
+    /// refused (specs are immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_spec: Option<String>,
+    /// The import failed for a reason a later try may cure: tried again at `nextAttempt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<super::RetryStatus>,
 }

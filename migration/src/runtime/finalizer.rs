@@ -19,6 +19,9 @@ use serde_json::json;
 pub const MIGRATION: &str = "ferry.dev/migration-cleanup";
 /// On a ClusterPair: it goes only when no running Migration uses it.
 pub const PAIR: &str = "ferry.dev/pair-in-use";
+/// On a VolumeImport (destination): a deleted import stops its transfer and removes the
+/// volume it had started and not yet handed over.
+pub const IMPORT: &str = "ferry.dev/import-cleanup";
 
 /// A namespaced resource the typed API can read and write.
 pub trait Object:
@@ -77,6 +80,66 @@ pub async fn remove<K: Object>(client: &kube::Client, obj: &K, name: &str) -> Re
         Err(e) if e.api_code() == Some(404) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Adds `name` to the finalizers of `obj` through `api` (any scope).
+///
+/// # Errors
+/// API errors; 409 when the object changed since it was read.
+pub async fn add_with<K: super::Object>(api: &Api<K>, obj: &K, name: &str) -> Result<K> {
+    let mut list = obj.finalizers().to_vec();
+    list.push(name.to_string());
+    write_with(api, obj, list).await
+}
+
+/// Removes `name` from the finalizers of `obj` through `api` (any scope); gone counts as
+/// removed.
+///
+/// # Errors
+/// API errors; 409 when the object changed since it was read.
+pub async fn remove_with<K: super::Object>(api: &Api<K>, obj: &K, name: &str) -> Result<()> {
+    let list: Vec<String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != name)
+        .cloned()
+        .collect();
+    match write_with(api, obj, list).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.api_code() == Some(404) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes `name` from the finalizers of `obj` (not being deleted) once it needs it no more;
+/// returns the object as written, so a status write can go on top of it.
+///
+/// # Errors
+/// API errors; 409 when the object changed since it was read.
+pub async fn release<K: super::Object>(api: &Api<K>, obj: &K, name: &str) -> Result<Option<K>> {
+    if !has(obj, name) {
+        return Ok(None);
+    }
+    let list: Vec<String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != name)
+        .cloned()
+        .collect();
+    write_with(api, obj, list).await.map(Some)
+}
+
+async fn write_with<K: super::Object>(api: &Api<K>, obj: &K, list: Vec<String>) -> Result<K> {
+    let patch = json!({
+        "metadata": { "finalizers": list, "resourceVersion": obj.resource_version() }
+    });
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::from)
 }
 
 async fn write<K: Object>(client: &kube::Client, obj: &K, list: Vec<String>) -> Result<K> {

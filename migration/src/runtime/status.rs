@@ -31,12 +31,36 @@ impl<K: crate::runtime::finalizer::Object> StatusWriter<K> {
     /// None in practice: the object serialises.
     pub fn new(client: &kube::Client, obj: &K) -> Result<Self> {
         let api = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+        Self::for_api(api, obj)
+    }
+}
+
+impl<K> StatusWriter<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    /// A writer for `obj` through `api` (namespaced or cluster-scoped), which must be the
+    /// copy just read from the API.
+    ///
+    /// # Errors
+    /// None in practice: the object serialises.
+    pub fn for_api(api: Api<K>, obj: &K) -> Result<Self> {
         Ok(StatusWriter {
             api,
             name: obj.name_any(),
             last: status_of(obj)?,
             resource_version: obj.resource_version(),
         })
+    }
+
+    /// Takes the resourceVersion of `written`, a write of the object's spec or metadata made
+    /// since it was read, so the next status write goes on top of it.
+    pub fn rebase(&mut self, written: &K) {
+        self.resource_version = written.resource_version();
     }
 
     /// Writes `status` if it differs from the last one seen; returns whether it wrote.

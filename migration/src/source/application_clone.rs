@@ -13,13 +13,14 @@
 //! another, which only a cluster admin may ask for. The writes need the opt-in
 //! `ferry-clone` ClusterRole bound to the controller's account.
 
+use crate::crd::RetryStatus;
 use crate::crd::{
     ApplicationClone, ApplicationCloneStatus, ClonedVolume, ItemStatus, Migration, MigrationStatus,
     ResourceInfo, VolumeInfo,
 };
 use crate::error::{Error, Result};
 use crate::resources::MIGRATED_LABEL;
-use crate::runtime::status::StatusWriter;
+use crate::runtime::{Next, Pass, Reconciler};
 use crate::source::migrate::collect;
 use crate::{Ctx, api, kinds_used, names};
 use ferry_store::{Source, VolumeSpec};
@@ -29,59 +30,65 @@ use serde_json::{Value, json};
 /// Label on a cloned PV naming the PV it was copied from.
 pub const CLONED_FROM: &str = "ferry.dev/cloned-from";
 
-/// Runs a clone to its end; `Ok(())` once the status says where it stands.
-///
-/// # Errors
-/// API and chunk-store errors a retry may cure.
-pub async fn reconcile(ctx: &Ctx, ac: &ApplicationClone) -> Result<()> {
-    let ns = ac.namespace().unwrap_or_default();
-    let api: kube::Api<ApplicationClone> = kube::Api::namespaced(ctx.client.clone(), &ns);
-    let Some(fresh) = api.get_opt(&ac.name_any()).await? else {
-        return Ok(());
-    };
-    let ac = &fresh;
-    let mut st = ac.status.clone().unwrap_or_default();
-    if st.status.is_final() {
-        return Ok(());
+/// The ApplicationClone reconciler.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Clones;
+
+impl Reconciler for Clones {
+    type K = ApplicationClone;
+    type S = ApplicationCloneStatus;
+    const KIND: &'static str = "ApplicationClone";
+
+    fn api(client: &kube::Client, ns: Option<&str>) -> kube::Api<ApplicationClone> {
+        kube::Api::namespaced(client.clone(), ns.unwrap_or_default())
     }
-    let mut w = StatusWriter::new(&ctx.client, ac)?;
-    if st.start_timestamp.is_none() {
-        st.start_timestamp = Some(crate::time::now());
+
+    fn status(obj: &ApplicationClone) -> ApplicationCloneStatus {
+        obj.status.clone().unwrap_or_default()
     }
-    match run(ctx, ac, &mut st, &mut w).await {
-        Ok(()) => {}
-        Err(e) if e.is_permanent() => {
-            e.count();
-            st.status = ItemStatus::Failed;
-            st.reason = Some(e.to_string());
-            st.stage = Some("Final".into());
-            st.finish_timestamp = Some(crate::time::now());
+
+    fn retry_of(s: &ApplicationCloneStatus) -> Option<&RetryStatus> {
+        s.retry.as_ref()
+    }
+
+    fn set_retry(s: &mut ApplicationCloneStatus, r: Option<RetryStatus>) {
+        crate::source::migrate::set_retry_reason(&mut s.reason, &r, "");
+        s.retry = r;
+    }
+
+    /// Runs a clone to its end.
+    async fn reconcile(&self, pass: &mut Pass<'_, Self>) -> Result<Next> {
+        if pass.status.status.is_final() {
+            return Ok(Next::Idle);
         }
-        Err(e) => {
-            st.reason = Some(format!("{}{e}", crate::source::migrate::RETRYING));
-            if let Err(save) = w.save(&st).await {
-                tracing::warn!(error = %save, "retry reason not saved");
-            }
-            return Err(e);
+        if pass.status.start_timestamp.is_none() {
+            pass.status.start_timestamp = Some(pass.ctx.stamp());
         }
+        run(pass).await?;
+        Ok(Next::Idle)
     }
-    w.save(&st).await?;
-    Ok(())
+
+    async fn give_up(&self, pass: &mut Pass<'_, Self>, reason: String) -> Next {
+        let now = pass.ctx.stamp();
+        fail_at(&mut pass.status, reason, now);
+        Next::Idle
+    }
 }
 
-fn fail(st: &mut ApplicationCloneStatus, why: String) {
+fn fail_at(st: &mut ApplicationCloneStatus, why: String, now: String) {
     st.status = ItemStatus::Failed;
     st.reason = Some(why);
     st.stage = Some("Final".into());
-    st.finish_timestamp = Some(crate::time::now());
+    st.finish_timestamp = Some(now);
 }
 
-async fn run(
-    ctx: &Ctx,
-    ac: &ApplicationClone,
-    st: &mut ApplicationCloneStatus,
-    w: &mut StatusWriter<ApplicationClone>,
-) -> Result<()> {
+async fn run(pass: &mut Pass<'_, Clones>) -> Result<()> {
+    let ctx = pass.ctx;
+    let ac = pass.obj.clone();
+    let ac = &ac;
+    let now = ctx.stamp();
+    let fail = |st: &mut ApplicationCloneStatus, why: String| fail_at(st, why, now.clone());
+    let st = &mut pass.status;
     let spec = &ac.spec;
     let ns = ac.namespace().unwrap_or_default();
     if ns != ctx.namespace {
@@ -146,8 +153,9 @@ async fn run(
         st.status = ItemStatus::InProgress;
         clone_volumes(ctx, ac, &uid, st).await?;
         st.stage = Some("Application".into());
-        w.save(st).await?;
+        pass.save().await?;
     }
+    let st = &mut pass.status;
     copy_resources(ctx, ac, st, retain).await?;
     let partial = st
         .volumes
@@ -165,7 +173,7 @@ async fn run(
     st.reason =
         partial.then(|| "some claims or objects were skipped or failed; see their reasons".into());
     st.stage = Some("Final".into());
-    st.finish_timestamp = Some(crate::time::now());
+    st.finish_timestamp = Some(now);
     ctx.event(
         ac,
         partial,

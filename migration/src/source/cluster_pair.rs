@@ -7,8 +7,7 @@
 use crate::crd::{ClusterPair, ClusterPairStatus, Migration, PairState};
 use crate::error::{Error, Result};
 use crate::pair::PairSettings;
-use crate::runtime::finalizer;
-use crate::runtime::status::StatusWriter;
+use crate::runtime::{Cleanup, Next, Pass, Reconciler, finalizer};
 use crate::{Ctx, api, kinds_used};
 use kube::ResourceExt;
 use std::time::Duration;
@@ -24,7 +23,7 @@ pub async fn check(ctx: &Ctx, pair: &ClusterPair) -> ClusterPairStatus {
 /// The checks of [`check`]; the transfer store's probe write only when `probe`.
 async fn checked(ctx: &Ctx, pair: &ClusterPair, probe: bool) -> ClusterPairStatus {
     let mut st = ClusterPairStatus {
-        last_checked: Some(crate::time::now()),
+        last_checked: Some(ctx.stamp()),
         observed_generation: pair.metadata.generation,
         ..Default::default()
     };
@@ -39,7 +38,7 @@ async fn checked(ctx: &Ctx, pair: &ClusterPair, probe: bool) -> ClusterPairStatu
             return st;
         }
     };
-    match check_scheduler(ctx, &settings).await {
+    match check_scheduler(ctx, &settings, &pair.namespace().unwrap_or_default()).await {
         Ok(()) => st.scheduler_status = PairState::Ready,
         Err(reason) => {
             st.scheduler_status = PairState::Error;
@@ -76,20 +75,19 @@ pub async fn check_read_only(ctx: &Ctx, pair: &ClusterPair) -> ClusterPairStatus
     checked(ctx, pair, false).await
 }
 
-async fn check_scheduler(ctx: &Ctx, s: &PairSettings) -> std::result::Result<(), String> {
+async fn check_scheduler(ctx: &Ctx, s: &PairSettings, ns: &str) -> std::result::Result<(), String> {
     let dest = s.connect(ctx).await.map_err(|e| e.to_string())?;
-    check_destination(&dest, &s.ferry_namespace).await
+    check_destination(&dest, ns).await
 }
 
 /// The scheduler side of a pair: the destination API answers, ferry's CSIDriver is there and
-/// VolumeImports are served in `ferry_namespace`. Returns the reason when not.
+/// VolumeImports are served, and the pair's account may read them in namespace `ns` (where
+/// a migration of the pair's namespace lands unless it maps it). Returns the reason when
+/// not.
 ///
 /// # Errors
 /// The reason, for a person.
-pub async fn check_destination(
-    dest: &kube::Client,
-    ferry_namespace: &str,
-) -> std::result::Result<(), String> {
+pub async fn check_destination(dest: &kube::Client, ns: &str) -> std::result::Result<(), String> {
     let dest = dest.clone();
     let unreachable = |e: Error| crate::destination_problem(&e);
     let driver = api::get(
@@ -106,19 +104,17 @@ pub async fn check_destination(
             ferry_csi::DRIVER_NAME
         ));
     }
-    match api::list(
-        &dest,
-        &kinds_used::volume_import(),
-        Some(ferry_namespace),
-        None,
-    )
-    .await
-    {
+    match api::list(&dest, &kinds_used::volume_import(), Some(ns), None).await {
         Ok(_) => Ok(()),
-        Err(e) if e.api_code() == Some(404) => Err(format!(
-            "the destination does not serve VolumeImports in namespace {}: apply \
-             manifests/crds there, or set ferryNamespace in the pair's Secret",
-            ferry_namespace
+        Err(e) if e.api_code() == Some(404) => Err(
+            "the destination does not serve VolumeImports: apply manifests/ there (ferry's \
+             CRDs)"
+                .to_string(),
+        ),
+        Err(e) if e.api_code() == Some(403) => Err(format!(
+            "the pair's account may not read VolumeImports in namespace {ns} on the \
+             destination: bind ferry-migration-destination to it there (and \
+             ferry-migration-pair to it cluster-wide)"
         )),
         Err(e) => Err(unreachable(e)),
     }
@@ -169,9 +165,9 @@ pub fn recheck_after(st: &ClusterPairStatus) -> Duration {
     (Duration::from_secs(30) * 2u32.pow(doublings)).min(RECHECK)
 }
 
-/// When the pair's next check is due, counted from now: zero when its spec changed since
+/// When the pair's next check is due, counted from `now`: zero when its spec changed since
 /// the last check or it was never checked.
-pub fn due_in(pair: &ClusterPair) -> Duration {
+pub fn due_in(pair: &ClusterPair, now: jiff::Timestamp) -> Duration {
     let Some(st) = &pair.status else {
         return Duration::ZERO;
     };
@@ -181,59 +177,75 @@ pub fn due_in(pair: &ClusterPair) -> Duration {
     let Some(since) = st
         .last_checked
         .as_deref()
-        .and_then(|t| crate::time::seconds_between(t, &crate::time::now()))
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
     else {
         return Duration::ZERO;
     };
-    recheck_after(st).saturating_sub(Duration::from_secs_f64(since.max(0.0)))
+    let elapsed = now.duration_since(since).unsigned_abs();
+    recheck_after(st).saturating_sub(elapsed)
 }
 
-/// Checks a pair when a check is due and writes its status; returns when to look again.
-///
-/// Every status write makes the API send a watch event for the pair, which brings it back
-/// here at once; a pair whose check is not due yet is therefore left alone (no dial to the
-/// destination, no write), so a pair that is not Ready is checked on its backoff, not in a
-/// loop.
-///
-/// # Errors
-/// API errors reading the pair or writing its status.
-pub async fn reconcile(ctx: &Ctx, pair: &ClusterPair) -> Result<Duration> {
-    let api: kube::Api<ClusterPair> =
-        kube::Api::namespaced(ctx.client.clone(), &pair.namespace().unwrap_or_default());
-    let Some(fresh) = api.get_opt(&pair.name_any()).await? else {
-        return Ok(RECHECK);
-    };
-    if finalizer::deleting(&fresh) {
-        if finalizer::has(&fresh, finalizer::PAIR) {
-            if let Some(user) = running_user(ctx, &fresh).await? {
-                let note = format!(
-                    "ClusterPair {} is deleted once Migration {user} that uses it ends",
-                    fresh.name_any()
-                );
-                ctx.event(&fresh, false, "PairInUse", note).await;
-                return Ok(Duration::from_secs(10));
-            }
-            finalizer::remove(&ctx.client, &fresh, finalizer::PAIR).await?;
+/// The ClusterPair reconciler: checks a pair when a check is due and records what it found.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pairs;
+
+impl Reconciler for Pairs {
+    type K = ClusterPair;
+    type S = ClusterPairStatus;
+    const KIND: &'static str = "ClusterPair";
+    const FINALIZER: Option<&'static str> = Some(finalizer::PAIR);
+
+    fn api(client: &kube::Client, ns: Option<&str>) -> kube::Api<ClusterPair> {
+        kube::Api::namespaced(client.clone(), ns.unwrap_or_default())
+    }
+
+    fn status(obj: &ClusterPair) -> ClusterPairStatus {
+        obj.status.clone().unwrap_or_default()
+    }
+
+    /// A pair whose check is not due yet is left alone (no dial to the destination, no
+    /// write).
+    async fn reconcile(&self, pass: &mut Pass<'_, Self>) -> Result<Next> {
+        let ctx = pass.ctx;
+        let wait = due_in(&pass.obj, ctx.now());
+        if !wait.is_zero() {
+            return Ok(Next::After(wait));
         }
-        return Ok(RECHECK);
+        let pair = pass.obj.clone();
+        let st = check(ctx, &pair).await;
+        record_check(ctx, &pair, &mut pass.status, st).await;
+        Ok(Next::After(recheck_after(&pass.status)))
     }
-    let fresh = if finalizer::has(&fresh, finalizer::PAIR) {
-        fresh
-    } else {
-        finalizer::add(&ctx.client, &fresh, finalizer::PAIR).await?
-    };
-    let wait = due_in(&fresh);
-    if !wait.is_zero() {
-        return Ok(wait);
+
+    /// Deleting a pair waits until no running Migration uses it.
+    async fn cleanup(&self, ctx: &Ctx, pair: &ClusterPair) -> Result<Cleanup> {
+        Ok(match running_user(ctx, pair).await? {
+            Some(user) => Cleanup::Wait(
+                Duration::from_secs(10),
+                format!(
+                    "ClusterPair {} is deleted once Migration {user} that uses it ends",
+                    pair.name_any()
+                ),
+            ),
+            None => Cleanup::Done,
+        })
     }
-    let mut st = check(ctx, &fresh).await;
-    let old = fresh.status.clone().unwrap_or_default();
+}
+
+/// Puts a check's result `st` in the pair's status `into` (counting failed checks in a
+/// row), with an Event when the pair's readiness changed.
+pub async fn record_check(
+    ctx: &Ctx,
+    pair: &ClusterPair,
+    into: &mut ClusterPairStatus,
+    mut st: ClusterPairStatus,
+) {
     st.failed_checks = if st.ready() {
         0
     } else {
-        old.failed_checks.saturating_add(1)
+        into.failed_checks.saturating_add(1)
     };
-    if (old.scheduler_status, old.storage_status) != (st.scheduler_status, st.storage_status) {
+    if (into.scheduler_status, into.storage_status) != (st.scheduler_status, st.storage_status) {
         let warning = !st.ready();
         let note = match (&st.scheduler_reason, &st.storage_reason) {
             (None, None) => "destination and transfer store are ready".to_string(),
@@ -244,8 +256,7 @@ pub async fn reconcile(ctx: &Ctx, pair: &ClusterPair) -> Result<Duration> {
                 .join("; "),
         };
         let reason = if warning { "PairNotReady" } else { "PairReady" };
-        ctx.event(&fresh, warning, reason, note).await;
+        ctx.event(pair, warning, reason, note).await;
     }
-    StatusWriter::new(&ctx.client, &fresh)?.save(&st).await?;
-    Ok(recheck_after(&st))
+    *into = st;
 }

@@ -12,12 +12,13 @@
 //! - Migrations are made in the schedule's own namespace with its template, so a schedule
 //!   can do nothing its author could not do with a Migration.
 
+use crate::crd::RetryStatus;
 use crate::crd::{
     ItemStatus, Migration, MigrationSchedule, MigrationScheduleStatus, SchedulePolicy,
     ScheduledMigration, SkippedRun,
 };
 use crate::error::Result;
-use crate::runtime::status::StatusWriter;
+use crate::runtime::{Next, Pass, Reconciler};
 use crate::schedule::policy::{is_due, next_due};
 use crate::time::{human, seconds_between};
 use crate::{Ctx, Error};
@@ -33,9 +34,6 @@ pub const POLICY_TYPE_LABEL: &str = "ferry.dev/policy-type";
 
 const SKIPPED_KEPT: usize = 10;
 
-/// What `plan` returns after it changed the schedule's spec.
-const SPEC_CHANGED: Duration = Duration::ZERO;
-
 fn finished(status: &str) -> bool {
     matches!(status, "Successful" | "PartialSuccess" | "Failed")
 }
@@ -50,33 +48,62 @@ fn rfc3339(t: Timestamp) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-/// Reconciles `s`; returns when to look again.
-///
-/// # Errors
-/// API errors (retried).
-pub async fn reconcile(ctx: &Ctx, s: &MigrationSchedule) -> Result<Option<Duration>> {
-    let ns = s.namespace().unwrap_or_default();
-    let schedules: Api<MigrationSchedule> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(fresh) = schedules.get_opt(&s.name_any()).await? else {
-        return Ok(None);
-    };
-    let mut w = StatusWriter::new(&ctx.client, &fresh)?;
-    let mut st = fresh.status.clone().unwrap_or_default();
-    let migrations: Api<Migration> = Api::namespaced(ctx.client.clone(), &ns);
-    refresh_items(&migrations, &mut st).await?;
+/// The MigrationSchedule reconciler.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Schedules;
 
-    let wait = match plan(ctx, &fresh, &migrations, &mut st).await {
-        Ok(Some(SPEC_CHANGED)) => return Ok(Some(Duration::from_secs(1))),
-        Ok(wait) => wait,
-        Err(Error::Invalid(reason)) => {
-            st.reason = Some(reason);
-            st.next_due.clear();
-            Some(Duration::from_secs(60))
-        }
-        Err(e) => return Err(e),
-    };
-    w.save(&st).await?;
-    Ok(wait)
+impl Reconciler for Schedules {
+    type K = MigrationSchedule;
+    type S = MigrationScheduleStatus;
+    const KIND: &'static str = "MigrationSchedule";
+
+    fn api(client: &kube::Client, ns: Option<&str>) -> Api<MigrationSchedule> {
+        Api::namespaced(client.clone(), ns.unwrap_or_default())
+    }
+
+    fn status(obj: &MigrationSchedule) -> MigrationScheduleStatus {
+        obj.status.clone().unwrap_or_default()
+    }
+
+    fn retry_of(s: &MigrationScheduleStatus) -> Option<&RetryStatus> {
+        s.retry.as_ref()
+    }
+
+    fn set_retry(s: &mut MigrationScheduleStatus, r: Option<RetryStatus>) {
+        crate::source::migrate::set_retry_reason(&mut s.reason, &r, "");
+        s.retry = r;
+    }
+
+    async fn reconcile(&self, pass: &mut Pass<'_, Self>) -> Result<Next> {
+        let ctx = pass.ctx;
+        let ns = pass.namespace();
+        let migrations: Api<Migration> = Api::namespaced(ctx.client.clone(), &ns);
+        refresh_items(&migrations, &mut pass.status).await?;
+        let fresh = pass.obj.clone();
+        let wait = match plan(ctx, &fresh, &migrations, &mut pass.status).await {
+            Ok(Planned::Wait(w)) => w,
+            Ok(Planned::Suspended(written)) => {
+                // The spec write moved the resourceVersion: the status goes on top of it.
+                pass.rebase(&written);
+                Duration::from_secs(1)
+            }
+            Err(Error::Invalid(reason)) => {
+                pass.status.reason = Some(reason);
+                pass.status.next_due.clear();
+                Duration::from_secs(60)
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Next::After(wait))
+    }
+}
+
+/// What planning a schedule ended with.
+enum Planned {
+    /// Look again after this long.
+    Wait(Duration),
+    /// The schedule suspended itself (autoSuspend): the object as written.
+    Suspended(Box<MigrationSchedule>),
 }
 
 /// Reads back each Migration the schedule made: its outcome, or gone.
@@ -128,7 +155,7 @@ async fn plan(
     s: &MigrationSchedule,
     migrations: &Api<Migration>,
     st: &mut MigrationScheduleStatus,
-) -> Result<Option<Duration>> {
+) -> Result<Planned> {
     let policies: Api<SchedulePolicy> = Api::all(ctx.client.clone());
     let name = &s.spec.schedule_policy_name;
     let policy = policies.get_opt(name).await?.ok_or_else(|| {
@@ -156,7 +183,7 @@ async fn plan(
     {
         let schedules: Api<MigrationSchedule> =
             Api::namespaced(ctx.client.clone(), &s.namespace().unwrap_or_default());
-        schedules
+        let written = schedules
             .patch(
                 &s.name_any(),
                 &kube::api::PatchParams::default(),
@@ -170,9 +197,7 @@ async fn plan(
             format!("{active} runs on the destination: schedule suspended (autoSuspend)"),
         )
         .await;
-        // The spec write moved the resourceVersion: the status is written by the next
-        // reconcile, from a fresh read (the write's watch event brings it at once).
-        return Ok(Some(SPEC_CHANGED));
+        return Ok(Planned::Suspended(Box::new(written)));
     }
     let mut running: Option<String> = st
         .items
@@ -271,9 +296,10 @@ async fn plan(
         .retain(|k, _| checked.iter().any(|c| c.slot.kind() == k));
     rpo(ctx, s, st, &checked, created, now, suspended).await;
     if running.is_some() {
-        return Ok(Some(ctx.poll));
+        // A run's end also brings the schedule here (it watches its Migrations).
+        return Ok(Planned::Wait(Duration::from_secs(300)));
     }
-    Ok(Some(match soonest {
+    Ok(Planned::Wait(match soonest {
         Some(t) => {
             let secs = (t.as_second() - now.as_second()).clamp(1, 300);
             Duration::from_secs(secs as u64)

@@ -2,11 +2,10 @@
 //! and, when invalid, `status.reason` naming the field), only when it changed, so a status
 //! write (which the API answers with a watch event) does not loop.
 
+use crate::Error;
 use crate::crd::{SchedulePolicy, SchedulePolicyItem, SchedulePolicyStatus};
-use crate::{Ctx, Error};
-use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
-use serde_json::json;
+use crate::runtime::{Next, Pass, Reconciler};
+use kube::Api;
 
 /// The verdict on a policy.
 pub fn verdict(p: &SchedulePolicyItem) -> SchedulePolicyStatus {
@@ -22,32 +21,31 @@ pub fn verdict(p: &SchedulePolicyItem) -> SchedulePolicyStatus {
     }
 }
 
-/// Checks `sp` (read fresh) and records the verdict.
-///
-/// # Errors
-/// API errors; a 409 when the policy changed since it was read (the next reconcile sees it).
-pub async fn reconcile(ctx: &Ctx, sp: &SchedulePolicy) -> Result<(), Error> {
-    let api: Api<SchedulePolicy> = Api::all(ctx.client.clone());
-    let Some(fresh) = api.get_opt(&sp.name_any()).await? else {
-        return Ok(());
-    };
-    let want = verdict(&fresh.policy);
-    if fresh.status.as_ref() == Some(&want) {
-        return Ok(());
+/// The SchedulePolicy reconciler: the verdict on each policy in its status.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Policies;
+
+impl Reconciler for Policies {
+    type K = SchedulePolicy;
+    type S = SchedulePolicyStatus;
+    const KIND: &'static str = "SchedulePolicy";
+
+    fn api(client: &kube::Client, _ns: Option<&str>) -> Api<SchedulePolicy> {
+        Api::all(client.clone())
     }
-    if let Some(r) = &want.reason {
-        tracing::warn!(policy = %fresh.name_any(), reason = %r, "schedule policy is invalid");
+
+    fn status(obj: &SchedulePolicy) -> SchedulePolicyStatus {
+        obj.status.clone().unwrap_or_default()
     }
-    // Merge patch: a field goes only when sent as null.
-    let body = json!({
-        "metadata": {"resourceVersion": fresh.resource_version()},
-        "status": {"valid": want.valid, "reason": want.reason},
-    });
-    api.patch_status(
-        &fresh.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&body),
-    )
-    .await?;
-    Ok(())
+
+    async fn reconcile(&self, pass: &mut Pass<'_, Self>) -> Result<Next, Error> {
+        let want = verdict(&pass.obj.policy);
+        if let Some(r) = &want.reason
+            && pass.status.reason.as_ref() != Some(r)
+        {
+            tracing::warn!(policy = %pass.name(), reason = %r, "schedule policy is invalid");
+        }
+        pass.status = want;
+        Ok(Next::Idle)
+    }
 }

@@ -5,8 +5,7 @@
 use crate::crd::{ResourceTransformation, ResourceTransformationStatus};
 use crate::error::Result;
 use crate::resources::transformations;
-use crate::{Ctx, runtime::status::StatusWriter};
-use kube::ResourceExt;
+use crate::runtime::{Next, Pass, Reconciler};
 
 /// The verdict on a set of rules.
 pub fn verdict(rt: &ResourceTransformation) -> ResourceTransformationStatus {
@@ -22,21 +21,25 @@ pub fn verdict(rt: &ResourceTransformation) -> ResourceTransformationStatus {
     }
 }
 
-/// Writes the verdict on `rt` when it changed.
-///
-/// # Errors
-/// API errors a retry may cure.
-pub async fn reconcile(ctx: &Ctx, rt: &ResourceTransformation) -> Result<()> {
-    let api: kube::Api<ResourceTransformation> =
-        kube::Api::namespaced(ctx.client.clone(), &rt.namespace().unwrap_or_default());
-    let Some(fresh) = api.get_opt(&rt.name_any()).await? else {
-        return Ok(());
-    };
-    let want = verdict(&fresh);
-    if fresh.status.as_ref() == Some(&want) {
-        return Ok(());
+/// The ResourceTransformation reconciler: the verdict on its rules in its status.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Transformations;
+
+impl Reconciler for Transformations {
+    type K = ResourceTransformation;
+    type S = ResourceTransformationStatus;
+    const KIND: &'static str = "ResourceTransformation";
+
+    fn api(client: &kube::Client, ns: Option<&str>) -> kube::Api<ResourceTransformation> {
+        kube::Api::namespaced(client.clone(), ns.unwrap_or_default())
     }
-    let mut w = StatusWriter::new(&ctx.client, &fresh)?;
-    w.save(&want).await?;
-    Ok(())
+
+    fn status(obj: &ResourceTransformation) -> ResourceTransformationStatus {
+        obj.status.clone().unwrap_or_default()
+    }
+
+    async fn reconcile(&self, pass: &mut Pass<'_, Self>) -> Result<Next> {
+        pass.status = verdict(&pass.obj);
+        Ok(Next::Idle)
+    }
 }

@@ -9,9 +9,10 @@
 
 use crate::crd::{ClusterPair, Migration, MigrationSpec};
 use crate::error::Result;
+use crate::runtime::{Next, Pass, Reconciler};
 use crate::source::migrate::TRIGGER_ANNOTATION;
 use crate::{Ctx, names};
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference, PersistentVolumeClaim};
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -202,4 +203,87 @@ pub async fn handle(ctx: &Ctx, obj: &Value) -> Result<Option<String>> {
         tracing::info!(migration = %id, trigger = %what, "migration created from annotation");
     }
     Ok(created.then_some(id))
+}
+
+/// What of an annotated object starts a look: its uid and the annotation's value.
+fn annotation_fingerprint<K: kube::Resource>(o: &K) -> String {
+    format!(
+        "{}/{}",
+        o.meta().uid.as_deref().unwrap_or_default(),
+        o.meta()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TRIGGER_ANNOTATION))
+            .map(String::as_str)
+            .unwrap_or_default()
+    )
+}
+
+/// The trigger on Namespaces.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NamespaceTriggers;
+
+impl Reconciler for NamespaceTriggers {
+    type K = Namespace;
+    type S = ();
+    const KIND: &'static str = "Namespace";
+
+    fn api(client: &kube::Client, _ns: Option<&str>) -> kube::Api<Namespace> {
+        kube::Api::all(client.clone())
+    }
+
+    fn status(_obj: &Namespace) {}
+
+    fn writes_status() -> bool {
+        false
+    }
+
+    fn fingerprint(obj: &Namespace) -> String {
+        annotation_fingerprint(obj)
+    }
+
+    async fn reconcile(&self, pass: &mut Pass<'_, Self>) -> Result<Next> {
+        let v =
+            serde_json::to_value(&pass.obj).map_err(|e| crate::Error::Unexpected(e.to_string()))?;
+        handle(pass.ctx, &with_kind(v, "v1", "Namespace")).await?;
+        Ok(Next::Idle)
+    }
+}
+
+/// The trigger on PersistentVolumeClaims.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClaimTriggers;
+
+impl Reconciler for ClaimTriggers {
+    type K = PersistentVolumeClaim;
+    type S = ();
+    const KIND: &'static str = "PersistentVolumeClaim";
+
+    fn api(client: &kube::Client, ns: Option<&str>) -> kube::Api<PersistentVolumeClaim> {
+        kube::Api::namespaced(client.clone(), ns.unwrap_or_default())
+    }
+
+    fn status(_obj: &PersistentVolumeClaim) {}
+
+    fn writes_status() -> bool {
+        false
+    }
+
+    fn fingerprint(obj: &PersistentVolumeClaim) -> String {
+        annotation_fingerprint(obj)
+    }
+
+    async fn reconcile(&self, pass: &mut Pass<'_, Self>) -> Result<Next> {
+        let v =
+            serde_json::to_value(&pass.obj).map_err(|e| crate::Error::Unexpected(e.to_string()))?;
+        handle(pass.ctx, &with_kind(v, "v1", "PersistentVolumeClaim")).await?;
+        Ok(Next::Idle)
+    }
+}
+
+/// Typed objects read through the API carry no apiVersion and kind in JSON: put them back.
+fn with_kind(mut v: Value, api_version: &str, kind: &str) -> Value {
+    v["apiVersion"] = json!(api_version);
+    v["kind"] = json!(kind);
+    v
 }

@@ -7,7 +7,10 @@
 #![allow(dead_code)]
 
 use ferry_kubefake::FakeApi;
+use ferry_migration::context::ManualClock;
 use ferry_migration::crd::{Migration, MigrationStatus, VolumeImport};
+use ferry_migration::destination::volume_import::Imports;
+use ferry_migration::source::migrate::Migrations;
 use ferry_migration::{Ctx, pair::PairSettings};
 use ferry_store::{Store, StoreConfig, StoreOptions, VolumeOptions, VolumeSpec};
 use rand::{RngCore, SeedableRng, rngs::StdRng};
@@ -20,6 +23,8 @@ pub const FERRY_NS: &str = "ferry-system";
 pub const CHUNK: u64 = 64 << 10;
 
 pub struct World {
+    /// The two controllers' clock, moved by [`World::drive`] by the waits passes ask for.
+    pub clock: ManualClock,
     pub src: FakeApi,
     pub dst: FakeApi,
     pub src_store: Store,
@@ -58,6 +63,9 @@ impl World {
         src_ctx.policy.transfer_folders = vec![transfer_dir.path().to_path_buf()];
         let mut dst_ctx = Ctx::new(dst.client(), dst_store.clone(), FERRY_NS.into(), false);
         dst_ctx.poll = Duration::from_millis(1);
+        let clock = ManualClock::new(jiff::Timestamp::now());
+        src_ctx.clock = clock.clock();
+        dst_ctx.clock = clock.clock();
         dst_ctx.policy.transfer_folders = vec![transfer_dir.path().to_path_buf()];
         for api in [&src, &dst] {
             api.seed(
@@ -68,6 +76,7 @@ impl World {
             api.seed(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass", "metadata": {"name": "ferry", "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "true"}}, "driver": "ferry.csi.dev", "deletionPolicy": "Delete"}));
         }
         World {
+            clock,
             src,
             dst,
             src_store,
@@ -215,10 +224,11 @@ impl World {
         for vi in self.dst.all("ferry.dev/volumeimports") {
             let vi: VolumeImport = serde_json::from_value(vi).expect("volume import");
             // A controller retries a failed reconcile; so does this loop, on its next turn.
-            if let Err(e) =
-                ferry_migration::destination::volume_import::reconcile(&self.dst_ctx, &vi).await
-            {
-                eprintln!("import reconcile error (retried): {e}");
+            match ferry_migration::runtime::pass::<Imports>(&self.dst_ctx, &vi).await {
+                // A retry's wait passes on the clock (the import's own pool is real time).
+                Ok(Some(wait)) => self.clock.advance(wait),
+                Ok(_) => {}
+                Err(e) => eprintln!("import reconcile error (retried): {e}"),
             }
         }
     }
@@ -232,16 +242,18 @@ impl World {
                     .expect("migration"),
             )
             .expect("parse");
-            match ferry_migration::source::migrate::reconcile(&self.src_ctx, &m).await {
+            match ferry_migration::runtime::pass::<Migrations>(&self.src_ctx, &m).await {
                 Ok(None) => return self.migration_status(ns, name),
-                Ok(Some(_)) => {}
+                // What the runtime would wait for, the clock moves by.
+                Ok(Some(wait)) => self.clock.advance(wait),
                 Err(e) => eprintln!("reconcile error (retried): {e}"),
             }
             self.step_cluster_controllers().await;
         }
         panic!(
-            "migration {ns}/{name} did not end: {:?}",
-            self.migration_status(ns, name)
+            "migration {ns}/{name} did not end: {:?}; destination imports: {:?}",
+            self.migration_status(ns, name),
+            self.dst.all("ferry.dev/volumeimports")
         );
     }
 

@@ -7,10 +7,10 @@
 
 use super::remote::{self, Source};
 use super::steps;
-use crate::crd::{Action, ActionStatus, ActionStep, ActionType, ItemStatus};
+use crate::Ctx;
+use crate::crd::{Action, ActionStatus, ActionStep, ActionType, ItemStatus, RetryStatus};
 use crate::error::{Error, Result};
-use crate::runtime::status::StatusWriter;
-use crate::{Ctx, time};
+use crate::runtime::{Next, Pass, Reconciler};
 use kube::{Api, ResourceExt};
 use std::time::Duration;
 
@@ -20,8 +20,11 @@ pub enum Progress {
     Done(String),
     /// Left out; the message says why.
     Skipped(String),
-    /// Not yet; the message says what it waits for.
+    /// Not yet; the message says what it waits for (looked at again after the poll
+    /// interval).
     Wait(String),
+    /// Not yet; looked at again after this long.
+    WaitFor(Duration, String),
     /// Recorded something to keep before going on: save, then run the step again.
     Again,
 }
@@ -92,28 +95,73 @@ fn namespaces(ctx: &Ctx, a: &Action) -> Result<Vec<String>> {
     Ok(listed.clone())
 }
 
-/// Reconciles one Action; returns when to look again (`None`: ended).
-///
-/// # Errors
-/// API errors a retry may cure.
-pub async fn reconcile(ctx: &Ctx, a: &Action) -> Result<Option<Duration>> {
-    let api: Api<Action> = Api::namespaced(ctx.client.clone(), &a.namespace().unwrap_or_default());
-    let Some(fresh) = api.get_opt(&a.name_any()).await? else {
-        return Ok(None);
-    };
-    let a = &fresh;
-    let mut st = fresh.status.clone().unwrap_or_default();
-    if st.status.is_final() {
-        return Ok(None);
+/// The Action reconciler.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Actions;
+
+impl Reconciler for Actions {
+    type K = Action;
+    type S = ActionStatus;
+    const KIND: &'static str = "Action";
+
+    fn api(client: &kube::Client, ns: Option<&str>) -> Api<Action> {
+        Api::namespaced(client.clone(), ns.unwrap_or_default())
     }
-    let mut w = StatusWriter::new(&ctx.client, a)?;
-    if st.steps.is_empty() {
+
+    fn status(obj: &Action) -> ActionStatus {
+        obj.status.clone().unwrap_or_default()
+    }
+
+    fn retry_of(s: &ActionStatus) -> Option<&RetryStatus> {
+        s.retry.as_ref()
+    }
+
+    fn set_retry(s: &mut ActionStatus, r: Option<RetryStatus>) {
+        let what = s
+            .current_step
+            .as_deref()
+            .map(|n| format!("step {n}: "))
+            .unwrap_or_default();
+        crate::source::migrate::set_retry_reason(&mut s.reason, &r, &what);
+        s.retry = r;
+    }
+
+    async fn reconcile(&self, pass: &mut Pass<'_, Self>) -> Result<Next> {
+        reconcile(pass).await
+    }
+
+    async fn give_up(&self, pass: &mut Pass<'_, Self>, reason: String) -> Next {
+        let (ctx, a) = (pass.ctx, pass.obj.clone());
+        let st = &mut pass.status;
+        if let Some(i) = st.steps.iter().position(|s| !s.status.is_final()) {
+            end_step(
+                &mut st.steps[i],
+                ItemStatus::Failed,
+                reason.clone(),
+                ctx.stamp(),
+            );
+        }
+        let step = st.current_step.clone().unwrap_or_default();
+        fail(ctx, &a, st, format!("step {step}: {reason}")).await;
+        Next::Idle
+    }
+}
+
+/// Plans the steps once, then runs the first unfinished one, again and again.
+async fn reconcile(pass: &mut Pass<'_, Actions>) -> Result<Next> {
+    let ctx = pass.ctx;
+    let a = pass.obj.clone();
+    let a = &a;
+    if pass.status.status.is_final() {
+        return Ok(Next::Idle);
+    }
+    if pass.status.steps.is_empty() {
+        let st = &mut pass.status;
         match namespaces(ctx, a) {
             Ok(ns) => st.namespaces = ns,
             Err(e @ Error::Invalid(_)) => {
-                fail(ctx, a, &mut st, e.to_string()).await;
-                w.save(&st).await?;
-                return Ok(None);
+                fail(ctx, a, st, e.to_string()).await;
+                return Ok(Next::Idle);
             }
             Err(e) => return Err(e),
         }
@@ -125,14 +173,15 @@ pub async fn reconcile(ctx: &Ctx, a: &Action) -> Result<Option<Duration>> {
             })
             .collect();
         st.status = ItemStatus::InProgress;
-        st.start_timestamp = Some(time::now());
-        w.save(&st).await?;
+        st.start_timestamp = Some(ctx.stamp());
+        pass.save().await?;
     }
     loop {
+        let st = &mut pass.status;
         let Some(i) = st.steps.iter().position(|s| !s.status.is_final()) else {
             st.status = ItemStatus::Successful;
             st.reason = None;
-            st.finish_timestamp = Some(time::now());
+            st.finish_timestamp = Some(ctx.stamp());
             ctx.event(
                 a,
                 false,
@@ -144,65 +193,52 @@ pub async fn reconcile(ctx: &Ctx, a: &Action) -> Result<Option<Duration>> {
                 ),
             )
             .await;
-            w.save(&st).await?;
-            return Ok(None);
+            return Ok(Next::Idle);
         };
         let name = st.steps[i].name.clone();
         st.current_step = Some(name.clone());
         if st.steps[i].start_timestamp.is_none() {
-            st.steps[i].start_timestamp = Some(time::now());
+            st.steps[i].start_timestamp = Some(ctx.stamp());
             st.steps[i].status = ItemStatus::InProgress;
         }
-        if st
-            .reason
-            .as_deref()
-            .is_some_and(|r| r.starts_with(crate::source::migrate::RETRYING))
-        {
-            st.reason = None;
-        }
-        let outcome = steps::run(ctx, a, &mut st, i).await;
+        let outcome = steps::run(ctx, a, st, i).await;
         let outcome = match outcome {
             Err(e) if remote::unreachable(&e) && steps::on_source(&name) => {
-                remote::count_failure(ctx, a, &mut st, &e).await
+                remote::count_failure(ctx, a, st, &e).await
             }
             other => other,
         };
         match outcome {
-            Ok(Progress::Again) => {
-                w.save(&st).await?;
-            }
+            Ok(Progress::Again) => {}
             Ok(Progress::Done(msg)) => {
-                end_step(&mut st.steps[i], ItemStatus::Successful, msg.clone());
+                end_step(
+                    &mut st.steps[i],
+                    ItemStatus::Successful,
+                    msg.clone(),
+                    ctx.stamp(),
+                );
                 ctx.event(a, false, &name, msg).await;
-                w.save(&st).await?;
             }
             Ok(Progress::Skipped(msg)) => {
-                end_step(&mut st.steps[i], ItemStatus::Skipped, msg.clone());
+                end_step(
+                    &mut st.steps[i],
+                    ItemStatus::Skipped,
+                    msg.clone(),
+                    ctx.stamp(),
+                );
                 ctx.event(a, true, &name, format!("skipped: {msg}")).await;
-                w.save(&st).await?;
             }
             Ok(Progress::Wait(msg)) => {
                 st.steps[i].message = Some(msg);
-                w.save(&st).await?;
-                return Ok(Some(ctx.poll));
+                return Ok(Next::After(ctx.poll));
             }
-            Err(e) if e.is_permanent() => {
-                end_step(&mut st.steps[i], ItemStatus::Failed, e.to_string());
-                fail(ctx, a, &mut st, format!("step {name}: {e}")).await;
-                w.save(&st).await?;
-                return Ok(None);
+            Ok(Progress::WaitFor(wait, msg)) => {
+                st.steps[i].message = Some(msg);
+                return Ok(Next::After(wait));
             }
-            Err(e) => {
-                st.reason = Some(format!(
-                    "{}step {name}: {e}",
-                    crate::source::migrate::RETRYING
-                ));
-                if let Err(save) = w.save(&st).await {
-                    tracing::warn!(error = %save, "retry reason not saved");
-                }
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         }
+        pass.save().await?;
     }
 }
 
@@ -211,15 +247,15 @@ pub(super) async fn source(ctx: &Ctx, a: &Action, st: &mut ActionStatus) -> Resu
     remote::source(ctx, a, st).await
 }
 
-fn end_step(step: &mut ActionStep, status: ItemStatus, message: String) {
+fn end_step(step: &mut ActionStep, status: ItemStatus, message: String, now: String) {
     step.status = status;
     step.message = Some(message);
-    step.finish_timestamp = Some(time::now());
+    step.finish_timestamp = Some(now);
 }
 
 async fn fail(ctx: &Ctx, a: &Action, st: &mut ActionStatus, reason: String) {
     ctx.event(a, true, "ActionFailed", reason.clone()).await;
     st.status = ItemStatus::Failed;
     st.reason = Some(reason);
-    st.finish_timestamp = Some(time::now());
+    st.finish_timestamp = Some(ctx.stamp());
 }

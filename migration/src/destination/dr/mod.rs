@@ -13,4 +13,4 @@ pub mod remote;
 pub mod steps;
 pub mod workloads;
 
-pub use action::reconcile;
+pub use action::Actions;

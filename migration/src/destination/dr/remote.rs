@@ -1,8 +1,9 @@
 //! Reaching the source cluster from its destination, through a ClusterPair in the Action's
 //! namespace (so with the credentials the Action's author put there, never ferry's own).
 //!
-//! A failover counts a source that does not answer three times in a row as gone and goes on
-//! without it; a failback, which needs the source, waits for it.
+//! A failover counts a source as gone once it has not answered [`TRIES`] tries spread over
+//! [`GONE_AFTER`] (on the controller's clock, whatever else brings the Action back), and goes
+//! on without it; a failback, which needs the source, waits for it.
 
 use super::action::Progress;
 use crate::Ctx;
@@ -12,8 +13,13 @@ use crate::pair::PairSettings;
 use kube::{Api, ResourceExt};
 use std::time::Duration;
 
-/// Failed tries after which a failover counts the source as gone.
+/// Failed tries in a row after which a failover counts the source as gone, once they span
+/// [`GONE_AFTER`].
 pub const TRIES: u32 = 3;
+/// How long the source must not answer before a failover counts it as gone.
+pub const GONE_AFTER: Duration = Duration::from_secs(60);
+/// The wait between two tries of a silent source.
+pub const TRY_EVERY: Duration = Duration::from_secs(30);
 
 /// How long the source gets to answer one request.
 const ANSWER_WITHIN: Duration = Duration::from_secs(15);
@@ -43,8 +49,9 @@ pub fn unreachable(e: &Error) -> bool {
 pub async fn source(ctx: &Ctx, a: &Action, st: &mut ActionStatus) -> Result<Source> {
     if st.source_reachable == Some(false) {
         return Ok(Source::Gone(format!(
-            "the source cluster did not answer ({} tries)",
-            st.source_attempts
+            "the source cluster did not answer ({} tries over {}s)",
+            st.source_attempts,
+            GONE_AFTER.as_secs()
         )));
     }
     if a.spec.skip_source() {
@@ -78,11 +85,13 @@ pub async fn source(ctx: &Ctx, a: &Action, st: &mut ActionStatus) -> Result<Sour
         st.source_reachable = Some(true);
     }
     st.source_attempts = 0;
+    st.source_unreachable_since = None;
     Ok(Source::Up(client))
 }
 
-/// After a source step found the source silent: wait and try again, or (a failover, after
-/// [`TRIES`]) record it as gone so the source's steps are skipped.
+/// After a source step found the source silent: try again a while later, or (a failover,
+/// once the source has not answered [`TRIES`] tries spanning [`GONE_AFTER`]) record it as
+/// gone so the source's steps are skipped.
 ///
 /// # Errors
 /// None; the result is a [`Progress`].
@@ -92,17 +101,32 @@ pub async fn count_failure(
     st: &mut ActionStatus,
     e: &Error,
 ) -> Result<Progress> {
+    let now = ctx.now();
+    let since = st
+        .source_unreachable_since
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .unwrap_or(now);
+    st.source_unreachable_since = Some(crate::runtime::retry::stamp(since));
+    st.source_attempts = st.source_attempts.saturating_add(1);
+    let silent = now.duration_since(since).unsigned_abs();
     if a.spec.action_type == ActionType::Failback {
-        return Ok(Progress::Wait(format!(
-            "waiting for the source cluster to answer (a failback needs it): {e}"
-        )));
+        return Ok(Progress::WaitFor(
+            TRY_EVERY,
+            format!("waiting for the source cluster to answer (a failback needs it): {e}"),
+        ));
     }
-    st.source_attempts += 1;
-    if st.source_attempts < TRIES {
-        return Ok(Progress::Wait(format!(
-            "the source cluster does not answer (try {} of {TRIES}): {e}",
-            st.source_attempts
-        )));
+    if st.source_attempts < TRIES || silent < GONE_AFTER {
+        return Ok(Progress::WaitFor(
+            TRY_EVERY,
+            format!(
+                "the source cluster does not answer (try {} of {TRIES}, silent for {}s of \
+                 {}s): {e}",
+                st.source_attempts,
+                silent.as_secs(),
+                GONE_AFTER.as_secs()
+            ),
+        ));
     }
     st.source_reachable = Some(false);
     ctx.event(
@@ -110,8 +134,10 @@ pub async fn count_failure(
         true,
         "SourceUnreachable",
         format!(
-            "the source cluster did not answer {TRIES} times ({e}): going on with this cluster \
-             alone; the source's applications were not stopped"
+            "the source cluster did not answer {} tries over {}s ({e}): going on with this \
+             cluster alone; the source's applications were not stopped",
+            st.source_attempts,
+            silent.as_secs()
         ),
     )
     .await;

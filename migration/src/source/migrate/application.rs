@@ -379,6 +379,21 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
                 i.status = ItemStatus::Failed;
                 i.reason = Some(why);
             }
+            Ok(obj) if p.kind.kind == "Namespace" => {
+                let tenant = ctx.trust(&ns) == crate::trust::Trust::Tenant;
+                match land_namespace(&dest, obj, tenant).await {
+                    Ok(note) => {
+                        i.status = ItemStatus::Successful;
+                        i.reason = note;
+                    }
+                    Err(e) if e.is_permanent() => {
+                        e.count();
+                        i.status = ItemStatus::Failed;
+                        i.reason = Some(e.to_string());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             Ok(obj) => match api::apply(&dest, &p.kind, &obj).await {
                 Ok(_) => i.status = ItemStatus::Successful,
                 // The API refused this object: it stays refused on a retry, so say why.
@@ -404,7 +419,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         purge(&dest, mig, &present, &mut results).await?;
     }
     st.resources = results;
-    st.resource_migration_finish_timestamp = Some(crate::time::now());
+    st.resource_migration_finish_timestamp = Some(ctx.stamp());
     let ok = st
         .resources
         .iter()
@@ -434,6 +449,83 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
     .await;
     st.stage = Some(Stage::Final);
     Ok(None)
+}
+
+/// Label keys of Pod Security admission: a namespace's security level, which a tenant's
+/// migration never sets on the destination.
+pub const POD_SECURITY_PREFIX: &str = "pod-security.kubernetes.io/";
+
+/// Source namespace `ns` as the migration lands it on the destination (transformed and
+/// mapped as every object is), or `None` when the source has no such namespace.
+///
+/// # Errors
+/// API errors; a transformation that refuses it (as its reason).
+pub async fn namespace_object(ctx: &Ctx, mig: &Migration, ns: &str) -> Result<Option<Value>> {
+    let Some(mut n) = api::get(&ctx.client, &kinds_used::namespace(), None, ns).await? else {
+        return Ok(None);
+    };
+    let rules = match super::shape::load_rules(ctx, mig).await? {
+        Ok(r) => r,
+        Err(why) => return Err(Error::Invalid(why)),
+    };
+    n["apiVersion"] = "v1".into();
+    n["kind"] = "Namespace".into();
+    if let Some(s) = n.as_object_mut() {
+        s.remove("spec");
+    }
+    let migration = format!("{}/{}", mig.namespace().unwrap_or_default(), mig.name_any());
+    let bound = BTreeMap::new();
+    let cx = TransformContext {
+        start_applications: mig.spec.start_applications,
+        bound_volumes: &bound,
+        migration: &migration,
+        namespace_mapping: &mig.spec.namespace_mapping,
+        storage_class_mapping: &mig.spec.storage_class_mapping,
+        rules: &rules,
+    };
+    transform_traced(n, &cx)
+        .map(|(o, _)| Some(o))
+        .map_err(Error::Invalid)
+}
+
+/// Creates a migrated Namespace on the destination when it is absent (without Pod Security
+/// labels for a tenant's migration); one that exists is never changed (its labels decide
+/// what runs there, and they are the destination admin's). Returns a note for the status.
+///
+/// # Errors
+/// API errors.
+pub async fn land_namespace(
+    dest: &kube::Client,
+    mut obj: Value,
+    tenant: bool,
+) -> Result<Option<String>> {
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if api::get(dest, &kinds_used::namespace(), None, &name)
+        .await?
+        .is_some()
+    {
+        return Ok(Some("exists on the destination: left as it is".into()));
+    }
+    let mut dropped = Vec::new();
+    if tenant && let Some(labels) = obj["metadata"]["labels"].as_object_mut() {
+        dropped = labels
+            .keys()
+            .filter(|k| k.starts_with(POD_SECURITY_PREFIX))
+            .cloned()
+            .collect();
+        labels.retain(|k, _| !k.starts_with(POD_SECURITY_PREFIX));
+    }
+    api::create(dest, &kinds_used::namespace(), &obj).await?;
+    Ok((!dropped.is_empty()).then(|| {
+        format!(
+            "created without its Pod Security labels ({}): a namespace's security level is \
+             the destination admin's to set",
+            dropped.join(", ")
+        )
+    }))
 }
 
 /// How the reason starts while the stage waits for a CRD on the destination.
@@ -480,7 +572,9 @@ async fn definitions(
         };
         match crds::standing(dest, crd).await {
             Ok(Standing::Absent) => {
-                match api::apply(dest, &kinds_used::crd(), &crds::prepared(crd)).await {
+                // A plain create: an existing CRD is never written (a patch would let the
+                // pair's account rewrite any CRD of the cluster).
+                match api::create(dest, &kinds_used::crd(), &crds::prepared(crd)).await {
                     Ok(_) => {
                         ctx.event(
                             mig,

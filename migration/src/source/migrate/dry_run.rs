@@ -78,7 +78,7 @@ pub async fn plan(
                     pv.reason = Some(format!("the bytes to move could not be estimated: {e}"));
                 }
             }
-            v.destination_volume = Some(names::import_into(&id, &v.namespace, &there));
+            v.destination_volume = Some(names::landing(&there, &v.persistent_volume_claim));
         }
         out.bytes_to_move += pv.bytes_to_move;
         out.volumes.push(pv);
@@ -261,7 +261,7 @@ fn judge(
 
 /// Ends a dry run with its plan: Successful when the plan has no conflict, PartialSuccess
 /// otherwise; nothing moved.
-pub fn finish(st: &mut MigrationStatus, plan: Plan) {
+pub fn finish(st: &mut MigrationStatus, plan: Plan, now: String) {
     st.status = if plan.conflicts == 0 {
         ItemStatus::Successful
     } else {
@@ -280,5 +280,5 @@ pub fn finish(st: &mut MigrationStatus, plan: Plan) {
     st.resources.clear();
     st.plan = Some(plan);
     st.stage = Some(Stage::Final);
-    st.finish_timestamp = Some(crate::time::now());
+    st.finish_timestamp = Some(now);
 }

@@ -13,16 +13,16 @@ mod cleanup;
 mod crds;
 mod dry_run;
 mod finish;
+pub mod landing;
 mod retention;
 mod shape;
 mod validate;
 mod volumes;
 
 use crate::Ctx;
-use crate::crd::{ItemStatus, Migration, MigrationStatus, Stage};
+use crate::crd::{ItemStatus, Migration, MigrationStatus, RetryStatus, Stage};
 use crate::error::{Error, Result};
-use crate::runtime::finalizer;
-use crate::runtime::status::StatusWriter;
+use crate::runtime::{Cleanup, Next, Pass, Reconciler, finalizer, retry};
 use kube::ResourceExt;
 use sha2::Digest;
 use std::time::Duration;
@@ -59,59 +59,90 @@ pub fn next_step(status: Option<&MigrationStatus>) -> Step {
     }
 }
 
-/// Runs steps until the migration waits or ends; returns when to look again (`None`: ended).
+/// The Migration reconciler.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Migrations;
+
+impl Reconciler for Migrations {
+    type K = Migration;
+    type S = MigrationStatus;
+    const KIND: &'static str = "Migration";
+    const FINALIZER: Option<&'static str> = Some(finalizer::MIGRATION);
+
+    fn api(client: &kube::Client, ns: Option<&str>) -> kube::Api<Migration> {
+        kube::Api::namespaced(client.clone(), ns.unwrap_or_default())
+    }
+
+    fn status(obj: &Migration) -> MigrationStatus {
+        obj.status.clone().unwrap_or_default()
+    }
+
+    fn retry_of(s: &MigrationStatus) -> Option<&RetryStatus> {
+        s.retry.as_ref()
+    }
+
+    fn set_retry(s: &mut MigrationStatus, r: Option<RetryStatus>) {
+        set_retry_reason(&mut s.reason, &r, "");
+        s.retry = r;
+    }
+
+    /// A dry run makes nothing, so it needs no finalizer (and writes none); neither does a
+    /// migration that ended.
+    fn needs_finalizer(&self, m: &Migration) -> bool {
+        !m.spec.dry_run && next_step(m.status.as_ref()) != Step::Done
+    }
+
+    async fn reconcile(&self, pass: &mut Pass<'_, Self>) -> Result<Next> {
+        reconcile(pass).await
+    }
+
+    async fn cleanup(&self, ctx: &Ctx, m: &Migration) -> Result<Cleanup> {
+        cleanup::run(ctx, m).await
+    }
+
+    async fn give_up(&self, pass: &mut Pass<'_, Self>, reason: String) -> Next {
+        fail(&mut pass.status, reason);
+        // The Final stage still removes what the migration made.
+        Next::After(Duration::ZERO)
+    }
+}
+
+/// Sets (or clears) the "retrying" reason of a status from its retry record; `what` names
+/// the item retried.
+pub fn set_retry_reason(reason: &mut Option<String>, r: &Option<RetryStatus>, what: &str) {
+    match r {
+        Some(r) => *reason = Some(retry::reason(what, r)),
+        None => {
+            if reason.as_deref().is_some_and(|x| x.starts_with(RETRYING)) {
+                *reason = None;
+            }
+        }
+    }
+}
+
+/// Runs steps until the migration waits or ends; returns when to look again.
 ///
 /// # Errors
-/// API errors that a retry may cure.
-pub async fn reconcile(ctx: &Ctx, mig: &Migration) -> Result<Option<Duration>> {
-    // A watch cache may hand over an older copy; the status must not go back in time.
-    let api: kube::Api<Migration> =
-        kube::Api::namespaced(ctx.client.clone(), &mig.namespace().unwrap_or_default());
-    let Some(fresh) = api.get_opt(&mig.name_any()).await? else {
-        return Ok(None);
-    };
-    if finalizer::deleting(&fresh) {
-        if finalizer::has(&fresh, finalizer::MIGRATION) {
-            cleanup::run(ctx, &fresh).await?;
-            finalizer::remove(&ctx.client, &fresh, finalizer::MIGRATION).await?;
-        }
-        return Ok(None);
-    }
-    // A dry run makes nothing, so it needs no finalizer (and writes none).
-    let fresh = if finalizer::has(&fresh, finalizer::MIGRATION)
-        || fresh.spec.dry_run
-        || next_step(fresh.status.as_ref()) == Step::Done
-    {
-        fresh
-    } else {
-        // Before anything is made, so that a deletion always finds what to clean up.
-        finalizer::add(&ctx.client, &fresh, finalizer::MIGRATION).await?
-    };
-    let mig = &fresh;
-    let mut w = StatusWriter::new(&ctx.client, mig)?;
-    let mut status = mig.status.clone().unwrap_or_default();
-    if let Some(reason) = spec_changed(mig, &status) {
+/// Errors of a step (the runtime retries temporary ones and fails the migration on
+/// permanent ones).
+async fn reconcile(pass: &mut Pass<'_, Migrations>) -> Result<Next> {
+    let ctx = pass.ctx;
+    let mig = pass.obj.clone();
+    let mig = &mig;
+    if let Some(reason) = spec_changed(mig, &pass.status) {
         // Checked before every step: what was validated is what runs, or nothing does.
         tracing::warn!(migration = %mig.name_any(), "{reason}");
-        fail(&mut status, reason);
+        fail(&mut pass.status, reason);
     }
     loop {
-        let step = next_step(Some(&status));
-        // A step that still fails sets the reason again.
-        if status
-            .reason
-            .as_deref()
-            .is_some_and(|r| r.starts_with(RETRYING))
-        {
-            status.reason = None;
-        }
+        let step = next_step(Some(&pass.status));
         let started = std::time::Instant::now();
         let outcome = match step {
-            Step::Validate => validate::run(ctx, mig, &mut status).await,
-            Step::Volumes => volumes::run(ctx, mig, &mut status, &mut w).await,
-            Step::Application => application::run(ctx, mig, &mut status).await,
-            Step::Finish => finish::run(ctx, mig, &mut status).await,
-            Step::Done => return Ok(None),
+            Step::Validate => validate::run(ctx, mig, &mut pass.status).await,
+            Step::Volumes => volumes::run(pass).await,
+            Step::Application => application::run(ctx, mig, &mut pass.status).await,
+            Step::Finish => finish::run(ctx, mig, &mut pass.status).await,
+            Step::Done => return Ok(Next::Idle),
         };
         let name = format!("migration_{step:?}").to_lowercase();
         ferry_csi::metrics::operation(
@@ -119,27 +150,16 @@ pub async fn reconcile(ctx: &Ctx, mig: &Migration) -> Result<Option<Duration>> {
             outcome.as_ref().err().map(Error::kind),
             started.elapsed(),
         );
-        let wait = match outcome {
-            Ok(w) => w,
-            Err(e) => {
-                e.count();
-                // Shown on the Migration while the step is retried.
-                status.reason = Some(format!("{RETRYING}{e}"));
-                if let Err(save) = w.save(&status).await {
-                    tracing::warn!(error = %save, "retry reason not saved");
-                }
-                return Err(e);
-            }
-        };
-        w.save(&status).await?;
+        let wait = outcome?;
+        pass.save().await?;
         if let Some(wait) = wait {
-            return Ok(Some(wait));
+            return Ok(Next::After(wait));
         }
     }
 }
 
-/// How a Migration's `reason` starts while a step is being retried.
-pub const RETRYING: &str = "retrying: ";
+/// How a reason starts while a step is being retried.
+pub const RETRYING: &str = retry::RETRYING;
 
 /// The hash of a spec, as `status.validatedSpec` records it.
 ///

@@ -16,7 +16,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
     let ns = mig.namespace().unwrap_or_default();
     let spec = &mig.spec;
     if st.start_timestamp.is_none() {
-        st.start_timestamp = Some(crate::time::now());
+        st.start_timestamp = Some(ctx.stamp());
     }
     if spec.namespaces.is_empty() {
         fail(
@@ -129,9 +129,13 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
             return Ok(None);
         }
     };
+    if let Some(why) = access_refused(mig, &dest, st).await? {
+        fail(st, why);
+        return Ok(None);
+    }
     if spec.dry_run {
         let plan = super::dry_run::plan(ctx, mig, st, &settings, &dest, &rules, &classes).await?;
-        super::dry_run::finish(st, plan);
+        super::dry_run::finish(st, plan, ctx.stamp());
         return Ok(None);
     }
     st.reason = None;
@@ -248,4 +252,38 @@ async fn volumes_in_scope(ctx: &Ctx, mig: &Migration) -> Result<Vec<VolumeInfo>>
         }
     }
     Ok(out)
+}
+
+/// Why the pair's account may not write what this migration writes on the destination, if
+/// it may not (checked there with its own credentials, namespace by namespace).
+async fn access_refused(
+    mig: &Migration,
+    dest: &kube::Client,
+    st: &MigrationStatus,
+) -> Result<Option<String>> {
+    let spec = &mig.spec;
+    let volumes = st.volumes.iter().any(|v| v.status == ItemStatus::Pending);
+    let kinds = if spec.include_resources {
+        crate::resources::kinds::kinds_in_scope(
+            Vec::new(),
+            &spec.include_optional_resource_types,
+            &spec.exclude_resource_types,
+        )
+    } else {
+        Vec::new()
+    };
+    let mut missing = Vec::new();
+    for n in &spec.namespaces {
+        let there = mapping::target(&spec.namespace_mapping, n);
+        let exists = match api::get(dest, &kinds_used::namespace(), None, there).await {
+            Ok(found) => found.is_some(),
+            // Reading it may be refused where writing in it is not: the checks below say.
+            Err(e) if e.api_code() == Some(403) => true,
+            Err(e) => return Err(e),
+        };
+        let needs =
+            super::landing::needs(there, exists, volumes, &kinds, spec.purge_deleted_resources);
+        missing.extend(super::landing::missing(dest, &needs).await?);
+    }
+    Ok((!missing.is_empty()).then(|| super::landing::refusal(&missing)))
 }

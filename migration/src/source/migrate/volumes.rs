@@ -2,6 +2,7 @@
 //! into ferry's CreateSnapshot), an export to the transfer store, a VolumeImport on the
 //! destination, and its PV.
 
+use super::Migrations;
 use super::fail;
 use crate::crd::{
     ClusterPair, ImportPhase, ImportSource, ItemStatus, Migration, MigrationStatus,
@@ -10,7 +11,8 @@ use crate::crd::{
 use crate::error::{Error, Result};
 use crate::pair::PairSettings;
 use crate::resources::mapping;
-use crate::runtime::status::StatusWriter;
+use crate::runtime::Pass;
+use crate::runtime::retry::{self, Class};
 use crate::transfers::{Look, Phase};
 use crate::{Ctx, api, kinds_used, names};
 use kube::ResourceExt;
@@ -24,17 +26,15 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 pub const SNAPSHOT_LABEL: &str = "ferry.dev/migration";
 
 /// Moves each unfinished volume as far as it can go now.
-pub async fn run(
-    ctx: &Ctx,
-    mig: &Migration,
-    st: &mut MigrationStatus,
-    w: &mut StatusWriter<Migration>,
-) -> Result<Option<Duration>> {
+pub async fn run(pass: &mut Pass<'_, Migrations>) -> Result<Option<Duration>> {
+    let ctx = pass.ctx;
+    let mig = pass.obj.clone();
+    let mig = &mig;
     let ns = mig.namespace().unwrap_or_default();
     let pairs: kube::Api<ClusterPair> = kube::Api::namespaced(ctx.client.clone(), &ns);
     let Some(pair) = pairs.get_opt(&mig.spec.cluster_pair).await? else {
         fail(
-            st,
+            &mut pass.status,
             format!(
                 "ClusterPair {} was deleted during the migration",
                 mig.spec.cluster_pair
@@ -45,74 +45,117 @@ pub async fn run(
     let settings = match PairSettings::load(ctx, &pair).await {
         Ok(s) => s,
         Err(e @ Error::Invalid(_)) => {
-            fail(st, e.to_string());
+            fail(&mut pass.status, e.to_string());
             return Ok(None);
         }
         Err(e) => return Err(e),
     };
     let dest = settings.connect(ctx).await?;
     if mig.spec.pre_exec_rule.is_some() || mig.spec.post_exec_rule.is_some() {
-        if let Some(why) = snapshot_with_rules(ctx, mig, st).await? {
+        if let Some(why) = snapshot_with_rules(ctx, mig, &mut pass.status).await? {
             ctx.event(mig, true, "ExecRuleFailed", why.clone()).await;
-            fail(st, why);
+            fail(&mut pass.status, why);
             return Ok(None);
         }
     } else {
-        take_group_snapshot(ctx, mig, st, 2).await?;
+        take_group_snapshot(ctx, mig, &mut pass.status, 2).await?;
     }
-    w.save(st).await?;
+    pass.save().await?;
     // Passes over the volumes until none waits, or only for something outside this
-    // controller, or for longer than a progress interval (exports run in the pool; each
-    // export that ends lets its volume go on at once).
+    // controller or a retry's time, or for longer than a progress interval (exports run in
+    // the pool; each export that ends lets its volume go on at once).
     let started = std::time::Instant::now();
     let ours = jobs_of(mig);
     loop {
-        let (mut waiting, mut retry) = (false, false);
+        let now = ctx.now();
+        let st = &mut pass.status;
+        let mut waiting = false;
+        // The soonest time a volume must be looked at again without an export ending.
+        let mut look_again: Option<Duration> = None;
         for i in 0..st.volumes.len() {
             if st.volumes[i].status.is_final() {
                 continue;
             }
-            match advance(ctx, mig, &pair, &settings, &dest, st, i).await {
-                Ok(true) => waiting = true,
-                Ok(false) => {}
+            if let Some(r) = &st.volumes[i].retry {
+                let w = retry::wait(r, now);
+                if !w.is_zero() {
+                    // A failed step is tried again when its time comes.
+                    waiting = true;
+                    look_again = Some(look_again.map_or(w, |x| x.min(w)));
+                    continue;
+                }
+            }
+            let outcome = advance(ctx, mig, &pair, &settings, &dest, st, i).await;
+            let v = &mut st.volumes[i];
+            match outcome {
+                Ok(wait) => {
+                    v.retry = None;
+                    if wait {
+                        waiting = true;
+                        if !ctx
+                            .transfers
+                            .keys(&ours)
+                            .iter()
+                            .any(|k| k.ends_with(v.snapshot_handle.as_deref().unwrap_or("-")))
+                        {
+                            look_again = Some(look_again.map_or(ctx.poll, |x| x.min(ctx.poll)));
+                        }
+                    }
+                }
                 Err(e) => {
                     e.count();
-                    let v = &mut st.volumes[i];
-                    if e.is_permanent() {
-                        v.status = ItemStatus::Failed;
-                        v.reason = Some(e.to_string());
-                    } else {
-                        // Temporary trouble (API, network, a busy store): say so, try again.
-                        v.retries += 1;
-                        v.reason = Some(format!("retrying (attempt {}): {e}", v.retries));
-                        st.reason = Some(format!(
-                            "{}PVC {}/{}: {e}",
-                            super::RETRYING,
-                            v.namespace,
-                            v.persistent_volume_claim
-                        ));
-                        waiting = true;
-                        retry = true;
+                    match retry::classify(&e, v.retry.as_ref(), now) {
+                        Class::Permanent => {
+                            v.status = ItemStatus::Failed;
+                            v.reason = Some(e.to_string());
+                            v.retry = None;
+                        }
+                        Class::Temporary => {
+                            // Temporary trouble (API, network, a busy store): said, and tried
+                            // again on its backoff.
+                            let r = retry::record(v.retry.as_ref(), &e, now);
+                            let w = retry::delay(r.attempt);
+                            v.reason = Some(retry::reason("", &r));
+                            v.retry = Some(r);
+                            waiting = true;
+                            look_again = Some(look_again.map_or(w, |x| x.min(w)));
+                        }
                     }
                 }
             }
-            w.save(st).await?;
         }
+        // The Migration's own reason says which volume is retrying and why, as long as one is.
+        let retrying = st.volumes.iter().find_map(|v| {
+            v.retry.as_ref().map(|r| {
+                retry::reason(
+                    &format!("PVC {}/{}: ", v.namespace, v.persistent_volume_claim),
+                    r,
+                )
+            })
+        });
+        match retrying {
+            Some(r) => st.reason = Some(r),
+            None => super::set_retry_reason(&mut st.reason, &None, ""),
+        }
+        pass.save().await?;
         if !waiting {
             break;
         }
-        // A temporary failure is tried again after the poll interval, not at once.
-        if retry || ctx.transfers.keys(&ours).is_empty() {
-            return Ok(Some(ctx.poll));
+        if ctx.transfers.keys(&ours).is_empty() {
+            return Ok(Some(look_again.unwrap_or(ctx.poll)));
         }
         // The pass after the wait shows the progress made in it.
-        let left = PROGRESS_EVERY.saturating_sub(started.elapsed());
+        let mut left = PROGRESS_EVERY.saturating_sub(started.elapsed());
+        if let Some(w) = look_again {
+            left = left.min(w);
+        }
         if left.is_zero() {
             return Ok(Some(Duration::ZERO));
         }
         ctx.transfers.wait_for_an_end(&ours, left).await;
     }
-    st.volume_migration_finish_timestamp = Some(crate::time::now());
+    let st = &mut pass.status;
+    st.volume_migration_finish_timestamp = Some(ctx.stamp());
     let failed: Vec<String> = st
         .volumes
         .iter()
@@ -229,8 +272,8 @@ async fn advance(
     }
     if v.destination_volume.is_none() {
         let name = v.volume_import.clone().unwrap_or_default();
-        let imports: kube::Api<VolumeImport> =
-            kube::Api::namespaced(dest.clone(), &settings.ferry_namespace);
+        let there = mapping::target(&mig.spec.namespace_mapping, &v.namespace).to_string();
+        let imports: kube::Api<VolumeImport> = kube::Api::namespaced(dest.clone(), &there);
         let Some(vi) = imports.get_opt(&name).await? else {
             // Deleted on the destination: make it again.
             v.volume_import = None;
@@ -255,23 +298,41 @@ async fn advance(
                     ),
                 )
                 .await;
+                // Its work is done and its outcome is here: the next run makes its own.
+                forget_import(&imports, &name).await;
                 return Ok(false);
             }
             (true, ImportPhase::Failed) => {
                 v.status = ItemStatus::Failed;
                 v.reason = Some(format!(
-                    "destination import {name} failed: {}",
+                    "destination import {there}/{name} failed: {}",
                     vst.reason.as_deref().unwrap_or("no reason given")
                 ));
+                forget_import(&imports, &name).await;
                 return Ok(false);
             }
             _ => {
-                v.reason = Some(format!("waiting for the destination to import ({name})"));
+                v.reason = Some(match &vst.reason {
+                    Some(r) => {
+                        format!("waiting for the destination to import ({there}/{name}): {r}")
+                    }
+                    None => format!("waiting for the destination to import ({there}/{name})"),
+                });
                 return Ok(true);
             }
         }
     }
     Ok(false)
+}
+
+/// Deletes a VolumeImport that ended (its outcome is in the Migration's status): what it
+/// made stays. A failure is only logged: an ended import does nothing more.
+async fn forget_import(imports: &kube::Api<VolumeImport>, name: &str) {
+    match imports.delete(name, &Default::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => tracing::info!(import = name, error = %e, "ended VolumeImport not removed"),
+    }
 }
 
 /// With two or more claims still to snapshot (and `groupSnapshot` not false), snapshots
@@ -577,7 +638,9 @@ pub fn cancel_jobs(ctx: &Ctx, mig: &Migration) {
     ctx.transfers.cancel(&jobs_of(mig));
 }
 
-/// Puts the transfer Secret and the VolumeImport on the destination.
+/// Puts the transfer Secret and the VolumeImport on the destination, in the namespace the
+/// claim lands in (never the destination controller's own: a pair's account needs rights in
+/// the namespaces it migrates into only).
 async fn create_import(
     ctx: &Ctx,
     mig: &Migration,
@@ -586,7 +649,8 @@ async fn create_import(
     dest: &kube::Client,
     v: &VolumeInfo,
 ) -> Result<String> {
-    let fns = &settings.ferry_namespace;
+    let claim_ns = mapping::target(&mig.spec.namespace_mapping, &v.namespace).to_string();
+    super::landing::ensure_namespace(ctx, mig, dest, &v.namespace).await?;
     let secret_name = names::transfer_secret(
         &pair.namespace().unwrap_or_default(),
         &pair.name_any(),
@@ -595,7 +659,7 @@ async fn create_import(
     let secret = json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": { "name": secret_name, "namespace": fns },
+        "metadata": { "name": secret_name, "namespace": claim_ns },
         "type": "Opaque",
         "stringData": settings.destination_secret_data(),
     });
@@ -618,8 +682,8 @@ async fn create_import(
     .unwrap_or_default();
     let text = |v: &Value| v.as_str().map(str::to_string);
     let volume_id = v.volume_handle.clone().unwrap_or_default();
-    let claim_ns = mapping::target(&mig.spec.namespace_mapping, &v.namespace).to_string();
-    let name = names::import_into(&volume_id, &v.namespace, &claim_ns);
+    let snapshot_id = v.snapshot_handle.clone().unwrap_or_default();
+    let name = names::import_of(&volume_id, &claim_ns, &snapshot_id);
     let class = text(&pvc["spec"]["storageClassName"])
         .or_else(|| text(&source_pv["spec"]["storageClassName"]))
         .map(|c| mig.spec.storage_class_mapping.get(&c).cloned().unwrap_or(c));
@@ -629,7 +693,7 @@ async fn create_import(
         VolumeImportSpec {
             source: ImportSource {
                 volume_id,
-                snapshot_id: v.snapshot_handle.clone().unwrap_or_default(),
+                snapshot_id,
                 migration: Some(format!(
                     "{}/{}",
                     mig.namespace().unwrap_or_default(),
@@ -638,8 +702,6 @@ async fn create_import(
             },
             transfer_secret: secret_name,
             persistent_volume: PersistentVolumeTemplate {
-                name: name.clone(),
-                claim_namespace: claim_ns,
                 claim_name: v.persistent_volume_claim.clone(),
                 capacity: text(&ps["capacity"]["storage"]).unwrap_or_else(|| "1Gi".into()),
                 access_modes: ps["accessModes"]
@@ -650,31 +712,23 @@ async fn create_import(
                     .collect(),
                 volume_mode: text(&ps["volumeMode"]),
                 storage_class_name: class,
-                reclaim_policy: text(&ps["persistentVolumeReclaimPolicy"]),
-                mount_options: ps["mountOptions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(text)
-                    .collect(),
                 fs_type: text(&ps["csi"]["fsType"]),
             },
-            existing_volume: None,
+            // A volume that came here by an import goes back into the volume it came from,
+            // when the destination still has it (a failback).
+            existing_volume: text(
+                &source_pv["metadata"]["annotations"]
+                    [crate::destination::volume_import::ORIGIN_ANNOTATION],
+            ),
         },
     );
-    // A volume that came here by an import goes back into the volume it came from, when
-    // the destination still has it (a failback).
-    vi.spec.existing_volume = text(
-        &source_pv["metadata"]["annotations"][crate::destination::volume_import::ORIGIN_ANNOTATION],
-    );
-    vi.metadata.namespace = Some(fns.clone());
-    let imports: kube::Api<VolumeImport> = kube::Api::namespaced(dest.clone(), fns);
-    imports
-        .patch(
-            &name,
-            &kube::api::PatchParams::apply(api::FIELD_MANAGER).force(),
-            &kube::api::Patch::Apply(&vi),
-        )
-        .await?;
+    vi.metadata.namespace = Some(claim_ns.clone());
+    let imports: kube::Api<VolumeImport> = kube::Api::namespaced(dest.clone(), &claim_ns);
+    // Specs are immutable: made once, found again by a retry.
+    match imports.create(&Default::default(), &vi).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(name)
 }

@@ -266,12 +266,18 @@ fn rbac_grants_what_the_migration_controller_uses() {
     );
 }
 
-/// The destination role grants exactly what a migration writes there (the Application
-/// stage's kinds, their Namespaces, VolumeImports and their Secrets, the CSIDriver check)
-/// and nothing that grants privileges.
+/// The destination role grants exactly what a migration writes in a namespace it lands in
+/// (the Application stage's kinds, VolumeImports and their Secrets, the Namespace created
+/// when absent, never patched) and nothing that grants privileges; the cluster-scoped reads
+/// a pair needs are a role of their own (`ferry-migration-pair`), reads only.
 #[test]
 fn the_destination_role_is_exactly_what_a_migration_writes() {
     let all = all_docs();
+    let role = find(&all, "ClusterRole", "ferry-migration-destination");
+    assert!(
+        role.get("rules").is_none(),
+        "the aggregated role ships without rules, so an apply never empties it: {role:?}"
+    );
     let g = effective_grants(&all, "ferry-migration-destination");
     let mut needed: Vec<(String, String, String)> = Vec::new();
     let mut need = |gr: &str, r: &str, v: &str| needed.push((gr.into(), r.into(), v.into()));
@@ -284,17 +290,12 @@ fn the_destination_role_is_exactly_what_a_migration_writes() {
             need(&k.group, &k.plural, v);
         }
     }
-    for v in ["get", "create", "patch"] {
+    for v in ["get", "create"] {
         need("", "namespaces", v);
     }
-    for v in ["get", "list", "create", "patch"] {
+    for v in ["get", "list", "create", "delete"] {
         need("ferry.dev", "volumeimports", v);
     }
-    need("storage.k8s.io", "csidrivers", "get");
-    // Validation checks the class each claim lands in; the Application stage compares the
-    // CRDs of custom resources.
-    need("storage.k8s.io", "storageclasses", "get");
-    need("apiextensions.k8s.io", "customresourcedefinitions", "get");
     for (gr, r, v) in &needed {
         assert!(grants(&g, gr, r, v), "missing {v} {gr}/{r}");
     }
@@ -311,6 +312,17 @@ fn the_destination_role_is_exactly_what_a_migration_writes() {
             "{v} {gr}/{r}"
         );
     }
+    let mut pair = grants_of(find(&all, "ClusterRole", "ferry-migration-pair"));
+    pair.sort();
+    let want: Vec<(String, String, String)> = [
+        ("apiextensions.k8s.io", "customresourcedefinitions", "get"),
+        ("storage.k8s.io", "csidrivers", "get"),
+        ("storage.k8s.io", "storageclasses", "get"),
+    ]
+    .iter()
+    .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(pair, want);
 }
 
 /// In-cluster clones are opt-in: ferry-clone is not bound by default, and grants apply
@@ -349,7 +361,8 @@ fn the_clone_role_is_apply_of_the_copied_kinds_and_not_bound() {
 }
 
 /// Creating CRDs on the destination is opt-in: its own role, not aggregated into the
-/// destination role, and only CRDs (created by server-side apply: create and patch).
+/// destination role, and only CRDs, created and never patched (a patch would let the pair's
+/// account rewrite any CRD of the cluster).
 #[test]
 fn creating_crds_on_the_destination_is_a_role_of_its_own() {
     let all = all_docs();
@@ -360,7 +373,7 @@ fn creating_crds_on_the_destination_is_a_role_of_its_own() {
     );
     let mut g = grants_of(role);
     g.sort();
-    let want: Vec<(String, String, String)> = ["create", "get", "patch"]
+    let want: Vec<(String, String, String)> = ["create", "get"]
         .iter()
         .map(|v| {
             (

@@ -10,19 +10,22 @@ mod common;
 use common::{FERRY_NS, World};
 use ferry_kubefake::{FakeApi, Identity, Method, base64};
 use ferry_migration::crd::{
-    FieldChange, ItemStatus, Operation, ResourcePath, ResourceTransformation, TransformSpec,
-    ValueType,
+    FieldChange, ImportPhase, ItemStatus, Operation, PairState, ResourcePath,
+    ResourceTransformation, TransformSpec, ValueType, VolumeImport,
 };
 use ferry_migration::resources::transform::{TransformContext, transform_traced};
 use ferry_migration::resources::transformations::{self, RuleSet};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The victim's namespace (the World's pairs and transfer folder part are `shop`'s).
 const VICTIM: &str = "shop";
+/// The attacker's namespace.
+const EVIL: &str = "evil";
 
 /// A world whose source controller is `ferry-migration` with manifests/rbac.yaml, and whose
-/// tenant `alice` holds `edit` in `shop`.
+/// tenants `alice` (in `shop`) and `mallory` (in `evil`) hold `edit` in their namespace.
 fn tenants(w: &mut World) {
     for api in [&w.src, &w.dst] {
         api.install_ferry_rbac(FERRY_NS);
@@ -31,10 +34,17 @@ fn tenants(w: &mut World) {
         .src
         .client_as(&Identity::service_account(FERRY_NS, "ferry-migration"));
     w.src.bind("alice-edit", "edit", &alice(), Some(VICTIM));
+    w.src
+        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": EVIL}}));
+    w.src.bind("mallory-edit", "edit", &mallory(), Some(EVIL));
 }
 
 fn alice() -> Identity {
     Identity::user("alice")
+}
+
+fn mallory() -> Identity {
+    Identity::user("mallory")
 }
 
 /// Creates `obj` on `api` as `who`, as `kubectl create` would; the tenant's rights allow it.
@@ -395,4 +405,220 @@ async fn a_transformation_that_moves_objects_is_refused_before_anything_moves() 
             "nothing exported"
         );
     }
+}
+
+/// Every file under `dir` with its bytes, to compare before and after.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.display().to_string(),
+                    std::fs::read(&p).unwrap_or_default(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Tenant `evil` names `shop`'s folder store (inside the folder the operator allows) in its
+/// own pair, with a retention that keeps one commit and no grace, and migrates through it:
+/// the pair is not Ready and the migration fails at validation, naming `<allowed>/evil/`;
+/// `shop`'s store keeps every file byte for byte (nothing read into `evil`'s migration,
+/// nothing written, no commit collected). On the destination, `evil`'s pair account names
+/// that store from an import in `evil`: refused the same way, nothing imported. `evil`'s
+/// own part of the folder works.
+#[tokio::test]
+async fn a_tenant_cannot_reach_another_namespaces_folder_store() {
+    let mut w = World::new().await;
+    tenants(&mut w);
+    // `shop` migrates twice through its own part: two commits of its volume.
+    let victim_root = w.transfer_root();
+    folder_pair(&w, &alice(), VICTIM, "remote", &victim_root, json!({}));
+    let victim_vol = w.shop(VICTIM, 8).await;
+    for round in 0..2u64 {
+        if round > 0 {
+            common::fill(&w.src_store, &victim_vol, 8, 99).await;
+        }
+        let name = format!("shop-{round}");
+        migration_as(
+            &w,
+            &alice(),
+            VICTIM,
+            &name,
+            json!({"clusterPair": "remote", "namespaces": [VICTIM]}),
+        );
+        let st = w.drive(VICTIM, &name).await;
+        // PartialSuccess: the claim of another driver is skipped.
+        assert_eq!(st.status, ItemStatus::PartialSuccess, "{st:?}");
+        assert!(
+            st.volumes
+                .iter()
+                .any(|v| v.persistent_volume_claim == "data" && v.status == ItemStatus::Successful),
+            "{st:?}"
+        );
+    }
+    let store = ferry_store::StoreConfig::fs(&victim_root);
+    let victim_store = ferry_transfer::TransferStore::open(&store, None)
+        .await
+        .expect("shop's store");
+    let victim_commits = victim_store.commits_of(&victim_vol).await.expect("commits");
+    assert_eq!(victim_commits.len(), 2, "{victim_commits:?}");
+    let before = tree(Path::new(&victim_root));
+
+    // `evil` names it, with a retention that would collect all but one commit at once.
+    let evil_vol = w.ferry_claim(EVIL, "loot", 4, 5).await;
+    folder_pair(
+        &w,
+        &mallory(),
+        EVIL,
+        "steal",
+        &victim_root,
+        json!({"transferRetention": {"keepCommits": 1, "graceSeconds": 0}}),
+    );
+    let pair = serde_json::from_value(
+        w.src
+            .get("ferry.dev/clusterpairs", Some(EVIL), "steal")
+            .expect("pair"),
+    )
+    .expect("parse");
+    let pst = ferry_migration::source::cluster_pair::check(&w.src_ctx, &pair).await;
+    assert_eq!(pst.storage_status, PairState::Error, "{pst:?}");
+    let allowed_part = format!("{}/", w.transfer_dir.path().join(EVIL).display());
+    let why = pst.storage_reason.unwrap_or_default();
+    assert!(
+        why.contains("<allowed>/evil/") && why.contains(&allowed_part),
+        "names the part evil may use: {why}"
+    );
+    migration_as(
+        &w,
+        &mallory(),
+        EVIL,
+        "grab",
+        json!({"clusterPair": "steal", "namespaces": [EVIL]}),
+    );
+    let st = w.drive(EVIL, "grab").await;
+    assert_eq!(st.status, ItemStatus::Failed, "{st:?}");
+    assert!(
+        st.reason.unwrap_or_default().contains("<allowed>/evil/"),
+        "the migration says why"
+    );
+    assert_eq!(
+        tree(Path::new(&victim_root)),
+        before,
+        "shop's store is untouched"
+    );
+    assert_eq!(
+        victim_store
+            .commits_of(&victim_vol)
+            .await
+            .expect("commits")
+            .len(),
+        2,
+        "no commit of shop's was collected"
+    );
+    assert!(
+        victim_store
+            .commits_of(&evil_vol)
+            .await
+            .expect("commits")
+            .is_empty(),
+        "nothing of evil's was written there"
+    );
+
+    // On the destination: evil's pair account, bound as the docs say in evil, makes an
+    // import there of shop's newest commit from shop's folder.
+    let pair_account = Identity::service_account(EVIL, "ferry-pair");
+    w.dst
+        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": EVIL}}));
+    w.dst.bind(
+        "evil-pair",
+        "ferry-migration-destination",
+        &pair_account,
+        Some(EVIL),
+    );
+    w.dst.aggregate_now();
+    create_as(
+        &w.dst,
+        &pair_account,
+        secret(EVIL, "t", &[("backend", "fs"), ("root", &victim_root)]),
+    );
+    let newest = &victim_commits[victim_commits.len() - 1];
+    create_as(
+        &w.dst,
+        &pair_account,
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "VolumeImport",
+            "metadata": {"name": "grab", "namespace": EVIL},
+            "spec": {"source": {"volumeId": victim_vol, "snapshotId": newest.snapshot_id},
+                     "transferSecret": "t",
+                     "persistentVolume": {"name": "pv-grab", "claimNamespace": EVIL,
+                                          "claimName": "loot", "capacity": "1Mi"}}}),
+    );
+    let vi: VolumeImport = serde_json::from_value(
+        w.dst
+            .get("ferry.dev/volumeimports", Some(EVIL), "grab")
+            .expect("vi"),
+    )
+    .expect("parse");
+    ferry_migration::destination::volume_import::reconcile(&w.dst_ctx, &vi)
+        .await
+        .expect("reconcile");
+    let vi: VolumeImport = serde_json::from_value(
+        w.dst
+            .get("ferry.dev/volumeimports", Some(EVIL), "grab")
+            .expect("vi"),
+    )
+    .expect("parse");
+    let st = vi.status.unwrap_or_default();
+    assert_eq!(st.phase, ImportPhase::Failed, "{st:?}");
+    assert!(
+        st.reason.unwrap_or_default().contains("<allowed>/evil/"),
+        "the import says why"
+    );
+    assert!(
+        w.dst.get("/persistentvolumes", None, "pv-grab").is_none(),
+        "no PV"
+    );
+    assert!(
+        w.dst_store
+            .volume_by_name("grab")
+            .await
+            .expect("lookup")
+            .is_none(),
+        "nothing imported into the destination's chunk store"
+    );
+    assert_eq!(tree(Path::new(&victim_root)), before, "still untouched");
+
+    // evil's own part works.
+    let own = w
+        .transfer_dir
+        .path()
+        .join(EVIL)
+        .join("store")
+        .display()
+        .to_string();
+    folder_pair(&w, &mallory(), EVIL, "own", &own, json!({}));
+    migration_as(
+        &w,
+        &mallory(),
+        EVIL,
+        "mine",
+        json!({"clusterPair": "own", "namespaces": [EVIL]}),
+    );
+    let st = w.drive(EVIL, "mine").await;
+    assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+    let mine = ferry_transfer::TransferStore::open(&ferry_store::StoreConfig::fs(&own), None)
+        .await
+        .expect("evil's store");
+    assert_eq!(mine.commits_of(&evil_vol).await.expect("commits").len(), 1);
+    assert_eq!(tree(Path::new(&victim_root)), before, "still untouched");
 }

@@ -225,7 +225,8 @@ async fn import(
     let data = secret_data(&ctx.client, &ns, &vi.spec.transfer_secret)
         .await?
         .ok_or_else(|| Error::Invalid(format!("{what} named by the VolumeImport not found")))?;
-    let (_, config, key) = transfer_from_data(&what, &data, &ctx.policy)?;
+    let origin = crate::trust::Origin::new(&ns, ctx.trust(&ns));
+    let (_, config, key) = transfer_from_data(&what, &data, &ctx.policy, origin)?;
     let key = key.as_deref().map(Key::parse).transpose()?;
     let target = TransferStore::open(&config, key).await?;
     let src = &vi.spec.source;

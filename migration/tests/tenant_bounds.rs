@@ -622,3 +622,154 @@ async fn a_tenant_cannot_reach_another_namespaces_folder_store() {
     assert_eq!(mine.commits_of(&evil_vol).await.expect("commits").len(), 1);
     assert_eq!(tree(Path::new(&victim_root)), before, "still untouched");
 }
+
+/// `tenants`, with the source served over HTTP (exec needs a connection upgrade) and the
+/// controller reaching it with its own service account's token, and a running pod `db-0`
+/// in `shop` whose commands `on_exec` answers.
+async fn served(w: &mut World) {
+    tenants(w);
+    let addr = w.src.serve().await.expect("serve");
+    let controller = Identity::service_account(FERRY_NS, "ferry-migration");
+    let kc = kube::config::Kubeconfig::from_yaml(&w.src.kubeconfig_as(addr, &controller))
+        .expect("kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    w.src_ctx.client = kube::Client::try_from(cfg).expect("client");
+    w.src.seed(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "db-0", "namespace": VICTIM, "labels": {"app": "db"}},
+        "spec": {"containers": [{"name": "db", "image": "postgres"}]},
+        "status": {"phase": "Running"}}));
+}
+
+fn exec_rule(name: &str, action: Value) -> Value {
+    json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Rule",
+        "metadata": {"name": name, "namespace": VICTIM},
+        "spec": {"rules": [{"podSelector": {"app": "db"}, "actions": [action]}]}})
+}
+
+/// A tenant's pre rule runs `yes`: 8 MiB on stdout and on stderr, streamed, then exit 1.
+/// The controller reads it all (the command is not blocked) but keeps only the last 2 KiB
+/// of each stream as it arrives, never the whole: what it held of a stream at once stays
+/// within 2 KiB, and the reason shows each stream's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_rule_that_floods_its_output_is_held_to_its_last_bytes() {
+    use ferry_kubefake::exec::{ExecCall, ExecReply, ExecStream};
+    let mut w = World::new().await;
+    served(&mut w).await;
+    // 8 KiB of numbered lines, so the kept end is known.
+    let chunk: String = (0..819).map(|i| format!("yes {i:05}\n")).collect();
+    const TIMES: usize = 1024;
+    let streamed = chunk.clone();
+    w.src.on_exec(move |_c: &ExecCall| ExecReply {
+        stream: Some(ExecStream {
+            chunk: streamed.clone(),
+            times: TIMES,
+            every: std::time::Duration::ZERO,
+            stderr: true,
+        }),
+        exit_code: 1,
+        ..Default::default()
+    });
+    w.pair(VICTIM, "remote", true);
+    w.shop(VICTIM, 2).await;
+    create_as(
+        &w.src,
+        &alice(),
+        exec_rule("flood", json!({"type": "command", "value": "yes"})),
+    );
+    migration_as(
+        &w,
+        &alice(),
+        VICTIM,
+        "m1",
+        json!({"clusterPair": "remote", "namespaces": [VICTIM], "preExecRule": "flood"}),
+    );
+    let st = w.drive(VICTIM, "m1").await;
+    assert_eq!(st.status, ItemStatus::Failed, "{st:?}");
+    let reason = st.reason.unwrap_or_default();
+    let execs = w.src.execs();
+    assert_eq!(execs.len(), 1, "{execs:?}");
+    let sent = execs[0].streamed;
+    assert_eq!(
+        sent,
+        2 * (TIMES * chunk.len()) as u64,
+        "the command printed all it had (16 MiB over both streams)"
+    );
+    let held = ferry_migration::source::exec_rules::output_held_peak();
+    assert!(
+        held <= 2048,
+        "the controller held {held} bytes of a stream at once; at most its last 2 KiB"
+    );
+    let tail = chunk[chunk.len() - 2048..].trim();
+    assert!(
+        reason.contains("exit code 1")
+            && reason
+                .matches(&format!("{tail:?}").trim_matches('"').to_string())
+                .count()
+                == 2,
+        "each stream's last 2 KiB in the reason: {}",
+        &reason[..reason.len().min(600)]
+    );
+    assert!(
+        reason.len() < 3 * 2048,
+        "the reason is bounded: {}",
+        reason.len()
+    );
+    assert!(
+        w.src
+            .all("snapshot.storage.k8s.io/volumesnapshots")
+            .is_empty()
+    );
+}
+
+/// A tenant's Rule asking for an hour: the API server refuses it at create (the CRD's rule,
+/// the field named); where the CRD was installed without it, the Migration naming the Rule
+/// fails at validation, the field named, and no command runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_rule_timeout_above_the_cap_is_refused() {
+    let mut w = World::new().await;
+    served(&mut w).await;
+    w.pair(VICTIM, "remote", true);
+    w.shop(VICTIM, 2).await;
+    let long = exec_rule(
+        "slow",
+        json!({"type": "command", "value": "sleep 3600", "timeoutSeconds": 3600}),
+    );
+    let (code, body) = w.src.serve_one_as(
+        &alice(),
+        &Method::POST,
+        &format!("/apis/ferry.dev/v1alpha1/namespaces/{VICTIM}/rules"),
+        "",
+        "application/json",
+        long.to_string().as_bytes(),
+    );
+    assert_eq!(code, 422, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("timeoutSeconds") && message.contains("600"),
+        "{message}"
+    );
+    // A Rule made before the CRD carried the rule (seeded as it would be stored).
+    w.src.seed(long);
+    migration_as(
+        &w,
+        &alice(),
+        VICTIM,
+        "m1",
+        json!({"clusterPair": "remote", "namespaces": [VICTIM], "preExecRule": "slow"}),
+    );
+    let st = w.drive(VICTIM, "m1").await;
+    assert_eq!(st.status, ItemStatus::Failed, "{st:?}");
+    let reason = st.reason.unwrap_or_default();
+    assert!(
+        reason.contains("spec.rules[0].actions[0].timeoutSeconds") && reason.contains("600"),
+        "{reason}"
+    );
+    assert!(w.src.execs().is_empty(), "no command ran");
+    assert!(
+        w.src
+            .all("snapshot.storage.k8s.io/volumesnapshots")
+            .is_empty()
+    );
+}

@@ -39,7 +39,7 @@ pub use resource_transformation::{
     Operation, ResourcePath, ResourceTransformation, ResourceTransformationSpec,
     ResourceTransformationStatus, TransformSpec, ValueType,
 };
-pub use rule::{Rule, RuleAction, RuleItem, RuleSpec};
+pub use rule::{MAX_TIMEOUT_SECONDS, Rule, RuleAction, RuleItem, RuleSpec};
 pub use schedule_policy::{
     Checked, DEFAULT_RETAIN, DailyPolicy, IntervalPolicy, MonthlyPolicy, SchedulePolicy,
     SchedulePolicyItem, SchedulePolicyStatus, WeeklyPolicy,

@@ -97,14 +97,8 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         ("postExecRule", &spec.post_exec_rule),
     ] {
         let Some(rule) = rule else { continue };
-        let api: kube::Api<crate::crd::Rule> = kube::Api::namespaced(ctx.client.clone(), &ns);
-        if api.get_opt(rule).await?.is_none() {
-            fail(
-                st,
-                format!(
-                    "{field} {rule}: no Rule of that name in namespace {ns}: create it or fix the name"
-                ),
-            );
+        if let Err(why) = crate::source::exec_rules::load(ctx, &ns, rule).await? {
+            fail(st, format!("{field} {rule}: {why}"));
             return Ok(None);
         }
     }

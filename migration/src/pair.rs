@@ -64,6 +64,32 @@ pub fn transfer_from_data(
     Ok((params, config, key))
 }
 
+/// Opens the transfer store `config` describes, with `key`.
+///
+/// # Errors
+/// Backend and key errors; a bucket or container that does not exist as `bucket X does not
+/// exist on <endpoint>: create it or fix bucket`.
+pub async fn open_transfer(config: &StoreConfig, key: Option<Key>) -> Result<TransferStore> {
+    TransferStore::open(config, key)
+        .await
+        .map_err(|e| bucket_named(config, e.into()))
+}
+
+/// `e`, or when it says the bucket is missing, that said with the bucket and where.
+fn bucket_named(config: &StoreConfig, e: Error) -> Error {
+    if !e.is_missing_bucket() {
+        return e;
+    }
+    let bucket = config.bucket.as_deref().unwrap_or_default();
+    let on = config
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| format!("the {:?} service's default endpoint", config.backend));
+    Error::Invalid(format!(
+        "bucket {bucket} does not exist on {on}: create it or fix bucket"
+    ))
+}
+
 /// Reads a Secret's data, base64-decoded; `None` when it does not exist.
 ///
 /// # Errors
@@ -201,18 +227,20 @@ impl PairSettings {
     /// Opens the transfer store.
     ///
     /// # Errors
-    /// Backend and key errors.
+    /// Backend and key errors; a missing bucket named ([`open_transfer`]).
     pub async fn open_transfer(&self) -> Result<TransferStore> {
-        Ok(TransferStore::open(&self.transfer, self.key()?).await?)
+        open_transfer(&self.transfer, self.key()?).await
     }
 
     /// The transfer store, opened without writing: `None` when nothing was exported to it
     /// yet (no marker).
     ///
     /// # Errors
-    /// A wrong or missing key, backend errors.
+    /// A wrong or missing key, backend errors; a missing bucket named.
     pub async fn open_transfer_read_only(&self) -> Result<Option<TransferStore>> {
-        Ok(TransferStore::open_existing(&self.transfer, self.key()?).await?)
+        TransferStore::open_existing(&self.transfer, self.key()?)
+            .await
+            .map_err(|e| bucket_named(&self.transfer, e.into()))
     }
 
     /// The kubeconfig, parsed and checked against what a pair of this trust may use.

@@ -11,7 +11,7 @@ use crate::pair::{secret_data, transfer_from_data};
 use crate::runtime::status::StatusWriter;
 use crate::transfers::{Look, Phase};
 use crate::{Ctx, api, kinds_used, names};
-use ferry_transfer::{Key, TransferStore};
+use ferry_transfer::Key;
 use kube::ResourceExt;
 use serde_json::json;
 use std::time::Duration;
@@ -228,7 +228,7 @@ async fn import(
     let origin = crate::trust::Origin::new(&ns, ctx.trust(&ns));
     let (_, config, key) = transfer_from_data(&what, &data, &ctx.policy, origin)?;
     let key = key.as_deref().map(Key::parse).transpose()?;
-    let target = TransferStore::open(&config, key).await?;
+    let target = crate::pair::open_transfer(&config, key).await?;
     let src = &vi.spec.source;
     let commit = target
         .get_commit(&src.volume_id, &src.snapshot_id)

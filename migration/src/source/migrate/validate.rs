@@ -59,13 +59,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         crate::source::cluster_pair::check(ctx, &pair).await
     };
     if !pst.ready() {
-        let why: Vec<&str> = [
-            pst.scheduler_reason.as_deref(),
-            pst.storage_reason.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let why = pst.reasons();
         fail(
             st,
             format!(

@@ -14,6 +14,16 @@ pub mod table;
 /// Errors of ferryctl's Kubernetes commands, as text for the user.
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+/// An error as ferryctl says it: one of the Kubernetes API as the API's code and message and
+/// what to fix (never the client's dump of the Status object), anything else as it says
+/// itself (the migration controller's errors already read so).
+pub fn say(e: &(dyn std::error::Error + 'static)) -> String {
+    match e.downcast_ref::<kube::Error>() {
+        Some(k) => ferry_migration::kube_problem(k),
+        None => e.to_string(),
+    }
+}
+
 /// The API of `K` in namespace `ns`, or across every namespace when `None`.
 pub(crate) fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> kube::Api<K>
 where

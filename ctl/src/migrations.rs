@@ -216,10 +216,8 @@ pub async fn get_selected(
                 .filter(|r| r.status != ItemStatus::Successful)
             {
                 out.push_str(&format!(
-                    "resource {} {}/{}: {}{}\n",
-                    r.kind,
-                    r.namespace,
-                    r.name,
+                    "resource {}: {}{}\n",
+                    crate::table::resource(r),
                     r.status,
                     r.reason
                         .as_deref()

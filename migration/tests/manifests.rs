@@ -581,3 +581,15 @@ fn controller_containers_have_requests_and_limits() {
         "the migration controller has a memory limit"
     );
 }
+
+/// The VolumeGroupSnapshotClass is written in the API version the group snapshot CRDs of
+/// external-snapshotter v8.4 and later store (`v1beta2`), not the deprecated `v1beta1`
+/// that Kubernetes 1.34 distributions no longer serve; and names ferry's driver.
+#[test]
+fn the_group_snapshot_class_uses_the_current_api() {
+    let class = &docs("groupsnapshotclass.yaml")[0];
+    assert_eq!(class["kind"], "VolumeGroupSnapshotClass");
+    assert_eq!(class["apiVersion"], "groupsnapshot.storage.k8s.io/v1beta2");
+    assert_eq!(class["driver"], "ferry.csi.dev");
+    assert_eq!(class["deletionPolicy"], "Delete");
+}

@@ -15,13 +15,17 @@ pub mod table;
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// An error as ferryctl says it: one of the Kubernetes API as the API's code and message and
-/// what to fix (never the client's dump of the Status object), anything else as it says
-/// itself (the migration controller's errors already read so).
+/// what to fix (never the client's dump of the Status object), one of an object store as the
+/// service's code and message, status and address (never the response's headers), anything
+/// else as it says itself (the migration controller's errors already read so).
 pub fn say(e: &(dyn std::error::Error + 'static)) -> String {
-    match e.downcast_ref::<kube::Error>() {
-        Some(k) => ferry_migration::kube_problem(k),
-        None => e.to_string(),
+    if let Some(k) = e.downcast_ref::<kube::Error>() {
+        return ferry_migration::kube_problem(k);
     }
+    if e.is::<ferry_store::Error>() || e.is::<ferry_transfer::Error>() {
+        return ferry_migration::store_problem(&e.to_string());
+    }
+    e.to_string()
 }
 
 /// The API of `K` in namespace `ns`, or across every namespace when `None`.

@@ -38,3 +38,26 @@ where
         None => kube::Api::all(client.clone()),
     }
 }
+
+/// The object `name` of `api` when given (an error naming `kind` and `ns` when absent), else
+/// every object `lp` selects: what `get KIND [NAME]` lists.
+pub(crate) async fn named_or_listed<K>(
+    api: &kube::Api<K>,
+    kind: &str,
+    ns: Option<&str>,
+    name: Option<&str>,
+    lp: &kube::api::ListParams,
+) -> Result<Vec<K>>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(match name {
+        Some(n) => vec![api.get_opt(n).await?.ok_or_else(|| {
+            format!(
+                "{kind} {n} not found in namespace {}",
+                ns.unwrap_or("(all)")
+            )
+        })?],
+        None => api.list(lp).await?.items,
+    })
+}

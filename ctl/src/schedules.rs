@@ -191,15 +191,8 @@ pub async fn get_schedules_named(
     name: Option<&str>,
 ) -> Result<String> {
     let api: Api<MigrationSchedule> = crate::scoped(client, ns);
-    let items = match name {
-        Some(n) => vec![api.get_opt(n).await?.ok_or_else(|| {
-            format!(
-                "MigrationSchedule {n} not found in namespace {}",
-                ns.unwrap_or("(all)")
-            )
-        })?],
-        None => api.list(&Default::default()).await?.items,
-    };
+    let items =
+        crate::named_or_listed(&api, "MigrationSchedule", ns, name, &Default::default()).await?;
     if items.is_empty() {
         return Ok("No resources found.\n".into());
     }

@@ -142,6 +142,28 @@ fn rule(resource: &str, paths: Vec<ResourcePath>) -> TransformSpec {
     }
 }
 
+/// `obj` through the transform every object takes to a destination, with ResourceTransformation
+/// `name` holding rule `r` (unchecked) and `shop` mapped to `shop-dr`.
+fn transformed(
+    name: &str,
+    r: TransformSpec,
+    obj: Value,
+) -> Result<(Value, Vec<FieldChange>), String> {
+    let bound = BTreeMap::new();
+    let mapping = BTreeMap::from([("shop".to_string(), "shop-dr".to_string())]);
+    let none = BTreeMap::new();
+    let rules: RuleSet = vec![(name.to_string(), vec![r])];
+    let cx = TransformContext {
+        start_applications: false,
+        bound_volumes: &bound,
+        migration: "shop/m1",
+        namespace_mapping: &mapping,
+        storage_class_mapping: &none,
+        rules: &rules,
+    };
+    transform_traced(obj, &cx)
+}
+
 /// Every spelling of a path that reaches an object's identity (its namespace, name,
 /// generateName, uid, owners, managed fields, apiVersion or kind, or a map above them) is
 /// refused when the rule is checked, naming the rule and the path; and if such a rule ever
@@ -219,9 +241,6 @@ fn no_transformation_changes_what_an_object_is_or_where_it_lands() {
         ("[*].namespace", "kube-system", String, Modify, None),
         ("[0]", "x", String, Modify, None),
     ];
-    let bound = BTreeMap::new();
-    let mapping = BTreeMap::from([("shop".to_string(), "shop-dr".to_string())]);
-    let none = BTreeMap::new();
     for (p, value, t, op, field) in cases {
         let r = rule("/v1/ConfigMap", vec![path(p, value, t, op)]);
         // The check, as the ResourceTransformation's status and a Migration's validation see it.
@@ -232,20 +251,11 @@ fn no_transformation_changes_what_an_object_is_or_where_it_lands() {
         );
         assert!(e.contains("are not transformed"), "{p}: says why: {e}");
         // The transform, given the rule without the check.
-        let rules: RuleSet = vec![("to-system".to_string(), vec![r])];
-        let cx = TransformContext {
-            start_applications: false,
-            bound_volumes: &bound,
-            migration: "shop/m1",
-            namespace_mapping: &mapping,
-            storage_class_mapping: &none,
-            rules: &rules,
-        };
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "settings", "namespace": "shop", "uid": "u-1",
                          "ownerReferences": [{"kind": "Thing", "name": "t", "uid": "u-0"}]},
             "data": {"mode": "prod"}});
-        match (transform_traced(obj, &cx), field) {
+        match (transformed("to-system", r, obj), field) {
             (Err(why), Some(f)) => {
                 assert!(
                     why.contains("ResourceTransformation to-system")
@@ -272,25 +282,16 @@ fn no_transformation_changes_what_an_object_is_or_where_it_lands() {
         ],
     );
     transformations::check(std::slice::from_ref(&ok)).expect("labels and data");
-    let rules: RuleSet = vec![("fine".to_string(), vec![ok])];
-    let cx = TransformContext {
-        start_applications: false,
-        bound_volumes: &bound,
-        migration: "shop/m1",
-        namespace_mapping: &mapping,
-        storage_class_mapping: &none,
-        rules: &rules,
-    };
-    let (out, changes) = transform_traced(
+    let (out, changes) = transformed(
+        "fine",
+        ok,
         json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "settings", "namespace": "shop"}, "data": {"mode": "prod"}}),
-        &cx,
     )
     .expect("transform");
     assert_eq!(out["metadata"]["namespace"], "shop-dr");
     assert_eq!(out["data"]["mode"], "dr");
     assert_eq!(changes.len(), 3, "{changes:?}");
-    let _: &[FieldChange] = &changes;
 }
 
 /// The attack of a tenant with `edit` in `shop`: a ResourceTransformation whose keypair on
@@ -642,6 +643,23 @@ async fn served(w: &mut World) {
         "status": {"phase": "Running"}}));
 }
 
+/// Alice's Migration of `shop` (its pair, its volume) with pre rule `rule`, driven to its
+/// end, which must be Failed; its reason.
+async fn failed_with_pre_rule(w: &World, rule: &str) -> String {
+    w.pair(VICTIM, "remote", true);
+    w.shop(VICTIM, 2).await;
+    migration_as(
+        w,
+        &alice(),
+        VICTIM,
+        "m1",
+        json!({"clusterPair": "remote", "namespaces": [VICTIM], "preExecRule": rule}),
+    );
+    let st = w.drive(VICTIM, "m1").await;
+    assert_eq!(st.status, ItemStatus::Failed, "{st:?}");
+    st.reason.unwrap_or_default()
+}
+
 fn exec_rule(name: &str, action: Value) -> Value {
     json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Rule",
         "metadata": {"name": name, "namespace": VICTIM},
@@ -671,23 +689,12 @@ async fn an_exec_rule_that_floods_its_output_is_held_to_its_last_bytes() {
         exit_code: 1,
         ..Default::default()
     });
-    w.pair(VICTIM, "remote", true);
-    w.shop(VICTIM, 2).await;
     create_as(
         &w.src,
         &alice(),
         exec_rule("flood", json!({"type": "command", "value": "yes"})),
     );
-    migration_as(
-        &w,
-        &alice(),
-        VICTIM,
-        "m1",
-        json!({"clusterPair": "remote", "namespaces": [VICTIM], "preExecRule": "flood"}),
-    );
-    let st = w.drive(VICTIM, "m1").await;
-    assert_eq!(st.status, ItemStatus::Failed, "{st:?}");
-    let reason = st.reason.unwrap_or_default();
+    let reason = failed_with_pre_rule(&w, "flood").await;
     let execs = w.src.execs();
     assert_eq!(execs.len(), 1, "{execs:?}");
     let sent = execs[0].streamed;
@@ -730,8 +737,6 @@ async fn an_exec_rule_that_floods_its_output_is_held_to_its_last_bytes() {
 async fn an_exec_rule_timeout_above_the_cap_is_refused() {
     let mut w = World::new().await;
     served(&mut w).await;
-    w.pair(VICTIM, "remote", true);
-    w.shop(VICTIM, 2).await;
     let long = exec_rule(
         "slow",
         json!({"type": "command", "value": "sleep 3600", "timeoutSeconds": 3600}),
@@ -752,16 +757,7 @@ async fn an_exec_rule_timeout_above_the_cap_is_refused() {
     );
     // A Rule made before the CRD carried the rule (seeded as it would be stored).
     w.src.seed(long);
-    migration_as(
-        &w,
-        &alice(),
-        VICTIM,
-        "m1",
-        json!({"clusterPair": "remote", "namespaces": [VICTIM], "preExecRule": "slow"}),
-    );
-    let st = w.drive(VICTIM, "m1").await;
-    assert_eq!(st.status, ItemStatus::Failed, "{st:?}");
-    let reason = st.reason.unwrap_or_default();
+    let reason = failed_with_pre_rule(&w, "slow").await;
     assert!(
         reason.contains("spec.rules[0].actions[0].timeoutSeconds") && reason.contains("600"),
         "{reason}"

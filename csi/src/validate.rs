@@ -134,7 +134,6 @@ pub fn volume_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

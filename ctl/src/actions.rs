@@ -2,7 +2,7 @@
 //! cluster (the one the kubeconfig points at), followed step by step.
 
 use crate::Result;
-use crate::table::render;
+use crate::table::{created, render};
 use ferry_migration::crd::{
     Action, ActionParameter, ActionSpec, ActionStatus, ActionType, ClusterPair, FailbackParameter,
     FailoverParameter, ItemStatus,
@@ -181,36 +181,40 @@ pub fn describe(st: &ActionStatus) -> String {
     render(&["STEP", "STATUS", "STARTED", "FINISHED", "MESSAGE"], &rows)
 }
 
-/// `get action`: NAME TYPE SCHEDULE STEP STATUS CREATED.
+/// `get action`: NAME TYPE SCHEDULE STEP STATUS CREATED, with NAMESPACE first across every
+/// namespace (`ns` `None`).
 ///
 /// # Errors
 /// API errors.
 pub async fn get(client: &kube::Client, ns: Option<&str>) -> Result<String> {
     let api: Api<Action> = crate::scoped(client, ns);
-    let rows: Vec<Vec<String>> = api
-        .list(&Default::default())
-        .await?
-        .items
+    let items = api.list(&Default::default()).await?.items;
+    if items.is_empty() {
+        return Ok("No resources found.\n".into());
+    }
+    let rows: Vec<Vec<String>> = items
         .into_iter()
         .map(|a| {
             let schedule = a.spec.schedule().to_string();
             let st = a.status.clone().unwrap_or_default();
-            vec![
+            let mut row = Vec::new();
+            if ns.is_none() {
+                row.push(a.namespace().unwrap_or_default());
+            }
+            row.extend([
                 a.name_any(),
                 format!("{:?}", a.spec.action_type).to_lowercase(),
                 schedule,
                 st.current_step.unwrap_or_default(),
                 st.status.to_string(),
-                a.metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|t| t.0.to_string())
-                    .unwrap_or_default(),
-            ]
+                created(&a.metadata),
+            ]);
+            row
         })
         .collect();
-    Ok(render(
-        &["NAME", "TYPE", "SCHEDULE", "STEP", "STATUS", "CREATED"],
-        &rows,
-    ))
+    let mut header = vec!["NAME", "TYPE", "SCHEDULE", "STEP", "STATUS", "CREATED"];
+    if ns.is_none() {
+        header.insert(0, "NAMESPACE");
+    }
+    Ok(render(&header, &rows))
 }

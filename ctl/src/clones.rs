@@ -114,9 +114,8 @@ pub fn describe(st: &ApplicationCloneStatus) -> String {
         .filter(|r| r.status != ItemStatus::Successful)
     {
         out.push_str(&format!(
-            "{} {}: {} ({})\n",
-            r.kind,
-            r.name,
+            "{}: {} ({})\n",
+            crate::table::resource(r),
             r.status,
             r.reason.as_deref().unwrap_or("")
         ));

@@ -149,22 +149,25 @@ fn settings_of(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
         .collect();
+    use ferry_migration::trust::{Origin, Policy, Trust};
     // Which folders a folder transfer store may use is the controller's setting
-    // (--transfer-folder), unknown here: ferryctl checks everything else.
+    // (--transfer-folder, and the pair's namespace's part of it for a tenant's pair), unknown
+    // here: ferryctl checks everything else, the kubeconfig as for a tenant's pair.
     let folders = a
         .transfer
         .get("root")
         .and_then(|r| std::path::Path::new(r).parent())
         .map(|p| vec![p.to_path_buf()])
         .unwrap_or_default();
-    let settings = ferry_migration::pair::PairSettings::from_data(
+    let mut settings = ferry_migration::pair::PairSettings::from_data(
         "the generated Secret",
         &bytes,
-        ferry_migration::trust::Trust::Tenant,
-        &ferry_migration::trust::Policy {
+        Origin::new(&a.namespace, Trust::Admin),
+        &Policy {
             transfer_folders: folders,
         },
     )?;
+    settings.trust = Trust::Tenant;
     settings.checked_kubeconfig()?;
     Ok(settings)
 }

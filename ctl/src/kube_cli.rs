@@ -127,7 +127,10 @@ pub enum Get {
     /// MigrationSchedules: NAME POLICYNAME CLUSTERPAIR SUSPEND LAST-SUCCESS-TIME
     /// LAST-SUCCESS-DURATION.
     #[command(alias = "migrationschedules")]
-    Migrationschedule,
+    Migrationschedule {
+        /// One MigrationSchedule, with its reason.
+        name: Option<String>,
+    },
     /// Actions (failovers and failbacks): NAME TYPE SCHEDULE STEP STATUS CREATED; with a
     /// name, its steps.
     #[command(alias = "actions", alias = "failover", alias = "failback")]
@@ -175,9 +178,11 @@ pub struct CreatePolicy {
 /// Flags of `create migrationschedule`.
 #[derive(Args, Debug)]
 pub struct CreateSchedule {
-    /// The Migrations' settings.
+    /// MigrationSchedule name.
+    pub name: String,
+    /// The settings of the Migrations it makes.
     #[command(flatten)]
-    pub migration: CreateMigration,
+    pub migration: MigrationFlags,
     /// SchedulePolicy saying when.
     #[arg(long = "schedule-policy-name", short = 's')]
     pub schedule_policy_name: String,
@@ -218,6 +223,21 @@ pub struct CreateClusterPair {
 pub struct CreateMigration {
     /// Migration name.
     pub name: String,
+    /// What it migrates, and how.
+    #[command(flatten)]
+    pub migration: MigrationFlags,
+    /// Validate and plan only, writing nothing to either cluster or the transfer store;
+    /// prints the plan.
+    #[arg(long = "dry-run", alias = "dryRun")]
+    pub dry_run: bool,
+    /// Wait for the migration to end, with a progress bar.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// A Migration's settings, as `create migration` and `create migrationschedule` take them.
+#[derive(Args, Debug)]
+pub struct MigrationFlags {
     /// ClusterPair to migrate to.
     #[arg(long = "clusterPair", alias = "cluster-pair")]
     pub cluster_pair: String,
@@ -246,13 +266,6 @@ pub struct CreateMigration {
         value_delimiter = ','
     )]
     pub transform_specs: Vec<String>,
-    /// Validate and plan only, writing nothing to either cluster or the transfer store;
-    /// prints the plan.
-    #[arg(long = "dry-run", alias = "dryRun")]
-    pub dry_run: bool,
-    /// Wait for the migration to end, with a progress bar.
-    #[arg(long)]
-    pub wait: bool,
 }
 
 /// `clone ...`
@@ -495,6 +508,17 @@ fn generate_args(
 }
 
 pub async fn get(k: &KubeArgs, g: Get) -> Result<()> {
+    let named = match &g {
+        Get::Migration { name, .. } | Get::Action { name } | Get::Migrationschedule { name } => {
+            name.is_some()
+        }
+        Get::Clusterpair | Get::Schedulepolicy => false,
+    };
+    if named && k.all_namespaces {
+        return Err(
+            "a NAME is looked up in one namespace: give it with -n NS instead of -A".into(),
+        );
+    }
     let client = k.client().await?;
     let ns = if k.all_namespaces { None } else { Some(k.ns()) };
     match g {
@@ -531,15 +555,16 @@ pub async fn get(k: &KubeArgs, g: Get) -> Result<()> {
         Get::Action { name: None } => {
             print!("{}", ferryctl::actions::get(&client, ns.as_deref()).await?)
         }
-        Get::Migrationschedule => print!(
+        Get::Migrationschedule { name } => print!(
             "{}",
-            ferryctl::schedules::get_schedules(&client, ns.as_deref()).await?
+            ferryctl::schedules::get_schedules_named(&client, ns.as_deref(), name.as_deref())
+                .await?
         ),
     }
     Ok(())
 }
 
-fn migration_args(a: &CreateMigration) -> Result<ferryctl::migrations::CreateArgs> {
+fn migration_args(a: &MigrationFlags, dry_run: bool) -> Result<ferryctl::migrations::CreateArgs> {
     use ferryctl::migrations::parse_mapping;
     Ok(ferryctl::migrations::CreateArgs {
         cluster_pair: a.cluster_pair.clone(),
@@ -550,7 +575,7 @@ fn migration_args(a: &CreateMigration) -> Result<ferryctl::migrations::CreateArg
         namespace_mapping: parse_mapping("--namespace-mapping", &a.namespace_mapping)?,
         storage_class_mapping: parse_mapping("--storage-class-mapping", &a.storage_class_mapping)?,
         transform_specs: a.transform_specs.clone(),
-        dry_run: a.dry_run,
+        dry_run,
     })
 }
 
@@ -602,9 +627,9 @@ pub async fn create(k: &KubeArgs, c: Create) -> Result<()> {
             let out = ferryctl::schedules::create_schedule(
                 &client,
                 &ns,
-                &s.migration.name,
+                &s.name,
                 &s.schedule_policy_name,
-                &migration_args(&s.migration)?,
+                &migration_args(&s.migration, false)?,
                 s.suspend,
             )
             .await?;
@@ -612,7 +637,7 @@ pub async fn create(k: &KubeArgs, c: Create) -> Result<()> {
             return Ok(());
         }
     };
-    let args = migration_args(&a)?;
+    let args = migration_args(&a.migration, a.dry_run)?;
     print!(
         "{}",
         ferryctl::migrations::create(&client, &ns, &a.name, &args).await?

@@ -58,10 +58,13 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     ferry_store::process_memory::limit_retention();
+    // ferryctl reports every error it meets itself, once, as a sentence; the kube client's
+    // own line for the same failed request ("ERROR kube_client: failed with ...") would say
+    // it twice, so it is off unless RUST_LOG asks for it.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube_client=off")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -83,7 +86,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ferryctl: {e}");
+            eprintln!("ferryctl: {}", ferryctl::say(&*e));
             std::process::ExitCode::FAILURE
         }
     }

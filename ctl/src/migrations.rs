@@ -129,24 +129,14 @@ pub async fn get_selected(
     schedule: Option<&str>,
 ) -> Result<String> {
     let api: Api<Migration> = crate::scoped(client, ns);
-    let items = match name {
-        Some(n) => vec![api.get_opt(n).await?.ok_or_else(|| {
-            format!(
-                "Migration {n} not found in namespace {}",
-                ns.unwrap_or("(all)")
-            )
-        })?],
-        None => {
-            let lp = match schedule {
-                Some(s) => kube::api::ListParams::default().labels(&format!(
-                    "{}={s}",
-                    ferry_migration::source::migration_schedule::SCHEDULE_LABEL
-                )),
-                None => Default::default(),
-            };
-            api.list(&lp).await?.items
-        }
+    let lp = match schedule {
+        Some(s) => kube::api::ListParams::default().labels(&format!(
+            "{}={s}",
+            ferry_migration::source::migration_schedule::SCHEDULE_LABEL
+        )),
+        None => Default::default(),
     };
+    let items = crate::named_or_listed(&api, "Migration", ns, name, &lp).await?;
     if items.is_empty() {
         return Ok("No resources found.\n".into());
     }
@@ -216,10 +206,8 @@ pub async fn get_selected(
                 .filter(|r| r.status != ItemStatus::Successful)
             {
                 out.push_str(&format!(
-                    "resource {} {}/{}: {}{}\n",
-                    r.kind,
-                    r.namespace,
-                    r.name,
+                    "resource {}: {}{}\n",
+                    crate::table::resource(r),
                     r.status,
                     r.reason
                         .as_deref()

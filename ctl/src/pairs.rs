@@ -36,10 +36,7 @@ pub async fn get(client: &kube::Client, ns: Option<&str>) -> Result<String> {
     // Reasons of pairs not Ready, under the table.
     for p in &list.items {
         let st = p.status.clone().unwrap_or_default();
-        for r in [st.scheduler_reason, st.storage_reason]
-            .into_iter()
-            .flatten()
-        {
+        for r in st.reasons() {
             out.push_str(&format!("{}: {r}\n", p.name_any()));
         }
     }

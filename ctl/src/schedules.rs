@@ -178,13 +178,26 @@ pub async fn create_schedule(
 /// MigrationSchedules as storkctl's table: NAME POLICYNAME CLUSTERPAIR SUSPEND
 /// LAST-SUCCESS-TIME LAST-SUCCESS-DURATION.
 pub async fn get_schedules(client: &kube::Client, ns: Option<&str>) -> Result<String> {
+    get_schedules_named(client, ns, None).await
+}
+
+/// Like [`get_schedules`], only MigrationSchedule `name` (of namespace `ns`) when given.
+///
+/// # Errors
+/// API errors; the named schedule not found.
+pub async fn get_schedules_named(
+    client: &kube::Client,
+    ns: Option<&str>,
+    name: Option<&str>,
+) -> Result<String> {
     let api: Api<MigrationSchedule> = crate::scoped(client, ns);
-    let list = api.list(&Default::default()).await?;
-    if list.items.is_empty() {
+    let items =
+        crate::named_or_listed(&api, "MigrationSchedule", ns, name, &Default::default()).await?;
+    if items.is_empty() {
         return Ok("No resources found.\n".into());
     }
     let mut rows = Vec::new();
-    for s in &list.items {
+    for s in &items {
         let st = s.status.clone().unwrap_or_default();
         let mut row = Vec::new();
         if ns.is_none() {
@@ -212,7 +225,7 @@ pub async fn get_schedules(client: &kube::Client, ns: Option<&str>) -> Result<St
         header.insert(0, "NAMESPACE");
     }
     let mut out = render(&header, &rows);
-    for s in &list.items {
+    for s in &items {
         if let Some(r) = s.status.as_ref().and_then(|st| st.reason.as_ref()) {
             out.push_str(&format!("{}: {r}\n", s.name_any()));
         }

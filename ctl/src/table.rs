@@ -42,3 +42,20 @@ pub fn created(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta
         })
         .unwrap_or_default()
 }
+
+/// How a migrated or cloned resource entry names what it is about, as kubectl writes a
+/// type: `Kind.group namespace/name` (`Kind` alone for the core group, no namespace for a
+/// cluster-scoped object), and `every Kind.group in namespace` for a kind left out as a whole.
+pub fn resource(r: &ferry_migration::crd::ResourceInfo) -> String {
+    let kind = if r.group.is_empty() {
+        r.kind.clone()
+    } else {
+        format!("{}.{}", r.kind, r.group)
+    };
+    match (r.namespace.is_empty(), r.name.is_empty()) {
+        (true, false) => format!("{kind} {}", r.name),
+        (false, false) => format!("{kind} {}/{}", r.namespace, r.name),
+        (false, true) => format!("every {kind} in {}", r.namespace),
+        (true, true) => format!("every {kind}"),
+    }
+}

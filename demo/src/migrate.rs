@@ -55,7 +55,8 @@ pub async fn run(
         StoreOptions::default(),
     )
     .await?;
-    let transfer_dir = dir.join("transfer");
+    // In the namespace's own part of the allowed folder, as a tenant's pair must be.
+    let transfer_dir = dir.join(NS).join("transfer");
     std::fs::create_dir_all(&transfer_dir)?;
 
     let (src, dst) = (FakeApi::new(), FakeApi::new());

@@ -3,8 +3,9 @@
 //! outcome as a `Status` object on channel 3 (`Success`, or `Failure` with reason
 //! `NonZeroExitCode` and the exit code as a cause), then a close. No container runs here:
 //! what a command prints and how it ends is the test's [`ExecReply`], from the handler set
-//! with [`crate::FakeApi::on_exec`]. A command that "runs for" a while ends early when the
-//! client closes the connection, as a killed `kubectl exec` does.
+//! with [`crate::FakeApi::on_exec`]. A command that "runs for" a while, or streams output
+//! ([`ExecStream`], `yes` say), ends early when the client closes the connection, as a killed
+//! `kubectl exec` does.
 
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
@@ -36,6 +37,23 @@ pub struct ExecReply {
     pub exit_code: i32,
     /// How long it runs before it exits (after printing); `None`: it exits at once.
     pub runs_for: Option<Duration>,
+    /// Output it goes on printing, after `stdout` and `stderr` and before it runs for
+    /// `runs_for` and exits.
+    pub stream: Option<ExecStream>,
+}
+
+/// Output a command prints over time: `chunk` on stdout (and on stderr with `stderr`),
+/// `times` times, `every` apart.
+#[derive(Clone, Debug, Default)]
+pub struct ExecStream {
+    /// What each write prints.
+    pub chunk: String,
+    /// How many writes.
+    pub times: usize,
+    /// The pause between writes.
+    pub every: Duration,
+    /// Also print each chunk on stderr.
+    pub stderr: bool,
 }
 
 /// What happened to one exec.
@@ -47,6 +65,8 @@ pub struct ExecRecord {
     pub ended_by_client: bool,
     /// True once the connection is over.
     pub done: bool,
+    /// Bytes of [`ExecStream`] output the client was sent.
+    pub streamed: u64,
 }
 
 /// The test's commands.
@@ -74,6 +94,11 @@ fn frame(channel: u8, bytes: &[u8]) -> Message {
     Message::Binary(v.into())
 }
 
+/// True when what the client sent ends the session (a close, or the connection gone).
+fn closed(m: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) -> bool {
+    matches!(m, Some(Ok(Message::Close(_))) | None | Some(Err(_)))
+}
+
 /// Runs one exec over an upgraded connection.
 pub async fn serve<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
@@ -89,11 +114,13 @@ pub async fn serve<S>(
             call: call.clone(),
             ended_by_client: false,
             done: false,
+            streamed: 0,
         });
         l.len() - 1
     };
     let (mut tx, mut rx) = ws.split();
     let mut ended_by_client = false;
+    let mut streamed = 0u64;
     let mut sent = async {
         // A message of the channel number alone opens each channel.
         for c in [1u8, 2, 3] {
@@ -109,19 +136,51 @@ pub async fn serve<S>(
     }
     .await
     .is_ok();
+    if sent && let Some(stream) = &reply.stream {
+        let mut channels = vec![1u8];
+        if stream.stderr {
+            channels.push(2);
+        }
+        'writes: for _ in 0..stream.times {
+            for c in &channels {
+                let write = tx.send(frame(*c, stream.chunk.as_bytes()));
+                tokio::select! {
+                    r = write => {
+                        if r.is_err() {
+                            sent = false;
+                            break 'writes;
+                        }
+                        streamed += stream.chunk.len() as u64;
+                    }
+                    m = rx.next() => if closed(m) {
+                        ended_by_client = true;
+                        sent = false;
+                        break 'writes;
+                    },
+                }
+            }
+            if !stream.every.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(stream.every) => {}
+                    m = rx.next() => if closed(m) {
+                        ended_by_client = true;
+                        sent = false;
+                        break 'writes;
+                    },
+                }
+            }
+        }
+    }
     if sent && let Some(d) = reply.runs_for {
         let sleep = tokio::time::sleep(d);
         tokio::pin!(sleep);
         loop {
             tokio::select! {
                 _ = &mut sleep => break,
-                m = rx.next() => match m {
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                        ended_by_client = true;
-                        sent = false;
-                        break;
-                    }
-                    Some(Ok(_)) => {}
+                m = rx.next() => if closed(m) {
+                    ended_by_client = true;
+                    sent = false;
+                    break;
                 },
             }
         }
@@ -135,5 +194,6 @@ pub async fn serve<S>(
     if let Some(r) = l.get_mut(index) {
         r.ended_by_client = ended_by_client;
         r.done = true;
+        r.streamed = streamed;
     }
 }

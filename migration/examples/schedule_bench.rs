@@ -50,7 +50,11 @@ async fn main() -> Result<(), BoxError> {
             ("backend".to_string(), "fs".to_string()),
             (
                 "root".to_string(),
-                dir.path().join("transfer").to_string_lossy().into_owned(),
+                dir.path()
+                    .join(NS)
+                    .join("transfer")
+                    .to_string_lossy()
+                    .into_owned(),
             ),
         ]
         .into(),

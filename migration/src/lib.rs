@@ -30,4 +30,4 @@ pub mod transfers;
 pub mod trust;
 
 pub use context::Ctx;
-pub use error::{Error, Result, destination_problem};
+pub use error::{Error, Result, destination_problem, kube_problem, store_problem};

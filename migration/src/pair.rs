@@ -9,7 +9,7 @@
 use crate::Ctx;
 use crate::crd::ClusterPair;
 use crate::error::{Error, Result};
-use crate::trust::{Policy, Trust, check_kubeconfig};
+use crate::trust::{Origin, Policy, Trust, check_kubeconfig};
 use ferry_store::StoreConfig;
 use ferry_transfer::{Key, TransferStore};
 use k8s_openapi::api::core::v1::Secret;
@@ -25,7 +25,9 @@ pub const DEFAULT_FERRY_NAMESPACE: &str = "ferry-system";
 pub type TransferSettings = (BTreeMap<String, String>, StoreConfig, Option<Vec<u8>>);
 
 /// Transfer store settings and key from a Secret's data (the keys other than the pair's own),
-/// checked against `policy`.
+/// checked against `policy` for an object of `origin` (the one that names the Secret: a
+/// ClusterPair on the source, the object holding an import on the destination), so a
+/// tenant's folder store lies in its namespace's part of an allowed folder on both sides.
 ///
 /// # Errors
 /// [`Error::Invalid`] naming the wrong or refused key.
@@ -33,6 +35,7 @@ pub fn transfer_from_data(
     what: &str,
     data: &BTreeMap<String, Vec<u8>>,
     policy: &Policy,
+    origin: Origin<'_>,
 ) -> Result<TransferSettings> {
     let mut params = BTreeMap::new();
     for (k, v) in data {
@@ -53,12 +56,38 @@ pub fn transfer_from_data(
              gcs or a shared folder"
         )));
     }
-    policy.check_transfer(&format!("{what}: transfer store"), &config)?;
+    policy.check_transfer(&format!("{what}: transfer store"), &config, origin)?;
     let key = data.get("encryptionKey").cloned().filter(|k| !k.is_empty());
     if let Some(k) = &key {
         Key::parse(k).map_err(|e| Error::Invalid(format!("{what}: encryptionKey: {e}")))?;
     }
     Ok((params, config, key))
+}
+
+/// Opens the transfer store `config` describes, with `key`.
+///
+/// # Errors
+/// Backend and key errors; a bucket or container that does not exist as `bucket X does not
+/// exist on <endpoint>: create it or fix bucket`.
+pub async fn open_transfer(config: &StoreConfig, key: Option<Key>) -> Result<TransferStore> {
+    TransferStore::open(config, key)
+        .await
+        .map_err(|e| bucket_named(config, e.into()))
+}
+
+/// `e`, or when it says the bucket is missing, that said with the bucket and where.
+fn bucket_named(config: &StoreConfig, e: Error) -> Error {
+    if !e.is_missing_bucket() {
+        return e;
+    }
+    let bucket = config.bucket.as_deref().unwrap_or_default();
+    let on = config
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| format!("the {:?} service's default endpoint", config.backend));
+    Error::Invalid(format!(
+        "bucket {bucket} does not exist on {on}: create it or fix bucket"
+    ))
 }
 
 /// Reads a Secret's data, base64-decoded; `None` when it does not exist.
@@ -100,14 +129,15 @@ pub struct PairSettings {
 }
 
 impl PairSettings {
-    /// Parses a Secret's data (already base64-decoded) of a pair written with `trust`.
+    /// Parses a Secret's data (already base64-decoded) of a pair in `origin`'s namespace,
+    /// written with its trust.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the missing, wrong or refused key or field.
     pub fn from_data(
         what: &str,
         data: &BTreeMap<String, Vec<u8>>,
-        trust: Trust,
+        origin: Origin<'_>,
         policy: &Policy,
     ) -> Result<PairSettings> {
         let text = |k: &str| -> Result<Option<String>> {
@@ -126,9 +156,10 @@ impl PairSettings {
                  (ferryctl generate clusterpair writes it)"
                 ))
             })?;
-        let (transfer_params, transfer, encryption_key) = transfer_from_data(what, data, policy)?;
+        let (transfer_params, transfer, encryption_key) =
+            transfer_from_data(what, data, policy, origin)?;
         Ok(PairSettings {
-            trust,
+            trust: origin.trust,
             kubeconfig,
             context: text("context")?.filter(|s| !s.is_empty()),
             ferry_namespace: text("ferryNamespace")?
@@ -171,7 +202,14 @@ impl PairSettings {
                 pair.name_any()
             ))
         })?;
-        PairSettings::from_data(&format!("Secret {ns}/{name}"), &data, trust, &ctx.policy)
+        // The pair's own namespace decides its part of a transfer folder, wherever its
+        // Secret is.
+        PairSettings::from_data(
+            &format!("Secret {ns}/{name}"),
+            &data,
+            Origin::new(&own, trust),
+            &ctx.policy,
+        )
     }
 
     /// The encryption key, parsed.
@@ -189,18 +227,20 @@ impl PairSettings {
     /// Opens the transfer store.
     ///
     /// # Errors
-    /// Backend and key errors.
+    /// Backend and key errors; a missing bucket named ([`open_transfer`]).
     pub async fn open_transfer(&self) -> Result<TransferStore> {
-        Ok(TransferStore::open(&self.transfer, self.key()?).await?)
+        open_transfer(&self.transfer, self.key()?).await
     }
 
     /// The transfer store, opened without writing: `None` when nothing was exported to it
     /// yet (no marker).
     ///
     /// # Errors
-    /// A wrong or missing key, backend errors.
+    /// A wrong or missing key, backend errors; a missing bucket named.
     pub async fn open_transfer_read_only(&self) -> Result<Option<TransferStore>> {
-        Ok(TransferStore::open_existing(&self.transfer, self.key()?).await?)
+        TransferStore::open_existing(&self.transfer, self.key()?)
+            .await
+            .map_err(|e| bucket_named(&self.transfer, e.into()))
     }
 
     /// The kubeconfig, parsed and checked against what a pair of this trust may use.

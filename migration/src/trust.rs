@@ -14,6 +14,8 @@
 //! - A transfer store, whoever names it, is never a folder outside the folders the operator
 //!   listed (`--transfer-folder`), never an endpoint on a link-local address, and carries its
 //!   own credentials, so nothing falls back to credentials from the controller's environment.
+//!   A folder named from a tenant's namespace N lies inside N's own part of an allowed
+//!   folder, `<allowed>/N/`, so no tenant reads, overwrites or collects another's store.
 
 use crate::error::{Error, Result};
 use ferry_store::{Backend, StoreConfig};
@@ -30,6 +32,24 @@ pub enum Trust {
     Tenant,
 }
 
+/// Where an object that names a transfer store lives, and so what it may name: the
+/// namespace of the object that names the store's Secret (a ClusterPair on the source; on
+/// the destination, the object holding the import) and the trust that namespace gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin<'a> {
+    /// The namespace of the object.
+    pub namespace: &'a str,
+    /// [`Trust::Admin`] in the controller's namespace, [`Trust::Tenant`] elsewhere.
+    pub trust: Trust,
+}
+
+impl<'a> Origin<'a> {
+    /// An object in `namespace` with `trust`.
+    pub fn new(namespace: &'a str, trust: Trust) -> Origin<'a> {
+        Origin { namespace, trust }
+    }
+}
+
 /// The operator's settings that bound what objects may ask for.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
@@ -39,11 +59,13 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Checks a transfer store's settings before anything opens it.
+    /// Checks a transfer store's settings, named by an object of `origin`, before anything
+    /// opens it. A folder store lies inside an allowed folder; for a tenant's namespace N,
+    /// inside N's part of one, `<allowed>/N/`.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the setting refused and why.
-    pub fn check_transfer(&self, what: &str, c: &StoreConfig) -> Result<()> {
+    pub fn check_transfer(&self, what: &str, c: &StoreConfig, origin: Origin<'_>) -> Result<()> {
         let refuse = |why: String| Err(Error::Invalid(format!("{what}: {why}")));
         if let Some(e) = &c.endpoint
             && let Some(host) = url_host(e)
@@ -57,25 +79,12 @@ impl Policy {
         match c.backend {
             Backend::Fs => {
                 let root = c.root.as_deref().unwrap_or_default();
-                if !self.folder_allowed(Path::new(root)) {
-                    let allowed: Vec<String> = self
-                        .transfer_folders
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect();
-                    return refuse(if allowed.is_empty() {
-                        format!(
-                            "a folder transfer store ({root}) is not allowed here: use s3, azblob \
-                             or gcs, or have the operator list the shared folder with \
-                             --transfer-folder"
-                        )
-                    } else {
-                        format!(
-                            "folder {root} is not inside a transfer folder this controller \
-                             allows ({}); use a folder under one of them",
-                            allowed.join(", ")
-                        )
-                    });
+                let part = match origin.trust {
+                    Trust::Admin => None,
+                    Trust::Tenant => Some(origin.namespace),
+                };
+                if !self.folder_allowed(Path::new(root), part) {
+                    return refuse(self.folder_refusal(root, part));
                 }
             }
             Backend::Memory => {}
@@ -111,18 +120,63 @@ impl Policy {
         Ok(())
     }
 
-    /// True when `root` is an absolute path, without `..`, inside one of the allowed folders.
-    fn folder_allowed(&self, root: &Path) -> bool {
+    /// True when `root` is an absolute path, without `..`, inside one of the allowed folders
+    /// and, for a tenant's namespace `part`, inside (or at) `<allowed>/<part>`.
+    fn folder_allowed(&self, root: &Path, part: Option<&str>) -> bool {
         if !root.is_absolute() || root.components().any(|c| c == Component::ParentDir) {
+            return false;
+        }
+        if let Some(ns) = part
+            && !is_path_segment(ns)
+        {
             return false;
         }
         // A link inside an allowed folder could lead out of it: compare real paths.
         let real = real_path(root);
         self.transfer_folders.iter().any(|allowed| {
             let a = real_path(allowed);
-            real.starts_with(&a) && real != a
+            match part {
+                None => real.starts_with(&a) && real != a,
+                Some(ns) => real.starts_with(real_path(&allowed.join(ns))),
+            }
         })
     }
+
+    /// Why folder `root` is refused, with the folders that would do.
+    fn folder_refusal(&self, root: &str, part: Option<&str>) -> String {
+        if self.transfer_folders.is_empty() {
+            return format!(
+                "a folder transfer store ({root}) is not allowed here: use s3, azblob or gcs, or \
+                 have the operator list the shared folder with --transfer-folder"
+            );
+        }
+        let allowed: Vec<String> = self
+            .transfer_folders
+            .iter()
+            .map(|p| match part {
+                Some(ns) => format!("{}/", p.join(ns).display()),
+                None => format!("{}/", p.display()),
+            })
+            .collect();
+        match part {
+            Some(ns) => format!(
+                "folder {root} is not inside a transfer folder's part for namespace {ns}: a \
+                 ClusterPair or import in namespace {ns} may use only a folder inside \
+                 <allowed>/{ns}/ ({}), so no namespace reaches another's store",
+                allowed.join(", ")
+            ),
+            None => format!(
+                "folder {root} is not inside a transfer folder this controller allows ({}); \
+                 use a folder under one of them",
+                allowed.join(", ")
+            ),
+        }
+    }
+}
+
+/// A namespace usable as one folder name: not empty, no separator, not `.` or `..`.
+fn is_path_segment(ns: &str) -> bool {
+    !ns.is_empty() && ns != "." && ns != ".." && !ns.contains(['/', '\\', '\0'])
 }
 
 /// `p` with its deepest existing ancestor resolved (links followed) and the rest appended.
@@ -260,6 +314,11 @@ fn is_link_local(host: &str) -> bool {
 mod tests {
     use super::*;
 
+    const ADMIN: Origin<'static> = Origin {
+        namespace: "ferry-system",
+        trust: Trust::Admin,
+    };
+
     fn kc(yaml: &str) -> Kubeconfig {
         Kubeconfig::from_yaml(yaml).expect("kubeconfig")
     }
@@ -334,7 +393,7 @@ mod tests {
         let p = Policy {
             transfer_folders: vec![dir.path().to_path_buf()],
         };
-        p.check_transfer("s", &StoreConfig::fs(inside.to_string_lossy()))
+        p.check_transfer("s", &StoreConfig::fs(inside.to_string_lossy()), ADMIN)
             .expect("inside");
         for root in [
             "/etc".to_string(),
@@ -343,13 +402,13 @@ mod tests {
             dir.path().display().to_string(),
         ] {
             let e = p
-                .check_transfer("s", &StoreConfig::fs(root.clone()))
+                .check_transfer("s", &StoreConfig::fs(root.clone()), ADMIN)
                 .expect_err(&root);
             assert!(e.to_string().contains("folder"), "{e}");
         }
         let none = Policy::default();
         assert!(
-            none.check_transfer("s", &StoreConfig::fs(inside.to_string_lossy()))
+            none.check_transfer("s", &StoreConfig::fs(inside.to_string_lossy()), ADMIN)
                 .is_err()
         );
         let mut s3 = StoreConfig {
@@ -360,13 +419,52 @@ mod tests {
             secret_access_key: Some("b".into()),
             ..Default::default()
         };
-        let e = p.check_transfer("s", &s3).expect_err("metadata");
+        let e = p.check_transfer("s", &s3, ADMIN).expect_err("metadata");
         assert!(e.to_string().contains("link-local"), "{e}");
         s3.endpoint = Some("http://127.0.0.1:9000".into());
-        p.check_transfer("s", &s3)
+        p.check_transfer("s", &s3, ADMIN)
             .expect("loopback is an address like any");
         s3.access_key_id = None;
-        let e = p.check_transfer("s", &s3).expect_err("no keys");
+        let e = p.check_transfer("s", &s3, ADMIN).expect_err("no keys");
         assert!(e.to_string().contains("environment"), "{e}");
+    }
+
+    #[test]
+    fn a_tenant_folder_lies_in_its_namespaces_part() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = Policy {
+            transfer_folders: vec![dir.path().to_path_buf()],
+        };
+        let a = Origin::new("team-a", Trust::Tenant);
+        let fs = |rel: &str| StoreConfig::fs(dir.path().join(rel).to_string_lossy());
+        for ok in ["team-a", "team-a/store", "team-a/x/y"] {
+            p.check_transfer("s", &fs(ok), a).expect(ok);
+        }
+        for (bad, why) in [
+            ("team-b/store", "<allowed>/team-a/"),
+            ("store", "<allowed>/team-a/"),
+            ("team-a-b/store", "<allowed>/team-a/"),
+            ("team-a/../team-b", "<allowed>/team-a/"),
+        ] {
+            let e = p.check_transfer("s", &fs(bad), a).expect_err(bad);
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+        // A link in a tenant's part that leads to another's is followed, and refused.
+        std::fs::create_dir_all(dir.path().join("team-b/store")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("team-a")).expect("mkdir");
+        std::os::unix::fs::symlink(dir.path().join("team-b"), dir.path().join("team-a/b"))
+            .expect("link");
+        assert!(p.check_transfer("s", &fs("team-a/b/store"), a).is_err());
+        // A namespace that is no folder name reaches nothing.
+        for ns in ["", ".", ".."] {
+            let o = Origin::new(ns, Trust::Tenant);
+            assert!(
+                p.check_transfer("s", &fs("team-a/store"), o).is_err(),
+                "{ns:?}"
+            );
+        }
+        // The admin's pairs may use any allowed folder.
+        p.check_transfer("s", &fs("team-b/store"), ADMIN)
+            .expect("the admin's pair");
     }
 }

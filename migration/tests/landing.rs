@@ -22,10 +22,21 @@ fn fast_class(w: &World) {
     );
 }
 
+/// A migration that maps namespaces lands its volumes in other namespaces than its own, and
+/// the destination opens a folder transfer store for the namespace it lands in: these run
+/// over moto's S3 server on loopback.
+async fn mapped_pair(w: &World) -> Option<ferry_testkit::TestServer> {
+    let s3 = ferry_testkit::TestServer::start(ferry_testkit::Kind::S3).await?;
+    w.pair_over(NS, "remote", &s3.bucket("moves").await);
+    Some(s3)
+}
+
 #[tokio::test]
 async fn a_mapped_namespace_and_class_land_with_their_data() {
     let w = World::new().await;
-    w.pair(NS, "remote", true);
+    let Some(_s3) = mapped_pair(&w).await else {
+        return;
+    };
     let vol = w.shop(NS, 12).await;
     fast_class(&w);
     w.src.seed(
@@ -114,7 +125,9 @@ async fn a_mapped_namespace_and_class_land_with_their_data() {
 #[tokio::test]
 async fn a_mapped_and_an_unmapped_run_of_one_volume_land_apart() {
     let w = World::new().await;
-    w.pair(NS, "remote", true);
+    let Some(_s3) = mapped_pair(&w).await else {
+        return;
+    };
     let vol = w.shop(NS, 8).await;
     w.migration(
         NS,
@@ -465,11 +478,34 @@ async fn a_dry_run_writes_nothing_and_estimates_what_the_run_then_moves() {
     );
     assert_eq!(plan.transformations, vec!["lb".to_string()]);
 
-    // A mapped dry run finds the object no migration brought: a conflict.
+    // Over the folder store, a mapped dry run is refused as the run would be: the
+    // destination would open the folder for shop-copy, which is not shop's part.
+    w.migration(
+        NS,
+        "plan-folder",
+        json!({"clusterPair": "remote", "namespaces": [NS], "dryRun": true,
+               "namespaceMapping": {NS: "shop-copy"}}),
+    );
+    let refused = w.drive(NS, "plan-folder").await;
+    assert_eq!(refused.status, ItemStatus::Failed);
+    assert!(
+        refused
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("use an object store"),
+        "{refused:?}"
+    );
+    // Over an object store, a mapped dry run finds the object no migration brought: a
+    // conflict.
+    let Some(s3) = ferry_testkit::TestServer::start(ferry_testkit::Kind::S3).await else {
+        return;
+    };
+    w.pair_over(NS, "remote-s3", &s3.bucket("plans").await);
     w.migration(
         NS,
         "plan2",
-        json!({"clusterPair": "remote", "namespaces": [NS], "dryRun": true,
+        json!({"clusterPair": "remote-s3", "namespaces": [NS], "dryRun": true,
                "namespaceMapping": {NS: "shop-copy"}}),
     );
     let st2 = w.drive(NS, "plan2").await;

@@ -530,3 +530,79 @@ fn the_sidecars_get_what_their_upstream_roles_grant() {
     let binding = find(&all, "RoleBinding", "ferry-csi-sidecars-leases");
     assert_eq!(binding["subjects"][0]["name"], "ferry-controller");
 }
+
+/// A quantity as Kubernetes writes it (`500m`, `2`, `64Mi`, `1Gi`), in its base unit.
+fn quantity(q: &Value) -> f64 {
+    let s = match q {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => panic!("not a quantity: {other:?}"),
+    };
+    let (digits, scale) = [
+        ("Ki", 1024f64),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("m", 0.001),
+    ]
+    .iter()
+    .find_map(|(suffix, f)| s.strip_suffix(suffix).map(|d| (d.to_string(), *f)))
+    .unwrap_or((s.clone(), 1.0));
+    digits
+        .parse::<f64>()
+        .unwrap_or_else(|_| panic!("quantity {s}"))
+        * scale
+}
+
+/// Every container of the cluster-wide controllers (the CSI controller and its sidecars,
+/// the migration controller) asks for CPU and memory and is capped, limits at or above
+/// requests: one tenant's work (a command flooding its output, many transfers) cannot grow
+/// the controller that serves every tenant until the node runs short.
+#[test]
+fn controller_containers_have_requests_and_limits() {
+    let all = all_docs();
+    let mut checked = 0;
+    for d in all.iter().filter(|d| d["kind"] == "Deployment") {
+        for c in d["spec"]["template"]["spec"]["containers"]
+            .as_sequence()
+            .expect("containers")
+        {
+            let name = format!(
+                "{}/{}",
+                d["metadata"]["name"].as_str().unwrap_or_default(),
+                c["name"].as_str().unwrap_or_default()
+            );
+            let r = &c["resources"];
+            for what in ["cpu", "memory"] {
+                let (req, lim) = (&r["requests"][what], &r["limits"][what]);
+                assert!(
+                    !req.is_null() && !lim.is_null(),
+                    "{name}: resources.requests.{what} and resources.limits.{what}"
+                );
+                assert!(
+                    quantity(req) > 0.0 && quantity(req) <= quantity(lim),
+                    "{name}: {what} request {req:?} within its limit {lim:?}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "{checked} containers checked");
+    let migration = find(&all, "Deployment", "ferry-migration");
+    assert!(
+        migration["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+            .is_string(),
+        "the migration controller has a memory limit"
+    );
+}
+
+/// The VolumeGroupSnapshotClass is written in the API version the group snapshot CRDs of
+/// external-snapshotter v8.4 and later store (`v1beta2`), not the deprecated `v1beta1`
+/// that Kubernetes 1.34 distributions no longer serve; and names ferry's driver.
+#[test]
+fn the_group_snapshot_class_uses_the_current_api() {
+    let class = &docs("groupsnapshotclass.yaml")[0];
+    assert_eq!(class["kind"], "VolumeGroupSnapshotClass");
+    assert_eq!(class["apiVersion"], "groupsnapshot.storage.k8s.io/v1beta2");
+    assert_eq!(class["driver"], "ferry.csi.dev");
+    assert_eq!(class["deletionPolicy"], "Delete");
+}

@@ -187,15 +187,17 @@ pub async fn run(
                     }),
                 )
                 .await;
+            let e = crate::say(&*e);
             return Err(match undo {
                 Ok(()) => format!(
                     "{e}; the move is undone: {} is scaled back to {replicas} replica(s) where it ran",
                     w.label()
                 ),
                 Err(u) => format!(
-                    "{e}; scaling {} back to {replicas} replica(s) failed too ({u}): run the move \
+                    "{e}; scaling {} back to {replicas} replica(s) failed too ({}): run the move \
                      again to continue it",
-                    w.label()
+                    w.label(),
+                    crate::say(&*u)
                 ),
             }
             .into());

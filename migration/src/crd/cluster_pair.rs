@@ -131,4 +131,19 @@ impl ClusterPairStatus {
     pub fn ready(&self) -> bool {
         self.scheduler_status == PairState::Ready && self.storage_status == PairState::Ready
     }
+
+    /// The reasons of the sides not Ready, each said once (one refusal, of the pair's
+    /// Secret say, is both sides' reason).
+    pub fn reasons(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for r in [&self.scheduler_reason, &self.storage_reason]
+            .into_iter()
+            .flatten()
+        {
+            if !out.contains(&r.as_str()) {
+                out.push(r);
+            }
+        }
+        out
+    }
 }

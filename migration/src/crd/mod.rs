@@ -41,7 +41,7 @@ pub use resource_transformation::{
     ResourceTransformationStatus, TransformSpec, ValueType,
 };
 pub use retry::RetryStatus;
-pub use rule::{Rule, RuleAction, RuleItem, RuleSpec};
+pub use rule::{MAX_TIMEOUT_SECONDS, Rule, RuleAction, RuleItem, RuleSpec};
 pub use schedule_policy::{
     Checked, DEFAULT_RETAIN, DailyPolicy, IntervalPolicy, MonthlyPolicy, SchedulePolicy,
     SchedulePolicyItem, SchedulePolicyStatus, WeeklyPolicy,

@@ -55,9 +55,41 @@ pub struct RuleAction {
     #[serde(default)]
     pub run_in_single_pod: bool,
     /// Seconds the command may take (for a background one: to print its first line);
-    /// default 60. A ferry extension.
+    /// default 60, at most 600. A ferry extension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self <= 600",
+        "message": "timeoutSeconds is at most 600 (10 minutes): a command that needs longer runs in the background"
+    }]))]
     pub timeout_seconds: Option<u64>,
+}
+
+/// The longest `timeoutSeconds` an action may ask for: the controller serves every tenant,
+/// and a command it waits on holds a migration's snapshots back.
+pub const MAX_TIMEOUT_SECONDS: u64 = 600;
+
+impl RuleSpec {
+    /// Checks what the CRD's rules check, for Rules stored before them: every action's
+    /// `timeoutSeconds` at most [`MAX_TIMEOUT_SECONDS`].
+    ///
+    /// # Errors
+    /// The field at fault, its value and the limit.
+    pub fn check(&self) -> Result<(), String> {
+        for (i, item) in self.rules.iter().enumerate() {
+            for (j, a) in item.actions.iter().enumerate() {
+                if let Some(t) = a.timeout_seconds
+                    && t > MAX_TIMEOUT_SECONDS
+                {
+                    return Err(format!(
+                        "spec.rules[{i}].actions[{j}].timeoutSeconds is {t}: at most \
+                         {MAX_TIMEOUT_SECONDS} (10 minutes); lower it, or run the command in \
+                         the background (background: true) and let it print a line once ready"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn command() -> String {

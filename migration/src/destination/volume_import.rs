@@ -25,7 +25,7 @@ use crate::pair::{secret_data, transfer_from_data};
 use crate::runtime::{Cleanup, Next, Pass, Reconciler, finalizer};
 use crate::transfers::{Look, Phase};
 use crate::{Ctx, api, kinds_used, names};
-use ferry_transfer::{Key, TransferStore};
+use ferry_transfer::Key;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -376,9 +376,10 @@ async fn import(pass: &mut Pass<'_, Imports>) -> Result<Option<Duration>> {
     let data = secret_data(&ctx.client, &ns, &vi.spec.transfer_secret)
         .await?
         .ok_or_else(|| Error::Invalid(format!("{what} named by the VolumeImport not found")))?;
-    let (_, config, key) = transfer_from_data(&what, &data, &ctx.policy)?;
+    let origin = crate::trust::Origin::new(&ns, ctx.trust(&ns));
+    let (_, config, key) = transfer_from_data(&what, &data, &ctx.policy, origin)?;
     let key = key.as_deref().map(Key::parse).transpose()?;
-    let target = TransferStore::open(&config, key).await?;
+    let target = crate::pair::open_transfer(&config, key).await?;
     let src = &vi.spec.source;
     let mut commit = target
         .get_commit(&src.volume_id, &src.snapshot_id)

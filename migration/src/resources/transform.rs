@@ -66,13 +66,20 @@ pub fn transform(obj: Value, cx: &TransformContext<'_>) -> Result<Value, String>
 /// volumes), then the ResourceTransformations (which see the object as the destination
 /// would get it, before parking), then parking, then the namespace mapping.
 ///
+/// Every way objects reach a destination (a Migration's Application stage, its dry run, an
+/// ApplicationClone) passes here, so this is where an object is held to where it may land:
+/// no transformation changes its identity (checked after each operation, naming the rule),
+/// and once mapped it lands in the namespace its own namespace maps to.
+///
 /// # Errors
-/// As [`transform`].
+/// As [`transform`]; a transformation that changed the object's identity, or an object
+/// that would land outside the migration's target for its namespace.
 pub fn transform_traced(
     mut obj: Value,
     cx: &TransformContext<'_>,
 ) -> Result<(Value, Vec<FieldChange>), String> {
     let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+    let source = Landing::of(&obj);
     strip_metadata(&mut obj, cx.migration);
     if let Some(o) = obj.as_object_mut() {
         o.remove("status");
@@ -93,7 +100,59 @@ pub fn transform_traced(
         park(&mut obj);
     }
     mapping::apply(&mut obj, cx.namespace_mapping);
+    let want = source.mapped(&kind, cx.namespace_mapping);
+    let got = Landing::of(&obj);
+    if got != want {
+        return Err(format!(
+            "{kind} {} would land as {}, not {} where the migration takes it: refused (only \
+             namespaceMapping moves an object)",
+            source.show(),
+            got.show(),
+            want.show()
+        ));
+    }
     Ok((obj, changes))
+}
+
+/// Where an object is: its namespace and name (a Namespace's name is its namespace).
+#[derive(Debug, PartialEq, Eq)]
+struct Landing {
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+impl Landing {
+    fn of(obj: &Value) -> Landing {
+        let m = &obj["metadata"];
+        Landing {
+            namespace: m["namespace"].as_str().map(str::to_string),
+            name: m["name"].as_str().map(str::to_string),
+        }
+    }
+
+    /// Where the namespace mapping sends an object of `kind` from here: a namespaced
+    /// object into its namespace's target, a Namespace to its target's name.
+    fn mapped(&self, kind: &str, map: &BTreeMap<String, String>) -> Landing {
+        let to = |ns: &Option<String>| ns.as_deref().map(|n| mapping::target(map, n).to_string());
+        if kind == "Namespace" {
+            return Landing {
+                namespace: self.namespace.clone(),
+                name: to(&self.name),
+            };
+        }
+        Landing {
+            namespace: to(&self.namespace),
+            name: self.name.clone(),
+        }
+    }
+
+    fn show(&self) -> String {
+        let name = self.name.as_deref().unwrap_or("<no name>");
+        match &self.namespace {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name.to_string(),
+        }
+    }
 }
 
 fn strip_metadata(obj: &mut Value, migration: &str) {

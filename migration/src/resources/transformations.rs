@@ -89,14 +89,49 @@ fn parse_path(path: &str) -> Result<Vec<Step>, String> {
     } else if !after_bracket {
         return Err(bad("it is empty or ends with '.'"));
     }
-    if matches!(steps.first(), Some(Step::Key(k)) if k == "apiVersion" || k == "kind")
-        || matches!(steps.as_slice(), [Step::Key(m), Step::Key(n), ..] if m == "metadata" && (n == "name" || n == "namespace"))
-    {
-        return Err(bad(
-            "an object's apiVersion, kind, name and namespace are not transformed (use namespaceMapping for the namespace)",
-        ));
-    }
     Ok(steps)
+}
+
+/// The fields that say which object this is and who owns it. A transformation never changes
+/// them: a moved, renamed, re-owned or re-typed object would land where the migration was
+/// not asked to write (`namespaceMapping` moves namespaces).
+const IDENTITY: [&[&str]; 8] = [
+    &["apiVersion"],
+    &["kind"],
+    &["metadata", "name"],
+    &["metadata", "generateName"],
+    &["metadata", "namespace"],
+    &["metadata", "uid"],
+    &["metadata", "ownerReferences"],
+    &["metadata", "managedFields"],
+];
+
+/// Why a path that reaches an identity field is refused.
+const IDENTITY_RULE: &str = "an object's apiVersion, kind, metadata.name, generateName, \
+     namespace, uid, ownerReferences and managedFields are not transformed (use \
+     namespaceMapping for the namespace)";
+
+/// The identity field a path can change, if any: the field itself, anything under it, or a
+/// map above it (`metadata`, whose keypair merge would set `namespace`). An index or `[*]`
+/// counts as any key, so no spelling of a path slips by.
+fn reaches_identity(steps: &[Step]) -> Option<String> {
+    IDENTITY
+        .iter()
+        .find(|field| {
+            steps.iter().zip(field.iter()).all(|(s, k)| match s {
+                Step::Key(x) => x == k,
+                Step::Index(_) | Step::All => true,
+            })
+        })
+        .map(|field| field.join("."))
+}
+
+/// The identity fields of `obj`, in [`IDENTITY`]'s order (`null` where absent).
+fn identity(obj: &Value) -> Vec<Value> {
+    IDENTITY
+        .iter()
+        .map(|field| field.iter().fold(obj, |v, k| &v[*k]).clone())
+        .collect()
 }
 
 /// A path's value, read by its type.
@@ -192,7 +227,13 @@ pub fn check(rules: &[TransformSpec]) -> Result<(), String> {
             return Err(format!("objects[{i}] ({}): no paths", r.resource));
         }
         for p in &r.paths {
-            parse_path(&p.path).map_err(|e| format!("objects[{i}]: {e}"))?;
+            let steps = parse_path(&p.path).map_err(|e| format!("objects[{i}]: {e}"))?;
+            if let Some(field) = reaches_identity(&steps) {
+                return Err(format!(
+                    "objects[{i}] ({}): path {:?} reaches {field}: {IDENTITY_RULE}",
+                    r.resource, p.path
+                ));
+            }
             parse_value(p).map_err(|e| format!("objects[{i}]: {e}"))?;
         }
     }
@@ -220,21 +261,26 @@ fn selects(r: &TransformSpec, obj: &Value) -> bool {
 
 /// Applies the rules of ResourceTransformation `name` to `obj`, returning every change.
 ///
+/// Whatever [`check`] let through, each operation is followed by a look at the object's
+/// identity fields: one that changed them fails the object, naming the rule and path.
+///
 /// # Errors
-/// A rule that does not parse (checked before a run, so not expected here).
+/// A rule that does not parse (checked before a run, so not expected here); an operation
+/// that changed the object's identity.
 pub fn apply(
     name: &str,
     rules: &[TransformSpec],
     obj: &mut Value,
 ) -> Result<Vec<FieldChange>, String> {
     let mut changes = Vec::new();
-    for r in rules {
+    for (i, r) in rules.iter().enumerate() {
         if !selects(r, obj) {
             continue;
         }
         for p in &r.paths {
             let steps = parse_path(&p.path)?;
             let value = parse_value(p)?;
+            let before = identity(obj);
             let mut cx = Apply {
                 name,
                 p,
@@ -242,9 +288,32 @@ pub fn apply(
                 changes: &mut changes,
             };
             cx.walk(obj, &steps, String::new());
+            let after = identity(obj);
+            if let Some(k) = (0..IDENTITY.len()).find(|k| before[*k] != after[*k]) {
+                return Err(format!(
+                    "ResourceTransformation {name}: objects[{i}] ({}) path {:?} would change \
+                     {} of {} from {} to {}: refused, {IDENTITY_RULE}",
+                    r.resource,
+                    p.path,
+                    IDENTITY[k].join("."),
+                    describe_identity(&before),
+                    before[k],
+                    after[k]
+                ));
+            }
         }
     }
     Ok(changes)
+}
+
+/// `kind namespace/name` from an [`identity`] snapshot, for reasons.
+fn describe_identity(id: &[Value]) -> String {
+    let kind = id[1].as_str().unwrap_or("object");
+    let name = id[2].as_str().unwrap_or_default();
+    match id[4].as_str() {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
 }
 
 struct Apply<'a> {

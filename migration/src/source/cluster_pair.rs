@@ -57,7 +57,7 @@ async fn checked(ctx: &Ctx, pair: &ClusterPair, probe: bool) -> ClusterPairStatu
             .open_transfer_read_only()
             .await
             .map(|_| ())
-            .map_err(|e| format!("transfer store: {e}"))
+            .map_err(|e| transfer_problem(&e))
     };
     match storage {
         Ok(()) => st.storage_status = PairState::Ready,
@@ -126,14 +126,21 @@ pub async fn check_destination(dest: &kube::Client, ns: &str) -> std::result::Re
 /// # Errors
 /// The reason, for a person.
 pub async fn check_storage(s: &PairSettings, who: &str) -> std::result::Result<(), String> {
-    let store = s
-        .open_transfer()
-        .await
-        .map_err(|e| format!("transfer store: {e}"))?;
+    let store = s.open_transfer().await.map_err(|e| transfer_problem(&e))?;
     store
         .probe(who)
         .await
         .map_err(|e| format!("transfer store did not accept a write and a read: {e}"))
+}
+
+/// A transfer store's error, said as the transfer store's once.
+fn transfer_problem(e: &Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("transfer store") {
+        text
+    } else {
+        format!("transfer store: {text}")
+    }
 }
 
 /// A Migration of the pair's namespace that uses it and has not ended, by name.
@@ -247,13 +254,9 @@ pub async fn record_check(
     };
     if (into.scheduler_status, into.storage_status) != (st.scheduler_status, st.storage_status) {
         let warning = !st.ready();
-        let note = match (&st.scheduler_reason, &st.storage_reason) {
-            (None, None) => "destination and transfer store are ready".to_string(),
-            (a, b) => [a.as_deref(), b.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join("; "),
+        let note = match st.reasons() {
+            r if r.is_empty() => "destination and transfer store are ready".to_string(),
+            r => r.join("; "),
         };
         let reason = if warning { "PairNotReady" } else { "PairReady" };
         ctx.event(pair, warning, reason, note).await;

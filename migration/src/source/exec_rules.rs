@@ -6,6 +6,10 @@
 //! what it is for, a lock say); it then keeps running, its session open, until the caller
 //! ends it after the snapshots. A failing or timed-out action fails the rule with the
 //! command's output; background actions already started are ended first.
+//!
+//! A command's output is read as it arrives and only the last 2 KiB of each stream are
+//! kept ([`Tail`]), so a command that prints without end (`yes`) costs the controller a few
+//! KiB, however long it runs; its timeout is capped ([`crate::crd::MAX_TIMEOUT_SECONDS`]).
 
 use crate::crd::{Migration, Rule, RuleAction, RuleItem};
 use crate::error::Result;
@@ -13,13 +17,121 @@ use crate::{Ctx, api, kinds_used};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{AttachParams, AttachedProcess};
+use std::collections::VecDeque;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Seconds an action may take when its Rule does not say.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
-/// Output kept in a reason, per stream.
-const OUTPUT_KEPT: usize = 2048;
+/// Output kept in a reason, per stream: the last this many bytes.
+pub const OUTPUT_KEPT: usize = 2048;
+/// How much of a stream one read takes (a buffer reused for every read).
+const READ_CHUNK: usize = 8192;
+
+/// The most bytes of one stream's output this process has kept at once.
+static OUTPUT_HELD_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The most bytes of one stream of an action's output this process has kept at once (at most
+/// [`OUTPUT_KEPT`]; the read buffer, [`READ_CHUNK`] bytes reused, aside).
+pub fn output_held_peak() -> usize {
+    OUTPUT_HELD_PEAK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The end of a stream: the last [`OUTPUT_KEPT`] bytes, older ones dropped as new ones
+/// arrive.
+#[derive(Default)]
+struct Tail {
+    kept: VecDeque<u8>,
+    dropped: bool,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        let bytes = match bytes.len().checked_sub(OUTPUT_KEPT) {
+            Some(skip) if skip > 0 => {
+                self.dropped = true;
+                self.kept.clear();
+                &bytes[skip..]
+            }
+            _ => bytes,
+        };
+        self.kept.extend(bytes);
+        if let Some(over) = self.kept.len().checked_sub(OUTPUT_KEPT)
+            && over > 0
+        {
+            self.dropped = true;
+            self.kept.drain(..over);
+        }
+        OUTPUT_HELD_PEAK.fetch_max(self.kept.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The kept end as text, `...` in front when earlier output was dropped.
+    fn text(&self) -> String {
+        let (a, b) = self.kept.as_slices();
+        let mut bytes = [a, b].concat();
+        if self.dropped {
+            // The cut may fall inside a character: start at the next whole one.
+            let start = bytes
+                .iter()
+                .position(|b| b & 0xc0 != 0x80)
+                .unwrap_or(bytes.len());
+            bytes.drain(..start);
+        }
+        let t = String::from_utf8_lossy(&bytes);
+        let t = t.trim();
+        if self.dropped {
+            format!("...{t}")
+        } else {
+            t.to_string()
+        }
+    }
+}
+
+/// Reads `r` to its end, keeping its last bytes.
+async fn keep_tail<R: AsyncRead + Unpin>(mut r: R) -> Tail {
+    let mut tail = Tail::default();
+    let mut buf = vec![0u8; READ_CHUNK];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.push(&buf[..n]);
+    }
+    tail
+}
+
+/// Reads `r` until a newline arrives (true) or it ends (false), keeping its last bytes.
+async fn first_line<R: AsyncRead + Unpin>(r: &mut R, tail: &mut Tail) -> bool {
+    let mut buf = vec![0u8; READ_CHUNK];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            return false;
+        }
+        tail.push(&buf[..n]);
+        if buf[..n].contains(&b'\n') {
+            return true;
+        }
+    }
+    false
+}
+
+/// Reads Rule `name` of namespace `ns` and checks it ([`crate::crd::RuleSpec::check`]):
+/// `Ok(Err(reason))` when it is missing or refused, so nothing of it runs.
+///
+/// # Errors
+/// API errors a retry may cure.
+pub async fn load(ctx: &Ctx, ns: &str, name: &str) -> Result<std::result::Result<Rule, String>> {
+    let rules: kube::Api<Rule> = kube::Api::namespaced(ctx.client.clone(), ns);
+    let Some(rule) = rules.get_opt(name).await? else {
+        return Ok(Err(format!(
+            "Rule {name} not found in namespace {ns}: create it or fix the Migration's rule name"
+        )));
+    };
+    Ok(match rule.spec.check() {
+        Ok(()) => Ok(rule),
+        Err(why) => Err(format!("Rule {ns}/{name}: {why}")),
+    })
+}
 
 /// Background actions started by a rule, kept running until [`Running::end`].
 #[derive(Default)]
@@ -48,18 +160,6 @@ fn label_selector(labels: &std::collections::BTreeMap<String, String>) -> String
         .join(",")
 }
 
-fn kept(s: &str) -> String {
-    let t = s.trim();
-    if t.len() <= OUTPUT_KEPT {
-        return t.to_string();
-    }
-    let mut end = OUTPUT_KEPT;
-    while !t.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &t[..end])
-}
-
 /// Runs Rule `name` of `mig`'s namespace. `Ok(Err(reason))` when the rule fails (nothing of
 /// it keeps running then); `Ok(Ok(running))` with its background actions otherwise.
 ///
@@ -71,11 +171,9 @@ pub async fn run(
     name: &str,
 ) -> Result<std::result::Result<Running, String>> {
     let ns = mig.namespace().unwrap_or_default();
-    let rules: kube::Api<Rule> = kube::Api::namespaced(ctx.client.clone(), &ns);
-    let Some(rule) = rules.get_opt(name).await? else {
-        return Ok(Err(format!(
-            "Rule {name} not found in namespace {ns}: create it or fix the Migration's rule name"
-        )));
+    let rule = match load(ctx, &ns, name).await? {
+        Ok(rule) => rule,
+        Err(why) => return Ok(Err(why)),
     };
     let pods: kube::Api<Pod> = kube::Api::namespaced(ctx.client.clone(), &ns);
     let mut running = Running::default();
@@ -189,7 +287,12 @@ async fn one(
         .stdin(false)
         .stdout(true)
         .stderr(true);
-    let timeout = Duration::from_secs(action.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECS));
+    let timeout = Duration::from_secs(
+        action
+            .timeout_seconds
+            .unwrap_or(DEFAULT_TIMEOUT_SECS)
+            .min(crate::crd::MAX_TIMEOUT_SECONDS),
+    );
     let mut p = match pods
         .exec(pod, ["sh", "-c", action.value.as_str()], &ap)
         .await
@@ -210,25 +313,23 @@ async fn one(
         }
         Err(e) => return Err(e.into()),
     };
-    let (Some(stdout), Some(mut stderr), Some(status)) = (p.stdout(), p.stderr(), p.take_status())
+    let (Some(mut stdout), Some(stderr), Some(status)) = (p.stdout(), p.stderr(), p.take_status())
     else {
         p.abort();
         return Ok(Err("gave no output streams".into()));
     };
     if action.background {
-        let mut lines = tokio::io::BufReader::new(stdout);
-        let mut first = String::new();
+        let mut out = Tail::default();
         return Ok(
-            match tokio::time::timeout(timeout, lines.read_line(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => Ok(Some(p)),
-                Ok(_) => {
-                    let mut err = String::new();
-                    let _ = stderr.read_to_string(&mut err).await;
+            match tokio::time::timeout(timeout, first_line(&mut stdout, &mut out)).await {
+                Ok(true) => Ok(Some(p)),
+                Ok(false) => {
+                    let err = keep_tail(stderr).await;
                     let why = status.await.and_then(|s| s.message).unwrap_or_default();
                     p.abort();
                     Err(format!(
                         "(background) exited before it printed a line: {} {}",
-                        kept(&err),
+                        err.text(),
                         why
                     ))
                 }
@@ -242,13 +343,8 @@ async fn one(
             },
         );
     }
-    let mut stdout = stdout;
     let work = async {
-        let (mut out, mut err) = (String::new(), String::new());
-        let _ = tokio::join!(
-            stdout.read_to_string(&mut out),
-            stderr.read_to_string(&mut err)
-        );
+        let (out, err) = tokio::join!(keep_tail(stdout), keep_tail(stderr));
         (out, err, status.await)
     };
     match tokio::time::timeout(timeout, work).await {
@@ -263,8 +359,8 @@ async fn one(
                 .unwrap_or_else(|| "unknown".into());
             Ok(Err(format!(
                 "failed (exit code {code}): stdout: {:?}; stderr: {:?}",
-                kept(&out),
-                kept(&err)
+                out.text(),
+                err.text()
             )))
         }
         Err(_) => {

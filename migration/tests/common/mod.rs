@@ -87,10 +87,12 @@ impl World {
         }
     }
 
-    /// The folder of the transfer store the pairs name.
+    /// The folder of the transfer store the pairs name: in the part of the allowed folder
+    /// that belongs to namespace `shop`, the tests' tenant (the admin's pairs may use it too).
     pub fn transfer_root(&self) -> String {
         self.transfer_dir
             .path()
+            .join("shop")
             .join("store")
             .to_string_lossy()
             .to_string()

@@ -59,13 +59,7 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         crate::source::cluster_pair::check(ctx, &pair).await
     };
     if !pst.ready() {
-        let why: Vec<&str> = [
-            pst.scheduler_reason.as_deref(),
-            pst.storage_reason.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let why = pst.reasons();
         fail(
             st,
             format!(
@@ -97,14 +91,8 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         ("postExecRule", &spec.post_exec_rule),
     ] {
         let Some(rule) = rule else { continue };
-        let api: kube::Api<crate::crd::Rule> = kube::Api::namespaced(ctx.client.clone(), &ns);
-        if api.get_opt(rule).await?.is_none() {
-            fail(
-                st,
-                format!(
-                    "{field} {rule}: no Rule of that name in namespace {ns}: create it or fix the name"
-                ),
-            );
+        if let Err(why) = crate::source::exec_rules::load(ctx, &ns, rule).await? {
+            fail(st, format!("{field} {rule}: {why}"));
             return Ok(None);
         }
     }
@@ -121,6 +109,10 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         Vec::new()
     };
     let settings = PairSettings::load(ctx, &pair).await?;
+    if let Some(why) = folder_refused(ctx, mig, &settings) {
+        fail(st, why);
+        return Ok(None);
+    }
     let dest = settings.connect(ctx).await?;
     let classes = match shape::landing_classes(ctx, mig, &dest, &st.volumes).await? {
         Ok(c) => c,
@@ -286,4 +278,31 @@ async fn access_refused(
         missing.extend(super::landing::missing(dest, &needs).await?);
     }
     Ok((!missing.is_empty()).then(|| super::landing::refusal(&missing)))
+}
+
+/// A folder transfer store is split by namespace, and the destination opens it for each
+/// namespace a migration lands in as a VolumeImport there asks: checked here as the
+/// destination will check it, so a migration that could not be imported (a namespace
+/// mapped away from the folder's, or several namespaces over one folder) is refused before
+/// anything is snapshotted.
+fn folder_refused(ctx: &Ctx, mig: &Migration, settings: &PairSettings) -> Option<String> {
+    if settings.transfer.backend != ferry_store::Backend::Fs {
+        return None;
+    }
+    for n in &mig.spec.namespaces {
+        let there = mapping::target(&mig.spec.namespace_mapping, n);
+        let origin = crate::trust::Origin::new(there, ctx.trust(there));
+        if let Err(e) = ctx
+            .policy
+            .check_transfer("transfer store", &settings.transfer, origin)
+        {
+            return Some(format!(
+                "the destination opens a folder transfer store for each namespace a migration \
+                 lands in, and would refuse this one for namespace {there} ({e}); use an object \
+                 store (s3, azblob, gcs) to land in {there}, or a folder under that namespace's \
+                 part"
+            ));
+        }
+    }
+    None
 }

@@ -794,6 +794,25 @@ impl FakeApi {
         kubeconfig_with_token(addr, &token)
     }
 
+    /// Issues a bearer token for `who` (as a cluster's token authenticator would accept).
+    pub fn register(&self, who: &Identity) -> String {
+        let token = who.token();
+        self.lock().tokens.insert(token.clone(), who.clone());
+        token
+    }
+
+    /// A client whose requests carry `token`: its identity when the server issued it
+    /// ([`FakeApi::register`], [`FakeApi::kubeconfig_as`]), anonymous otherwise.
+    pub fn client_for_token(&self, token: &str) -> kube::Client {
+        let who = self
+            .lock()
+            .tokens
+            .get(token)
+            .cloned()
+            .unwrap_or_else(Identity::anonymous);
+        self.client_as(&who)
+    }
+
     /// The identity a request's `Authorization` header carries.
     fn identity_of(&self, headers: &http::HeaderMap) -> Identity {
         let token = headers

@@ -133,8 +133,9 @@ pub fn destination_problem(e: &Error) -> String {
                 s.message
             ),
             403 => format!(
-                "the destination API forbids the pair's account this (403 Forbidden: {}): bind \
-                 ClusterRole ferry-migration-destination to that account on the destination",
+                "the destination API forbids the pair's account this (403 Forbidden: {}): on the \
+                 destination, bind ClusterRole ferry-migration-pair to that account and \
+                 ferry-migration-destination in each namespace it migrates into",
                 s.message
             ),
             code if code >= 500 => format!(

@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use ferry_kubefake::FakeApi;
+use ferry_kubefake::{FakeApi, Identity};
 use ferry_migration::context::ManualClock;
 use ferry_migration::crd::{Migration, MigrationStatus, VolumeImport};
 use ferry_migration::destination::volume_import::Imports;
@@ -51,17 +51,34 @@ impl World {
         let src = FakeApi::new();
         let dst = FakeApi::new();
         let (src_store, dst_store) = (store().await, store().await);
+        // Both controllers run as their service account, with manifests/rbac.yaml's roles,
+        // as `kubectl apply -k manifests/` installs them; a pair reaches the destination as
+        // the account its kubeconfig's token names there.
+        for api in [&src, &dst] {
+            api.install_ferry_rbac(FERRY_NS);
+        }
+        let controller = Identity::service_account(FERRY_NS, "ferry-migration");
         let dst_for_connect = dst.clone();
-        let mut src_ctx = Ctx::new(src.client(), src_store.clone(), FERRY_NS.into(), false);
-        src_ctx.connect = Arc::new(move |_s: PairSettings| {
+        let mut src_ctx = Ctx::new(
+            src.client_as(&controller),
+            src_store.clone(),
+            FERRY_NS.into(),
+            false,
+        );
+        src_ctx.connect = Arc::new(move |s: PairSettings| {
             let d = dst_for_connect.clone();
-            Box::pin(async move { Ok(d.client()) })
+            Box::pin(async move { Ok(d.client_for_token(&token_of(&s.kubeconfig))) })
         });
         src_ctx.poll = Duration::from_millis(1);
         let transfer_dir = tempfile::tempdir().expect("tmp");
         // The operator allows folder transfer stores under this one (--transfer-folder).
         src_ctx.policy.transfer_folders = vec![transfer_dir.path().to_path_buf()];
-        let mut dst_ctx = Ctx::new(dst.client(), dst_store.clone(), FERRY_NS.into(), false);
+        let mut dst_ctx = Ctx::new(
+            dst.client_as(&controller),
+            dst_store.clone(),
+            FERRY_NS.into(),
+            false,
+        );
         dst_ctx.poll = Duration::from_millis(1);
         let clock = ManualClock::new(jiff::Timestamp::now());
         src_ctx.clock = clock.clock();
@@ -103,11 +120,73 @@ impl World {
         self.pair_with(ns, name, ready, json!({}));
     }
 
+    /// The account pair `ns/name` uses on the destination, bound there as
+    /// docs/migration.md tells an admin to: a tenant's pair gets ferry-migration-destination
+    /// in its namespace (which the admin creates there) and ferry-migration-pair
+    /// cluster-wide; the admin's pair (in the controller's namespace) gets both
+    /// cluster-wide. Returns the kubeconfig (an inline token) the pair's Secret carries.
+    pub fn pair_account(&self, ns: &str, name: &str) -> String {
+        let who = Identity::service_account(ns, &format!("pair-{name}"));
+        if ns == FERRY_NS {
+            self.dst.bind(
+                &format!("pair-{name}-dest"),
+                "ferry-migration-destination",
+                &who,
+                None,
+            );
+        } else {
+            self.dst
+                .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+            self.dst.bind(
+                &format!("pair-{name}-dest"),
+                "ferry-migration-destination",
+                &who,
+                Some(ns),
+            );
+        }
+        self.dst.bind(
+            &format!("{ns}-pair-{name}-reads"),
+            "ferry-migration-pair",
+            &who,
+            None,
+        );
+        let token = self.dst.register(&who);
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: dst\n  cluster:\n    server: https://dst.invalid\n\
+             contexts:\n- name: dst\n  context:\n    cluster: dst\n    user: pair\ncurrent-context: dst\n\
+             users:\n- name: pair\n  user:\n    token: {token}\n"
+        )
+    }
+
+    /// Lets pair `ns/name` land in namespace `there` of the destination too, as the
+    /// destination's admin does for a tenant who migrates into another namespace (it makes
+    /// the namespace and binds ferry-migration-destination there).
+    pub fn let_pair_land(&self, ns: &str, name: &str, there: &str) {
+        let who = Identity::service_account(ns, &format!("pair-{name}"));
+        self.dst
+            .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": there}}));
+        self.dst.bind(
+            &format!("pair-{name}-{ns}"),
+            "ferry-migration-destination",
+            &who,
+            Some(there),
+        );
+    }
+
+    /// Binds `role` cluster-wide to the account of pair `ns/name` on the destination (an
+    /// opt-in role such as ferry-migration-destination-crds).
+    pub fn grant_pair(&self, ns: &str, name: &str, role: &str) {
+        let who = Identity::service_account(ns, &format!("pair-{name}"));
+        self.dst
+            .bind(&format!("{ns}-pair-{name}-{role}"), role, &who, None);
+    }
+
     /// Like [`World::pair`], with `extra` fields added to the pair's spec.
     pub fn pair_with(&self, ns: &str, name: &str, ready: bool, extra: Value) {
         let root = self.transfer_root();
+        let kc = self.pair_account(ns, name);
         self.src.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-secret"), "namespace": ns},
-            "data": b64(&[("kubeconfig", "apiVersion: v1\nkind: Config\n"), ("backend", "fs"), ("root", &root)])}));
+            "data": b64(&[("kubeconfig", &kc), ("backend", "fs"), ("root", &root)])}));
         let mut p = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": name, "namespace": ns},
             "spec": {"secretRef": {"name": format!("{name}-secret")}}});
         if let (Some(spec), Some(extra)) = (p["spec"].as_object_mut(), extra.as_object()) {
@@ -127,7 +206,8 @@ impl World {
         name: &str,
         transfer: &std::collections::BTreeMap<String, String>,
     ) {
-        let mut data: Vec<(&str, &str)> = vec![("kubeconfig", "apiVersion: v1\nkind: Config\n")];
+        let kc = self.pair_account(ns, name);
+        let mut data: Vec<(&str, &str)> = vec![("kubeconfig", &kc)];
         data.extend(transfer.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         self.src.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-secret"), "namespace": ns},
             "data": b64(&data)}));
@@ -325,4 +405,12 @@ pub async fn digest(store: &Store, id: &str) -> String {
     hex::encode(Sha256::digest(
         h.read_at(0, size as usize).await.expect("read"),
     ))
+}
+
+/// The bearer token of a kubeconfig's first user, if it has one.
+pub fn token_of(kubeconfig: &str) -> String {
+    serde_yaml::from_str::<serde_yaml::Value>(kubeconfig)
+        .ok()
+        .and_then(|k| k["users"][0]["user"]["token"].as_str().map(str::to_string))
+        .unwrap_or_default()
 }

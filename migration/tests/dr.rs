@@ -22,15 +22,22 @@ const CHUNKS: u64 = 16;
 async fn world() -> World {
     let mut w = World::new().await;
     let src = w.src.clone();
-    w.dst_ctx.connect = Arc::new(move |_s: PairSettings| {
-        let s = src.clone();
-        Box::pin(async move { Ok(s.client()) })
+    w.dst_ctx.connect = Arc::new(move |s: PairSettings| {
+        let src = src.clone();
+        Box::pin(async move { Ok(src.client_for_token(&common::token_of(&s.kubeconfig))) })
     });
     w.pair(NS, "remote", true);
     let root = w.transfer_root();
     let enc = |v: &str| json!(ferry_kubefake::base64(v.as_bytes()));
+    // The pair back to the source, bound there per namespace as the DR walk-through says.
+    let back = common::pair_account_on(
+        &w.src,
+        NS,
+        "back",
+        &["ferry-migration-destination", "ferry-dr-source"],
+    );
     w.dst.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "back-secret", "namespace": NS},
-        "data": {"kubeconfig": enc("apiVersion: v1\nkind: Config\n"), "backend": enc("fs"), "root": enc(&root)}}));
+        "data": {"kubeconfig": enc(&back), "backend": enc("fs"), "root": enc(&root)}}));
     w.dst.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ClusterPair", "metadata": {"name": "back", "namespace": NS},
         "spec": {"secretRef": {"name": "back-secret"}}, "status": {"schedulerStatus": "Ready", "storageStatus": "Ready"}}));
     w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule", "metadata": {"name": "nightly", "namespace": NS},
@@ -40,7 +47,16 @@ async fn world() -> World {
 
 /// The shop namespace on the source, migrated once to the destination as a schedule run.
 async fn standby(w: &World) -> String {
+    standby_as(w, true).await
+}
+
+/// Like [`standby`]; without `other_driver`, the namespace has no claim of another driver
+/// (whose volume a migration skips), so the run is Successful, not PartialSuccess.
+async fn standby_as(w: &World, other_driver: bool) -> String {
     let vol = w.shop(NS, CHUNKS).await;
+    if !other_driver {
+        w.src.remove("/persistentvolumeclaims", Some(NS), "cache");
+    }
     w.src.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "namespace": NS, "labels": {"app": "web"}},
         "spec": {"containers": [{"name": "web", "image": "nginx"}], "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]},
         "status": {"phase": "Running"}}));
@@ -50,7 +66,12 @@ async fn standby(w: &World) -> String {
         json!({"clusterPair": "remote", "namespaces": [NS]}),
     );
     let st = w.drive(NS, "nightly-interval-1").await;
-    assert_eq!(st.status, ItemStatus::PartialSuccess, "{st:?}");
+    let want = if other_driver {
+        ItemStatus::PartialSuccess
+    } else {
+        ItemStatus::Successful
+    };
+    assert_eq!(st.status, want, "{st:?}");
     // The destination's claim binds to the PV its import made (the PV controller's work).
     w.dst.set_status(
         "/persistentvolumeclaims",
@@ -544,4 +565,53 @@ async fn a_schedule_with_a_namespace_mapping_is_not_failed_over() {
         "nothing changed on the source"
     );
     assert_eq!(replicas(&w.dst, "web").0, 0, "the standby stays parked");
+}
+
+/// The DR walk-through's flow with exactly the roles it tells an admin to bind (a pair each
+/// way, its roles bound per namespace, which creates RoleBindings in the namespace that is
+/// migrated): the scheduled run, the failover's last sync and both failback migrations end
+/// Successful, not PartialSuccess: the pairs' RoleBindings are this cluster's, never copied
+/// (the other side would refuse them as an escalation), so nothing fails.
+#[tokio::test]
+async fn the_walk_through_ends_successful_at_every_step() {
+    let w = world().await;
+    standby_as(&w, false).await;
+    stop_pod(&w).await;
+    action(&w, "fo", failover(Some("back"), true));
+    let st = drive(&w, "fo", |_| false).await;
+    assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+    let sync = step(&st, "SyncFirst").migration.clone().expect("sync run");
+    let m = w
+        .src
+        .get("ferry.dev/migrations", Some(NS), &sync)
+        .expect("sync migration");
+    assert_eq!(m["status"]["status"], "Successful", "{m}");
+    let dvol = dst_volume(&w);
+    let h = w.dst_store.open_volume(&dvol).await.expect("open");
+    h.write_at(0, &vec![0x5a; CHUNK as usize])
+        .await
+        .expect("write");
+    h.flush().await.expect("flush");
+    drop(h);
+    action(&w, "fb", failback());
+    let st = drive(&w, "fb", |_| false).await;
+    assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+    for s in ["Migrate", "FinalMigrate"] {
+        let name = step(&st, s).migration.clone().expect("migration");
+        let m = w
+            .dst
+            .get("ferry.dev/migrations", Some(NS), &name)
+            .expect("failback migration");
+        assert_eq!(m["status"]["status"], "Successful", "{s}: {m}");
+    }
+    // The pairs' bindings stayed where the admins made them.
+    assert!(
+        w.dst
+            .all("rbac.authorization.k8s.io/rolebindings")
+            .iter()
+            .all(|b| !b["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("pair-back-"))
+    );
 }

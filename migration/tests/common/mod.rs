@@ -126,36 +126,7 @@ impl World {
     /// cluster-wide; the admin's pair (in the controller's namespace) gets both
     /// cluster-wide. Returns the kubeconfig (an inline token) the pair's Secret carries.
     pub fn pair_account(&self, ns: &str, name: &str) -> String {
-        let who = Identity::service_account(ns, &format!("pair-{name}"));
-        if ns == FERRY_NS {
-            self.dst.bind(
-                &format!("pair-{name}-dest"),
-                "ferry-migration-destination",
-                &who,
-                None,
-            );
-        } else {
-            self.dst
-                .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
-            self.dst.bind(
-                &format!("pair-{name}-dest"),
-                "ferry-migration-destination",
-                &who,
-                Some(ns),
-            );
-        }
-        self.dst.bind(
-            &format!("{ns}-pair-{name}-reads"),
-            "ferry-migration-pair",
-            &who,
-            None,
-        );
-        let token = self.dst.register(&who);
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: dst\n  cluster:\n    server: https://dst.invalid\n\
-             contexts:\n- name: dst\n  context:\n    cluster: dst\n    user: pair\ncurrent-context: dst\n\
-             users:\n- name: pair\n  user:\n    token: {token}\n"
-        )
+        pair_account_on(&self.dst, ns, name, &["ferry-migration-destination"])
     }
 
     /// Lets pair `ns/name` land in namespace `there` of the destination too, as the
@@ -413,4 +384,32 @@ pub fn token_of(kubeconfig: &str) -> String {
         .ok()
         .and_then(|k| k["users"][0]["user"]["token"].as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+/// The account a pair `ns/name` uses on the cluster `api` stands for, bound there as
+/// docs/migration.md tells an admin to: `roles` in `ns` (which the admin creates there) for
+/// a tenant's pair, cluster-wide for the admin's pair (in the controller's namespace), and
+/// ferry-migration-pair cluster-wide. Returns the kubeconfig (an inline token) the pair's
+/// Secret carries.
+pub fn pair_account_on(api: &FakeApi, ns: &str, name: &str, roles: &[&str]) -> String {
+    let who = Identity::service_account(ns, &format!("pair-{name}"));
+    if ns != FERRY_NS {
+        api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+    }
+    for role in roles {
+        let scope = (ns != FERRY_NS).then_some(ns);
+        api.bind(&format!("pair-{name}-{role}"), role, &who, scope);
+    }
+    api.bind(
+        &format!("{ns}-pair-{name}-reads"),
+        "ferry-migration-pair",
+        &who,
+        None,
+    );
+    let token = api.register(&who);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://peer.invalid\n\
+         contexts:\n- name: c\n  context:\n    cluster: c\n    user: pair\ncurrent-context: c\n\
+         users:\n- name: pair\n  user:\n    token: {token}\n"
+    )
 }

@@ -246,6 +246,12 @@ pub async fn collect(
                 tracing::debug!(name = %i.name, "ClusterPair credentials left out");
                 continue;
             }
+            if k.kind == "RoleBinding" && binds_pair_role(&o) {
+                // A pair's access to this cluster is this cluster's admin's to grant; on the
+                // other cluster it means nothing (and would be refused as an escalation).
+                tracing::debug!(name = %i.name, "RoleBinding of a pair's role left out");
+                continue;
+            }
             if let Some(why) = select::skip_reason(&o, &BTreeMap::new(), &BTreeMap::new()) {
                 tracing::debug!(name = %i.name, kind = %k.kind, why, "left out");
                 continue;
@@ -266,6 +272,22 @@ pub async fn collect(
         present,
         crds,
     })
+}
+
+/// The roles ferry's manifests give pairs' accounts (docs/migration.md, "Security model").
+pub const PAIR_ROLES: [&str; 4] = [
+    "ferry-migration-destination",
+    "ferry-migration-pair",
+    "ferry-migration-destination-crds",
+    "ferry-dr-source",
+];
+
+/// Does this RoleBinding bind one of [`PAIR_ROLES`]?
+fn binds_pair_role(o: &Value) -> bool {
+    o["roleRef"]["kind"] == "ClusterRole"
+        && o["roleRef"]["name"]
+            .as_str()
+            .is_some_and(|n| PAIR_ROLES.contains(&n))
 }
 
 /// The `group/plural` a CRD map is keyed by.

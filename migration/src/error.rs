@@ -83,6 +83,7 @@ impl Error {
                             .message
                             .contains("attempting to grant RBAC permissions not currently held"))
             }
+            Error::Context(_, e) => e.is_refusal(),
             _ => false,
         }
     }

@@ -615,3 +615,59 @@ async fn the_walk_through_ends_successful_at_every_step() {
                 .starts_with("pair-back-"))
     );
 }
+
+/// A source that does not answer for a second (a restarted API server, a network blip)
+/// while a failover starts: however often the Action is looked at meanwhile (a status write
+/// comes back as a watch event), the source is counted gone only once it has not answered
+/// for the stated time, so here the failover waits and then does every source step: the
+/// schedule suspended, the source stopped, the last sync run. Before, three looks in a few
+/// milliseconds were three tries, and the failover went on without the source.
+#[tokio::test]
+async fn a_source_silent_for_a_second_is_waited_for_not_skipped() {
+    let w = world().await;
+    standby(&w).await;
+    stop_pod(&w).await;
+    action(&w, "fo", failover(Some("back"), true));
+    w.src.go_down();
+    let a = |w: &World| -> Action {
+        serde_json::from_value(
+            w.dst
+                .get("ferry.dev/actions", Some(NS), "fo")
+                .expect("action"),
+        )
+        .expect("parse")
+    };
+    // Looked at five times within the same second, as watch events would bring it.
+    for _ in 0..5 {
+        ferry_migration::runtime::pass::<ferry_migration::destination::dr::Actions>(
+            &w.dst_ctx,
+            &a(&w),
+        )
+        .await
+        .expect("pass");
+    }
+    let st = status(&w, "fo");
+    assert_ne!(st.source_reachable, Some(false), "{st:?}");
+    assert!(
+        st.steps.iter().all(|s| s.status != ItemStatus::Skipped),
+        "{st:?}"
+    );
+    // A second later the source answers again.
+    w.clock.advance(std::time::Duration::from_secs(1));
+    // (A restarted server's window of 403s is the outage tests' subject, on one clock.)
+    w.src.set_warmup(std::time::Duration::ZERO);
+    w.src.come_back();
+    let st = drive(&w, "fo", |_| false).await;
+    assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+    assert_eq!(st.source_reachable, Some(true));
+    for s in [
+        "SuspendSchedule",
+        "DeactivateSource",
+        "SyncFirst",
+        "ActivateDestination",
+    ] {
+        assert_eq!(step(&st, s).status, ItemStatus::Successful, "{s}: {st:?}");
+    }
+    assert!(suspended(&w), "the schedule was suspended on the source");
+    assert_eq!(replicas(&w.src, "web").0, 0, "the source was stopped");
+}

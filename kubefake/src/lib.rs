@@ -314,7 +314,12 @@ impl FakeApi {
                 self.seed(v);
             }
         }
-        self.aggregate_now();
+        // The aggregation controller notices the change after its delay.
+        let mut st = self.lock();
+        st.aggregate_at = Some(tokio::time::Instant::now() + st.aggregation_delay);
+        aggregate_if_due(&mut st);
+        drop(st);
+        self.changed.notify_waiters();
     }
 
     /// Ferry's RBAC (`manifests/rbac.yaml`) installed in namespace `ns`, as
@@ -397,7 +402,7 @@ impl FakeApi {
             .to_string();
         let out = create(&mut st, &t, &name, obj, true);
         if t.collection() == rbac::CLUSTER_ROLES {
-            st.aggregate_at = Some(tokio::time::Instant::now());
+            st.aggregate_at = Some(tokio::time::Instant::now() + st.aggregation_delay);
         }
         drop(st);
         self.changed.notify_waiters();

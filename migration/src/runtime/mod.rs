@@ -239,6 +239,7 @@ pub fn key_of<K: Resource<DynamicType = ()>>(kind: &str, obj: &K) -> String {
 pub async fn once<R: Reconciler>(ctx: &Ctx, r: &R, ns: Option<&str>, name: &str) -> Result<Next> {
     let api = R::api(&ctx.client, ns);
     let key = format!("{}/{}/{name}", R::KIND, ns.unwrap_or_default());
+    ctx.reconciles.count(&key);
     let Some(obj) = api.get_opt(name).await? else {
         return Ok(Next::Idle);
     };
@@ -253,7 +254,6 @@ pub async fn once<R: Reconciler>(ctx: &Ctx, r: &R, ns: Option<&str>, name: &str)
         // A failed step is tried again when its time comes, not when an event arrives.
         return Ok(Next::After(wait));
     }
-    ctx.reconciles.count(&key);
     let obj = match R::FINALIZER {
         Some(f) if !finalizer::has(&obj, f) && r.needs_finalizer(&obj) => {
             finalizer::add_with(&api, &obj, f).await?
@@ -333,7 +333,6 @@ async fn finish_deletion<R: Reconciler>(
     let Some(f) = R::FINALIZER.filter(|f| finalizer::has(&obj, f)) else {
         return Ok(Next::Idle);
     };
-    ctx.reconciles.count(key);
     let left = match r.cleanup(ctx, &obj).await {
         Ok(Cleanup::Done) => None,
         Ok(Cleanup::Left(what)) => Some(what),

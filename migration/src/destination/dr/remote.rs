@@ -111,8 +111,9 @@ pub async fn count_failure(
     st.source_attempts = st.source_attempts.saturating_add(1);
     let silent = now.duration_since(since).unsigned_abs();
     if a.spec.action_type == ActionType::Failback {
+        // However long the source is away: tried again on the usual backoff.
         return Ok(Progress::WaitFor(
-            TRY_EVERY,
+            crate::runtime::retry::delay(st.source_attempts),
             format!("waiting for the source cluster to answer (a failback needs it): {e}"),
         ));
     }

@@ -179,3 +179,107 @@ fn no_finalizer_is_added_to_an_object_being_deleted() {
     assert_eq!(code, 200);
     assert!(api.get("/configmaps", Some(NS), "c").is_none());
 }
+
+/// A Migration deleted while its import runs, through a pair whose account may not delete
+/// VolumeImports on the destination (an admin bound a narrower role than the docs'): the
+/// cleanup cannot remove the import, yet the Migration goes (a finalizer always finishes),
+/// and a Warning Event on it names what was left and where, with what to do.
+#[tokio::test]
+async fn a_migration_goes_even_when_its_import_cannot_be_removed() {
+    let mut w = World::new().await;
+    // Events recorded through the API, as the controller does.
+    let mut ctx = ferry_migration::Ctx::new(
+        w.src_ctx.client.clone(),
+        w.src_store.clone(),
+        common::FERRY_NS.into(),
+        true,
+    );
+    ctx.connect = w.src_ctx.connect.clone();
+    ctx.poll = w.src_ctx.poll;
+    ctx.policy = w.src_ctx.policy.clone();
+    ctx.clock = w.clock.clock();
+    w.src_ctx = ctx;
+    w.pair(NS, "remote", true);
+    w.shop(NS, 2).await;
+    w.migration(
+        NS,
+        "m1",
+        json!({"clusterPair": "remote", "namespaces": [NS]}),
+    );
+    // Validated, snapshotted, exported, and its import made on the destination, not yet
+    // imported.
+    for _ in 0..6 {
+        if let Some(m) = migration(&w) {
+            let _ = ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+                &w.src_ctx, &m,
+            )
+            .await;
+        }
+        common::play_snapshotter(&w.src, &w.src_store).await;
+        if !w.dst.all("ferry.dev/volumeimports").is_empty() {
+            break;
+        }
+    }
+    let imports = w.dst.all("ferry.dev/volumeimports");
+    assert_eq!(imports.len(), 1, "{:?}", w.migration_status(NS, "m1"));
+    // Now the admin narrows the pair's role in shop: the destination's own, without delete
+    // of VolumeImports.
+    let mut narrow = w
+        .dst
+        .get(
+            "rbac.authorization.k8s.io/clusterroles",
+            None,
+            "ferry-migration-destination-builtin",
+        )
+        .expect("role");
+    for r in narrow["rules"].as_array_mut().expect("rules") {
+        if r["resources"][0] == "volumeimports" {
+            r["verbs"] = json!(["get", "list", "create"]);
+        }
+    }
+    narrow["metadata"] = json!({"name": "narrow-destination"});
+    w.dst.seed(narrow);
+    w.dst.remove(
+        "rbac.authorization.k8s.io/rolebindings",
+        Some(NS),
+        "pair-remote-ferry-migration-destination",
+    );
+    w.dst.bind(
+        "narrow",
+        "narrow-destination",
+        &ferry_kubefake::Identity::service_account(NS, "pair-remote"),
+        Some(NS),
+    );
+
+    let vi = imports[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+
+    delete(&w, "migrations", "m1");
+    let marked = migration(&w).expect("kept while its finalizer is there");
+    ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(
+        &w.src_ctx, &marked,
+    )
+    .await
+    .expect("cleanup");
+    assert!(migration(&w).is_none(), "the Migration went");
+    assert_eq!(
+        w.dst.all("ferry.dev/volumeimports").len(),
+        1,
+        "the pair could not remove the import"
+    );
+    let notes: Vec<String> = w
+        .src
+        .all("events.k8s.io/events")
+        .iter()
+        .filter(|e| e["reason"] == "CleanupIncomplete" && e["type"] == "Warning")
+        .filter_map(|e| e["note"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains(&format!("{NS}/{vi}")) && n.contains("delete them there")),
+        "{notes:?}"
+    );
+}

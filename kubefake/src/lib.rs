@@ -383,6 +383,12 @@ impl FakeApi {
         authorize(&st, who, &a).is_none()
     }
 
+    /// Every object stored, keyed `group/plural/namespace/name` (for reviews a test computes
+    /// with [`rbac`]).
+    pub fn objects(&self) -> BTreeMap<String, Value> {
+        self.lock().objects.clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

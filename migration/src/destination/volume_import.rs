@@ -372,28 +372,10 @@ async fn import(pass: &mut Pass<'_, Imports>) -> Result<Option<Duration>> {
     check_spec(vi)?;
     let ns = vi.namespace().unwrap_or_default();
     let claim = vi.spec.persistent_volume.claim_name.clone();
-    let what = format!("Secret {ns}/{}", vi.spec.transfer_secret);
-    let data = secret_data(&ctx.client, &ns, &vi.spec.transfer_secret)
-        .await?
-        .ok_or_else(|| Error::Invalid(format!("{what} named by the VolumeImport not found")))?;
-    let origin = crate::trust::Origin::new(&ns, ctx.trust(&ns));
-    let (_, config, key) = transfer_from_data(&what, &data, &ctx.policy, origin)?;
-    let key = key.as_deref().map(Key::parse).transpose()?;
-    let target = crate::pair::open_transfer(&config, key).await?;
     let src = &vi.spec.source;
-    let mut commit = target
-        .get_commit(&src.volume_id, &src.snapshot_id)
-        .await?
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "snapshot {} of volume {} is not in the transfer store (export it first)",
-                src.snapshot_id, src.volume_id
-            ))
-        })?;
+    // Where the data would go is decided first, before anything is read: a VolumeImport
+    // that may not write where it asks learns nothing from a transfer store either.
     let class = landing_class(ctx, vi).await?;
-    // The chunk size is the source volume's (the tree is built of it); the codec for new
-    // writes is the class's.
-    commit.options.compression = class.options.compression;
     let into = match &vi.spec.existing_volume {
         Some(id) => in_place(ctx, &ns, &claim, id).await?,
         None => None,
@@ -411,6 +393,26 @@ async fn import(pass: &mut Pass<'_, Imports>) -> Result<Option<Duration>> {
             ))
         })?;
     }
+    let what = format!("Secret {ns}/{}", vi.spec.transfer_secret);
+    let data = secret_data(&ctx.client, &ns, &vi.spec.transfer_secret)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("{what} named by the VolumeImport not found")))?;
+    let origin = crate::trust::Origin::new(&ns, ctx.trust(&ns));
+    let (_, config, key) = transfer_from_data(&what, &data, &ctx.policy, origin)?;
+    let key = key.as_deref().map(Key::parse).transpose()?;
+    let target = crate::pair::open_transfer(&config, key).await?;
+    let mut commit = target
+        .get_commit(&src.volume_id, &src.snapshot_id)
+        .await?
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "snapshot {} of volume {} is not in the transfer store (export it first)",
+                src.snapshot_id, src.volume_id
+            ))
+        })?;
+    // The chunk size is the source volume's (the tree is built of it); the codec for new
+    // writes is the class's.
+    commit.options.compression = class.options.compression;
     let key = format!("{}{}", jobs_of(vi), src.snapshot_id);
     let (report, p) = match ctx.transfers.look(&key) {
         Look::Ended(outcome, p) => (outcome?, p),

@@ -69,3 +69,33 @@ pub fn drop_owned(objects: Vec<Value>) -> (Vec<Value>, Vec<(Value, String)>) {
     }
     (kept, dropped)
 }
+
+/// Why the data of the PV a claim names may not be taken for it, if it may not: the claim
+/// must be Bound to that PV, and the PV's `claimRef` must name the claim back (namespace,
+/// name and, when the binder recorded it, uid). A claim's `volumeName` is its author's
+/// word; the PV's `claimRef` is the cluster's binder's.
+pub fn claim_binding_problem(pvc: &Value, pv: &Value) -> Option<String> {
+    let ns = pvc["metadata"]["namespace"].as_str().unwrap_or_default();
+    let name = pvc["metadata"]["name"].as_str().unwrap_or_default();
+    let pv_name = pv["metadata"]["name"].as_str().unwrap_or_default();
+    if pvc["status"]["phase"].as_str() != Some("Bound")
+        || pvc["spec"]["volumeName"].as_str() != Some(pv_name)
+    {
+        return Some(format!(
+            "claim {ns}/{name} is not bound to volume {pv_name}; bind it or leave it out"
+        ));
+    }
+    let r = &pv["spec"]["claimRef"];
+    let names_it = r["namespace"].as_str() == Some(ns)
+        && r["name"].as_str() == Some(name)
+        && (r["uid"].is_null() || r["uid"] == pvc["metadata"]["uid"]);
+    if !names_it {
+        return Some(format!(
+            "volume {pv_name} is bound to claim {}/{}, not to {ns}/{name}: its data is not \
+             taken for this claim",
+            r["namespace"].as_str().unwrap_or("-"),
+            r["name"].as_str().unwrap_or("-")
+        ));
+    }
+    None
+}

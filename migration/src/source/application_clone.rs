@@ -227,7 +227,18 @@ async fn clone_volumes(
         } else {
             api::get(&ctx.client, &kinds_used::pv(), None, pv_name).await?
         };
+        let binding = pv
+            .as_ref()
+            .and_then(|pv| crate::resources::select::claim_binding_problem(&pvc, pv));
         match pv {
+            Some(pv)
+                if binding.is_some()
+                    && pv["spec"]["csi"]["driver"].as_str() == Some(ferry_csi::DRIVER_NAME) =>
+            {
+                v.status = ItemStatus::Skipped;
+                v.reason = binding;
+                st.volumes.push(v);
+            }
             Some(pv) if pv["spec"]["csi"]["driver"].as_str() == Some(ferry_csi::DRIVER_NAME) => {
                 v.source_volume = pv["spec"]["csi"]["volumeHandle"]
                     .as_str()

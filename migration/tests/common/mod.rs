@@ -107,9 +107,15 @@ impl World {
     /// The folder of the transfer store the pairs name: in the part of the allowed folder
     /// that belongs to namespace `shop`, the tests' tenant (the admin's pairs may use it too).
     pub fn transfer_root(&self) -> String {
+        self.transfer_root_of("shop")
+    }
+
+    /// The folder of the transfer store a pair in namespace `ns` names: inside that
+    /// namespace's part of the allowed folder.
+    pub fn transfer_root_of(&self, ns: &str) -> String {
         self.transfer_dir
             .path()
-            .join("shop")
+            .join(ns)
             .join("store")
             .to_string_lossy()
             .to_string()
@@ -154,7 +160,7 @@ impl World {
 
     /// Like [`World::pair`], with `extra` fields added to the pair's spec.
     pub fn pair_with(&self, ns: &str, name: &str, ready: bool, extra: Value) {
-        let root = self.transfer_root();
+        let root = self.transfer_root_of(ns);
         let kc = self.pair_account(ns, name);
         self.src.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-secret"), "namespace": ns},
             "data": b64(&[("kubeconfig", &kc), ("backend", "fs"), ("root", &root)])}));
@@ -411,5 +417,60 @@ pub fn pair_account_on(api: &FakeApi, ns: &str, name: &str, roles: &[&str]) -> S
         "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://peer.invalid\n\
          contexts:\n- name: c\n  context:\n    cluster: c\n    user: pair\ncurrent-context: c\n\
          users:\n- name: pair\n  user:\n    token: {token}\n"
+    )
+}
+
+/// The API path of the collection `obj` belongs in (its namespace's, or the cluster's).
+pub fn collection_path(obj: &Value) -> String {
+    let api_version = obj["apiVersion"].as_str().unwrap_or("v1");
+    let base = match api_version.split_once('/') {
+        Some((g, v)) => format!("/apis/{g}/{v}"),
+        None => format!("/api/{api_version}"),
+    };
+    let kind = obj["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let plural = if kind.ends_with('s') {
+        format!("{kind}es")
+    } else if let Some(stem) = kind.strip_suffix('y') {
+        format!("{stem}ies")
+    } else {
+        format!("{kind}s")
+    };
+    match obj["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{base}/namespaces/{ns}/{plural}"),
+        None => format!("{base}/{plural}"),
+    }
+}
+
+/// Creates `obj` through `api` as `who` would (a POST with their identity); returns the
+/// code and body the server answered.
+pub fn post_as(api: &FakeApi, who: &Identity, obj: &Value) -> (u16, Value) {
+    let body = serde_json::to_vec(obj).expect("json");
+    api.serve_one_as(
+        who,
+        &ferry_kubefake::Method::POST,
+        &collection_path(obj),
+        "",
+        "application/json",
+        &body,
+    )
+}
+
+/// Merge-patches the object `obj` names (apiVersion, kind, namespace, name) as `who`.
+pub fn patch_as(api: &FakeApi, who: &Identity, obj: &Value, patch: &Value) -> (u16, Value) {
+    let path = format!(
+        "{}/{}",
+        collection_path(obj),
+        obj["metadata"]["name"].as_str().unwrap_or_default()
+    );
+    api.serve_one_as(
+        who,
+        &ferry_kubefake::Method::PATCH,
+        &path,
+        "",
+        "application/merge-patch+json",
+        &serde_json::to_vec(patch).expect("json"),
     )
 }

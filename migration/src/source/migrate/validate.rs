@@ -218,6 +218,7 @@ async fn volumes_in_scope(ctx: &Ctx, mig: &Migration) -> Result<Vec<VolumeInfo>>
             }
             v.volume = pv_name.to_string();
             let pv = api::get(&ctx.client, &kinds_used::pv(), None, pv_name).await?;
+
             let driver = pv
                 .as_ref()
                 .and_then(|p| p["spec"]["csi"]["driver"].as_str())
@@ -233,6 +234,15 @@ async fn volumes_in_scope(ctx: &Ctx, mig: &Migration) -> Result<Vec<VolumeInfo>>
                     "volume {pv_name} belongs to {by}; ferry moves the data of {} volumes only, so this PVC is left out",
                     ferry_csi::DRIVER_NAME
                 ));
+                out.push(v);
+                continue;
+            }
+            if let Some(why) = pv
+                .as_ref()
+                .and_then(|pv| crate::resources::select::claim_binding_problem(&pvc, pv))
+            {
+                v.status = ItemStatus::Skipped;
+                v.reason = Some(why);
                 out.push(v);
                 continue;
             }

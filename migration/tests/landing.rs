@@ -961,3 +961,85 @@ async fn a_namespace_is_cloned_within_the_cluster_with_metadata_only_volumes() {
         "{refused}"
     );
 }
+
+/// Runs the clone `name` in the controller's namespace once and returns its status.
+async fn clone_once(w: &World, name: &str) -> serde_json::Value {
+    let ac: ferry_migration::crd::ApplicationClone = serde_json::from_value(
+        w.src
+            .get("ferry.dev/applicationclones", Some(common::FERRY_NS), name)
+            .expect("clone"),
+    )
+    .expect("parse");
+    ferry_migration::runtime::pass::<ferry_migration::source::application_clone::Clones>(
+        &w.src_ctx, &ac,
+    )
+    .await
+    .expect("clone");
+    w.src
+        .get("ferry.dev/applicationclones", Some(common::FERRY_NS), name)
+        .expect("clone")["status"]
+        .clone()
+}
+
+/// A clone asked for before the admin bound the opt-in ferry-clone role fails at once,
+/// saying what to bind, and makes nothing (no volume, no PV, no namespace); once bound, a
+/// RoleBinding that grants more than the controller's account holds is refused as an
+/// escalation and said so, not as a missing ferry-clone binding.
+#[tokio::test]
+async fn a_clone_says_what_it_lacks_and_makes_nothing_without_its_role() {
+    let w = World::new().await;
+    w.shop(NS, 2).await;
+    w.src.seed(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "owners", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]}));
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ApplicationClone",
+        "metadata": {"name": "early", "namespace": common::FERRY_NS},
+        "spec": {"sourceNamespace": NS, "destinationNamespace": "shop-copy"}}),
+    );
+    let pvs = w.src.all("/persistentvolumes").len();
+    let st = clone_once(&w, "early").await;
+    assert_eq!(st["status"], "Failed", "{st}");
+    let reason = st["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("kubectl create clusterrolebinding ferry-clone"),
+        "{reason}"
+    );
+    assert_eq!(w.src.all("/persistentvolumes").len(), pvs, "no PV made");
+    assert!(w.src.get("/namespaces", None, "shop-copy").is_none());
+    assert!(
+        w.src_store
+            .list_volumes(None, 1000)
+            .await
+            .expect("volumes")
+            .0
+            .iter()
+            .all(|v| !v.record.spec.name.starts_with("ferry-clone-")),
+        "no clone volume"
+    );
+
+    w.src.bind(
+        "ferry-clone",
+        "ferry-clone",
+        &ferry_kubefake::Identity::service_account(common::FERRY_NS, "ferry-migration"),
+        None,
+    );
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ApplicationClone",
+        "metadata": {"name": "bound", "namespace": common::FERRY_NS},
+        "spec": {"sourceNamespace": NS, "destinationNamespace": "shop-copy"}}),
+    );
+    let st = clone_once(&w, "bound").await;
+    let owners = st["resources"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"] == "owners"))
+        .cloned()
+        .expect("owners");
+    assert_eq!(owners["status"], "Failed", "{owners}");
+    let reason = owners["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("escalation") && !reason.contains("bind the ferry-clone"),
+        "{reason}"
+    );
+}

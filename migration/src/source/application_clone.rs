@@ -148,6 +148,21 @@ async fn run(pass: &mut Pass<'_, Clones>) -> Result<()> {
         return Ok(());
     }
     let uid = ac.metadata.uid.clone().unwrap_or_default();
+    if st.stage.is_none() {
+        if let Some(why) = write_refused(ctx, ac).await? {
+            fail(st, why);
+            return Ok(());
+        }
+        // The namespace first: a PV is never pre-bound to a namespace that does not exist.
+        let mig = as_migration(ac)?;
+        crate::source::migrate::landing::ensure_namespace(
+            ctx,
+            &mig,
+            &ctx.client,
+            &spec.source_namespace,
+        )
+        .await?;
+    }
     if st.stage.is_none() || st.stage.as_deref() == Some("Volumes") {
         st.stage = Some("Volumes".into());
         st.status = ItemStatus::InProgress;
@@ -317,6 +332,59 @@ async fn clone_volumes(
     Ok(())
 }
 
+/// A clone as the Migration whose Application stage it runs: `src` mapped to `dst`.
+fn as_migration(ac: &ApplicationClone) -> Result<Migration> {
+    let spec = &ac.spec;
+    let (src, dst) = (&spec.source_namespace, &spec.destination_namespace);
+    serde_json::from_value(json!({
+        "apiVersion": "ferry.dev/v1alpha1", "kind": "Migration",
+        "metadata": {"name": ac.name_any(), "namespace": ac.namespace()},
+        "spec": {"clusterPair": "", "namespaces": [src], "selectors": spec.selectors,
+                 "startApplications": spec.start_applications,
+                 "namespaceMapping": {src.as_str(): dst}},
+    }))
+    .map_err(|e| Error::Unexpected(e.to_string()))
+}
+
+/// Why the controller's account may not write the clone, if it may not: asked of this
+/// cluster (SelfSubjectAccessReview) before anything is made, so a clone without the
+/// opt-in role leaves nothing behind (no volume, no PV for a namespace never made).
+async fn write_refused(ctx: &Ctx, ac: &ApplicationClone) -> Result<Option<String>> {
+    let dst = &ac.spec.destination_namespace;
+    let exists = api::get(&ctx.client, &kinds_used::namespace(), None, dst)
+        .await?
+        .is_some();
+    let mut needs = crate::source::migrate::landing::needs(
+        dst,
+        exists,
+        false,
+        &crate::resources::kinds::default_kinds(),
+        false,
+    );
+    needs.push(crate::source::migrate::landing::Need {
+        verb: "create",
+        group: String::new(),
+        resource: "persistentvolumes".into(),
+        namespace: None,
+    });
+    let missing = crate::source::migrate::landing::missing(&ctx.client, &needs).await?;
+    Ok((!missing.is_empty()).then(|| {
+        let list: Vec<String> = missing.iter().take(4).map(ToString::to_string).collect();
+        format!(
+            "the controller's account may not {}{}: nothing was cloned; bind the ferry-clone \
+             ClusterRole to it (kubectl create clusterrolebinding ferry-clone \
+             --clusterrole=ferry-clone --serviceaccount={}:ferry-migration)",
+            list.join(", "),
+            if missing.len() > 4 {
+                format!(" (and {} more)", missing.len() - 4)
+            } else {
+                String::new()
+            },
+            ctx.namespace
+        )
+    }))
+}
+
 /// Copies the objects, mapped into the destination namespace.
 async fn copy_resources(
     ctx: &Ctx,
@@ -326,15 +394,7 @@ async fn copy_resources(
 ) -> Result<()> {
     let spec = &ac.spec;
     let (src, dst) = (&spec.source_namespace, &spec.destination_namespace);
-    // The Application stage's collection, as for a migration of `src` mapped to `dst`.
-    let mig: Migration = serde_json::from_value(json!({
-        "apiVersion": "ferry.dev/v1alpha1", "kind": "Migration",
-        "metadata": {"name": ac.name_any(), "namespace": ac.namespace()},
-        "spec": {"clusterPair": "", "namespaces": [src], "selectors": spec.selectors,
-                 "startApplications": spec.start_applications,
-                 "namespaceMapping": {src.as_str(): dst}},
-    }))
-    .map_err(|e| Error::Unexpected(e.to_string()))?;
+    let mig = as_migration(ac)?;
     let landed = MigrationStatus {
         volumes: st
             .volumes
@@ -382,12 +442,20 @@ async fn copy_resources(
                         Err(e) if e.is_permanent() => {
                             e.count();
                             i.status = ItemStatus::Failed;
-                            i.reason = Some(match e.api_code() {
-                                Some(403) => format!(
+                            i.reason = Some(if e.is_refusal() {
+                                format!(
                                     "{e}: bind the ferry-clone ClusterRole to the controller's \
                                      account to let it write clones"
-                                ),
-                                _ => e.to_string(),
+                                )
+                            } else if e.api_code() == Some(403) {
+                                format!(
+                                    "{e}: it grants what the controller's account does not \
+                                     hold, which the API server refuses (escalation); give \
+                                     that account the role it refers to, or leave the object \
+                                     out with selectors"
+                                )
+                            } else {
+                                e.to_string()
                             });
                         }
                         Err(e) => return Err(e),

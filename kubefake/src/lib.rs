@@ -1497,6 +1497,23 @@ fn aggregate_if_due(st: &mut State) {
     }
 }
 
+/// A namespace being deleted takes no new objects: 403, with the real server's message.
+fn terminating(st: &State, t: &Target) -> Option<(u16, Value)> {
+    let ns = t.ns.as_deref()?;
+    let n = st.objects.get(&format!("/namespaces//{ns}"))?;
+    (!n["metadata"]["deletionTimestamp"].is_null()).then(|| {
+        status(
+            403,
+            "Forbidden",
+            format!(
+                "{} is forbidden: unable to create new content in namespace {ns} because it is \
+                 being terminated",
+                t.plural
+            ),
+        )
+    })
+}
+
 /// The escalation check on a write of an RBAC object (403 when refused).
 fn escalation(st: &State, who: &Identity, t: &Target, obj: &Value) -> Option<(u16, Value)> {
     let c = t.collection();
@@ -1621,6 +1638,9 @@ fn handle_request(
             if let Some(refused) = escalation(st, who, &t, &obj) {
                 return refused;
             }
+            if let Some(refused) = terminating(st, &t) {
+                return refused;
+            }
             create(st, &t, &name, obj, false)
         }
         (Method::PUT, Some(name)) => {
@@ -1685,6 +1705,9 @@ fn handle_request(
                         return refused;
                     }
                     if let Some(refused) = escalation(st, who, &t, &patch) {
+                        return refused;
+                    }
+                    if let Some(refused) = terminating(st, &t) {
                         return refused;
                     }
                     return create(st, &t, name, patch, false);

@@ -30,6 +30,9 @@ pub enum Error {
     /// Another error, with what was being done and what to do about it.
     #[error("{0} ({1})")]
     Context(String, Box<Error>),
+    /// Something on the way passes by itself (a namespace being deleted): tried again later.
+    #[error("{0}")]
+    Waiting(String),
 }
 
 /// Result with [`Error`].
@@ -68,6 +71,7 @@ impl Error {
             Error::Transfer(_) => true,
             Error::Invalid(_) | Error::Unexpected(_) => true,
             Error::Context(_, e) => e.is_permanent(),
+            Error::Waiting(_) => false,
         }
     }
 
@@ -119,6 +123,7 @@ impl Error {
             Error::Invalid(_) => "invalid_input",
             Error::Unexpected(_) => "unexpected",
             Error::Context(_, e) => e.kind(),
+            Error::Waiting(_) => "waiting",
         }
     }
 }

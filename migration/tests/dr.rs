@@ -503,6 +503,24 @@ async fn failback_moves_the_new_data_into_the_original_volume_and_resumes_the_sc
         moved < 4 * CHUNK,
         "{moved} bytes moved for 2 changed chunks of 64 KiB"
     );
+    // And the summary says the same of the data (uncompressed), not the whole volume.
+    let migrated: u64 = ["Migrate", "FinalMigrate"]
+        .iter()
+        .map(|s| {
+            let name = step(&st, s).migration.clone().expect("migration");
+            let m = w
+                .dst
+                .get("ferry.dev/migrations", Some(NS), &name)
+                .expect("failback migration");
+            m["status"]["summary"]["totalBytesMigrated"]
+                .as_u64()
+                .unwrap_or_default()
+        })
+        .sum();
+    assert!(
+        migrated <= 2 * CHUNK,
+        "{migrated} bytes migrated for 2 changed chunks of 64 KiB"
+    );
 
     // The source runs, the destination is parked, the schedule runs again.
     assert_eq!(replicas(&w.src, "web"), (3, json!("3")));

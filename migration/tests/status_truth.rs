@@ -19,10 +19,16 @@ fn spec() -> serde_json::Value {
 
 /// The World's source context, but publishing Events.
 fn with_events(w: &mut World) {
-    let mut ctx = Ctx::new(w.src.client(), w.src_store.clone(), FERRY_NS.into(), true);
+    let mut ctx = Ctx::new(
+        w.src_ctx.client.clone(),
+        w.src_store.clone(),
+        FERRY_NS.into(),
+        true,
+    );
     ctx.connect = w.src_ctx.connect.clone();
     ctx.policy = w.src_ctx.policy.clone();
     ctx.poll = w.src_ctx.poll;
+    ctx.clock = w.clock.clock();
     w.src_ctx = ctx;
 }
 
@@ -236,4 +242,119 @@ async fn a_missing_source_snapshot_fails_the_volume_instead_of_retrying() {
         v.reason.as_deref().unwrap_or_default().contains("export"),
         "{v:?}"
     );
+}
+
+/// A migration applied while its namespace on the destination is being deleted: whatever
+/// it wrote there would go with the namespace, so it waits (saying why) until the namespace
+/// is gone, then lands in a new one, and ends with its objects there. Before, it reported
+/// Successful with nothing left.
+#[tokio::test]
+async fn a_migration_into_a_namespace_being_deleted_waits_for_it_to_go() {
+    let w = World::new().await;
+    w.pair(NS, "remote", true);
+    w.shop(NS, 2).await;
+    // The destination's namespace is being deleted (its controller still empties it).
+    let mut ns = w.dst.get("/namespaces", None, NS).expect("namespace");
+    ns["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+    ns["metadata"]["finalizers"] = json!(["kubernetes"]);
+    w.dst.remove("/namespaces", None, NS);
+    w.dst.seed(ns);
+    w.migration(NS, "m1", spec());
+    for _ in 0..6 {
+        let m = w.migration_object(NS, "m1");
+        if let Ok(Some(wait)) = ferry_migration::runtime::pass::<
+            ferry_migration::source::migrate::Migrations,
+        >(&w.src_ctx, &m)
+        .await
+        {
+            w.clock.advance(wait);
+        }
+        w.step_cluster_controllers().await;
+    }
+    let st = w.migration_status(NS, "m1");
+    assert!(st.finish_timestamp.is_none(), "{st:?}");
+    assert!(
+        st.reason.unwrap_or_default().contains(&format!(
+            "namespace {NS} is being deleted on the destination"
+        )),
+        "the reason says why it waits"
+    );
+    // The namespace goes; the admin makes it again (its pair's binding with it).
+    w.dst.remove("/namespaces", None, NS);
+    w.dst
+        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    let st = w.drive(NS, "m1").await;
+    assert_eq!(st.status, ItemStatus::PartialSuccess, "{st:?}"); // the EBS claim is skipped
+    assert!(w.dst.get("/configmaps", Some(NS), "settings").is_some());
+}
+
+/// A pair whose status says Error from its last scheduled check, through which a Migration
+/// has just checked the destination and found it ready: the pair's status says Ready at
+/// once, not at its next check minutes later.
+#[tokio::test]
+async fn a_migration_that_checked_the_pair_live_refreshes_its_status() {
+    let w = World::new().await;
+    w.pair(NS, "remote", true);
+    w.shop(NS, 2).await;
+    w.src.set_status(
+        "ferry.dev/clusterpairs",
+        Some(NS),
+        "remote",
+        json!({"schedulerStatus": "Error", "schedulerReason": "destination API did not answer",
+               "storageStatus": "Ready", "lastChecked": "2026-12-01T00:00:00Z"}),
+    );
+    w.migration(NS, "m1", spec());
+    let m = w.migration_object(NS, "m1");
+    ferry_migration::runtime::pass::<ferry_migration::source::migrate::Migrations>(&w.src_ctx, &m)
+        .await
+        .expect("pass");
+    let pair = w
+        .src
+        .get("ferry.dev/clusterpairs", Some(NS), "remote")
+        .expect("pair");
+    assert_eq!(pair["status"]["schedulerStatus"], "Ready", "{pair}");
+    assert!(pair["status"]["schedulerReason"].is_null(), "{pair}");
+}
+
+/// A re-import after the destination lost the volume (its namespace, claim and PV deleted):
+/// the transfer store has every chunk, so the export copies nothing, but the destination
+/// fetches the whole volume again, and the Migration says so (bytes imported), instead of
+/// reporting that nothing moved.
+#[tokio::test]
+async fn a_reimport_reports_the_bytes_the_destination_fetched() {
+    let w = World::new().await;
+    w.pair(NS, "remote", true);
+    w.shop(NS, 4).await;
+    w.migration(NS, "m1", spec());
+    let first = w.drive(NS, "m1").await;
+    let data = first
+        .volumes
+        .iter()
+        .find(|v| v.persistent_volume_claim == "data")
+        .expect("data");
+    assert!(data.bytes_copied > 0 && data.bytes_imported > 0, "{data:?}");
+    // The destination loses it all: the claim, its PV and its volume.
+    let id = w.destination_volume_id(data);
+    let pv = data.destination_volume.clone().expect("pv");
+    w.dst.remove("/persistentvolumeclaims", Some(NS), "data");
+    w.dst.remove("/persistentvolumes", None, &pv);
+    w.dst_store.delete_volume(&id).await.expect("delete");
+    // Its chunks collected (two passes: condemned, then swept).
+    w.dst_store.gc().await.expect("gc");
+    w.dst_store.gc().await.expect("gc");
+    w.migration(NS, "m2", spec());
+    let second = w.drive(NS, "m2").await;
+    let again = second
+        .volumes
+        .iter()
+        .find(|v| v.persistent_volume_claim == "data")
+        .expect("data");
+    assert_eq!(
+        again.bytes_copied, 0,
+        "the transfer store had it all: {again:?}"
+    );
+    assert_eq!(again.bytes_imported, data.bytes_imported, "{again:?}");
+    let summary = second.summary.expect("summary");
+    assert_eq!(summary.total_bytes_migrated, 0);
+    assert_eq!(summary.total_bytes_imported, data.bytes_imported);
 }

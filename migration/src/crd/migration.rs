@@ -237,9 +237,19 @@ pub struct VolumeInfo {
     /// Of those, bytes done so far.
     #[serde(default)]
     pub bytes_done: u64,
-    /// Bytes the export wrote to the transfer store (only what the store lacked, compressed).
+    /// Bytes the export wrote to the transfer store (only what the store lacked, compressed),
+    /// over every try.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub bytes_transferred: u64,
+    /// Bytes of the volume's data the export copied to the transfer store, uncompressed:
+    /// chunks the store lacked (already there from an earlier run, or from the volume this
+    /// one was migrated from, they are not copied), over every try.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub bytes_copied: u64,
+    /// Bytes of the volume's data the destination fetched from the transfer store into its
+    /// chunk store, uncompressed (chunks it lacked).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub bytes_imported: u64,
     /// The source chunk-store volume id (the PV's volume handle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_handle: Option<String>,
@@ -310,6 +320,9 @@ pub struct Summary {
     /// Bytes actually sent to the transfer store for them (changed chunks only, compressed).
     #[serde(default)]
     pub total_bytes_transferred: u64,
+    /// Bytes of volume data the destination fetched into its chunk store, uncompressed.
+    #[serde(default)]
+    pub total_bytes_imported: u64,
     /// Objects deleted on the destination because the source no longer has them.
     #[serde(default)]
     pub number_of_purged_resources: u64,

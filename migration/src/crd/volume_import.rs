@@ -128,6 +128,9 @@ pub struct VolumeImportStatus {
     /// Bytes fetched.
     #[serde(default)]
     pub bytes_done: u64,
+    /// Of the data, bytes this chunk store lacked and fetched, uncompressed.
+    #[serde(default)]
+    pub bytes_fetched: u64,
     /// SHA-256 of the spec the controller accepted: a spec that no longer hashes to it is
     /// refused (specs are immutable).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -448,6 +448,7 @@ async fn import(pass: &mut Pass<'_, Imports>) -> Result<Option<Duration>> {
     ferry_csi::metrics::bytes_moved("import", report.bytes_read);
     pass.status.bytes_total = p.bytes_total;
     pass.status.bytes_done = p.bytes_total;
+    pass.status.bytes_fetched = report.bytes_read;
     let volume = ctx
         .store
         .volume_by_name(&into.volume_name)

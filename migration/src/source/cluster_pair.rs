@@ -263,3 +263,20 @@ pub async fn record_check(
     }
     *into = st;
 }
+
+/// Records a check a Migration made of `pair` in the pair's status, when its readiness
+/// changed; a failure to write is only logged (the pair's own check writes it later).
+pub async fn record_live(ctx: &Ctx, pair: &ClusterPair, st: ClusterPairStatus) {
+    let mut now = pair.status.clone().unwrap_or_default();
+    if (now.scheduler_status, now.storage_status) == (st.scheduler_status, st.storage_status) {
+        return;
+    }
+    record_check(ctx, pair, &mut now, st).await;
+    let written = match crate::runtime::status::StatusWriter::new(&ctx.client, pair) {
+        Ok(mut w) => w.save(&now).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        tracing::info!(pair = %pair.name_any(), error = %e, "pair status not refreshed");
+    }
+}

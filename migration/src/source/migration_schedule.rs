@@ -284,6 +284,9 @@ async fn plan(
                 }
             }
         }
+        // While suspended, the next slot to come (when it would run, were it resumed), never
+        // a time that has passed.
+        let from = if suspended { now } else { from };
         if let Some(next) = next_due(&c.slot, from, now, &ctx.zone) {
             st.next_due.insert(kind.into(), rfc3339(next));
             if next > now {

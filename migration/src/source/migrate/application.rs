@@ -525,10 +525,14 @@ pub async fn land_namespace(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    if api::get(dest, &kinds_used::namespace(), None, &name)
-        .await?
-        .is_some()
-    {
+    if let Some(there) = api::get(dest, &kinds_used::namespace(), None, &name).await? {
+        if !there["metadata"]["deletionTimestamp"].is_null() {
+            // Whatever landed there now would go with it.
+            return Err(Error::Waiting(format!(
+                "namespace {name} is being deleted on the destination: the migration goes on \
+                 once it is gone (then it is made again)"
+            )));
+        }
         return Ok(Some("exists on the destination: left as it is".into()));
     }
     let mut dropped = Vec::new();

@@ -70,8 +70,9 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
             .volumes
             .iter()
             .filter(|v| v.exported)
-            .map(|v| v.bytes_done)
+            .map(|v| v.bytes_copied)
             .sum(),
+        total_bytes_imported: st.volumes.iter().map(|v| v.bytes_imported).sum(),
         total_bytes_transferred: st
             .volumes
             .iter()

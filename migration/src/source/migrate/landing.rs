@@ -27,10 +27,13 @@ pub async fn ensure_namespace(
     source_ns: &str,
 ) -> Result<()> {
     let there = crate::resources::mapping::target(&mig.spec.namespace_mapping, source_ns);
-    if api::get(dest, &kinds_used::namespace(), None, there)
-        .await?
-        .is_some()
-    {
+    if let Some(n) = api::get(dest, &kinds_used::namespace(), None, there).await? {
+        if !n["metadata"]["deletionTimestamp"].is_null() {
+            return Err(crate::Error::Waiting(format!(
+                "namespace {there} is being deleted on the destination: the migration goes on \
+                 once it is gone (then it is made again)"
+            )));
+        }
         return Ok(());
     }
     let obj = super::application::namespace_object(ctx, mig, source_ns)

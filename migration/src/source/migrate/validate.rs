@@ -58,6 +58,11 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
     } else {
         crate::source::cluster_pair::check(ctx, &pair).await
     };
+    if !spec.dry_run {
+        // What was just found is the pair's state: its status says so now, not at its next
+        // scheduled check (a dry run writes nothing but its own status).
+        crate::source::cluster_pair::record_live(ctx, &pair, pst.clone()).await;
+    }
     if !pst.ready() {
         let why = pst.reasons();
         fail(

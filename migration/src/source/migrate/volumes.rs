@@ -284,6 +284,7 @@ async fn advance(
         match (ours, vst.phase) {
             (true, ImportPhase::Ready) => {
                 v.destination_volume = vst.persistent_volume.clone();
+                v.bytes_imported = vst.bytes_fetched;
                 v.status = ItemStatus::Successful;
                 v.reason = None;
                 ctx.volume_event(
@@ -575,7 +576,17 @@ async fn export(
     let prefix = format!("{}export/", jobs_of(mig));
     let key = format!("{prefix}{handle}");
     let (report, p) = match ctx.transfers.look(&key) {
-        Look::Ended(outcome, p) => (outcome?, p),
+        Look::Ended(outcome, p) => match outcome {
+            Ok(r) => (r, p),
+            Err(e) => {
+                // What the failed try copied is durable in the transfer store (the next try
+                // skips it): it counts.
+                let v = &mut st.volumes[i];
+                v.bytes_copied += p.bytes_done;
+                v.bytes_transferred += p.bytes_stored;
+                return Err(e);
+            }
+        },
         Look::InFlight(view) => {
             let v = &mut st.volumes[i];
             v.bytes_total = view.progress.bytes_total;
@@ -611,7 +622,9 @@ async fn export(
     let v = &mut st.volumes[i];
     v.bytes_total = p.bytes_total.max(report.bytes_read);
     v.bytes_done = v.bytes_total;
-    v.bytes_transferred = report.bytes_written;
+    // Over every try of this export: a retried one copies only what the earlier ones did not.
+    v.bytes_copied += report.bytes_read;
+    v.bytes_transferred += report.bytes_written;
     v.exported = true;
     v.reason = None;
     ferry_csi::metrics::bytes_moved("export", report.bytes_written);

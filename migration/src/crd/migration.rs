@@ -210,6 +210,10 @@ pub struct MigrationStatus {
     /// `nextAttempt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<super::RetryStatus>,
+    /// What a person should know that is no item's outcome: kinds the controller may not
+    /// list (their objects, if any, were not looked for).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One PVC's progress.

@@ -16,6 +16,9 @@ pub struct Plan {
     /// The ResourceTransformations the run would apply, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transformations: Vec<String>,
+    /// Kinds the controller may not list: their objects, if any, would not be looked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The exec rules a run would run, each with the pods and actions it would take, for
     /// example `preExecRule quiesce: rules[0] podSelector app=db: 2 action(s) in pods db-0`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -65,6 +65,7 @@ pub async fn collect(
     let spec = &mig.spec;
     let mut plan = Vec::new();
     let mut present = BTreeSet::new();
+    let mut warnings = Vec::new();
     let (custom, crd_list) = match api::list(&ctx.client, &kinds_used::crd(), None, None).await {
         Ok(list) => (
             kinds::custom_kinds(&serde_json::json!({ "items": list.clone() })),
@@ -73,7 +74,7 @@ pub async fn collect(
         // Without the right to list CRDs, custom resources are left out: said in the status.
         Err(e) if matches!(e.api_code(), Some(403 | 404)) => {
             tracing::warn!(error = %e, "custom resources left out");
-            plan.push(not_listed(&kinds_used::crd(), "", &e));
+            warnings.push(not_listed(&kinds_used::crd(), "", &e));
             (Vec::new(), Vec::new())
         }
         Err(e) => return Err(e),
@@ -180,7 +181,7 @@ pub async fn collect(
                 // Custom kinds the controller may not read are left out, said in the status.
                 Err(e) if e.api_code() == Some(403) && !kinds::default_kinds().contains(k) => {
                     tracing::warn!(kind = %k.kind, group = %k.group, error = %e, "not permitted to list; left out");
-                    plan.push(not_listed(k, ns, &e));
+                    warnings.push(not_listed(k, ns, &e));
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -271,6 +272,7 @@ pub async fn collect(
         plan,
         present,
         crds,
+        warnings,
     })
 }
 
@@ -304,6 +306,10 @@ pub struct Collected {
     pub present: BTreeSet<(String, String, String)>,
     /// The source's CRD of each custom kind in scope, by `group/plural`.
     pub crds: BTreeMap<String, Value>,
+    /// Kinds that could not be looked at (the controller may not list them), for a person:
+    /// whether the namespaces have objects of them is not known, so they are neither
+    /// copied nor counted as skipped.
+    pub warnings: Vec<String>,
 }
 
 /// An object's identity for purging.
@@ -318,29 +324,25 @@ fn identity(k: &Kind, ns: &str, o: &Value) -> (String, String, String) {
     )
 }
 
-/// A Skipped entry for a kind the controller may not list.
-fn not_listed(k: &Kind, ns: &str, e: &Error) -> Planned {
-    Planned {
-        kind: k.clone(),
-        object: Err(String::new()),
-        changes: Vec::new(),
-        info: ResourceInfo {
-            group: k.group.clone(),
-            version: k.version.clone(),
-            kind: k.kind.clone(),
-            namespace: ns.to_string(),
-            name: String::new(),
-            status: ItemStatus::Skipped,
-            reason: Some(format!(
-                "the migration controller may not list {} ({}): its objects were left out; \
-                 grant list on {}/{} to the ferry-migration service account to migrate them",
-                k.plural,
-                e,
-                if k.group.is_empty() { "core" } else { &k.group },
-                k.plural
-            )),
-        },
-    }
+/// What to say of a kind the controller may not list.
+fn not_listed(k: &Kind, ns: &str, e: &Error) -> String {
+    let kind = if k.group.is_empty() {
+        k.plural.clone()
+    } else {
+        format!("{}.{}", k.plural, k.group)
+    };
+    let place = if ns.is_empty() {
+        String::new()
+    } else {
+        format!(" in namespace {ns}")
+    };
+    format!(
+        "the migration controller may not list {kind}{place} ({e}): any objects of it there \
+         were not looked for; grant list on {}/{} to the ferry-migration service account to \
+         migrate them",
+        if k.group.is_empty() { "core" } else { &k.group },
+        k.plural
+    )
 }
 
 /// Applies the plan on the destination and records each object's outcome.
@@ -371,7 +373,13 @@ pub async fn run(ctx: &Ctx, mig: &Migration, st: &mut MigrationStatus) -> Result
         mut plan,
         present,
         crds,
+        warnings,
     } = collect(ctx, mig, st, &rules).await?;
+    if !warnings.is_empty() && warnings != st.warnings {
+        ctx.event(mig, true, "ResourcesNotListed", warnings.join("; "))
+            .await;
+    }
+    st.warnings = warnings;
     let mut results = Vec::new();
     match definitions(ctx, mig, &dest, &plan, &crds, &mut results).await? {
         Definitions::Ready(blocked) => {

@@ -84,7 +84,13 @@ pub async fn plan(
         out.volumes.push(pv);
     }
     if spec.include_resources {
-        let Collected { plan, crds, .. } = collect(ctx, mig, &landed, rules).await?;
+        let Collected {
+            plan,
+            crds,
+            warnings,
+            ..
+        } = collect(ctx, mig, &landed, rules).await?;
+        out.warnings.extend(warnings);
         // The CRDs the custom resources need, as a run would find them.
         let mut standing: BTreeMap<String, Standing> = BTreeMap::new();
         for p in plan.iter().filter(|p| p.object.is_ok()) {

@@ -689,3 +689,133 @@ async fn a_source_silent_for_a_second_is_waited_for_not_skipped() {
     assert!(suspended(&w), "the schedule was suspended on the source");
     assert_eq!(replicas(&w.src, "web").0, 0, "the source was stopped");
 }
+
+/// A failback whose source is down for ten minutes, run by the runtime's driver (the loop
+/// `ferry migration` runs) on tokio's clock, paused and let run: after the first minute
+/// fewer than one pass of the Action a minute, at most one status write a pass, the step
+/// saying all along that it waits for the source and why; then the source comes back with
+/// its window of 403s and the failback ends by itself, the source's volume holding the
+/// destination's bytes.
+///
+/// Relies on the stand-in's outage as a restarted kube-apiserver has it (refused
+/// connections, watches cut, then 403s while its authorizer warms up) and on a watch event
+/// for every status write.
+#[tokio::test(start_paused = true)]
+async fn a_failback_waits_out_a_source_outage_calmly() {
+    use ferry_migration::runtime::driver;
+    use kube::Api;
+    use std::time::Duration;
+
+    let mut w = world().await;
+    let (vol, dvol) = failed_over_then_written(&w).await;
+    let clock = ferry_migration::Ctx::tokio_clock(w.dst_ctx.now());
+    w.src_ctx.clock = clock.clone();
+    w.dst_ctx.clock = clock;
+    w.src_ctx.poll = Duration::from_secs(5);
+    w.dst_ctx.poll = Duration::from_secs(5);
+    let (src, dst) = (Arc::new(w.src_ctx.clone()), Arc::new(w.dst_ctx.clone()));
+    tokio::spawn(driver::run(
+        dst.clone(),
+        Arc::new(ferry_migration::destination::dr::Actions),
+        Api::<Action>::all(dst.client.clone()),
+        vec![],
+    ));
+    tokio::spawn(driver::run(
+        dst.clone(),
+        Arc::new(ferry_migration::source::migrate::Migrations),
+        Api::<Migration>::all(dst.client.clone()),
+        vec![],
+    ));
+    tokio::spawn(driver::run(
+        src.clone(),
+        Arc::new(ferry_migration::destination::volume_import::Imports),
+        Api::<VolumeImport>::all(src.client.clone()),
+        vec![],
+    ));
+    for (api, store) in [
+        (w.src.clone(), w.src_store.clone()),
+        (w.dst.clone(), w.dst_store.clone()),
+    ] {
+        tokio::spawn(async move {
+            loop {
+                if !api.is_down() {
+                    play_snapshotter(&api, &store).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    w.src.go_down();
+    action(&w, "fb", failback());
+    let key = format!("Action/{NS}/fb");
+    let writes = |w: &World| {
+        w.dst
+            .log()
+            .iter()
+            .filter(|l| l.method != "GET" && l.path.ends_with("/actions/fb/status"))
+            .count() as u64
+    };
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let (p1, w1) = (w.dst_ctx.reconciles.of(&key), writes(&w));
+    let mut messages = Vec::new();
+    for _ in 0..9 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let st = status(&w, "fb");
+        messages.push(
+            step(&st, "SuspendSchedule")
+                .message
+                .clone()
+                .unwrap_or_default(),
+        );
+    }
+    let (p10, w10) = (w.dst_ctx.reconciles.of(&key), writes(&w));
+    assert!(p1 > 0, "the Action was looked at");
+    assert!(
+        p10 - p1 < 9,
+        "{} passes in minutes 1-10 of the outage",
+        p10 - p1
+    );
+    assert!(
+        w10 - w1 <= p10 - p1,
+        "{} status writes for {} passes",
+        w10 - w1,
+        p10 - p1
+    );
+    for m in &messages {
+        assert!(
+            m.starts_with("waiting for the source cluster to answer") && m.contains("refused"),
+            "the step names the cause all along: {messages:?}"
+        );
+    }
+    let st = status(&w, "fb");
+    assert!(!st.status.is_final(), "{st:?}");
+    assert!(
+        st.steps.iter().all(|s| s.status != ItemStatus::Skipped),
+        "a failback skips nothing on the source: {st:?}"
+    );
+
+    w.src.set_warmup(Duration::from_secs(30));
+    w.src.come_back();
+    let mut ended = false;
+    for _ in 0..400 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if status(&w, "fb").status.is_final() {
+            ended = true;
+            break;
+        }
+    }
+    let st = status(&w, "fb");
+    assert!(ended, "{st:?}");
+    assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+    assert_eq!(
+        digest(&w.src_store, &vol).await,
+        digest(&w.dst_store, &dvol).await
+    );
+    assert_eq!(replicas(&w.src, "web"), (3, json!("3")));
+    assert!(!suspended(&w));
+    assert!(
+        w.src.log().iter().any(|l| l.status == 403),
+        "the source's window of 403s was met"
+    );
+}

@@ -24,7 +24,7 @@ use ferry_migration::destination::volume_import::Imports;
 use ferry_migration::runtime::driver;
 use ferry_migration::source::{cluster_pair::Pairs, migrate::Migrations};
 use kube::Api;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -269,4 +269,99 @@ async fn a_destination_role_emptied_for_a_moment_is_waited_out() {
     );
     let st = migration_status(&w);
     assert_eq!(st.status, ItemStatus::Successful, "{st:?}");
+}
+
+/// Every controller of both sides (`ferry_migration::run::run`, what `ferry migration`
+/// runs) with the source's own API server down for ten minutes while a schedule, its pair,
+/// its policy and a transformation are there: after the first minute fewer than one pass a
+/// minute of any object, and once the server is back, through its window of 403s, the
+/// watches pick up again and the schedule's next run ends Successful.
+///
+/// Relies on the stand-in's outage as a restarted kube-apiserver has it (refused
+/// connections, watches cut, then 403s while its authorizer warms up).
+#[tokio::test(start_paused = true)]
+async fn every_controller_waits_out_an_outage_of_its_own_api_server() {
+    let w = world().await;
+    w.pair(NS, "remote", true);
+    shop(&w).await;
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SchedulePolicy",
+        "metadata": {"name": "quarter"}, "policy": {"interval": {"intervalMinutes": 15}}}),
+    );
+    w.src.seed(json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ResourceTransformation",
+        "metadata": {"name": "replicas", "namespace": NS},
+        "spec": {"objects": [{"resource": "apps/v1/Deployment",
+            "paths": [{"path": "spec.replicas", "value": "0", "type": "int", "operation": "modify"}]}]}}));
+    w.src.seed(
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "MigrationSchedule",
+        "metadata": {"name": "standby", "namespace": NS},
+        "spec": {"schedulePolicyName": "quarter",
+            "template": {"spec": {"clusterPair": "remote", "namespaces": [NS]}}}}),
+    );
+    tokio::spawn(ferry_migration::run::run(w.src_ctx.clone()));
+    tokio::spawn(ferry_migration::run::run(w.dst_ctx.clone()));
+    let (api, store) = (w.src.clone(), w.src_store.clone());
+    tokio::spawn(async move {
+        loop {
+            if !api.is_down() {
+                play_snapshotter(&api, &store).await;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let runs = |w: &World| -> Vec<Value> {
+        let s = w
+            .src
+            .get("ferry.dev/migrationschedules", Some(NS), "standby")
+            .expect("schedule");
+        s["status"]["items"]["interval"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    // The first run (an interval never run runs at once) ends.
+    assert!(
+        until(Duration::from_secs(300), Duration::from_secs(1), || {
+            runs(&w)
+                .first()
+                .is_some_and(|r| r["status"] == "Successful")
+        })
+        .await,
+        "{:?}",
+        runs(&w)
+    );
+
+    w.src.go_down();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let first = w.src_ctx.reconciles.all();
+    tokio::time::sleep(Duration::from_secs(540)).await;
+    let tenth = w.src_ctx.reconciles.all();
+    for (key, n) in &tenth {
+        let before = first.get(key).copied().unwrap_or_default();
+        assert!(
+            n - before < 9,
+            "{key}: {} passes in minutes 1-10 of the outage",
+            n - before
+        );
+    }
+
+    w.src.set_warmup(Duration::from_secs(30));
+    w.src.come_back();
+    assert!(
+        until(Duration::from_secs(1800), Duration::from_secs(5), || {
+            runs(&w).len() >= 2 && runs(&w).iter().all(|r| r["status"] == "Successful")
+        })
+        .await,
+        "{:?}",
+        runs(&w)
+    );
+    assert!(
+        w.src.log().iter().any(|l| l.status == 403),
+        "the window of 403s was met"
+    );
+    let t = w
+        .src
+        .get("ferry.dev/resourcetransformations", Some(NS), "replicas")
+        .expect("transformation");
+    assert_eq!(t["status"]["status"], "Ready", "{t}");
 }

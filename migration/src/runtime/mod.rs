@@ -426,4 +426,14 @@ impl Reconciles {
             .copied()
             .unwrap_or_default()
     }
+
+    /// Passes run so far, per object.
+    pub fn all(&self) -> std::collections::BTreeMap<String, u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
 }

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod relay;
+
 use ferry_kubefake::{FakeApi, Identity};
 use ferry_migration::context::ManualClock;
 use ferry_migration::crd::{Migration, MigrationStatus, VolumeImport};

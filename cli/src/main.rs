@@ -22,9 +22,13 @@ struct Cli {
 enum Command {
     /// Serve the CSI services (Identity, Controller, Node) on a unix socket.
     Plugin(plugin::PluginArgs),
-    /// Serve one staged volume as a block device image (started by the node service).
+    /// Serve one staged volume as a block device image (started by the volume host).
     #[command(name = "volume-server", hide = true)]
     VolumeServer(plugin::VolumeServerArgs),
+    /// Mount and serve the node's staged volumes apart from the node plugin, so they outlive
+    /// it (the node DaemonSet's volume host).
+    #[command(name = "volume-host")]
+    VolumeHost(plugin::VolumeHostArgs),
     /// Run the migration controller (the sidecar beside the CSI controller).
     Migration(migration::MigrationArgs),
     /// Run one garbage-collection pass over the chunk store.
@@ -62,6 +66,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Plugin(a) => plugin::run(a).await,
         Command::VolumeServer(a) => plugin::volume_server(a).await,
+        Command::VolumeHost(a) => plugin::volume_host(a).await,
         Command::Migration(a) => migration::run(a).await,
         Command::Gc(a) => gc(a).await,
     };

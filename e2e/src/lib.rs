@@ -74,9 +74,13 @@ impl Drop for Plugin {
     }
 }
 
-/// Undoes what a node plugin left under `dir`: mounts (innermost first), loop devices over
-/// its volume servers' images, and the servers themselves.
+/// Undoes what a node plugin left under `dir`: its volume host, mounts (innermost first),
+/// loop devices over its volume servers' images, and the servers themselves.
 pub fn clean_node(dir: &Path) {
+    // The host first: it would take a killed server's connection up again.
+    if let Some(pid) = host_pid(dir) {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
     let prefix = dir.to_string_lossy().into_owned();
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return;
@@ -115,6 +119,15 @@ pub fn loops_under(prefix: &str) -> Vec<String> {
                 .then(|| format!("/dev/{}", e.file_name().to_string_lossy()))
         })
         .collect()
+}
+
+/// Pid of the volume host serving the node plugin in `dir`.
+pub fn host_pid(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join("state/volume-host.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Pids of the volume servers a node plugin in `dir` started.
@@ -212,11 +225,14 @@ impl Plugin {
         NodeClient::new(self.channel().await)
     }
 
-    /// Kills the plugin and every volume server it started with SIGKILL: a node that died.
-    /// Its mounts stay behind, dead, until the plugin drops.
+    /// Kills the plugin, its volume host and every volume server with SIGKILL: a node that
+    /// died. Its mounts stay behind, dead, until the plugin drops.
     pub fn kill_node(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(pid) = host_pid(self.dir.path()) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
         for pid in server_pids(self.dir.path()) {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }

@@ -464,6 +464,14 @@ async fn a_dead_volume_server_shows_as_abnormal_and_restaging_brings_it_back() {
     let s = volume_stats(&a, &id, &t).await;
     assert!(!s.volume_condition.unwrap().abnormal);
 
+    // The volume host goes first (it would take the connection up again), then the server:
+    // nothing holds the connection any more.
+    let host = ferry_e2e::host_pid(a.dir.path()).expect("a volume host runs");
+    Command::new("kill")
+        .arg("-9")
+        .arg(host.to_string())
+        .status()
+        .unwrap();
     for pid in ferry_e2e::server_pids(a.dir.path()) {
         Command::new("kill")
             .arg("-9")

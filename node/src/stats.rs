@@ -19,7 +19,7 @@ impl NodeService {
         let (dir, rec) = self.staged_at(id, path)?;
         let condition = condition(&dir);
         let usage = if rec.block {
-            let size = match loopdev::find(&dir.disk()).first() {
+            let size = match loopdev::find(&dir).await?.first() {
                 Some(dev) => loopdev::size(dev).await?,
                 None => 0,
             };

@@ -70,10 +70,17 @@ fn condition(dir: &crate::state::VolumeDir) -> VolumeCondition {
             (None, Some(e)) => abnormal(e),
             (None, None) => VolumeCondition {
                 abnormal: false,
-                message: format!(
-                    "healthy; {} flushes, generation {}",
-                    r.flushes, r.generation
-                ),
+                message: match dir.load_health() {
+                    // What the host did when a server before this one died.
+                    Some(h) => format!(
+                        "healthy; {} flushes, generation {}; {}",
+                        r.flushes, r.generation, h.message
+                    ),
+                    None => format!(
+                        "healthy; {} flushes, generation {}",
+                        r.flushes, r.generation
+                    ),
+                },
             },
         },
     }

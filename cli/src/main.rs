@@ -54,6 +54,8 @@ struct GcArgs {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     ferry_store::process_memory::limit_retention();
+    // What this process creates in a shared store folder stays writable for the group.
+    ferry_node::store_folder::set_umask();
     let cli = Cli::parse();
     let default_level = "info";
     tracing_subscriber::fmt()

@@ -17,6 +17,7 @@ pub mod servers;
 mod stage;
 pub mod state;
 mod stats;
+pub mod store_folder;
 pub mod system;
 mod unstage;
 

@@ -111,7 +111,7 @@ pub fn clean_node(dir: &Path) {
     {
         let _ = Command::new("umount").arg("-l").arg(t).status();
     }
-    for dev in loops_under(&prefix) {
+    for dev in loops_under(&prefix).into_iter().chain(recorded_loops(dir)) {
         let _ = Command::new("losetup").arg("-d").arg(dev).status();
     }
     for t in fuse {
@@ -124,6 +124,27 @@ pub fn clean_node(dir: &Path) {
     if targets.contains(&prefix) {
         let _ = Command::new("umount").arg("-l").arg(&prefix).status();
     }
+}
+
+/// Loop devices the volumes of a plugin in `dir` recorded that still back onto a volume
+/// image (attached in a mount namespace that is gone, their backing path reads `/disk`).
+fn recorded_loops(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join("state/volumes")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let d = ferry_node::state::VolumeDir::new(&dir.join("state"), &id).ok()?;
+            let dev = d.load_device()?.loop_device;
+            let name = dev.strip_prefix("/dev/")?.to_string();
+            let backing =
+                std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).ok()?;
+            let backing = backing.trim_end();
+            (backing.ends_with("/disk") || backing.ends_with("/disk (deleted)")).then_some(dev)
+        })
+        .collect()
 }
 
 /// Loop devices whose backing file lies under `prefix`.

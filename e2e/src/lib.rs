@@ -294,6 +294,21 @@ impl Plugin {
         Plugin::launch(dir, &all, &argv).await
     }
 
+    /// Starts `ferry plugin` as user and group `uid` (through `setpriv`, with no other
+    /// group), as a Deployment with `runAsUser` and `runAsGroup` runs it.
+    pub async fn start_as(dir: tempfile::TempDir, uid: u32, env: &[(&str, &str)]) -> Plugin {
+        let bin = ferry_bin();
+        let (reuid, regid) = (format!("--reuid={uid}"), format!("--regid={uid}"));
+        let argv = [
+            "setpriv",
+            reuid.as_str(),
+            regid.as_str(),
+            "--clear-groups",
+            bin.to_str().expect("path"),
+        ];
+        Plugin::launch(dir, env, &argv).await
+    }
+
     async fn launch(dir: tempfile::TempDir, env: &[(&str, &str)], argv: &[&str]) -> Plugin {
         let socket = dir.path().join("csi.sock");
         let _ = std::fs::remove_file(&socket);

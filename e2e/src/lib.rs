@@ -217,6 +217,21 @@ impl Drop for VolumeHost {
     }
 }
 
+/// Writes `ferry` as `dir/name`, with `extra` bytes appended: a "newer build" that runs the
+/// same but is another file, so the processes of each can be told apart. Replaces a file
+/// already there by a rename, as a package upgrade does.
+pub fn ferry_copy(dir: &Path, name: &str, extra: &[u8]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join(name);
+    let mut bytes = std::fs::read(ferry_bin()).expect("reading ferry");
+    bytes.extend_from_slice(extra);
+    let tmp = dir.join(format!("{name}.new"));
+    std::fs::write(&tmp, &bytes).expect("writing ferry");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&tmp, &bin).expect("rename");
+    bin
+}
+
 /// Pid of the volume host serving the node plugin in `dir`.
 pub fn host_pid(dir: &Path) -> Option<u32> {
     std::fs::read_to_string(dir.join("state/volume-host.pid"))

@@ -209,19 +209,6 @@ async fn stats(p: &Plugin, id: &str, path: &Path) -> VolumeCondition {
         .unwrap()
 }
 
-/// A copy of the workspace's `ferry` in `dir`, and a "newer build" of it: the same program
-/// with bytes appended, so it is another file whose running processes can be told apart.
-fn ferry_copy(dir: &Path, name: &str, extra: &[u8]) -> PathBuf {
-    let bin = dir.join(name);
-    let mut bytes = std::fs::read(ferry_e2e::ferry_bin()).unwrap();
-    bytes.extend_from_slice(extra);
-    let tmp = dir.join(format!("{name}.new"));
-    std::fs::write(&tmp, &bytes).unwrap();
-    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::rename(&tmp, &bin).unwrap();
-    bin
-}
-
 /// The binaries the volume servers of `p` run, as the kernel names them.
 fn server_exes(p: &Plugin) -> Vec<String> {
     ferry_e2e::server_pids(p.dir.path())
@@ -240,7 +227,7 @@ fn server_exes(p: &Plugin) -> Vec<String> {
 async fn plugin_namespace_killed(upgrade: bool) {
     let store = tempfile::tempdir().unwrap();
     let bins = tempfile::tempdir().unwrap();
-    let bin = ferry_copy(bins.path(), "ferry", b"");
+    let bin = ferry_e2e::ferry_copy(bins.path(), "ferry", b"");
     let dir = tempfile::tempdir().unwrap();
     let store_root = store.path().to_string_lossy().into_owned();
     let env = [
@@ -267,7 +254,7 @@ async fn plugin_namespace_killed(upgrade: bool) {
     // The container is gone; the volumes are still served and written.
     tokio::time::sleep(Duration::from_millis(500)).await;
     if upgrade {
-        ferry_copy(bins.path(), "ferry", b"\0ferry next build\0");
+        ferry_e2e::ferry_copy(bins.path(), "ferry", b"\0ferry next build\0");
     }
     let a = Plugin::start_in_pid_namespace(dir, &bin, &env).await;
     // The kubelet's calls after a plugin restart find the volumes as they were.

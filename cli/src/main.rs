@@ -1,6 +1,7 @@
 //! `ferry`: the CSI plugin of the ferry storage system, its migration controller, and store
 //! upkeep. The local demo is `ferry-demo` (the `demo` crate).
 
+mod health_events;
 mod migration;
 mod plugin;
 mod store_args;

@@ -57,6 +57,10 @@ pub struct PluginArgs {
     /// container dies with it.
     #[arg(long, env = "FERRY_START_VOLUME_HOST", default_value_t = true, action = clap::ArgAction::Set)]
     pub start_volume_host: bool,
+    /// Post Events on the claim and the pods of a volume whose server failed on this node
+    /// (node service; needs API credentials, otherwise off).
+    #[arg(long, env = "FERRY_HEALTH_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub health_events: bool,
     /// Seconds between garbage-collection passes over the chunk store, run by the
     /// controller; 0 turns scheduled collection off (`ferry gc` still runs a pass).
     #[arg(long, env = "FERRY_GC_INTERVAL_SECS", default_value_t = 3600)]
@@ -108,8 +112,18 @@ pub async fn run(args: PluginArgs) -> Result<(), Box<dyn std::error::Error + Sen
             every,
         )))
     });
+    let mut _health = None;
     if args.mode != Mode::Controller {
         let node = node_config(&args, &config)?;
+        if args.health_events
+            && let Some(client) = crate::health_events::client().await
+        {
+            _health = Some(AbortOnDrop(tokio::spawn(crate::health_events::run(
+                client,
+                node.state_dir.clone(),
+                node.node_id.clone(),
+            ))));
+        }
         router = router.add_service(NodeServer::new(NodeService::with_host(
             store,
             node,

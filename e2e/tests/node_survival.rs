@@ -9,8 +9,10 @@
 
 use ferry_e2e::node_calls::*;
 use ferry_e2e::{Plugin, VolumeHost};
+use ferry_kubefake::FakeApi;
 use ferry_proto::v1::volume_capability::access_mode::Mode;
 use ferry_proto::v1::*;
+use serde_json::json;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -399,8 +401,15 @@ async fn a_volume_server_killed_holding_unflushed_writes_is_reported_not_hidden(
         return;
     }
     let store = tempfile::tempdir().unwrap();
-    let a = node(store.path(), "node-a", "30").await;
+    // The cluster, for the Events the plugin posts: an API stand-in on 127.0.0.1.
+    let api = FakeApi::new();
+    let addr = api.serve().await.unwrap();
+    let kubeconfig = store.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, FakeApi::kubeconfig(addr)).unwrap();
+    let kc = kubeconfig.to_string_lossy().into_owned();
+    let a = node_with(store.path(), "node-a", "30", &[("KUBECONFIG", kc.as_str())]).await;
     let id = create(&a, "killed-dirty", 64 * MIB).await;
+    seed_claim(&api, &id);
     stage(&a, &id, block_cap()).await.unwrap();
     let dev = publish(&a, &id, block_cap(), 1, false).await;
     let f = std::fs::OpenOptions::new()
@@ -434,6 +443,29 @@ async fn a_volume_server_killed_holding_unflushed_writes_is_reported_not_hidden(
     let c = stats(&a, &id, &dev).await;
     assert!(c.abnormal, "the lost volume is reported: {}", c.message);
     assert!(c.message.contains("not yet made durable"), "{}", c.message);
+    // And where Kubernetes users look: an Event on the claim and on its pod.
+    let mut regarding = Vec::new();
+    for _ in 0..100 {
+        regarding = api
+            .all("events.k8s.io/events")
+            .into_iter()
+            .filter(|e| e["reason"] == "VolumeAbnormal" && e["type"] == "Warning")
+            .map(|e| {
+                let r = &e["regarding"];
+                format!(
+                    "{}/{}",
+                    r["kind"].as_str().unwrap_or(""),
+                    r["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        if regarding.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    regarding.sort();
+    assert_eq!(regarding, ["PersistentVolumeClaim/data", "Pod/app-0"]);
     drop(f);
 
     // Staging again (the pod restarted) brings back everything fsync'd.
@@ -461,6 +493,27 @@ fn read_at(f: &std::fs::File, at: u64) -> std::io::Result<Vec<u8>> {
     let mut buf = AlignedBuf::zeroed(4096);
     std::os::unix::fs::FileExt::read_exact_at(f, buf.as_mut_slice(), at)?;
     Ok(buf.as_slice().to_vec())
+}
+
+/// A claim `app/data` bound to volume `id`, and pod `app/app-0` on node-a using it.
+fn seed_claim(api: &FakeApi, id: &str) {
+    api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": format!("pv-{id}")},
+        "spec": {"csi": {"driver": "ferry.csi.dev", "volumeHandle": id},
+                 "claimRef": {"namespace": "app", "name": "data", "uid": "u-data"}}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "app"},
+        "spec": {"volumeName": format!("pv-{id}")}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "app-0", "namespace": "app"},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "c", "image": "x"}],
+                 "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}));
+    // Another node's pod of the same claim is not told.
+    api.seed(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "app-1", "namespace": "app"},
+        "spec": {"nodeName": "node-b", "containers": [{"name": "c", "image": "x"}],
+                 "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}));
 }
 
 /// Memory aligned to 4 KiB, for O_DIRECT.

@@ -372,3 +372,56 @@ fn the_volume_host_runs_apart_from_the_plugin_and_is_upgraded_by_handover() {
     };
     assert_eq!(state(hc), state(plugin));
 }
+
+/// The node plugin's service account may do exactly what its health Events need, the
+/// volume host's pod carries no token.
+#[test]
+fn the_node_reports_failed_volumes_with_exactly_what_that_needs() {
+    let all = render();
+    let binding = all
+        .iter()
+        .find(|d| d["kind"] == "ClusterRoleBinding" && d["roleRef"]["name"] == "ferry-node-health")
+        .expect("a binding of ferry-node-health");
+    assert_eq!(binding["subjects"][0]["name"], "ferry-node");
+    assert_eq!(binding["subjects"][0]["namespace"], "ferry-system");
+    let role = all
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "ferry-node-health")
+        .expect("ClusterRole ferry-node-health");
+    let mut grants = Vec::new();
+    for r in role["rules"].as_sequence().into_iter().flatten() {
+        for g in r["apiGroups"].as_sequence().into_iter().flatten() {
+            for res in r["resources"].as_sequence().into_iter().flatten() {
+                for v in r["verbs"].as_sequence().into_iter().flatten() {
+                    grants.push(format!(
+                        "{} {}/{}",
+                        v.as_str().unwrap_or_default(),
+                        g.as_str().unwrap_or_default(),
+                        res.as_str().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    grants.sort();
+    assert_eq!(
+        grants,
+        [
+            "create events.k8s.io/events",
+            "get /persistentvolumes",
+            "list /persistentvolumes",
+            "list /pods",
+        ]
+    );
+    let ds = |name: &str| {
+        all.iter()
+            .find(|d| d["kind"] == "DaemonSet" && d["metadata"]["name"] == name)
+            .expect("DaemonSet")["spec"]["template"]["spec"]
+            .clone()
+    };
+    assert_eq!(ds("ferry-node")["automountServiceAccountToken"], true);
+    assert_eq!(
+        ds("ferry-volume-host")["automountServiceAccountToken"],
+        false
+    );
+}

@@ -54,22 +54,12 @@ async fn a_non_root_controller_writes_where_the_root_node_wrote() {
         .snapshot
         .unwrap();
     let restored = c
-        .create_volume(CreateVolumeRequest {
-            name: "shared-restored".into(),
-            capacity_range: Some(CapacityRange {
-                required_bytes: (64 * MIB) as i64,
-                limit_bytes: 0,
-            }),
-            volume_capabilities: vec![cap.clone()],
-            volume_content_source: Some(VolumeContentSource {
-                r#type: Some(volume_content_source::Type::Snapshot(
-                    volume_content_source::SnapshotSource {
-                        snapshot_id: snap.snapshot_id.clone(),
-                    },
-                )),
-            }),
-            ..Default::default()
-        })
+        .create_volume(restore_request(
+            "shared-restored",
+            64 * MIB,
+            &snap.snapshot_id,
+            cap.clone(),
+        ))
         .await
         .expect("CreateVolume from the snapshot as uid 65532")
         .into_inner()

@@ -197,18 +197,7 @@ async fn unstage_all_and_check_nothing_left(p: &Plugin, ids: &[String]) {
 }
 
 async fn stats(p: &Plugin, id: &str, path: &Path) -> VolumeCondition {
-    p.node()
-        .await
-        .node_get_volume_stats(NodeGetVolumeStatsRequest {
-            volume_id: id.into(),
-            volume_path: path.to_string_lossy().into(),
-            staging_target_path: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .volume_condition
-        .unwrap()
+    volume_stats(p, id, path).await.volume_condition.unwrap()
 }
 
 /// The binaries the volume servers of `p` run, as the kernel names them.

@@ -8,6 +8,7 @@
 //! FLUSH reaching the loop device becomes) writes one journal record of the blocks written
 //! since the last before it is acknowledged (see `ferry_store::handle`).
 
+use super::Durable;
 use super::durability::Durability;
 use super::fuse::abi::{self, Attr, InitIn, InitOut};
 use super::fuse::{Filesystem, MAX_IO, Op, Reply};
@@ -264,14 +265,9 @@ impl ImageFs {
         let volume = self.volume.clone();
         let status = self.status.clone();
         self.rt.spawn(async move {
-            let upto = durability.flush_started();
-            let result = volume.flush().await;
-            status.flushed(&result);
-            match result {
-                Ok(_) => {
-                    durability.flushed(upto);
-                    reply.ok()
-                }
+            let r = super::make_durable(&volume, &status, Some(&durability), Durable::Journal);
+            match r.await {
+                Ok(_) => reply.ok(),
                 Err(_) => reply.error(libc::EIO),
             }
         });

@@ -193,12 +193,8 @@ pub async fn run(
     }
     match ended {
         fuse::Ended::Stopped => {
-            if let Some(d) = &durability {
-                let upto = d.flush_started();
-                let r = volume.flush().await;
-                status.flushed(&r);
-                r?;
-                d.flushed(upto);
+            if durability.is_some() {
+                make_durable(&volume, &status, durability.as_deref(), Durable::Journal).await?;
             }
             if let Some(c) = control.as_mut() {
                 say(c, DRAINED);
@@ -206,13 +202,9 @@ pub async fn run(
             tracing::info!(volume.id = %args.volume_id, "drained; the connection is handed over");
         }
         fuse::Ended::Unmounted => {
-            if let Some(d) = &durability {
+            if durability.is_some() {
                 // Give the volume back only when nothing is left unwritten.
-                let upto = d.flush_started();
-                let left = volume.checkpoint().await;
-                status.flushed(&left);
-                left?;
-                d.flushed(upto);
+                make_durable(&volume, &status, durability.as_deref(), Durable::Checkpoint).await?;
                 store.release_lease(&args.volume_id, &args.node_id).await?;
             }
             tracing::info!(volume.id = %args.volume_id, "unmounted; server done");
@@ -267,13 +259,28 @@ async fn keep_lease(store: Store, mut lease: LeaseRecord, ttl: Duration, status:
 }
 
 /// Makes everything durable and records it (the status, the durability marker).
-async fn checkpoint_now(
+/// How [`make_durable`] makes writes durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durable {
+    /// A journal record (what an fsync does).
+    Journal,
+    /// Chunks, pages and a commit.
+    Checkpoint,
+}
+
+/// Makes every write acknowledged so far durable, and records it: the status, and the
+/// durability marker once it succeeded.
+pub(crate) async fn make_durable(
     volume: &VolumeHandle,
     status: &Status,
     durability: Option<&Durability>,
+    how: Durable,
 ) -> ferry_store::Result<ferry_store::FlushReport> {
     let upto = durability.map(Durability::flush_started);
-    let r = volume.checkpoint().await;
+    let r = match how {
+        Durable::Journal => volume.flush().await,
+        Durable::Checkpoint => volume.checkpoint().await,
+    };
     status.flushed(&r);
     if let (Ok(_), Some(d), Some(upto)) = (&r, durability, upto) {
         d.flushed(upto);
@@ -299,7 +306,7 @@ async fn flush_on_signal(
             _ = int.recv() => {}
         }
         tracing::info!("signal: checkpointing (unmount the volume to stop this server)");
-        let _ = checkpoint_now(&volume, &status, durability.as_deref()).await;
+        let _ = make_durable(&volume, &status, durability.as_deref(), Durable::Checkpoint).await;
     }
 }
 
@@ -320,7 +327,8 @@ async fn checkpoints(
             return;
         }
         if volume.checkpoint_due(CHECKPOINT_IDLE).await
-            && let Err(e) = checkpoint_now(&volume, &status, Some(&durability)).await
+            && let Err(e) =
+                make_durable(&volume, &status, Some(&durability), Durable::Checkpoint).await
         {
             tracing::warn!(error = %e, "checkpoint failed; the journal keeps the writes");
         }

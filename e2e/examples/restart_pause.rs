@@ -4,8 +4,8 @@
 //! over: drain, descriptor handover, new server), and a volume server killed alone at a
 //! moment with nothing unflushed (the host starts a new one, which asks the kernel to resend
 //! what the dead one had read). The writer appends 4 KiB and fsyncs, back to back; each
-//! event's figure is the longest write + fsync around it, beside the steady state measured
-//! in the same run. Run by `hack/bench-node.sh pause` (root).
+//! event's figure is the longest write + fsync in a window of about 4 s around it, beside
+//! the same figure for windows of 4 s with no event, in the same run. Run by `hack/bench-node.sh pause` (root).
 //!
 //! Environment: `FERRY_BIN` (the ferry binary, a release build), `FERRY_BENCH_DIR` (where
 //! the store goes; default `.cache/bench-pause`), `FERRY_BENCH_ROUNDS` (times each event is
@@ -47,6 +47,19 @@ impl Ops {
             .collect();
         sel.sort();
         sel.get(sel.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+/// Copies the servers' and the hosts' logs next to the store, for where the time of a
+/// take-up goes.
+fn keep_logs(node: &std::path::Path, base: &std::path::Path) {
+    let _ = std::fs::copy(node.join("volume-host.log"), base.join("volume-host.log"));
+    for e in std::fs::read_dir(node.join("state/volumes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = std::fs::copy(e.path().join("server.log"), base.join("server.log"));
     }
 }
 
@@ -106,15 +119,13 @@ async fn main() -> Result<(), BoxError> {
     };
     let settle = Duration::from_secs(2);
     tokio::time::sleep(settle).await;
-    let steady_from = Instant::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let steady_to = Instant::now();
-    let (steady_max, steady_n) = ops.window(steady_from, steady_to);
-    println!(
-        "steady state: {steady_n} write+fsync in 3 s, median {} ms, longest {} ms",
-        ms(ops.median(steady_from, steady_to)),
-        ms(steady_max)
-    );
+    // The steady state, in windows as long as an event's, for the same figure.
+    let mut steady = Vec::new();
+    for _ in 0..rounds {
+        let from = Instant::now();
+        tokio::time::sleep(settle * 2).await;
+        steady.push(ops.window(from, Instant::now()).0);
+    }
 
     let mut restart = Vec::new();
     let mut upgrade = Vec::new();
@@ -150,26 +161,21 @@ async fn main() -> Result<(), BoxError> {
             .join(&id)
             .join("durability");
         let from = Instant::now();
-        loop {
-            let _ = std::process::Command::new("kill")
-                .args(["-STOP", &pid.to_string()])
-                .status();
-            if std::fs::read_to_string(&marker).unwrap_or_default() == "clean" {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-                break;
-            }
-            let _ = std::process::Command::new("kill")
-                .args(["-CONT", &pid.to_string()])
-                .status();
-            tokio::time::sleep(Duration::from_millis(3)).await;
+        if !ferry_e2e::kill_when_clean(pid, &marker, 1000) {
+            return Err("the server never showed every write durable".into());
         }
         tokio::time::sleep(settle).await;
         killed.push(ops.window(from, Instant::now()).0);
     }
     stop.store(true, Ordering::SeqCst);
-    writer.join().map_err(|_| "writer panicked")??;
+    let written = writer.join().map_err(|_| "writer panicked")?;
+    keep_logs(plugin.dir.path(), &base);
+    written?;
+    let (all_from, all_to) = (Instant::now() - Duration::from_secs(3600), Instant::now());
+    println!(
+        "every write+fsync: median {} ms",
+        ms(ops.median(all_from, all_to))
+    );
     let show = |what: &str, v: &[Duration]| {
         let mut s = v.to_vec();
         s.sort();
@@ -181,10 +187,21 @@ async fn main() -> Result<(), BoxError> {
             v.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
         );
     };
+    show("steady state (no event)", &steady);
     show("node plugin restart", &restart);
     show("volume-server upgrade (host handover)", &upgrade);
     show("volume server killed, taken up again", &killed);
     println!("no write or fsync failed");
+    // The servers' logs, for where the time of a take-up goes.
+    let _ = std::fs::copy(
+        plugin
+            .dir
+            .path()
+            .join("state/volumes")
+            .join(&id)
+            .join("server.log"),
+        base.join("server.log"),
+    );
     unpublish(&plugin, &id, 1).await;
     unstage(&plugin, &id).await;
     drop(plugin);

@@ -232,6 +232,41 @@ pub fn ferry_copy(dir: &Path, name: &str, extra: &[u8]) -> PathBuf {
     bin
 }
 
+/// Kills volume server `pid` with SIGKILL at a moment its durability marker (`marker`)
+/// says every write it acknowledged is durable: it is stopped (SIGSTOP, and waited for
+/// until every thread of it is stopped, since a signal is delivered asynchronously), the
+/// marker read, and it is killed or let go on. False when that moment did not come in
+/// `tries` tries.
+pub fn kill_when_clean(pid: u32, marker: &Path, tries: usize) -> bool {
+    let signal = |sig: &str| {
+        let _ = Command::new("kill").arg(sig).arg(pid.to_string()).status();
+    };
+    let all_stopped = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return true;
+        };
+        tasks.filter_map(Result::ok).all(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with(['T', 't'])))
+                .unwrap_or(true)
+        })
+    };
+    for _ in 0..tries {
+        signal("-STOP");
+        while !all_stopped() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if std::fs::read_to_string(marker).unwrap_or_default() == "clean" {
+            signal("-KILL");
+            return true;
+        }
+        signal("-CONT");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
 /// Pid of the volume host serving the node plugin in `dir`.
 pub fn host_pid(dir: &Path) -> Option<u32> {
     std::fs::read_to_string(dir.join("state/volume-host.pid"))

@@ -357,17 +357,13 @@ async fn a_volume_server_killed_with_nothing_unflushed_is_replaced_unnoticed() {
     // Stopped, the server acknowledges nothing more: kill it at a moment its marker says
     // every write it acknowledged is durable, with the writer's requests queued behind it.
     let pid = ferry_e2e::server_pids(a.dir.path())[0];
-    let mut killed = false;
-    for _ in 0..200 {
-        signal(pid, "-STOP");
-        if durability(&a, &id) == "clean" {
-            signal(pid, "-KILL");
-            killed = true;
-            break;
-        }
-        signal(pid, "-CONT");
-        tokio::time::sleep(Duration::from_millis(7)).await;
-    }
+    let marker = a
+        .dir
+        .path()
+        .join("state/volumes")
+        .join(&id)
+        .join("durability");
+    let killed = ferry_e2e::kill_when_clean(pid, &marker, 200);
     assert!(killed, "the server never showed every write durable");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let w = writer.finish();

@@ -10,8 +10,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates util-linux mount e2fsprogs xfsprogs \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/ferry /src/target/release/ferryctl /usr/local/bin/
-# Everything but the node plugin runs as this user; the node DaemonSet runs the image as root
-# (privileged), since it attaches loop devices and mounts.
+# The controllers run as this user and group; the node DaemonSets (the plugin and the volume
+# host) run the image as root (privileged), since they attach loop devices and mount, with
+# this group, which shares a folder store with the controllers (docs/node.md).
 RUN groupadd --system --gid 65532 ferry \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent ferry
 USER 65532:65532

@@ -1,6 +1,7 @@
 //! `ferry`: the CSI plugin of the ferry storage system, its migration controller, and store
 //! upkeep. The local demo is `ferry-demo` (the `demo` crate).
 
+mod health_events;
 mod migration;
 mod plugin;
 mod store_args;
@@ -22,9 +23,13 @@ struct Cli {
 enum Command {
     /// Serve the CSI services (Identity, Controller, Node) on a unix socket.
     Plugin(plugin::PluginArgs),
-    /// Serve one staged volume as a block device image (started by the node service).
+    /// Serve one staged volume as a block device image (started by the volume host).
     #[command(name = "volume-server", hide = true)]
     VolumeServer(plugin::VolumeServerArgs),
+    /// Mount and serve the node's staged volumes apart from the node plugin, so they outlive
+    /// it (the node DaemonSet's volume host).
+    #[command(name = "volume-host")]
+    VolumeHost(plugin::VolumeHostArgs),
     /// Run the migration controller (the sidecar beside the CSI controller).
     Migration(migration::MigrationArgs),
     /// Run one garbage-collection pass over the chunk store.
@@ -50,6 +55,8 @@ struct GcArgs {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     ferry_store::process_memory::limit_retention();
+    // What this process creates in a shared store folder stays writable for the group.
+    ferry_node::store_folder::set_umask();
     let cli = Cli::parse();
     let default_level = "info";
     tracing_subscriber::fmt()
@@ -62,6 +69,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Plugin(a) => plugin::run(a).await,
         Command::VolumeServer(a) => plugin::volume_server(a).await,
+        Command::VolumeHost(a) => plugin::volume_host(a).await,
         Command::Migration(a) => migration::run(a).await,
         Command::Gc(a) => gc(a).await,
     };

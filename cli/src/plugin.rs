@@ -51,6 +51,16 @@ pub struct PluginArgs {
     /// Read cache of each staged volume's server, MiB (see docs/benchmarks.md).
     #[arg(long, env = "FERRY_VOLUME_CACHE_MIB", default_value_t = 256)]
     pub volume_cache_mib: usize,
+    /// Start a volume host (`ferry volume-host`, detached) when none answers on the state
+    /// folder's socket. For a node plugin run by hand; the Kubernetes manifests run the host
+    /// as a DaemonSet of its own and turn this off, since a host started from the plugin's
+    /// container dies with it.
+    #[arg(long, env = "FERRY_START_VOLUME_HOST", default_value_t = true, action = clap::ArgAction::Set)]
+    pub start_volume_host: bool,
+    /// Post Events on the claim and the pods of a volume whose server failed on this node
+    /// (node service; needs API credentials, otherwise off).
+    #[arg(long, env = "FERRY_HEALTH_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub health_events: bool,
     /// Seconds between garbage-collection passes over the chunk store, run by the
     /// controller; 0 turns scheduled collection off (`ferry gc` still runs a pass).
     #[arg(long, env = "FERRY_GC_INTERVAL_SECS", default_value_t = 3600)]
@@ -102,9 +112,23 @@ pub async fn run(args: PluginArgs) -> Result<(), Box<dyn std::error::Error + Sen
             every,
         )))
     });
+    let mut _health = None;
     if args.mode != Mode::Controller {
         let node = node_config(&args, &config)?;
-        router = router.add_service(NodeServer::new(NodeService::new(store, node)));
+        if args.health_events
+            && let Some(client) = crate::health_events::client().await
+        {
+            _health = Some(AbortOnDrop(tokio::spawn(crate::health_events::run(
+                client,
+                node.state_dir.clone(),
+                node.node_id.clone(),
+            ))));
+        }
+        router = router.add_service(NodeServer::new(NodeService::with_host(
+            store,
+            node,
+            args.start_volume_host,
+        )));
     }
     serve_unix(router, &path, termination()).await
 }
@@ -153,7 +177,8 @@ fn node_config(
     })
 }
 
-/// Flags of `ferry volume-server` (started by the node service, not by hand).
+/// Flags of `ferry volume-server` (started by the volume host, not by hand). Its standard
+/// input is the volume's FUSE connection, its standard output a socket to the host.
 #[derive(Args, Debug)]
 pub struct VolumeServerArgs {
     /// The volume to serve.
@@ -171,17 +196,25 @@ pub struct VolumeServerArgs {
     /// Serve read-only, without a lease.
     #[arg(long)]
     pub read_only: bool,
+    /// A server before this one died on the connection: ask the kernel to send again what
+    /// it read and did not answer.
+    #[arg(long)]
+    pub resend: bool,
     #[command(flatten)]
     pub store: StoreArgs,
 }
 
-/// Runs one volume server until its mount is removed.
+/// Runs one volume server until its mount is removed or the host asks it to drain.
 ///
 /// # Errors
-/// As [`ferry_node::server::run`].
+/// As [`ferry_node::server::run`]; standard input that is not a FUSE connection.
 pub async fn volume_server(
     args: VolumeServerArgs,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use std::os::fd::AsFd;
+    let fuse = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let out = std::io::stdout().as_fd().try_clone_to_owned()?;
+    let control = is_socket(&out).then(|| std::os::unix::net::UnixStream::from(out));
     let store = Store::open(&args.store.config()?, args.store.options()).await?;
     let server = ferry_node::server::ServerArgs {
         volume_id: args.volume_id,
@@ -189,7 +222,59 @@ pub async fn volume_server(
         state_dir: args.state_dir,
         read_only: args.read_only,
         lease_ttl: Duration::from_secs_f64(args.lease_ttl_secs.max(1.0)),
+        resend: args.resend,
     };
-    ferry_node::server::run(store, server).await?;
+    ferry_node::server::run(store, server, fuse, control).await?;
+    Ok(())
+}
+
+fn is_socket(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    fd.try_clone()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.file_type().is_socket())
+}
+
+/// Flags of `ferry volume-host`.
+#[derive(Args, Debug)]
+pub struct VolumeHostArgs {
+    /// The node plugin's state folder (shared with the plugin).
+    #[arg(long, env = "FERRY_STATE_DIR", default_value = "/var/lib/ferry/node")]
+    pub state_dir: PathBuf,
+    /// This host's instance, unique per start of a host (the pod's uid in Kubernetes);
+    /// default: the process id and start time.
+    #[arg(long, env = "POD_UID")]
+    pub instance: Option<String>,
+    /// Seconds a host asked to stop while it serves volumes waits for a new host to take
+    /// them over (a rolling update starts the new one first).
+    #[arg(long, env = "FERRY_HANDOVER_WAIT_SECS", default_value_t = 60)]
+    pub handover_wait_secs: u64,
+    /// Exit after this many seconds with no volume served and no request (0: never). A
+    /// node plugin that starts its own host asks for this, so none is left behind.
+    #[arg(long, default_value_t = 0)]
+    pub idle_exit_secs: u64,
+}
+
+/// Runs the volume host until SIGTERM.
+///
+/// # Errors
+/// As [`ferry_node::host::run`].
+pub async fn volume_host(
+    args: VolumeHostArgs,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let instance = args.instance.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{now}", std::process::id())
+    });
+    ferry_node::host::run(ferry_node::host::HostArgs {
+        state_dir: args.state_dir,
+        instance,
+        handover_wait: Duration::from_secs(args.handover_wait_secs),
+        idle_exit: (args.idle_exit_secs > 0).then(|| Duration::from_secs(args.idle_exit_secs)),
+    })
+    .await?;
     Ok(())
 }

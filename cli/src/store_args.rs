@@ -51,6 +51,11 @@ pub struct StoreArgs {
     /// Capacity reported for object stores (bytes); default: unbounded.
     #[arg(long, env = "FERRY_CAPACITY_BYTES")]
     pub capacity_bytes: Option<u64>,
+    /// Group that shares a local-folder store between the node (root) and the controllers
+    /// (non-root): the folder is given to it with the set-group-id bit (see
+    /// docs/node.md, "A folder store shared by the node and the controllers").
+    #[arg(long, env = "FERRY_STORE_GROUP", default_value_t = ferry_node::store_folder::DEFAULT_GROUP)]
+    pub store_group: u32,
 }
 
 impl StoreArgs {
@@ -84,6 +89,14 @@ impl StoreArgs {
         set(&mut c.account_key, &self.store_account_key);
         c.anonymous |= self.store_anonymous;
         c.validate().map_err(|e| e.to_string())?;
+        if c.backend == Backend::Fs
+            && let Some(root) = &c.root
+            && let Err(e) =
+                ferry_node::store_folder::prepare(std::path::Path::new(root), self.store_group)
+        {
+            // Opening the store says what is wrong with the folder, if anything is.
+            tracing::warn!(folder = %root, error = %e, "cannot prepare the store folder for sharing");
+        }
         Ok(c)
     }
 

@@ -209,3 +209,43 @@ pub async fn stage_when_free(p: &Plugin, id: &str, cap: VolumeCapability) {
     }
     panic!("the volume's lease never lapsed");
 }
+
+/// NodeGetVolumeStats of volume `id` at `path`.
+pub async fn volume_stats(p: &Plugin, id: &str, path: &Path) -> NodeGetVolumeStatsResponse {
+    p.node()
+        .await
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: id.into(),
+            volume_path: path.to_string_lossy().into(),
+            staging_target_path: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// CreateVolume of `name` restored from snapshot `snapshot_id`, of `bytes` (0: the
+/// snapshot's size).
+pub fn restore_request(
+    name: &str,
+    bytes: u64,
+    snapshot_id: &str,
+    cap: VolumeCapability,
+) -> CreateVolumeRequest {
+    CreateVolumeRequest {
+        name: name.into(),
+        capacity_range: (bytes > 0).then_some(CapacityRange {
+            required_bytes: bytes as i64,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![cap],
+        volume_content_source: Some(VolumeContentSource {
+            r#type: Some(volume_content_source::Type::Snapshot(
+                volume_content_source::SnapshotSource {
+                    snapshot_id: snapshot_id.into(),
+                },
+            )),
+        }),
+        ..Default::default()
+    }
+}

@@ -2,12 +2,10 @@
 //! xfs, bind mounts, two node plugins sharing one chunk store folder. Without root these
 //! tests print why and return.
 
-use ferry_e2e::Plugin;
 use ferry_e2e::node_calls::*;
 use ferry_proto::v1::volume_capability::access_mode::Mode;
 use ferry_proto::v1::*;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use tonic::Code;
@@ -94,17 +92,7 @@ async fn block_volume_bytes_survive_a_move_between_nodes() {
         f.write_all(&pattern).unwrap();
         f.sync_all().unwrap();
     }
-    let stats = a
-        .node()
-        .await
-        .node_get_volume_stats(NodeGetVolumeStatsRequest {
-            volume_id: id.clone(),
-            volume_path: dev.to_string_lossy().into(),
-            staging_target_path: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = volume_stats(&a, &id, &dev).await;
     assert_eq!(
         stats.usage[0].total as u64,
         64 * MIB,
@@ -271,19 +259,6 @@ async fn staged_volumes_keep_working_across_a_plugin_restart() {
     unstage(&a, &id).await;
 }
 
-async fn volume_stats(p: &Plugin, id: &str, path: &Path) -> NodeGetVolumeStatsResponse {
-    p.node()
-        .await
-        .node_get_volume_stats(NodeGetVolumeStatsRequest {
-            volume_id: id.into(),
-            volume_path: path.to_string_lossy().into(),
-            staging_target_path: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_snapshot_of_a_mounted_volume_holds_what_was_fsynced() {
     if skip_unless_root("snapshot while mounted") {
@@ -315,18 +290,12 @@ async fn a_snapshot_of_a_mounted_volume_holds_what_was_fsynced() {
     let clone = a
         .controller()
         .await
-        .create_volume(CreateVolumeRequest {
-            name: "snap-clone".into(),
-            volume_capabilities: vec![cap.clone()],
-            volume_content_source: Some(VolumeContentSource {
-                r#type: Some(volume_content_source::Type::Snapshot(
-                    volume_content_source::SnapshotSource {
-                        snapshot_id: snap.snapshot_id.clone(),
-                    },
-                )),
-            }),
-            ..Default::default()
-        })
+        .create_volume(restore_request(
+            "snap-clone",
+            0,
+            &snap.snapshot_id,
+            cap.clone(),
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -464,6 +433,14 @@ async fn a_dead_volume_server_shows_as_abnormal_and_restaging_brings_it_back() {
     let s = volume_stats(&a, &id, &t).await;
     assert!(!s.volume_condition.unwrap().abnormal);
 
+    // The volume host goes first (it would take the connection up again), then the server:
+    // nothing holds the connection any more.
+    let host = ferry_e2e::host_pid(a.dir.path()).expect("a volume host runs");
+    Command::new("kill")
+        .arg("-9")
+        .arg(host.to_string())
+        .status()
+        .unwrap();
     for pid in ferry_e2e::server_pids(a.dir.path()) {
         Command::new("kill")
             .arg("-9")

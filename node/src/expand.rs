@@ -33,7 +33,7 @@ impl NodeService {
         image
             .set_len(committed)
             .map_err(|e| Error::Internal(format!("volume server refused the new size: {e}")))?;
-        let Some(dev) = loopdev::find(&dir.disk()).into_iter().next() else {
+        let Some(dev) = loopdev::find(&dir).await?.into_iter().next() else {
             return Err(Error::FailedPrecondition(format!(
                 "volume {id} has no device on this node: stage it again"
             )));

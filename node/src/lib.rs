@@ -8,6 +8,7 @@
 
 mod expand;
 pub mod filesystem;
+pub mod host;
 pub mod loopdev;
 pub mod mounts;
 mod publish;
@@ -16,6 +17,7 @@ pub mod servers;
 mod stage;
 pub mod state;
 mod stats;
+pub mod store_folder;
 pub mod system;
 mod unstage;
 
@@ -67,8 +69,16 @@ struct NodeInner {
 }
 
 impl NodeService {
-    /// A Node service over `store`.
+    /// A Node service over `store` that starts a volume host when none answers (a plugin
+    /// run by hand; see [`NodeService::with_host`]).
     pub fn new(store: Store, config: NodeConfig) -> Self {
+        Self::with_host(store, config, true)
+    }
+
+    /// A Node service over `store`; `start_host` lets it start a volume host when none
+    /// answers on the state folder's socket (off in Kubernetes, where the host is a
+    /// DaemonSet of its own and one started from the plugin's container would die with it).
+    pub fn with_host(store: Store, config: NodeConfig, start_host: bool) -> Self {
         let servers = Servers {
             exe: config.exe.clone(),
             store_config: config.store_config.clone(),
@@ -76,6 +86,7 @@ impl NodeService {
             node_id: config.node_id.clone(),
             lease_ttl: config.lease_ttl,
             cache_mib: config.cache_mib,
+            start_host,
         };
         NodeService {
             node: Arc::new(NodeInner {

@@ -1,26 +1,27 @@
-//! Starting, finding and stopping volume servers from the node plugin.
+//! The node plugin's side of volume serving: it asks the volume host ([`crate::host`]) to
+//! serve and to stop serving volumes, and reads their health. Nothing here runs a server:
+//! the plugin may die at any moment without a volume noticing.
 
+use crate::host::protocol::{Client, Request, ServerSpec};
 use crate::mounts;
-use crate::server::SUBCOMMAND;
 use crate::server::status::Report;
 use crate::state::VolumeDir;
 use ferry_csi::Error;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How long a server may take to mount, or to exit after its unmount.
-const WAIT: Duration = Duration::from_secs(60);
+/// How long a host this plugin started stays with nothing to serve.
+const HOST_IDLE_EXIT: Duration = Duration::from_secs(10);
 
-/// Starts volume servers as `<exe> volume-server ...`.
+/// Asks the volume host to serve volumes.
 #[derive(Clone, Debug)]
 pub struct Servers {
-    /// The `ferry` binary.
+    /// The `ferry` binary (to start a host when none runs and that is allowed).
     pub exe: PathBuf,
     /// Store settings file handed to servers.
     pub store_config: PathBuf,
-    /// The plugin's state folder.
+    /// The plugin's state folder, shared with the host.
     pub state_dir: PathBuf,
     /// The lease holder name.
     pub node_id: String,
@@ -28,120 +29,113 @@ pub struct Servers {
     pub lease_ttl: Duration,
     /// Read cache of each server, MiB.
     pub cache_mib: usize,
+    /// Start a volume host (detached) when none answers: for a node plugin run by hand.
+    /// In Kubernetes the host is its own DaemonSet and this is off.
+    pub start_host: bool,
 }
 
 impl Servers {
+    fn client(&self) -> Client {
+        Client::new(&self.state_dir.join(crate::host::protocol::SOCKET_NAME))
+    }
+
     /// True when the volume's server answers on its mount.
     pub fn healthy(dir: &VolumeDir) -> bool {
         matches!(mounts::at(&dir.fuse()), Ok(Some(m)) if m.fs_type.starts_with("fuse") && m.source.starts_with("ferry:"))
             && std::fs::metadata(dir.disk()).is_ok()
     }
 
-    /// Makes sure a server serves the volume, starting one if needed.
+    /// Makes sure the host serves the volume.
     ///
     /// # Errors
-    /// INTERNAL with the server's last log lines when it fails to come up.
+    /// UNAVAILABLE when no host answers; INTERNAL with the server's last log lines when it
+    /// fails to come up.
     pub async fn ensure(
         &self,
         dir: &VolumeDir,
         volume_id: &str,
         read_only: bool,
     ) -> Result<(), Error> {
-        if Self::healthy(dir) {
+        if Self::healthy(dir) && dir.load_health().is_none_or(|h| !h.abnormal) {
             return Ok(());
         }
-        if mounts::at(&dir.fuse())?.is_some() {
-            // A server that died left its mount: clear it before starting another.
-            mounts::unmount_all(&dir.fuse()).await?;
+        self.host_running().await?;
+        let spec = ServerSpec {
+            volume_id: volume_id.to_string(),
+            node_id: self.node_id.clone(),
+            read_only,
+            lease_ttl_secs: self.lease_ttl.as_secs_f64(),
+            cache_mib: self.cache_mib,
+            store_config: self.store_config.clone(),
+        };
+        self.client().call(&Request::Start(spec)).await.map(drop)
+    }
+
+    /// Stops the volume's server: the host unmounts its FUSE filesystem (the server flushes
+    /// and exits) and waits for it to go.
+    ///
+    /// # Errors
+    /// UNAVAILABLE when no host answers; INTERNAL when the mount cannot be removed or the
+    /// server does not exit.
+    pub async fn stop(&self, volume_id: &str) -> Result<(), Error> {
+        self.host_running().await?;
+        let req = Request::Stop {
+            volume_id: volume_id.to_string(),
+        };
+        self.client().call(&req).await.map(drop)
+    }
+
+    /// Starts a volume host when none answers and that is allowed.
+    async fn host_running(&self) -> Result<(), Error> {
+        let client = self.client();
+        if !self.start_host || client.try_call(&Request::Ping).await.is_ok() {
+            return Ok(());
         }
-        std::fs::create_dir_all(dir.root())
-            .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.root().display())))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.log())
-            .map_err(|e| Error::Internal(format!("cannot open {}: {e}", dir.log().display())))?;
+            .open(self.state_dir.join("volume-host.log"))
+            .map_err(|e| Error::Internal(format!("cannot open the volume host's log: {e}")))?;
         let log2 = log
             .try_clone()
-            .map_err(|e| Error::Internal(format!("cannot open {}: {e}", dir.log().display())))?;
-        let ttl = self.lease_ttl.as_secs_f64().to_string();
+            .map_err(|e| Error::Internal(format!("cannot open the volume host's log: {e}")))?;
         let mut cmd = std::process::Command::new(&self.exe);
-        cmd.arg(SUBCOMMAND)
-            .arg("--volume-id")
-            .arg(volume_id)
-            .arg("--node-id")
-            .arg(&self.node_id)
+        cmd.arg("volume-host")
             .arg("--state-dir")
             .arg(&self.state_dir)
-            .arg("--store-config")
-            .arg(&self.store_config)
-            .arg("--lease-ttl-secs")
-            .arg(ttl)
-            .arg("--cache-mib")
-            .arg(self.cache_mib.to_string());
-        if read_only {
-            cmd.arg("--read-only");
-        }
-        // Its own process group: a signal to the plugin's group (or the plugin's death)
-        // leaves the volume served.
-        cmd.stdin(Stdio::null())
+            .arg("--idle-exit-secs")
+            .arg(HOST_IDLE_EXIT.as_secs().to_string())
+            .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log2)
-            .process_group(0);
+            .stderr(log2);
+        // Its own process group: it outlives this plugin (a plugin killed with its group).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd
             .spawn()
-            .map_err(|e| Error::Internal(format!("cannot start {}: {e}", self.exe.display())))?;
-        let started = Instant::now();
-        loop {
-            if Self::healthy(dir) {
-                // Reap it in the background when it ends.
-                std::thread::spawn(move || child.wait());
+            .map_err(|e| Error::Internal(format!("cannot start the volume host: {e}")))?;
+        tracing::info!(pid = child.id(), "started a volume host");
+        std::thread::spawn(move || child.wait());
+        for _ in 0..500 {
+            if client.try_call(&Request::Ping).await.is_ok() {
                 return Ok(());
             }
-            if let Ok(Some(code)) = child.try_wait() {
-                return Err(Error::Internal(format!(
-                    "volume server for {volume_id} exited ({code}) before serving: {}",
-                    dir.log_tail()
-                )));
-            }
-            if started.elapsed() > WAIT {
-                let _ = child.kill();
-                return Err(Error::Internal(format!(
-                    "volume server for {volume_id} did not come up within {} s: {}",
-                    WAIT.as_secs(),
-                    dir.log_tail()
-                )));
-            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        Err(Error::Internal(format!(
+            "the volume host started but does not answer on {}",
+            client.socket().display()
+        )))
     }
 
-    /// Stops the volume's server by unmounting its FUSE mount (it flushes and exits), and
-    /// waits for it to go.
+    /// The server's status report, or why the volume is not served.
     ///
     /// # Errors
-    /// INTERNAL when the mount cannot be removed or the server does not exit.
-    pub async fn stop(dir: &VolumeDir) -> Result<(), Error> {
-        mounts::unmount_all(&dir.fuse()).await?;
-        let started = Instant::now();
-        while let Some(pid) = dir.live_pid() {
-            if started.elapsed() > WAIT {
-                return Err(Error::Internal(format!(
-                    "volume server (pid {pid}) did not exit within {} s after its unmount: {}",
-                    WAIT.as_secs(),
-                    dir.log_tail()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(())
-    }
-
-    /// The server's status report.
-    ///
-    /// # Errors
-    /// A message saying why it cannot be read (the server is not running).
+    /// A message saying why it cannot be read (the server is not running, or the host
+    /// aborted its connection).
     pub fn status(dir: &VolumeDir) -> Result<Report, String> {
+        if let Some(h) = dir.load_health().filter(|h| h.abnormal) {
+            return Err(h.message);
+        }
         let text = std::fs::read_to_string(dir.status()).map_err(|e| {
             format!(
                 "the volume server is not answering ({e}); stage the volume again to restart it"

@@ -110,18 +110,12 @@ async fn tear_down_dead(dir: &VolumeDir, staging: &Path) -> Result<(), Error> {
         tracing::warn!(staging = %staging.display(), "volume server gone; remounting");
         mounts::unmount_all(staging).await?;
     }
-    for dev in loopdev::find(&dir.disk()) {
-        loopdev::detach(&dev).await?;
-    }
-    Ok(())
+    loopdev::detach_all(dir).await
 }
 
 /// The loop device over the volume's image, attached if needed.
 pub(crate) async fn device(dir: &VolumeDir, read_only: bool) -> Result<String, Error> {
-    if let Some(dev) = loopdev::find(&dir.disk()).into_iter().next() {
-        return Ok(dev);
-    }
-    loopdev::attach(&dir.disk(), read_only).await
+    loopdev::ensure(dir, read_only).await
 }
 
 /// Mounts the filesystem at the staging path, formatting an empty device first.

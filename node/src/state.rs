@@ -4,9 +4,17 @@
 //!
 //! ```text
 //! <state>/store.json                    store settings handed to volume servers (0600)
+//! <state>/volume-host.sock              the volume host's socket (see `crate::host`)
+//! <state>/volume-host.pid, .log         the host's process id and, when the plugin started
+//!                                       it, its log
 //! <state>/volumes/<id>/fuse/            the server's FUSE mount: disk, status
-//! <state>/volumes/<id>/server.pid       the server's process id
+//! <state>/volumes/<id>/server.pid       the server's process id (in the host's namespace)
 //! <state>/volumes/<id>/server.log       the server's log
+//! <state>/volumes/<id>/durability       whether the server holds acknowledged writes that
+//!                                       are not durable yet (`crate::server::durability`)
+//! <state>/volumes/<id>/health.json      what the host did when the server died
+//! <state>/volumes/<id>/device.json      the loop device over `disk` and the FUSE
+//!                                       filesystem's device number, to find it again
 //! <state>/volumes/<id>/stage.json       how the volume was staged
 //! ```
 
@@ -30,6 +38,30 @@ pub struct StageRecord {
     pub mount_flags: Vec<String>,
     /// Staged read-only (a reader-only access mode): no lease, no writes.
     pub read_only: bool,
+}
+
+/// What the volume host recorded when a volume's server died.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// The volume can no longer be read or written here (its connection was aborted).
+    pub abnormal: bool,
+    /// What happened, for a person.
+    pub message: String,
+    /// When, milliseconds since the epoch.
+    pub at_ms: u64,
+}
+
+/// The loop device attached to a volume's image, and the device number of the FUSE
+/// filesystem it was attached over (the loop device's backing file is named by a path that
+/// stops meaning anything once the mount namespace it was attached in is gone).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRecord {
+    /// `/dev/loopN`.
+    pub loop_device: String,
+    /// `major:minor` of the FUSE filesystem holding `disk`.
+    pub fuse_dev: String,
 }
 
 /// One volume's folder in the state folder.
@@ -92,6 +124,50 @@ impl VolumeDir {
         self.root.join("stage.json")
     }
 
+    fn health_file(&self) -> PathBuf {
+        self.root.join("health.json")
+    }
+
+    fn device_file(&self) -> PathBuf {
+        self.root.join("device.json")
+    }
+
+    /// Records what happened to the volume's server.
+    ///
+    /// # Errors
+    /// INTERNAL when the file cannot be written.
+    pub fn save_health(&self, h: &Health) -> Result<(), Error> {
+        save_json(&self.health_file(), h)
+    }
+
+    /// What the host recorded, if anything.
+    pub fn load_health(&self) -> Option<Health> {
+        load_json(&self.health_file())
+    }
+
+    /// Forgets the health record.
+    pub fn remove_health(&self) {
+        let _ = std::fs::remove_file(self.health_file());
+    }
+
+    /// Records the loop device attached over the image.
+    ///
+    /// # Errors
+    /// INTERNAL when the file cannot be written.
+    pub fn save_device(&self, d: &DeviceRecord) -> Result<(), Error> {
+        save_json(&self.device_file(), d)
+    }
+
+    /// The recorded loop device, if any.
+    pub fn load_device(&self) -> Option<DeviceRecord> {
+        load_json(&self.device_file())
+    }
+
+    /// Forgets the loop device.
+    pub fn remove_device(&self) {
+        let _ = std::fs::remove_file(self.device_file());
+    }
+
     /// Records the server's pid.
     ///
     /// # Errors
@@ -123,15 +199,12 @@ impl VolumeDir {
     /// # Errors
     /// INTERNAL when the file cannot be written.
     pub fn save_stage(&self, rec: &StageRecord) -> Result<(), Error> {
-        let bytes = serde_json::to_vec_pretty(rec)
-            .map_err(|e| Error::Internal(format!("cannot encode the stage record: {e}")))?;
-        write_atomic(&self.stage_file(), &bytes)
+        save_json(&self.stage_file(), rec)
     }
 
     /// How the volume was staged, if it is.
     pub fn load_stage(&self) -> Option<StageRecord> {
-        let bytes = std::fs::read(self.stage_file()).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        load_json(&self.stage_file())
     }
 
     /// Removes the folder (after unstaging).
@@ -155,6 +228,17 @@ impl VolumeDir {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(5)..].join(" | ")
     }
+}
+
+fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::Internal(format!("cannot encode {}: {e}", path.display())))?;
+    write_atomic(path, &bytes)
+}
+
+fn load_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, creating the folder.

@@ -19,7 +19,7 @@ impl NodeService {
         let (dir, rec) = self.staged_at(id, path)?;
         let condition = condition(&dir);
         let usage = if rec.block {
-            let size = match loopdev::find(&dir.disk()).first() {
+            let size = match loopdev::find(&dir).await?.first() {
                 Some(dev) => loopdev::size(dev).await?,
                 None => 0,
             };
@@ -70,10 +70,17 @@ fn condition(dir: &crate::state::VolumeDir) -> VolumeCondition {
             (None, Some(e)) => abnormal(e),
             (None, None) => VolumeCondition {
                 abnormal: false,
-                message: format!(
-                    "healthy; {} flushes, generation {}",
-                    r.flushes, r.generation
-                ),
+                message: match dir.load_health() {
+                    // What the host did when a server before this one died.
+                    Some(h) => format!(
+                        "healthy; {} flushes, generation {}; {}",
+                        r.flushes, r.generation, h.message
+                    ),
+                    None => format!(
+                        "healthy; {} flushes, generation {}",
+                        r.flushes, r.generation
+                    ),
+                },
             },
         },
     }

@@ -2,14 +2,10 @@
 //! server (which flushes on its way out), give the lease back. A volume that is not staged
 //! here is fine: the call is idempotent.
 
-use crate::servers::Servers;
 use crate::{NodeService, loopdev, mounts, need};
 use ferry_csi::Error;
 use ferry_proto::v1::{NodeUnstageVolumeRequest, NodeUnstageVolumeResponse};
 use std::path::Path;
-
-/// How long unstaging waits for detached loop devices to let go of the volume's image.
-const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl NodeService {
     pub(crate) async fn unstage(
@@ -29,16 +25,8 @@ impl NodeService {
             )));
         }
         mounts::unmount_all(Path::new(staging)).await?;
-        for dev in loopdev::find(&dir.disk()) {
-            loopdev::detach(&dev).await?;
-        }
-        // The kernel lets go of a detached device's backing file asynchronously: wait (a
-        // bounded time) until no loop device names it, so the server's unmount finds it free.
-        let started = std::time::Instant::now();
-        while !loopdev::find(&dir.disk()).is_empty() && started.elapsed() < DETACH_WAIT {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        Servers::stop(&dir).await?;
+        loopdev::detach_all(&dir).await?;
+        self.node.servers.stop(id).await?;
         // The server released the lease after its last flush; this covers a server that
         // died, whose unflushed writes were never acknowledged by an fsync.
         self.node

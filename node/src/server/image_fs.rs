@@ -8,27 +8,25 @@
 //! FLUSH reaching the loop device becomes) writes one journal record of the blocks written
 //! since the last before it is acknowledged (see `ferry_store::handle`).
 
+use super::Durable;
+use super::durability::Durability;
+use super::fuse::abi::{self, Attr, InitIn, InitOut};
+use super::fuse::{Filesystem, MAX_IO, Op, Reply};
 use super::status::Status;
 use ferry_store::VolumeHandle;
-use fuser::consts::{FOPEN_DIRECT_IO, FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FUSE_MAX_PAGES};
-use fuser::{
-    FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow,
-};
-use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::runtime::Handle;
 
 const ROOT: u64 = 1;
-const DISK: u64 = 2;
+const DISK: u64 = DISK_INO;
+/// Inode number of the image file.
+pub const DISK_INO: u64 = 2;
 const STATUS: u64 = 3;
 /// Name of the image file.
 pub const DISK_NAME: &str = "disk";
 /// Name of the status file.
 pub const STATUS_NAME: &str = "status";
-/// Largest single read or write the kernel sends.
-const MAX_IO: u32 = 1 << 20;
 /// Attributes may be cached this long; `disk`'s size changes only through this server.
 const TTL: Duration = Duration::from_secs(1);
 
@@ -37,124 +35,115 @@ pub struct ImageFs {
     rt: Handle,
     volume: Arc<VolumeHandle>,
     status: Arc<Status>,
-    read_only: bool,
-    started: SystemTime,
+    /// `None` when serving read-only (nothing is ever acknowledged that is not durable).
+    durability: Option<Arc<Durability>>,
+    started: u64,
 }
 
 impl ImageFs {
-    /// Serves `volume`; writes are refused when `read_only`.
+    /// Serves `volume`; writes are refused when `durability` is `None` (read-only).
     pub fn new(
         rt: Handle,
         volume: Arc<VolumeHandle>,
         status: Arc<Status>,
-        read_only: bool,
+        durability: Option<Arc<Durability>>,
     ) -> Self {
+        let started = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         ImageFs {
             rt,
             volume,
             status,
-            read_only,
-            started: SystemTime::now(),
+            durability,
+            started,
         }
     }
 
-    fn attr(&self, ino: u64) -> Option<FileAttr> {
-        let (kind, perm, size) = match ino {
-            ROOT => (FileType::Directory, 0o755, 0),
+    fn read_only(&self) -> bool {
+        self.durability.is_none()
+    }
+
+    fn attr(&self, ino: u64) -> Option<Attr> {
+        let (mode, size) = match ino {
+            ROOT => (libc::S_IFDIR | 0o755, 0),
             DISK => (
-                FileType::RegularFile,
-                if self.read_only { 0o400 } else { 0o600 },
+                libc::S_IFREG | if self.read_only() { 0o400 } else { 0o600 },
                 self.status.size(),
             ),
-            STATUS => (FileType::RegularFile, 0o444, 4096),
+            STATUS => (libc::S_IFREG | 0o444, 4096),
             _ => return None,
         };
-        Some(FileAttr {
+        Some(Attr {
             ino,
             size,
-            blocks: size.div_ceil(512),
-            atime: self.started,
-            mtime: self.started,
-            ctime: self.started,
-            crtime: self.started,
-            kind,
-            perm,
-            nlink: if kind == FileType::Directory { 2 } else { 1 },
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            blksize: 4096,
-            flags: 0,
+            mode,
+            nlink: if ino == ROOT { 2 } else { 1 },
+            time: self.started,
         })
+    }
+
+    fn reply_attr(&self, ino: u64, reply: Reply) {
+        match self.attr(ino) {
+            Some(a) => reply.attr(&a, TTL),
+            None => reply.error(libc::ENOENT),
+        }
     }
 }
 
 impl Filesystem for ImageFs {
-    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
-        // Each is a request to the kernel; a kernel without one still works, only slower.
-        let _ = config.add_capabilities(FUSE_ASYNC_READ | FUSE_ASYNC_DIO | FUSE_MAX_PAGES);
-        let _ = config.set_max_write(MAX_IO);
-        let _ = config.set_max_readahead(MAX_IO);
-        let _ = config.set_max_background(64);
-        let _ = config.set_congestion_threshold(48);
-        Ok(())
-    }
-
-    fn destroy(&mut self) {
-        if self.read_only {
-            return;
-        }
-        // Unmounting ends the session: make whatever is buffered durable first.
-        let volume = self.volume.clone();
-        let status = self.status.clone();
-        let result = self.rt.block_on(async move { volume.checkpoint().await });
-        status.flushed(&result);
-    }
-
-    fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
-        let ino = match (parent, name.to_str()) {
-            (ROOT, Some(DISK_NAME)) => DISK,
-            (ROOT, Some(STATUS_NAME)) => STATUS,
-            _ => return reply.error(libc::ENOENT),
-        };
-        match self.attr(ino) {
-            Some(a) => reply.entry(&TTL, &a, 0),
-            None => reply.error(libc::ENOENT),
+    fn init(&self, _kernel: &InitIn) -> InitOut {
+        InitOut {
+            max_readahead: MAX_IO,
+            flags: abi::ASYNC_READ | abi::BIG_WRITES | abi::ASYNC_DIO | abi::MAX_PAGES,
+            max_background: 64,
+            congestion_threshold: 48,
+            max_write: MAX_IO,
+            max_pages: (MAX_IO / 4096) as u16,
         }
     }
 
-    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
-        match self.attr(ino) {
-            Some(a) => reply.attr(&TTL, &a),
-            None => reply.error(libc::ENOENT),
+    fn handle(&self, op: Op<'_>, reply: Reply) {
+        match op {
+            Op::Lookup { parent, name } => {
+                let ino = match (parent, name) {
+                    (ROOT, n) if n == DISK_NAME.as_bytes() => DISK,
+                    (ROOT, n) if n == STATUS_NAME.as_bytes() => STATUS,
+                    _ => return reply.error(libc::ENOENT),
+                };
+                match self.attr(ino) {
+                    Some(a) => reply.entry(&a, TTL),
+                    None => reply.error(libc::ENOENT),
+                }
+            }
+            Op::Getattr { ino } => self.reply_attr(ino, reply),
+            Op::Setattr { ino, size } => self.setattr(ino, size, reply),
+            Op::Open { ino, flags } => self.open(ino, flags as i32, reply),
+            Op::Opendir { ino } if ino == ROOT => reply.opened(0),
+            Op::Opendir { .. } => reply.error(libc::ENOTDIR),
+            Op::Read { ino, offset, size } => self.read(ino, offset, size, reply),
+            Op::Readdir { ino, offset, size } => self.readdir(ino, offset, size, reply),
+            Op::Write { ino, offset, data } => self.write(ino, offset, data, reply),
+            Op::Fsync { ino } => self.fsync(ino, reply),
+            Op::Fallocate {
+                ino,
+                offset,
+                length,
+                mode,
+            } => self.fallocate(ino, offset, length, mode as i32, reply),
+            Op::Statfs => reply.statfs(self.status.size().div_ceil(4096), 3),
+            // close() is not a durability point; fsync is.
+            Op::Done => reply.ok(),
         }
     }
+}
 
+impl ImageFs {
     /// A size change on `disk` is how the node plugin announces an expansion: the server
     /// picks up the size the controller committed, and never goes below it.
-    fn setattr(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        _fh: Option<u64>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<u32>,
-        reply: ReplyAttr,
-    ) {
+    fn setattr(&self, ino: u64, size: Option<u64>, reply: Reply) {
         let Some(want) = size.filter(|_| ino == DISK) else {
-            return match self.attr(ino) {
-                Some(a) => reply.attr(&TTL, &a),
-                None => reply.error(libc::ENOENT),
-            };
+            return self.reply_attr(ino, reply);
         };
         let volume = self.volume.clone();
         let status = self.status.clone();
@@ -163,10 +152,12 @@ impl Filesystem for ImageFs {
             match volume.refresh_size().await {
                 Ok(now) if now >= want => {
                     status.set_size(now);
-                    if let Some(a) = attr.as_mut() {
-                        a.size = now;
-                        a.blocks = now.div_ceil(512);
-                        reply.attr(&TTL, a);
+                    match attr.as_mut() {
+                        Some(a) => {
+                            a.size = now;
+                            reply.attr(a, TTL);
+                        }
+                        None => reply.error(libc::ENOENT),
                     }
                 }
                 Ok(now) => {
@@ -185,36 +176,26 @@ impl Filesystem for ImageFs {
         });
     }
 
-    fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+    fn open(&self, ino: u64, flags: i32, reply: Reply) {
         match ino {
-            DISK if self.read_only && (flags & libc::O_ACCMODE) != libc::O_RDONLY => {
+            DISK if self.read_only() && (flags & libc::O_ACCMODE) != libc::O_RDONLY => {
                 reply.error(libc::EROFS)
             }
-            DISK => reply.opened(0, 0),
-            STATUS => reply.opened(0, FOPEN_DIRECT_IO),
+            DISK => reply.opened(0),
+            STATUS => reply.opened(abi::FOPEN_DIRECT_IO),
             _ => reply.error(libc::EISDIR),
         }
     }
 
-    fn read(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
-        offset: i64,
-        size: u32,
-        _flags: i32,
-        _lock_owner: Option<u64>,
-        reply: ReplyData,
-    ) {
-        let Ok(offset) = u64::try_from(offset) else {
-            return reply.error(libc::EINVAL);
-        };
+    fn read(&self, ino: u64, offset: u64, size: u32, reply: Reply) {
         if ino == STATUS {
             let text = self.status.report();
             let start = (offset as usize).min(text.len());
             let end = (start + size as usize).min(text.len());
             return reply.data(&text.as_bytes()[start..end]);
+        }
+        if ino != DISK {
+            return reply.error(libc::EISDIR);
         }
         let total = self.status.size();
         let len = (size as u64).min(total.saturating_sub(offset)) as usize;
@@ -242,26 +223,16 @@ impl Filesystem for ImageFs {
         });
     }
 
-    fn write(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
-        offset: i64,
-        data: &[u8],
-        _write_flags: u32,
-        _flags: i32,
-        _lock_owner: Option<u64>,
-        reply: ReplyWrite,
-    ) {
-        if ino != DISK || self.read_only {
+    fn write(&self, ino: u64, offset: u64, data: &[u8], reply: Reply) {
+        let Some(durability) = self.durability.clone().filter(|_| ino == DISK) else {
             return reply.error(libc::EROFS);
-        }
-        let Ok(offset) = u64::try_from(offset) else {
-            return reply.error(libc::EINVAL);
         };
+        let len = data.len() as u32;
         match self.volume.write_now(offset, data) {
-            Some(Ok(())) => return reply.written(data.len() as u32),
+            Some(Ok(())) => {
+                durability.before_ack();
+                return reply.written(len);
+            }
             Some(Err(ferry_store::Error::OutOfRange(_))) => return reply.error(libc::ENOSPC),
             Some(Err(e)) => {
                 self.status.error(&e);
@@ -274,7 +245,10 @@ impl Filesystem for ImageFs {
         let status = self.status.clone();
         self.rt.spawn(async move {
             match volume.write_at(offset, &data).await {
-                Ok(()) => reply.written(data.len() as u32),
+                Ok(()) => {
+                    durability.before_ack();
+                    reply.written(len)
+                }
                 Err(ferry_store::Error::OutOfRange(_)) => reply.error(libc::ENOSPC),
                 Err(e) => {
                     status.error(&e);
@@ -284,28 +258,15 @@ impl Filesystem for ImageFs {
         });
     }
 
-    fn flush(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _lock: u64, reply: ReplyEmpty) {
-        // close() is not a durability point; fsync is.
-        reply.ok();
-    }
-
-    fn fsync(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
-        if ino != DISK || self.read_only {
+    fn fsync(&self, ino: u64, reply: Reply) {
+        let Some(durability) = self.durability.clone().filter(|_| ino == DISK) else {
             return reply.ok();
-        }
+        };
         let volume = self.volume.clone();
         let status = self.status.clone();
         self.rt.spawn(async move {
-            let result = volume.flush().await;
-            status.flushed(&result);
-            match result {
+            let r = super::make_durable(&volume, &status, Some(&durability), Durable::Journal);
+            match r.await {
                 Ok(_) => reply.ok(),
                 Err(_) => reply.error(libc::EIO),
             }
@@ -314,21 +275,9 @@ impl Filesystem for ImageFs {
 
     /// Discards from the filesystem above (through the loop device) arrive as hole punches:
     /// whole chunks become holes that take no space in the store.
-    fn fallocate(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
-        offset: i64,
-        length: i64,
-        mode: i32,
-        reply: ReplyEmpty,
-    ) {
-        if ino != DISK || self.read_only {
+    fn fallocate(&self, ino: u64, offset: u64, length: u64, mode: i32, reply: Reply) {
+        let Some(durability) = self.durability.clone().filter(|_| ino == DISK) else {
             return reply.error(libc::EROFS);
-        }
-        let (Ok(offset), Ok(length)) = (u64::try_from(offset), u64::try_from(length)) else {
-            return reply.error(libc::EINVAL);
         };
         let zeroing = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
         if mode & zeroing == 0 {
@@ -344,7 +293,10 @@ impl Filesystem for ImageFs {
         let status = self.status.clone();
         self.rt.spawn(async move {
             match volume.zero_range(offset, length).await {
-                Ok(()) => reply.ok(),
+                Ok(()) => {
+                    durability.before_ack();
+                    reply.ok()
+                }
                 Err(e) => {
                     status.error(&e);
                     reply.error(libc::EIO);
@@ -353,28 +305,22 @@ impl Filesystem for ImageFs {
         });
     }
 
-    fn readdir(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
-        offset: i64,
-        mut reply: ReplyDirectory,
-    ) {
+    fn readdir(&self, ino: u64, offset: u64, size: u32, reply: Reply) {
         if ino != ROOT {
             return reply.error(libc::ENOTDIR);
         }
         let entries = [
-            (ROOT, FileType::Directory, "."),
-            (ROOT, FileType::Directory, ".."),
-            (DISK, FileType::RegularFile, DISK_NAME),
-            (STATUS, FileType::RegularFile, STATUS_NAME),
+            (ROOT, libc::S_IFDIR, "."),
+            (ROOT, libc::S_IFDIR, ".."),
+            (DISK, libc::S_IFREG, DISK_NAME),
+            (STATUS, libc::S_IFREG, STATUS_NAME),
         ];
-        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset.max(0) as usize) {
-            if reply.add(*ino, (i + 1) as i64, *kind, name) {
+        let mut out = Vec::new();
+        for (i, (ino, mode, name)) in entries.iter().enumerate().skip(offset as usize) {
+            if !abi::push_dirent(&mut out, size as usize, *ino, (i + 1) as u64, *mode, name) {
                 break;
             }
         }
-        reply.ok();
+        reply.data(&out);
     }
 }

@@ -1,26 +1,54 @@
 //! The volume server: one process per staged volume that serves the volume as a FUSE file
 //! (see [`image_fs`]) and keeps its lease alive.
 //!
-//! It runs apart from the node plugin (the plugin starts it in its own process group), so a
-//! plugin restart leaves staged volumes working. It ends when its FUSE mount is unmounted
-//! (NodeUnstageVolume does that after detaching the loop device): it flushes, gives the
-//! lease back and exits. SIGTERM and SIGINT only make it flush: stopping it while the
-//! filesystem above is mounted would fail every I/O, so the unmount stays the way to stop.
+//! It does not mount anything itself: the volume host ([`crate::host`]) mounts the FUSE
+//! filesystem, keeps a duplicate of the connection's descriptor, and starts the server with
+//! the connection as its standard input and a control socket to the host as its standard
+//! output. So the connection outlives the server: a server that dies is replaced on the same
+//! connection (the kernel sends again what the dead one read and did not answer), and a
+//! server of a new build takes the connection over from the old one without an unmount.
+//!
+//! It ends in one of three ways:
+//! - the FUSE filesystem is unmounted (NodeUnstageVolume does that after detaching the loop
+//!   device): it answers what it read, checkpoints, gives the lease back and exits;
+//! - the host asks it to drain (a handover to a new server): it stops reading the connection,
+//!   answers every request it read, makes every acknowledged write durable (a journal
+//!   record), says `drained` and exits, keeping the lease for the node;
+//! - it dies: the host decides from the durability marker ([`durability`]) whether a new
+//!   server may take the connection up.
+//!
+//! SIGTERM and SIGINT only make it flush: stopping it under a mounted filesystem would fail
+//! every I/O.
 
+pub mod durability;
+pub mod fuse;
 pub mod image_fs;
 pub mod status;
 
-use crate::mounts;
 use crate::state::VolumeDir;
+use durability::Durability;
 use ferry_csi::Error;
-use ferry_store::{Error as StoreError, LeaseRecord, Store};
-use fuser::MountOption;
+use ferry_store::{Error as StoreError, LeaseRecord, Store, VolumeHandle};
 use status::Status;
+use std::io::{BufRead, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Name of the `ferry` subcommand that runs a volume server.
 pub const SUBCOMMAND: &str = "volume-server";
+
+/// The line a server writes on its control socket once it serves.
+pub const SERVING: &str = "serving";
+/// The line the host writes to ask a server to drain.
+pub const DRAIN: &str = "drain";
+/// The line a server writes once drained.
+pub const DRAINED: &str = "drained";
+
+/// How long a server waits for the requests it read to be answered before it ends.
+const ANSWER_WAIT: Duration = Duration::from_secs(60);
 
 /// What a volume server needs to know.
 #[derive(Clone, Debug)]
@@ -35,28 +63,25 @@ pub struct ServerArgs {
     pub read_only: bool,
     /// Lease duration; it is renewed every third of it.
     pub lease_ttl: Duration,
+    /// The connection was served before by a server that died: ask the kernel to send
+    /// again what it read and did not answer.
+    pub resend: bool,
 }
 
-/// Serves one volume until its mount is removed.
+/// Serves one volume on the FUSE connection `fuse` until it is unmounted or the host asks
+/// for a drain on `control`.
 ///
 /// # Errors
-/// A volume that cannot be opened or fenced, a lease held elsewhere, a mount that fails.
-pub async fn run(store: Store, args: ServerArgs) -> Result<(), Error> {
+/// A volume that cannot be opened or fenced, a lease held elsewhere, a connection that
+/// cannot be read.
+pub async fn run(
+    store: Store,
+    args: ServerArgs,
+    fuse: OwnedFd,
+    control: Option<UnixStream>,
+) -> Result<(), Error> {
     let dir = VolumeDir::new(&args.state_dir, &args.volume_id)?;
-    std::fs::create_dir_all(dir.fuse())
-        .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.fuse().display())))?;
     dir.write_pid(std::process::id())?;
-    if mounts::at(&dir.fuse())?.is_some() {
-        if mounts::is_dead(&dir.fuse()) {
-            mounts::unmount_all(&dir.fuse()).await?;
-        } else {
-            return Err(Error::FailedPrecondition(format!(
-                "volume {} is already served at {}",
-                args.volume_id,
-                dir.fuse().display()
-            )));
-        }
-    }
     let lease = if args.read_only {
         None
     } else {
@@ -86,57 +111,134 @@ pub async fn run(store: Store, args: ServerArgs) -> Result<(), Error> {
         volume.size().await,
         head.generation,
     ));
+    let durability = if args.read_only {
+        None
+    } else {
+        let path = dir.root().join(durability::FILE_NAME);
+        Some(Arc::new(Durability::create(&path).map_err(|e| {
+            Error::Internal(format!("cannot write {}: {e}", path.display()))
+        })?))
+    };
     let fs = image_fs::ImageFs::new(
         tokio::runtime::Handle::current(),
         volume.clone(),
         status.clone(),
-        args.read_only,
+        durability.clone(),
     );
-    let mut options = vec![
-        MountOption::FSName(format!("ferry:{}", args.volume_id)),
-        MountOption::Subtype("ferry".into()),
-        MountOption::NoDev,
-        MountOption::NoSuid,
-    ];
-    if args.read_only {
-        options.push(MountOption::RO);
+    let conn = fuse::Connection::new(fuse);
+    if args.resend {
+        conn.resend().map_err(|e| {
+            Error::Internal(format!(
+                "the kernel refused to send the dead server's requests again ({e}); \
+                 FUSE_NOTIFY_RESEND needs Linux 6.9 or later"
+            ))
+        })?;
     }
-    let mut session = fuser::Session::new(fs, dir.fuse(), &options).map_err(|e| {
-        Error::Internal(format!(
-            "cannot mount FUSE at {}: {e}",
-            dir.fuse().display()
-        ))
-    })?;
-    tracing::info!(volume.id = %args.volume_id, generation = head.generation, "serving");
+    let (stop_rx, stop_tx) =
+        rustix::pipe::pipe().map_err(|e| Error::Internal(format!("cannot make a pipe: {e}")))?;
+    let mut control = control;
+    if let Some(c) = control.as_mut() {
+        say(c, SERVING);
+        watch_control(c, stop_tx)?;
+    }
+    tracing::info!(volume.id = %args.volume_id, generation = head.generation, resend = args.resend, "serving");
 
+    let stopping = Arc::new(AtomicBool::new(false));
     let keeper =
         lease.map(|l| tokio::spawn(keep_lease(store.clone(), l, args.lease_ttl, status.clone())));
-    let flusher = tokio::spawn(flush_on_signal(volume.clone(), status.clone()));
-    let checkpointer =
-        (!args.read_only).then(|| tokio::spawn(checkpoints(volume.clone(), status.clone())));
-    let served = tokio::task::spawn_blocking(move || session.run())
-        .await
-        .map_err(|e| Error::Internal(format!("FUSE session thread failed: {e}")))?;
+    let flusher = tokio::spawn(flush_on_signal(
+        volume.clone(),
+        status.clone(),
+        durability.clone(),
+    ));
+    let checkpointer = durability.clone().map(|d| {
+        tokio::spawn(checkpoints(
+            volume.clone(),
+            status.clone(),
+            d,
+            stopping.clone(),
+        ))
+    });
+    let serving = conn.clone();
+    let ended = tokio::task::spawn_blocking(move || {
+        let ended = fuse::serve(&serving, &fs, Some(&stop_rx));
+        // Every request read is answered before the server goes on: a drained connection
+        // owes nothing to the kernel, so the next server needs no resend.
+        if !serving.in_flight().wait_idle(ANSWER_WAIT) {
+            tracing::error!(
+                unanswered = serving.in_flight().count(),
+                "requests still unanswered after {} s",
+                ANSWER_WAIT.as_secs()
+            );
+        }
+        ended
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("FUSE thread failed: {e}")))?;
+    stopping.store(true, Ordering::SeqCst);
     flusher.abort();
-    if let Some(c) = checkpointer {
-        c.abort();
-    }
     if let Some(k) = keeper {
         k.abort();
     }
-    if let Err(e) = served {
-        tracing::error!(error = %e, "FUSE session ended with an error");
+    let ended = match ended {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "FUSE connection failed");
+            fuse::Ended::Unmounted
+        }
+    };
+    if let Some(c) = checkpointer {
+        // It sees `stopping` within a quarter second; a checkpoint under way finishes first.
+        let _ = c.await;
     }
-    if !args.read_only {
-        // The session's end flushed (ImageFs::destroy); give the volume back only when
-        // nothing is left unwritten.
-        let left = volume.checkpoint().await;
-        status.flushed(&left);
-        left?;
-        store.release_lease(&args.volume_id, &args.node_id).await?;
+    match ended {
+        fuse::Ended::Stopped => {
+            if durability.is_some() {
+                make_durable(&volume, &status, durability.as_deref(), Durable::Journal).await?;
+            }
+            if let Some(c) = control.as_mut() {
+                say(c, DRAINED);
+            }
+            tracing::info!(volume.id = %args.volume_id, "drained; the connection is handed over");
+        }
+        fuse::Ended::Unmounted => {
+            if durability.is_some() {
+                // Give the volume back only when nothing is left unwritten.
+                make_durable(&volume, &status, durability.as_deref(), Durable::Checkpoint).await?;
+                store.release_lease(&args.volume_id, &args.node_id).await?;
+            }
+            tracing::info!(volume.id = %args.volume_id, "unmounted; server done");
+        }
     }
     dir.remove_pid();
-    tracing::info!(volume.id = %args.volume_id, "unmounted; server done");
+    Ok(())
+}
+
+fn say(control: &mut UnixStream, line: &str) {
+    if let Err(e) = control.write_all(format!("{line}\n").as_bytes()) {
+        tracing::warn!(error = %e, line, "cannot tell the volume host");
+    }
+}
+
+/// Reads the host's lines on a thread; a drain request (or the host going away, which is
+/// not a reason to stop serving) writes to `stop`.
+fn watch_control(control: &UnixStream, stop: OwnedFd) -> Result<(), Error> {
+    let reader = control
+        .try_clone()
+        .map_err(|e| Error::Internal(format!("control socket: {e}")))?;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader).lines() {
+            match line {
+                Ok(l) if l.trim() == DRAIN => {
+                    tracing::info!("drain asked: answering what was read, then handing over");
+                    let _ = rustix::io::write(&stop, b"x");
+                    return;
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
     Ok(())
 }
 
@@ -156,7 +258,41 @@ async fn keep_lease(store: Store, mut lease: LeaseRecord, ttl: Duration, status:
     }
 }
 
-async fn flush_on_signal(volume: Arc<ferry_store::VolumeHandle>, status: Arc<Status>) {
+/// Makes everything durable and records it (the status, the durability marker).
+/// How [`make_durable`] makes writes durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durable {
+    /// A journal record (what an fsync does).
+    Journal,
+    /// Chunks, pages and a commit.
+    Checkpoint,
+}
+
+/// Makes every write acknowledged so far durable, and records it: the status, and the
+/// durability marker once it succeeded.
+pub(crate) async fn make_durable(
+    volume: &VolumeHandle,
+    status: &Status,
+    durability: Option<&Durability>,
+    how: Durable,
+) -> ferry_store::Result<ferry_store::FlushReport> {
+    let upto = durability.map(Durability::flush_started);
+    let r = match how {
+        Durable::Journal => volume.flush().await,
+        Durable::Checkpoint => volume.checkpoint().await,
+    };
+    status.flushed(&r);
+    if let (Ok(_), Some(d), Some(upto)) = (&r, durability, upto) {
+        d.flushed(upto);
+    }
+    r
+}
+
+async fn flush_on_signal(
+    volume: Arc<VolumeHandle>,
+    status: Arc<Status>,
+    durability: Option<Arc<Durability>>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -170,8 +306,7 @@ async fn flush_on_signal(volume: Arc<ferry_store::VolumeHandle>, status: Arc<Sta
             _ = int.recv() => {}
         }
         tracing::info!("signal: checkpointing (unmount the volume to stop this server)");
-        let r = volume.checkpoint().await;
-        status.flushed(&r);
+        let _ = make_durable(&volume, &status, durability.as_deref(), Durable::Checkpoint).await;
     }
 }
 
@@ -180,15 +315,22 @@ const CHECKPOINT_IDLE: Duration = Duration::from_secs(2);
 
 /// Checkpoints the journal when it has been idle for [`CHECKPOINT_IDLE`] or grown long, so
 /// the volume's head catches up and a restage replays little.
-async fn checkpoints(volume: Arc<ferry_store::VolumeHandle>, status: Arc<Status>) {
+async fn checkpoints(
+    volume: Arc<VolumeHandle>,
+    status: Arc<Status>,
+    durability: Arc<Durability>,
+    stopping: Arc<AtomicBool>,
+) {
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if volume.checkpoint_due(CHECKPOINT_IDLE).await {
-            let r = volume.checkpoint().await;
-            if let Err(e) = &r {
-                tracing::warn!(error = %e, "checkpoint failed; the journal keeps the writes");
-            }
-            status.flushed(&r);
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        if volume.checkpoint_due(CHECKPOINT_IDLE).await
+            && let Err(e) =
+                make_durable(&volume, &status, Some(&durability), Durable::Checkpoint).await
+        {
+            tracing::warn!(error = %e, "checkpoint failed; the journal keeps the writes");
         }
     }
 }

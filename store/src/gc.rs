@@ -20,6 +20,7 @@ use crate::holds::{Lifeline, SweepRecord, record_ttl};
 use crate::layout;
 use crate::records::{self, GenRecord, RECORD_FORMAT, SnapshotRecord};
 use crate::store::Store;
+use crate::torn::Unreadable;
 use crate::tree;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -248,7 +249,20 @@ impl Store {
                 };
                 match records::decode::<GenRecord>(&obj.path, &bytes) {
                     Ok(g) => roots.push(g.root),
-                    Err(Error::Corrupt { .. }) => {} // torn, never committed
+                    Err(e @ Error::Corrupt { .. }) => {
+                        match self.unreadable(&obj.path, &bytes, e).await? {
+                            // A dead writer's torn commit: never a root.
+                            Unreadable::Torn { young: false } => {}
+                            // A root may be in it: mark nothing, delete nothing.
+                            Unreadable::Torn { young: true } => {
+                                return Err(Error::Unavailable(format!(
+                                    "generation record {} is being written; GC deletes nothing                                      this run",
+                                    obj.path
+                                )));
+                            }
+                            Unreadable::Refused(e) => return Err(unreadable_root(e)),
+                        }
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -257,7 +271,7 @@ impl Store {
             let Some(bytes) = self.objects().get(&obj.path).await? else {
                 continue;
             };
-            let s: SnapshotRecord = records::decode(&obj.path, &bytes)?;
+            let s: SnapshotRecord = records::decode(&obj.path, &bytes).map_err(unreadable_root)?;
             roots.push(s.root);
         }
         report.roots = roots.len() + held_roots.len();
@@ -333,6 +347,20 @@ impl Sweep {
         if let Err(e) = self.store.objects().delete(&layout::sweep(&self.id)).await {
             tracing::warn!(error = %e, "removing the sweep record failed; it will expire");
         }
+    }
+}
+
+/// A root record GC cannot read: the run stops before deleting anything, naming it.
+fn unreadable_root(e: Error) -> Error {
+    match e {
+        Error::Corrupt { path, reason } => Error::Corrupt {
+            path,
+            reason: format!(
+                "{reason}; GC deletes nothing while a root cannot be read (repair or remove \
+                 the record, or run a build that reads it)"
+            ),
+        },
+        e => e,
     }
 }
 

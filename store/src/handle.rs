@@ -328,8 +328,8 @@ impl VolumeHandle {
     /// generation of another writer. From here on a flush writes a journal record.
     ///
     /// # Errors
-    /// [`Error::Conflict`] when the volume keeps moving, [`Error::Unavailable`] while the
-    /// last journal record is still being written; backend errors.
+    /// [`Error::Conflict`] when the volume keeps moving, [`Error::Corrupt`] naming a damaged
+    /// journal record (nothing is taken up past it); backend errors.
     pub async fn fence(&self) -> Result<GenRecord> {
         let _commits = self.commits.lock().await;
         let mut st = self.state.lock().await;

@@ -40,6 +40,7 @@ pub mod records;
 mod root_check;
 pub mod snapshots;
 mod store;
+mod torn;
 pub mod tree;
 pub mod volumes;
 

@@ -47,7 +47,9 @@ fn content(seed: u64) -> Vec<u8> {
 
 async fn digest(store: &Store, id: &str) -> Result<String, ferry_store::Error> {
     let h = store.open_volume(id).await?;
-    Ok(hex::encode(Sha256::digest(h.read_at(0, SIZE as usize).await?)))
+    Ok(hex::encode(Sha256::digest(
+        h.read_at(0, SIZE as usize).await?,
+    )))
 }
 
 #[tokio::main]
@@ -61,7 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     let mut expected = BTreeMap::new();
 
-    let deflate = store.create_volume(spec("deflate", Codec::Deflate, None)).await?;
+    let deflate = store
+        .create_volume(spec("deflate", Codec::Deflate, None))
+        .await?;
     let h = store.open_volume(deflate.id()).await?;
     h.write_at(0, &content(1)).await?;
     h.flush().await?;

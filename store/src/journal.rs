@@ -266,6 +266,7 @@ impl Store {
     ) -> Result<Option<String>> {
         let bytes = encode_data(seq, ops)?;
         if let Some(root) = self.objects().fs_root() {
+            self.objects().count_write();
             let dir = local::join(root, &layout::journal(id, name));
             let segment = segment.map(str::to_string);
             return local::blocking(move || {

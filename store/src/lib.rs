@@ -34,9 +34,12 @@ mod lease;
 mod local;
 mod names;
 mod objects;
+pub mod pack;
+pub mod pack_index;
 mod pause;
 pub mod process_memory;
 pub mod records;
+mod repack;
 mod root_check;
 pub mod snapshots;
 mod store;
@@ -53,7 +56,7 @@ pub use handle::{FlushReport, VolumeHandle};
 pub use hash::Hash;
 pub use holds::{Hold, Lifeline};
 pub use journal::{JournalPos, JournalState};
-pub use objects::{ObjectMeta, Objects};
+pub use objects::{ObjectMeta, Objects, Requests};
 pub use records::{
     GenRecord, GroupSnapshotRecord, ImportSource, LeaseRecord, LeaseStart, SnapshotRecord, Source,
     VolumeRecord, VolumeSpec,

@@ -28,7 +28,7 @@ fn options() -> StoreOptions {
 }
 
 async fn stored_chunks(s: &Store) -> usize {
-    s.raw_objects().list(layout::CHUNKS).await.unwrap().len()
+    s.stored_blobs(ferry_store::Kind::Chunk).await.unwrap()
 }
 
 /// A volume whose data only its generation records reach, and garbage beside it.

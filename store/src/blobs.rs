@@ -24,8 +24,11 @@ use std::time::{Duration, SystemTime};
 
 mod frames;
 mod local_packs;
+mod pack_writer;
 
+use crate::store::Store;
 pub use frames::{Encoded, Frame};
+pub use pack_writer::PackWriter;
 
 /// What an upload did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -393,9 +396,13 @@ impl Blobs {
             self.objects.put_many(items).await?;
             return Ok(n);
         }
+        // As few packs as fit a quarter over the target, of even size.
+        let total: usize = frames.iter().map(|f| f.bytes().len()).sum();
+        let n = total.div_ceil(pack::TARGET + pack::TARGET / 4).max(1);
+        let each = total.div_ceil(n);
         let mut packs = vec![Builder::default()];
         for f in &frames {
-            if packs.last().is_some_and(|b| b.len() >= pack::TARGET) {
+            if packs.last().is_some_and(|b| b.len() >= each) {
                 packs.push(Builder::default());
             }
             if let Some(b) = packs.last_mut() {
@@ -412,7 +419,7 @@ impl Blobs {
     }
 
     /// Writes one pack and adds it to the index. Returns its size.
-    async fn upload_pack(&self, b: Builder) -> Result<u64> {
+    pub(crate) async fn upload_pack(&self, b: Builder) -> Result<u64> {
         let (bytes, entries) = b.finish();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let size = bytes.len() as u64;

@@ -96,6 +96,16 @@ impl Store {
     /// # Errors
     /// As [`Store::gc`].
     pub async fn gc_with(&self, opts: GcOptions) -> Result<GcReport> {
+        self.gc_repacking(opts, repack::REPACK_BELOW).await
+    }
+
+    /// Runs one GC pass with `opts`, repacking packs whose live share of frame bytes is
+    /// under `below` (a default run repacks those under half live; 1.0 repacks every pack
+    /// that holds anything unreachable).
+    ///
+    /// # Errors
+    /// As [`Store::gc`].
+    pub async fn gc_repacking(&self, opts: GcOptions, below: f64) -> Result<GcReport> {
         let clock = Instant::now();
         let mut report = GcReport {
             dry_run: opts.dry_run,
@@ -132,7 +142,14 @@ impl Store {
             None
         };
         let outcome = self
-            .mark_and_delete(&mut report, old, sweep.as_ref(), opts, started, grace)
+            .mark_and_delete(
+                &mut report,
+                old,
+                sweep.as_ref(),
+                (opts, below),
+                started,
+                grace,
+            )
             .await;
         if let Some(s) = sweep {
             s.end().await;
@@ -159,7 +176,7 @@ impl Store {
         report: &mut GcReport,
         old: Option<(Condemned, SystemTime)>,
         sweep: Option<&Sweep>,
-        opts: GcOptions,
+        (opts, below): (GcOptions, f64),
         started: SystemTime,
         grace: Duration,
     ) -> Result<()> {
@@ -190,7 +207,8 @@ impl Store {
             // period condemns.
             None => grace.is_zero(),
         };
-        let plan = repack::plan(&objects, &live, self.blobs().layout().await?, &old_enough);
+        let layout = self.blobs().layout().await?;
+        let plan = repack::plan(&objects, &live, layout, below, &old_enough);
         let mut paths = Vec::new();
         for o in &plan.condemn {
             report.condemned += o.blobs.len().max(1);

@@ -680,12 +680,13 @@ impl VolumeHandle {
         if blobs.is_empty() {
             return Ok(());
         }
-        if st.hold.is_none() {
-            st.hold = Some(self.store.hold(&format!("volume {}", self.id)).await?);
-        }
         match &st.hold {
             Some(h) => h.protect(blobs, &[]).await,
-            None => Ok(()),
+            None => {
+                let owner = format!("volume {}", self.id);
+                st.hold = Some(self.store.hold_protecting(&owner, blobs).await?);
+                Ok(())
+            }
         }
     }
 
@@ -857,8 +858,8 @@ impl VolumeHandle {
             }),
             None => st.base_pos.clone(),
         };
-        self.seal(st).await?;
-        if st.sealed.is_empty()
+        if st.dirty.is_empty()
+            && st.sealed.is_empty()
             && st.size == st.head.size_bytes
             && (st.journal.is_none() || pos == st.head.journal)
         {

@@ -47,7 +47,7 @@ mod torn;
 pub mod tree;
 pub mod volumes;
 
-pub use blobs::{Encoded, Frame};
+pub use blobs::{Encoded, Frame, PackWriter};
 pub use codec::{Codec, CodecPolicy, Kind};
 pub use config::{Backend, StoreConfig, StoreOptions, VolumeOptions};
 pub use error::{Error, Result};

@@ -15,11 +15,12 @@ use crate::hash::Hash;
 use crate::layout;
 use crate::pack;
 use crate::store::Store;
+use crate::torn::TORN_AFTER;
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 /// A pack is repacked when less than this share of its frame bytes is live.
-pub const REPACK_BELOW: f64 = 0.5;
+pub(crate) const REPACK_BELOW: f64 = 0.5;
 /// Packs smaller than this are merged (when there are at least two).
 pub const SMALL_PACK: u64 = (pack::TARGET / 8) as u64;
 
@@ -90,6 +91,15 @@ impl Stored {
                         .await?
                         .and_then(|s| s.modified),
                 };
+                // A temporary file is being written until it is renamed into place: only
+                // an old one is a dead writer's, whatever the grace period.
+                if kind.is_none()
+                    && modified
+                        .and_then(|t| SystemTime::now().duration_since(t).ok())
+                        .is_none_or(|age| age < TORN_AFTER)
+                {
+                    continue;
+                }
                 let blob = kind.zip(layout::hash_of_path(&m.path));
                 by_path.insert(
                     m.path.clone(),
@@ -146,6 +156,7 @@ pub(crate) fn plan(
     stored: &Stored,
     live: &Live,
     layout: Layout,
+    below: f64,
     old_enough: &dyn Fn(Option<SystemTime>) -> bool,
 ) -> Plan {
     let mut condemn = Vec::new();
@@ -167,14 +178,16 @@ pub(crate) fn plan(
             }
         } else {
             let frames: u64 = o.lens.iter().map(|l| u64::from(*l)).sum();
-            if (live_bytes as f64) < REPACK_BELOW * frames as f64 {
+            if (live_bytes as f64) < below * frames as f64 {
                 repack.push(o.clone());
             } else if o.size < SMALL_PACK {
                 small.push(o.clone());
             }
         }
     }
-    if small.len() >= 2 {
+    // Merged only when together they make a pack that is not small itself: small packs
+    // that stay small are left alone rather than copied round by every run.
+    if small.len() >= 2 && small.iter().map(|o| o.size).sum::<u64>() >= SMALL_PACK {
         repack.extend(small);
     }
     Plan { condemn, repack }

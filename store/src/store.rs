@@ -330,6 +330,43 @@ impl Store {
         Ok(self.objects().stat(&p).await?.map(|m| (p, 0, m.size)))
     }
 
+    /// Removes one blob from the store as if it had been lost: its own object, or its pack
+    /// rewritten without it (tests that damage a store on purpose).
+    ///
+    /// # Errors
+    /// Backend errors.
+    #[cfg(feature = "test-access")]
+    pub async fn drop_blob(&self, kind: crate::Kind, h: &crate::Hash) -> Result<()> {
+        let Some((path, _, _)) = self.blob_location(kind, h).await? else {
+            return Ok(());
+        };
+        let Some(id) = layout::pack_id_of_path(&path).map(str::to_string) else {
+            return self.objects().delete(&path).await;
+        };
+        let others: Vec<(crate::Kind, crate::Hash)> = self
+            .blobs()
+            .index()
+            .packs_with_entries()
+            .into_iter()
+            .filter(|(p, _)| p.id == id)
+            .flat_map(|(_, e)| e.into_iter().map(|(k, x, _)| (k, x)))
+            .filter(|(k, x)| !(*k == kind && x == h))
+            .collect();
+        let mut frames = Vec::new();
+        for (k, x) in others {
+            frames.push(self.blobs().read_frame(k, &x).await?.0);
+        }
+        self.blobs().write_frames(frames).await?;
+        self.objects().delete(&path).await?;
+        self.blobs().index().refresh(self.objects()).await
+    }
+
+    /// Requests this handle (and its clones) made to the backend so far: objects written,
+    /// read, looked up, listed and deleted (what a service charging per request bills).
+    pub fn requests(&self) -> crate::Requests {
+        self.objects().requests()
+    }
+
     /// The blob layer.
     pub fn blobs(&self) -> &Blobs {
         &self.inner.blobs

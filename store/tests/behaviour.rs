@@ -370,11 +370,9 @@ async fn flip_last_byte(store: &Store, kind: ferry_store::Kind, h: &Hash) -> Str
     path
 }
 
-/// Removes blob `h` from the store: its object, or its pack (with whatever else the pack
-/// holds, which the test does not read again).
+/// Removes blob `h` from the store (its object, or its entry in its pack).
 async fn remove_blob(store: &Store, kind: ferry_store::Kind, h: &Hash) {
-    let (path, _, _) = store.blob_location(kind, h).await.unwrap().expect("stored");
-    store.raw_objects().delete(&path).await.unwrap();
+    store.drop_blob(kind, h).await.unwrap();
 }
 
 async fn corrupted_chunk_is_detected(store: Store) {

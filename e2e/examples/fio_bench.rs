@@ -129,6 +129,11 @@ async fn main() -> Result<(), BoxError> {
         run(Command::new("mkfs.ext4").args(["-F", "-q", &dev]))?;
         run(Command::new("mount").arg(&dev).arg(&plain_mnt))?;
         jobs(&ferry_mnt, &plain_mnt, size, secs)?;
+        // Room for the database: fio's file goes.
+        for m in [&ferry_mnt, &plain_mnt] {
+            let _ = std::fs::remove_file(m.join("bench.dat"));
+        }
+        run(&mut Command::new("fstrim").arg(&ferry_mnt)).ok();
         pgbench(&ferry_mnt, &plain_mnt)
     }
     .await;
@@ -139,6 +144,9 @@ async fn main() -> Result<(), BoxError> {
         .join(&vol.volume_id)
         .join("server.log");
     let _ = std::fs::copy(log, base.join("server.log"));
+    if let Err(e) = &result {
+        eprintln!("benchmark failed: {e}");
+    }
     let _ = Command::new("umount").arg(&plain_mnt).status();
     let _ = Command::new("losetup").args(["-d", &dev]).status();
     node.node_unpublish_volume(NodeUnpublishVolumeRequest {
@@ -259,7 +267,28 @@ fn pgbench(ferry: &Path, plain: &Path) -> Result<(), BoxError> {
         c.args(["-u", "postgres", "--"]).arg(cmd);
         c
     };
-    for (_, mnt, port) in sides {
+    let outcome = pg_rounds(&sides, &as_pg, &pg_bin, &scale, &secs, rounds);
+    // Stopped whatever happened: a server left running keeps the mounts busy.
+    for (_, mnt, _) in sides {
+        let _ = run(as_pg(&pg_bin.join("pg_ctl"))
+            .args(["-D"])
+            .arg(mnt.join("pgdata"))
+            .args(["-m", "fast", "-w", "stop"]));
+    }
+    outcome
+}
+
+type Side<'a> = (&'a str, &'a Path, u16);
+
+fn pg_rounds(
+    sides: &[Side],
+    as_pg: &dyn Fn(&Path) -> Command,
+    pg_bin: &Path,
+    scale: &str,
+    secs: &str,
+    rounds: u64,
+) -> Result<(), BoxError> {
+    for &(_, mnt, port) in sides {
         let data = mnt.join("pgdata");
         std::fs::create_dir_all(&data)?;
         // The server runs as postgres: every folder above its data must let it pass.
@@ -290,7 +319,7 @@ fn pgbench(ferry: &Path, plain: &Path) -> Result<(), BoxError> {
             "-i",
             "-q",
             "-s",
-            &scale,
+            scale,
             "-h",
             "/tmp",
             "-p",
@@ -307,7 +336,7 @@ fn pgbench(ferry: &Path, plain: &Path) -> Result<(), BoxError> {
                 "-j",
                 "2",
                 "-T",
-                &secs,
+                secs,
                 "-h",
                 "/tmp",
                 "-p",
@@ -323,12 +352,6 @@ fn pgbench(ferry: &Path, plain: &Path) -> Result<(), BoxError> {
             eprintln!("pgbench round {round} {}: {t:.0} TPS", sides[i].0);
             tps[i].push(t);
         }
-    }
-    for (_, mnt, _) in sides {
-        let _ = run(as_pg(&pg_bin.join("pg_ctl"))
-            .args(["-D"])
-            .arg(mnt.join("pgdata"))
-            .args(["-m", "fast", "-w", "stop"]));
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let (f, p) = (mean(&tps[0]), mean(&tps[1]));

@@ -443,10 +443,42 @@ impl Blobs {
         if let Some(c) = lock(&self.chunks).get(h) {
             return Ok(c.clone());
         }
-        let (_, raw) = self.read_frame(Kind::Chunk, h).await?;
+        let raw = match self.pack_file_of(h) {
+            // A local folder's pack: read and verify in one trip to the blocking pool, the
+            // hot path of a node's cache misses.
+            Some((file, what, off, len)) => {
+                let (files, h) = (self.files.clone(), *h);
+                let read = crate::local::blocking(move || match files.read(&file, off, len)? {
+                    Some(frame) => codec::decode(&what, Kind::Chunk, &h, &frame).map(Some),
+                    None => Ok(None),
+                })
+                .await?;
+                match read {
+                    Some(raw) => raw,
+                    None => self.read_frame(Kind::Chunk, &h).await?.1,
+                }
+            }
+            None => self.read_frame(Kind::Chunk, h).await?.1,
+        };
         let raw = Arc::new(raw);
         lock(&self.chunks).put(*h, raw.clone());
         Ok(raw)
+    }
+
+    /// Where chunk `h` lies in a local folder's pack, as the index knows it now: the file,
+    /// the name errors give it, offset and length.
+    fn pack_file_of(&self, h: &Hash) -> Option<(std::path::PathBuf, String, u64, u64)> {
+        let root = self.objects.fs_root()?;
+        if !matches!(self.layout.load(Ordering::Relaxed), 2 | 3) {
+            return None;
+        }
+        let (loc, info) = self.index.lookup(Kind::Chunk, h)?;
+        Some((
+            self.files.path(root, &info.id),
+            in_pack(&info.id, Kind::Chunk, h),
+            u64::from(loc.offset),
+            u64::from(loc.len),
+        ))
     }
 
     /// A chunk from the cache, or on a local folder read and verified here, blocking the
@@ -460,13 +492,9 @@ impl Blobs {
         let raw = match self.layout.load(Ordering::Relaxed) {
             1 => local_packs::read_loose_chunk(root, h)?,
             2 | 3 => {
-                let (loc, info) = self.index.lookup(Kind::Chunk, h)?;
-                let file = self.files.path(root, &info.id);
-                let (off, len) = (u64::from(loc.offset), u64::from(loc.len));
+                let (file, what, off, len) = self.pack_file_of(h)?;
                 match self.files.read(&file, off, len) {
-                    Ok(Some(frame)) => {
-                        codec::decode(&in_pack(&info.id, Kind::Chunk, h), Kind::Chunk, h, &frame)
-                    }
+                    Ok(Some(frame)) => codec::decode(&what, Kind::Chunk, h, &frame),
                     Ok(None) => return None,
                     Err(e) => Err(e),
                 }

@@ -49,7 +49,8 @@ async fn passes_run_on_the_interval_and_are_counted() {
     h.flush().await.unwrap();
     drop(h);
     store.delete_volume(v.id()).await.unwrap();
-    let chunks = dir.path().join("chunks");
+    // The deleted volume's chunks, in the pack its flush wrote.
+    let chunks = dir.path().join("packs");
     assert!(count_files(&chunks) > 0);
 
     let task = tokio::spawn(ferry_controller::scheduled_gc::run(

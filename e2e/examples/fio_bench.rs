@@ -4,6 +4,13 @@
 //! Environment: `FERRY_BIN` (the ferry binary, a release build), `FERRY_BENCH_DIR` (where the
 //! store and the plain file go), `FERRY_BENCH_SIZE_MIB` (file size per job, default 1024),
 //! `FERRY_BENCH_SECS` (duration of the random jobs, default 20).
+//!
+//! Then PostgreSQL's pgbench (TPC-B like) on both: a cluster made with `initdb` on each
+//! mount, `pgbench -i -s FERRY_BENCH_PG_SCALE` (30), then `FERRY_BENCH_PG_ROUNDS` (2)
+//! interleaved runs of `pgbench -c 4 -j 2 -T FERRY_BENCH_PG_SECS` (60) on each side
+//! (`FERRY_BENCH_JOBS=pgbench` for that alone). With `FERRY_BENCH_S3_ENDPOINT` set, the
+//! volume's chunk store is bucket `bench` of that S3 server (behind the benchmark link in
+//! `hack/bench-wan.sh`) instead of a local folder.
 
 use ferry_e2e::Plugin;
 use ferry_proto::v1::volume_capability::access_mode::Mode;
@@ -43,17 +50,27 @@ async fn main() -> Result<(), BoxError> {
 
     // ferry: one ext4 volume on a local-folder store, staged and published.
     let store = base.join("store");
+    let log = std::env::var("FERRY_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    let store_root = store.to_string_lossy().into_owned();
+    let mut env: Vec<(&str, &str)> = vec![("NODE_ID", "bench"), ("RUST_LOG", &log)];
+    let endpoint = std::env::var("FERRY_BENCH_S3_ENDPOINT").ok();
+    match &endpoint {
+        Some(e) => env.extend([
+            ("FERRY_STORE_BACKEND", "s3"),
+            ("FERRY_STORE_BUCKET", "bench"),
+            ("FERRY_STORE_ENDPOINT", e.as_str()),
+            ("FERRY_STORE_REGION", "us-east-1"),
+            ("FERRY_STORE_ACCESS_KEY_ID", "test"),
+            ("FERRY_STORE_SECRET_ACCESS_KEY", "test"),
+        ]),
+        None => env.extend([
+            ("FERRY_STORE_BACKEND", "fs"),
+            ("FERRY_STORE_ROOT", store_root.as_str()),
+        ]),
+    }
     let plugin = Plugin::start(
         tempfile::Builder::new().prefix("node").tempdir_in(&base)?,
-        &[
-            ("FERRY_STORE_BACKEND", "fs"),
-            ("FERRY_STORE_ROOT", &store.to_string_lossy()),
-            ("NODE_ID", "bench"),
-            (
-                "RUST_LOG",
-                &std::env::var("FERRY_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-            ),
-        ],
+        &env,
     )
     .await;
     let cap = VolumeCapability {
@@ -111,7 +128,13 @@ async fn main() -> Result<(), BoxError> {
     let result = async {
         run(Command::new("mkfs.ext4").args(["-F", "-q", &dev]))?;
         run(Command::new("mount").arg(&dev).arg(&plain_mnt))?;
-        jobs(&ferry_mnt, &plain_mnt, size, secs)
+        jobs(&ferry_mnt, &plain_mnt, size, secs)?;
+        // Room for the database: fio's file goes.
+        for m in [&ferry_mnt, &plain_mnt] {
+            let _ = std::fs::remove_file(m.join("bench.dat"));
+        }
+        run(&mut Command::new("fstrim").arg(&ferry_mnt)).ok();
+        pgbench(&ferry_mnt, &plain_mnt)
     }
     .await;
     let log = plugin
@@ -121,6 +144,9 @@ async fn main() -> Result<(), BoxError> {
         .join(&vol.volume_id)
         .join("server.log");
     let _ = std::fs::copy(log, base.join("server.log"));
+    if let Err(e) = &result {
+        eprintln!("benchmark failed: {e}");
+    }
     let _ = Command::new("umount").arg(&plain_mnt).status();
     let _ = Command::new("losetup").args(["-d", &dev]).status();
     node.node_unpublish_volume(NodeUnpublishVolumeRequest {
@@ -220,4 +246,123 @@ fn fio(dir: &Path, name: &str, args: &[&str]) -> Result<(f64, f64), BoxError> {
         side["bw_bytes"].as_f64().unwrap_or(0.0),
         side["iops"].as_f64().unwrap_or(0.0),
     ))
+}
+
+/// pgbench on a PostgreSQL cluster on each mount, interleaved rounds; prints TPS.
+fn pgbench(ferry: &Path, plain: &Path) -> Result<(), BoxError> {
+    let only = std::env::var("FERRY_BENCH_JOBS").unwrap_or_default();
+    if !only.is_empty() && !only.split(',').any(|o| o == "pgbench") {
+        return Ok(());
+    }
+    let scale = env_u64("FERRY_BENCH_PG_SCALE", 30).to_string();
+    let secs = env_u64("FERRY_BENCH_PG_SECS", 60).to_string();
+    let rounds = env_u64("FERRY_BENCH_PG_ROUNDS", 2);
+    let pg_bin = Path::new("/usr/lib/postgresql/15/bin");
+    let sides = [
+        ("ferry", ferry, 54_391u16),
+        ("plain loop", plain, 54_392u16),
+    ];
+    let as_pg = |cmd: &Path| {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(cmd);
+        c
+    };
+    let outcome = pg_rounds(&sides, &as_pg, &pg_bin, &scale, &secs, rounds);
+    // Stopped whatever happened: a server left running keeps the mounts busy.
+    for (_, mnt, _) in sides {
+        let _ = run(as_pg(&pg_bin.join("pg_ctl"))
+            .args(["-D"])
+            .arg(mnt.join("pgdata"))
+            .args(["-m", "fast", "-w", "stop"]));
+    }
+    outcome
+}
+
+type Side<'a> = (&'a str, &'a Path, u16);
+
+fn pg_rounds(
+    sides: &[Side],
+    as_pg: &dyn Fn(&Path) -> Command,
+    pg_bin: &Path,
+    scale: &str,
+    secs: &str,
+    rounds: u64,
+) -> Result<(), BoxError> {
+    for &(_, mnt, port) in sides {
+        let data = mnt.join("pgdata");
+        std::fs::create_dir_all(&data)?;
+        // The server runs as postgres: every folder above its data must let it pass.
+        for dir in data.ancestors().skip(1) {
+            if dir.as_os_str().len() > 1 {
+                run(Command::new("chmod").arg("o+x").arg(dir))?;
+            }
+        }
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&data))?;
+        run(as_pg(&pg_bin.join("initdb")).args(["-D"]).arg(&data).args([
+            "--auth=trust",
+            "-U",
+            "postgres",
+        ]))?;
+        run(as_pg(&pg_bin.join("pg_ctl"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-w", "-l"])
+            .arg(data.join("server.log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k /tmp -c listen_addresses='' -c shared_buffers=128MB"
+            ))
+            .arg("start"))?;
+        run(as_pg(Path::new("/usr/bin/pgbench")).args([
+            "-i",
+            "-q",
+            "-s",
+            scale,
+            "-h",
+            "/tmp",
+            "-p",
+            &port.to_string(),
+            "postgres",
+        ]))?;
+    }
+    let mut tps: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for (i, (_, _, port)) in sides.iter().enumerate() {
+            let out = run(as_pg(Path::new("/usr/bin/pgbench")).args([
+                "-c",
+                "4",
+                "-j",
+                "2",
+                "-T",
+                secs,
+                "-h",
+                "/tmp",
+                "-p",
+                &port.to_string(),
+                "postgres",
+            ]))?;
+            let t = out
+                .lines()
+                .find(|l| l.starts_with("tps = "))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .and_then(|v| v.parse::<f64>().ok())
+                .ok_or("pgbench printed no tps")?;
+            eprintln!("pgbench round {round} {}: {t:.0} TPS", sides[i].0);
+            tps[i].push(t);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (f, p) = (mean(&tps[0]), mean(&tps[1]));
+    println!(
+        "{:<14} {:>10.0} TPS {:>10.0} TPS {:>6.0}%   (pgbench -s {scale} -c 4 -j 2 -T {secs}, {rounds} rounds each: ferry {:?}, plain {:?})",
+        "pgbench",
+        f,
+        p,
+        f / p * 100.0,
+        tps[0].iter().map(|t| t.round()).collect::<Vec<_>>(),
+        tps[1].iter().map(|t| t.round()).collect::<Vec<_>>()
+    );
+    Ok(())
 }

@@ -12,11 +12,18 @@
 //! With `RUSTIC_BIN` set (a `rustic` binary, crates.io `rustic-rs`), rustic's backup and
 //! restore run beside restic's on the local folder.
 //!
+//! `FERRY_BENCH_SIDES` (`local,s3` by default) picks the sides. `FERRY_BENCH_S3_ENDPOINT`
+//! names an S3 server the caller runs (with its bucket `bench`) instead of moto started
+//! here; `FERRY_BENCH_LINK_STATS` the stats address of the benchmark link in front of it
+//! (`wan_link`), whose requests and bytes each tool's run is charged with; and
+//! `FERRY_BENCH_RCLONE=1` adds `rclone copy` of the image up and back, the link's floor
+//! (`hack/bench-wan.sh`).
+//!
 //! Every measured step is its own process (`ferryctl`, `restic`), timed with wait4: wall
 //! time, CPU time (user + system) and peak RSS. The ferry volume is put into its chunk
 //! stores first (not measured): that is where a ferry volume lives.
 
-use ferry_e2e::bench::{Measure, measure};
+use ferry_e2e::bench::{LinkStats, Measure, link_stats, measure};
 use ferry_store::{Codec, Store, StoreConfig, StoreOptions, VolumeOptions, VolumeSpec};
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -277,7 +284,23 @@ async fn main() -> Result<(), BoxError> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
 
-    let s3 = ferry_testkit::TestServer::start(ferry_testkit::Kind::S3).await;
+    // An S3 server: moto started here, or one the caller runs (behind a benchmark link,
+    // `hack/bench-wan.sh`) with its bucket `bench` made.
+    let sides_wanted = std::env::var("FERRY_BENCH_SIDES").unwrap_or_else(|_| "local,s3".into());
+    let external = std::env::var("FERRY_BENCH_S3_ENDPOINT").ok();
+    let s3 = match (&external, sides_wanted.contains("s3")) {
+        (None, true) => ferry_testkit::TestServer::start(ferry_testkit::Kind::S3).await,
+        _ => None,
+    };
+    let s3_endpoint = external
+        .clone()
+        .or_else(|| s3.as_ref().map(|s| s.endpoint()));
+    let s3_label = if external.is_some() {
+        "S3 over the link"
+    } else {
+        "S3 (moto)"
+    };
+    let rclone = std::env::var("FERRY_BENCH_RCLONE").is_ok_and(|v| v == "1");
     let pw = base.join("restic-password");
     std::fs::write(&pw, "bench")?;
     let env = [
@@ -294,6 +317,7 @@ async fn main() -> Result<(), BoxError> {
         c
     };
     let v1s = v1.to_string_lossy().into_owned();
+    let image_bytes = std::fs::metadata(&v1)?.len();
     // The key of the encrypted runs.
     let key_file = base.join("transfer-key");
     let key = Command::new(&ferryctl)
@@ -311,26 +335,30 @@ async fn main() -> Result<(), BoxError> {
     for round in 1..=rounds {
         let rate = synced_write_rate(&base)?;
         eprintln!("round {round}: synced writes {:.0} MB/s", rate / MB as f64);
-        let mut sides: Vec<(&str, String, String)> = vec![(
-            "local folder",
-            base.join(format!("ferry-transfer-{round}"))
-                .to_string_lossy()
-                .into_owned(),
-            base.join(format!("restic-{round}"))
-                .to_string_lossy()
-                .into_owned(),
-        )];
-        if let Some(server) = &s3 {
+        let mut sides: Vec<(&str, String, String)> = Vec::new();
+        if sides_wanted.contains("local") {
             sides.push((
-                "S3 (moto)",
+                "local folder",
+                base.join(format!("ferry-transfer-{round}"))
+                    .to_string_lossy()
+                    .into_owned(),
+                base.join(format!("restic-{round}"))
+                    .to_string_lossy()
+                    .into_owned(),
+            ));
+        }
+        if let Some(endpoint) = &s3_endpoint {
+            sides.push((
+                s3_label,
                 String::new(),
-                format!("s3:{}/bench/restic-{round}", server.endpoint()),
+                format!("s3:{endpoint}/bench/restic-{round}"),
             ));
         }
         for (side, folder, repo) in &sides {
             // restic first in odd rounds, last in even ones.
-            let restic_run = || -> Result<(Measure, Measure, u64), BoxError> {
+            let restic_run = || -> Result<(Measure, Measure, u64, Wire), BoxError> {
                 measure(&mut restic(repo, &["init", "--repository-version", "2"]))?;
+                let link0 = link_stats();
                 let bak = measure(&mut restic(
                     repo,
                     &["backup", "--compression", "auto", &v1s],
@@ -346,7 +374,8 @@ async fn main() -> Result<(), BoxError> {
                     ],
                 ))?;
                 let _ = std::fs::remove_dir_all(&restore_dir);
-                Ok((bak, rst, du(Path::new(repo))))
+                let wire = wire_since(link0);
+                Ok((bak, rst, du(Path::new(repo)), wire))
             };
             let early = if round % 2 == 1 {
                 Some(restic_run()?)
@@ -374,8 +403,10 @@ async fn main() -> Result<(), BoxError> {
                 let file_tag = tag.replace(' ', "-");
                 let tag = &tag;
                 let t = if folder.is_empty() {
-                    let server = s3.as_ref().ok_or("no S3 server")?;
-                    let mut p = server.bucket("bench").await;
+                    let mut p = match &s3 {
+                        Some(server) => server.bucket("bench").await,
+                        None => external_bucket(s3_endpoint.as_deref().ok_or("no S3")?),
+                    };
                     p.insert("root".into(), format!("/ferry-{tag}-{round}/"));
                     let cfg = base.join(format!("s3-{tag}-{round}.json"));
                     std::fs::write(&cfg, serde_json::to_vec(&p)?)?;
@@ -384,6 +415,7 @@ async fn main() -> Result<(), BoxError> {
                     format!("{folder}-{file_tag}")
                 };
                 let b_dir = base.join(format!("store-b-{file_tag}-{round}"));
+                let link0 = link_stats();
                 let exp = measure(
                     Command::new(&ferryctl)
                         .args([
@@ -425,19 +457,49 @@ async fn main() -> Result<(), BoxError> {
                 } else {
                     du(Path::new(&t))
                 };
-                rows.push((format!("ferry {tag}"), exp, imp, stored, Some(durable)));
+                let wire = wire_since(link0);
+                rows.push((
+                    format!("ferry {tag}"),
+                    exp,
+                    imp,
+                    stored,
+                    Some(durable),
+                    wire,
+                ));
                 let _ = std::fs::remove_dir_all(&b_dir);
                 if !folder.is_empty() {
                     let _ = std::fs::remove_dir_all(&t);
                 }
             }
-            let (bak, rst, repo_bytes) = match early {
+            let (bak, rst, repo_bytes, wire) = match early {
                 Some(r) => r,
                 None => restic_run()?,
             };
             let restic_sum = bak.wall + rst.wall;
             let restic_stored = if folder.is_empty() { 0 } else { repo_bytes };
-            rows.push(("restic".into(), bak, rst, restic_stored, None));
+            rows.push(("restic".into(), bak, rst, restic_stored, None, wire));
+            if let (true, true, Some(endpoint)) = (rclone, folder.is_empty(), &s3_endpoint) {
+                // The link's floor: the image file copied up and back by rclone.
+                let link0 = link_stats();
+                let rc = |args: &[&str]| {
+                    let mut c = Command::new("rclone");
+                    c.args(args)
+                        .env("RCLONE_CONFIG_LINK_TYPE", "s3")
+                        .env("RCLONE_CONFIG_LINK_PROVIDER", "Other")
+                        .env("RCLONE_CONFIG_LINK_ENDPOINT", endpoint)
+                        .env("RCLONE_CONFIG_LINK_ACCESS_KEY_ID", "test")
+                        .env("RCLONE_CONFIG_LINK_SECRET_ACCESS_KEY", "test")
+                        .env("RCLONE_CONFIG_LINK_REGION", "us-east-1");
+                    measure(&mut c)
+                };
+                let remote = format!("link:bench/rclone-{round}");
+                let up = rc(&["copy", &v1s, &remote])?;
+                let back = base.join(format!("rclone-back-{round}"));
+                let down = rc(&["copy", &remote, &back.to_string_lossy()])?;
+                let _ = std::fs::remove_dir_all(&back);
+                let wire = wire_since(link0);
+                rows.push(("rclone copy".into(), up, down, 0, None, wire));
+            }
             if let (Some(bin), false) = (&rustic, folder.is_empty()) {
                 let repo = base.join(format!("rustic-{round}"));
                 let restore_dir = base.join(format!("restore-rustic-{round}"));
@@ -455,9 +517,29 @@ async fn main() -> Result<(), BoxError> {
                 let _ = std::fs::remove_dir_all(&restore_dir);
                 let stored = du(&repo);
                 let _ = std::fs::remove_dir_all(&repo);
-                rows.push(("rustic".into(), bak, rst, stored, None));
+                rows.push(("rustic".into(), bak, rst, stored, None, Wire::default()));
             }
-            for (tool, a, b, stored, durable) in rows {
+            let rclone_sum = rows
+                .iter()
+                .find(|r| r.0 == "rclone copy")
+                .map(|r| r.1.wall + r.2.wall);
+            for (tool, a, b, stored, durable, wire) in rows {
+                if let Some(w) = wire.0 {
+                    let per_gib = |x: u64| x as f64 * (1u64 << 30) as f64 / image_bytes as f64;
+                    eprintln!(
+                        "round {round} {side} {tool}: {} requests ({:.0} per GiB of image), \
+                         {:.0} MB up and {:.0} MB down ({:.0} MB per GiB){}",
+                        w.requests,
+                        per_gib(w.requests),
+                        w.up as f64 / MB as f64,
+                        w.down as f64 / MB as f64,
+                        per_gib(w.up + w.down) / MB as f64,
+                        rclone_sum.map_or(String::new(), |r| format!(
+                            ", sum / rclone's {:.2}",
+                            (a.wall + b.wall) / r
+                        ))
+                    );
+                }
                 let sum = a.wall + b.wall;
                 let floor = durable.map(|d| d as f64 / rate);
                 let local = !folder.is_empty();
@@ -487,6 +569,9 @@ async fn main() -> Result<(), BoxError> {
         }
     }
 
+    if !sides_wanted.contains("local") {
+        return Ok(());
+    }
     // Version 2: each ferry store learns the new image (changed chunks only), then each
     // tool uploads what is new since version 1.
     println!();
@@ -542,6 +627,29 @@ async fn main() -> Result<(), BoxError> {
         bak2.wall, bak2.cpu
     );
     Ok(())
+}
+
+/// What the benchmark link carried for one tool (nothing without a link).
+#[derive(Clone, Copy, Default)]
+struct Wire(Option<LinkStats>);
+
+fn wire_since(before: Option<LinkStats>) -> Wire {
+    Wire(before.zip(link_stats()).map(|(b, a)| a.since(&b)))
+}
+
+/// Settings of bucket `bench` of an S3 server the caller runs (made by the caller).
+fn external_bucket(endpoint: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        ("backend", "s3"),
+        ("bucket", "bench"),
+        ("endpoint", endpoint),
+        ("region", "us-east-1"),
+        ("accessKeyId", "test"),
+        ("secretAccessKey", "test"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 /// This disk's rate of durable writes: 1 GiB written in 8 MiB blocks and synced, in

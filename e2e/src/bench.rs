@@ -65,3 +65,50 @@ pub fn measure(cmd: &mut Command) -> Result<Measure, BoxError> {
 pub fn tempfile_path(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ferry-bench-{tag}-{}", std::process::id()))
 }
+
+/// What a benchmark link (`e2e/examples/wan_link.rs`) has carried so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinkStats {
+    /// Bytes from clients to the server.
+    pub up: u64,
+    /// Bytes from the server to clients.
+    pub down: u64,
+    /// HTTP requests.
+    pub requests: u64,
+}
+
+impl LinkStats {
+    /// What was carried between `before` and `self`.
+    pub fn since(&self, before: &LinkStats) -> LinkStats {
+        LinkStats {
+            up: self.up - before.up,
+            down: self.down - before.down,
+            requests: self.requests - before.requests,
+        }
+    }
+}
+
+/// The counts of the link whose stats address is in `FERRY_BENCH_LINK_STATS`, if any.
+pub fn link_stats() -> Option<LinkStats> {
+    use std::io::{Read, Write};
+    let addr = std::env::var("FERRY_BENCH_LINK_STATS").ok()?;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let body = out.split("\r\n\r\n").nth(1)?;
+    let field = |name: &str| -> Option<u64> {
+        let at = body.find(&format!("\"{name}\":"))? + name.len() + 3;
+        body[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect::<String>()
+            .parse()
+            .ok()
+    };
+    Some(LinkStats {
+        up: field("up")?,
+        down: field("down")?,
+        requests: field("requests")?,
+    })
+}

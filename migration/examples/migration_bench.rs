@@ -321,9 +321,17 @@ async fn main() -> Result<(), BoxError> {
     );
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base)?;
-    let server = ferry_testkit::TestServer::start(ferry_testkit::Kind::S3)
-        .await
-        .ok_or("moto is not installed: run hack/install-test-servers.sh")?;
+    // FERRY_BENCH_S3_ENDPOINT: an S3 server the caller runs (bucket `bench`), behind the
+    // benchmark link of hack/bench-wan.sh; else moto on loopback.
+    let external = std::env::var("FERRY_BENCH_S3_ENDPOINT").ok();
+    let server = match external {
+        Some(_) => None,
+        None => Some(
+            ferry_testkit::TestServer::start(ferry_testkit::Kind::S3)
+                .await
+                .ok_or("moto is not installed: run hack/install-test-servers.sh")?,
+        ),
+    };
     println!(
         "{volumes} volumes of {mib} MiB (half random, half text), chunk {} KiB, folder chunk \
          stores, transfer store moto S3 on loopback; {} cores",
@@ -348,7 +356,21 @@ async fn main() -> Result<(), BoxError> {
             async move { Store::open(&c, StoreOptions::default()).await }
         };
         let (a, b) = (open("a").await?, open("b").await?);
-        let mut transfer = server.bucket(&format!("migration-{run}")).await;
+        let mut transfer = match (&server, &external) {
+            (Some(server), _) => server.bucket(&format!("migration-{run}")).await,
+            (None, Some(e)) => [
+                ("backend", "s3"),
+                ("bucket", "bench"),
+                ("endpoint", e.as_str()),
+                ("region", "us-east-1"),
+                ("accessKeyId", "test"),
+                ("secretAccessKey", "test"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            (None, None) => return Err("no S3 server".into()),
+        };
         transfer.insert("root".into(), format!("/run-{run}/"));
         let (src, dst) = clusters(&transfer);
         let (ns, count) = if alone.is_none() {

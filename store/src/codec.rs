@@ -26,7 +26,7 @@ const HEADER: usize = 12;
 const MAX_RAW: usize = 64 << 20;
 
 /// What a blob holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     /// A volume chunk.
     Chunk = 1,

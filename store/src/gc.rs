@@ -14,12 +14,15 @@
 //! `Blobs::put_blob` remain as a second line for writers of older builds. If any root cannot
 //! be read, or any hold record cannot be parsed, the run stops before deleting.
 
+use crate::codec::Kind;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::holds::{Lifeline, SweepRecord, record_ttl};
 use crate::layout;
 use crate::records::{self, GenRecord, RECORD_FORMAT, SnapshotRecord};
+use crate::repack::{self, Live, Stored};
 use crate::store::Store;
+use crate::torn::Unreadable;
 use crate::tree;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -38,17 +41,26 @@ pub struct GcReport {
     pub live_chunks: usize,
     /// Pages reachable.
     pub live_pages: usize,
-    /// Objects deleted by this run (would be, in a dry run).
+    /// Chunks and pages deleted by this run (would be, in a dry run): unreachable blobs in
+    /// the packs and single-blob objects it deleted.
     pub deleted: usize,
-    /// Stored bytes of the objects deleted.
+    /// Stored bytes of the objects (packs, single-blob objects) deleted.
     pub deleted_bytes: u64,
-    /// Condemned objects kept because a writer wrote them again or a root or hold names
-    /// them again.
+    /// Condemned chunks and pages kept because a writer wrote them again or a root or hold
+    /// names them again (their pack stays, or is deleted only because another kept pack
+    /// holds them too).
     pub revived: usize,
-    /// Objects condemned for the next run.
+    /// Chunks and pages in the objects condemned for the next run.
     pub condemned: usize,
     /// Stored bytes of the objects condemned.
     pub condemned_bytes: u64,
+    /// Packs deleted.
+    pub packs_deleted: usize,
+    /// Packs (and single-blob objects of a format-1 store, folded) whose live blobs this run
+    /// copied into new packs, then condemned.
+    pub repacked: usize,
+    /// Bytes of the new packs written by repacking.
+    pub repacked_bytes: u64,
     /// Seconds until the condemned list may be acted on, when this run found it too young.
     pub next_sweep_in: Option<Duration>,
     /// How long the run took.
@@ -84,6 +96,16 @@ impl Store {
     /// # Errors
     /// As [`Store::gc`].
     pub async fn gc_with(&self, opts: GcOptions) -> Result<GcReport> {
+        self.gc_repacking(opts, repack::REPACK_BELOW).await
+    }
+
+    /// Runs one GC pass with `opts`, repacking packs whose live share of frame bytes is
+    /// under `below` (a default run repacks those under half live; 1.0 repacks every pack
+    /// that holds anything unreachable).
+    ///
+    /// # Errors
+    /// As [`Store::gc`].
+    pub async fn gc_repacking(&self, opts: GcOptions, below: f64) -> Result<GcReport> {
         let clock = Instant::now();
         let mut report = GcReport {
             dry_run: opts.dry_run,
@@ -120,7 +142,14 @@ impl Store {
             None
         };
         let outcome = self
-            .mark_and_delete(&mut report, old, sweep.as_ref(), opts, started, grace)
+            .mark_and_delete(
+                &mut report,
+                old,
+                sweep.as_ref(),
+                (opts, below),
+                started,
+                grace,
+            )
             .await;
         if let Some(s) = sweep {
             s.end().await;
@@ -147,7 +176,7 @@ impl Store {
         report: &mut GcReport,
         old: Option<(Condemned, SystemTime)>,
         sweep: Option<&Sweep>,
-        opts: GcOptions,
+        (opts, below): (GcOptions, f64),
         started: SystemTime,
         grace: Duration,
     ) -> Result<()> {
@@ -155,6 +184,8 @@ impl Store {
         // root the mark will find.
         let (held_blobs, held_roots, holds) = self.held(!opts.dry_run).await?;
         report.holds = holds;
+        // The packs as they are now: the mark reads pages from them.
+        self.blobs().index().refresh(self.objects()).await?;
         let (mut pages, mut chunks) = self.mark(report, &held_roots).await?;
         for h in held_blobs {
             pages.insert(h);
@@ -162,63 +193,39 @@ impl Store {
         }
         report.live_pages = pages.len();
         report.live_chunks = chunks.len();
-        let live = |path: &str| match layout::hash_of_path(path) {
-            Some(h) if path.starts_with(layout::CHUNKS) => chunks.contains(&h),
-            Some(h) if path.starts_with(layout::TREES) => pages.contains(&h),
-            _ => false,
-        };
+        let live = Live { chunks, pages };
+        let mut objects = Stored::list(self).await?;
 
         if let Some((old, condemned_at)) = old {
-            for path in &old.paths {
-                if live(path) {
-                    report.revived += 1;
-                    continue;
-                }
-                let Some(meta) = self.objects().stat(path).await? else {
-                    continue;
-                };
-                if meta.modified.is_some_and(|m| m > condemned_at) {
-                    report.revived += 1;
-                    continue; // written again since: a writer revived it
-                }
-                if let Some(s) = sweep {
-                    s.check()?;
-                }
-                if !opts.dry_run {
-                    self.objects().delete(path).await?;
-                }
-                report.deleted += 1;
-                report.deleted_bytes += meta.size;
-            }
+            self.delete_condemned(report, &live, &mut objects, &old, condemned_at, sweep, opts)
+                .await?;
         }
 
+        let old_enough = |modified: Option<SystemTime>| match modified {
+            Some(m) => started.duration_since(m).is_ok_and(|age| age >= grace),
+            // Without a write time (the memory service) age is unknown: only a zero grace
+            // period condemns.
+            None => grace.is_zero(),
+        };
+        let layout = self.blobs().layout().await?;
+        let plan = repack::plan(&objects, &live, layout, below, &old_enough);
         let mut paths = Vec::new();
-        for dir in [layout::CHUNKS, layout::TREES, layout::TMP] {
-            for obj in self.objects().list(dir).await? {
-                if live(&obj.path) {
-                    continue;
-                }
-                let modified = match obj.modified {
-                    Some(m) => Some(m),
-                    None => self
-                        .objects()
-                        .stat(&obj.path)
-                        .await?
-                        .and_then(|m| m.modified),
-                };
-                // Without a write time (the memory service) age is unknown: only a zero
-                // grace period condemns.
-                let old_enough = match modified {
-                    Some(m) => started.duration_since(m).is_ok_and(|age| age >= grace),
-                    None => grace.is_zero(),
-                };
-                if old_enough {
-                    report.condemned_bytes += obj.size;
-                    paths.push(obj.path);
-                }
-            }
+        for o in &plan.condemn {
+            report.condemned += o.blobs.len().max(1);
+            report.condemned_bytes += o.size;
+            paths.push(o.path.clone());
         }
-        report.condemned = paths.len();
+        report.repacked = plan.repack.len();
+        if !opts.dry_run && !plan.repack.is_empty() {
+            report.repacked_bytes = repack::copy_live(self, &plan.repack, &live, &objects).await?;
+        }
+        for o in &plan.repack {
+            // Superseded: what is live in it now lives in a new pack too.
+            report.condemned += o.blobs.len();
+            report.condemned_bytes += o.size;
+            paths.push(o.path.clone());
+        }
+        objects.clear();
         if opts.dry_run {
             return Ok(());
         }
@@ -235,6 +242,57 @@ impl Store {
             .await
     }
 
+    /// Deletes what the previous run condemned, where that is still safe: an object whose
+    /// blobs are all unreachable now, or whose reachable blobs another object that stays
+    /// holds too (a repacked pack, a folded single-blob object). Objects are taken one by
+    /// one against the set of those that stay, which only grows, so no blob loses its last
+    /// copy.
+    #[allow(clippy::too_many_arguments)]
+    async fn delete_condemned(
+        &self,
+        report: &mut GcReport,
+        live: &Live,
+        objects: &mut Stored,
+        old: &Condemned,
+        condemned_at: SystemTime,
+        sweep: Option<&Sweep>,
+        opts: GcOptions,
+    ) -> Result<()> {
+        let condemned: HashSet<&str> = old.paths.iter().map(String::as_str).collect();
+        let mut kept = objects.blobs_outside(&condemned);
+        let mut gone = HashSet::new();
+        for path in &old.paths {
+            let Some(o) = objects.get(path) else {
+                continue; // deleted already
+            };
+            if o.modified.is_some_and(|m| m > condemned_at) {
+                // Written again since (a single-blob object revived by a writer).
+                report.revived += o.blobs.len().max(1);
+                kept.extend(o.blobs.iter().copied());
+                continue;
+            }
+            let needed: Vec<&(Kind, Hash)> = o.blobs.iter().filter(|b| live.has(b)).collect();
+            if needed.iter().any(|b| !kept.contains(b)) {
+                report.revived += needed.len();
+                kept.extend(o.blobs.iter().copied());
+                continue;
+            }
+            if let Some(s) = sweep {
+                s.check()?;
+            }
+            if !opts.dry_run {
+                self.objects().delete(path).await?;
+            }
+            report.revived += needed.len();
+            report.deleted += o.blobs.len().max(1) - needed.len();
+            report.deleted_bytes += o.size;
+            report.packs_deleted += usize::from(o.pack);
+            gone.insert(path.clone());
+        }
+        objects.remove(&gone);
+        Ok(())
+    }
+
     async fn mark(
         &self,
         report: &mut GcReport,
@@ -248,7 +306,20 @@ impl Store {
                 };
                 match records::decode::<GenRecord>(&obj.path, &bytes) {
                     Ok(g) => roots.push(g.root),
-                    Err(Error::Corrupt { .. }) => {} // torn, never committed
+                    Err(e @ Error::Corrupt { .. }) => {
+                        match self.unreadable(&obj.path, &bytes, e).await? {
+                            // A dead writer's torn commit: never a root.
+                            Unreadable::Torn { young: false } => {}
+                            // A root may be in it: mark nothing, delete nothing.
+                            Unreadable::Torn { young: true } => {
+                                return Err(Error::Unavailable(format!(
+                                    "generation record {} is being written; GC deletes nothing                                      this run",
+                                    obj.path
+                                )));
+                            }
+                            Unreadable::Refused(e) => return Err(unreadable_root(e)),
+                        }
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -257,7 +328,7 @@ impl Store {
             let Some(bytes) = self.objects().get(&obj.path).await? else {
                 continue;
             };
-            let s: SnapshotRecord = records::decode(&obj.path, &bytes)?;
+            let s: SnapshotRecord = records::decode(&obj.path, &bytes).map_err(unreadable_root)?;
             roots.push(s.root);
         }
         report.roots = roots.len() + held_roots.len();
@@ -333,6 +404,20 @@ impl Sweep {
         if let Err(e) = self.store.objects().delete(&layout::sweep(&self.id)).await {
             tracing::warn!(error = %e, "removing the sweep record failed; it will expire");
         }
+    }
+}
+
+/// A root record GC cannot read: the run stops before deleting anything, naming it.
+fn unreadable_root(e: Error) -> Error {
+    match e {
+        Error::Corrupt { path, reason } => Error::Corrupt {
+            path,
+            reason: format!(
+                "{reason}; GC deletes nothing while a root cannot be read (repair or remove \
+                 the record, or run a build that reads it)"
+            ),
+        },
+        e => e,
     }
 }
 

@@ -328,8 +328,8 @@ impl VolumeHandle {
     /// generation of another writer. From here on a flush writes a journal record.
     ///
     /// # Errors
-    /// [`Error::Conflict`] when the volume keeps moving, [`Error::Unavailable`] while the
-    /// last journal record is still being written; backend errors.
+    /// [`Error::Conflict`] when the volume keeps moving, [`Error::Corrupt`] naming a damaged
+    /// journal record (nothing is taken up past it); backend errors.
     pub async fn fence(&self) -> Result<GenRecord> {
         let _commits = self.commits.lock().await;
         let mut st = self.state.lock().await;
@@ -580,13 +580,21 @@ impl VolumeHandle {
         Ok(self.store.blobs().get_chunk(&h).await?.as_ref().clone())
     }
 
-    /// Uploads every dirty chunk (hashing and compressing on the blocking pool, uploads in
-    /// parallel), remembering their names for the next commit. The names go into the
+    /// Uploads every dirty chunk (hashing and compressing on the blocking pool) as one pack
+    /// or a few, remembering their names for the next commit. The names go into the
     /// handle's GC hold before the store is asked whether it has them.
     async fn seal(&self, st: &mut State) -> Result<()> {
-        if st.dirty.is_empty() {
-            return Ok(());
-        }
+        self.store_dirty(st, |_| Ok(Vec::new())).await.map(|_| ())
+    }
+
+    /// Hashes and encodes every dirty chunk; `more` then names the tree pages to store with
+    /// them (from the chunk names each index will hold). Holds chunks and pages, stores what
+    /// the store lacks in one batch, and records the chunks as sealed. On failure the
+    /// writes stay dirty for a later try. Returns the page bytes written.
+    async fn store_dirty<F>(&self, st: &mut State, more: F) -> Result<u64>
+    where
+        F: FnOnce(&BTreeMap<u64, Hash>) -> Result<Vec<tree::NewPage>>,
+    {
         let dirty = std::mem::take(&mut st.dirty);
         let policy = self.policy;
         let width = self.store.options().concurrency;
@@ -614,28 +622,35 @@ impl VolumeHandle {
                 st.dirty.insert(idx, buf);
             }
         };
-        let hashes: Vec<Hash> = encoded
-            .iter()
-            .filter_map(|(_, e)| e.as_ref().map(|e| e.hash))
-            .collect();
-        if let Err(e) = self.protect(st, &hashes).await {
-            drop(encoded);
-            restore(st, kept);
-            return Err(e);
+        let mut names: BTreeMap<u64, Hash> = st.sealed.clone();
+        for (idx, e) in &encoded {
+            names.insert(*idx, e.as_ref().map_or(Hash::ZERO, |e| e.hash));
         }
-        let results = fan_out(encoded, width, |(idx, enc)| {
-            let store = self.store.clone();
-            async move {
-                let Some(enc) = enc else {
-                    return Ok((idx, Hash::ZERO, None));
-                };
-                let h = enc.hash;
-                let out = store.blobs().put_encoded(enc).await?;
-                Ok((idx, h, Some(out)))
-            }
-        })
+        let stored = async {
+            let pages = more(&names)?;
+            let mut held: Vec<Hash> = encoded
+                .iter()
+                .filter_map(|(_, e)| e.as_ref().map(|e| e.hash))
+                .collect();
+            held.extend(pages.iter().map(|p| p.hash()));
+            self.protect(st, &held).await?;
+            Ok::<_, Error>(pages)
+        }
         .await;
-        let results = match results {
+        let pages = match stored {
+            Ok(p) => p,
+            Err(e) => {
+                drop(encoded);
+                restore(st, kept);
+                return Err(e);
+            }
+        };
+        let (zeros, chunks): (Vec<_>, Vec<_>) = encoded.into_iter().partition(|(_, e)| e.is_none());
+        let idxs: Vec<u64> = chunks.iter().map(|(i, _)| *i).collect();
+        let chunks: Vec<Encoded> = chunks.into_iter().filter_map(|(_, e)| e).collect();
+        let hashes: Vec<Hash> = chunks.iter().map(|e| e.hash).collect();
+        let pages = pages.into_iter().map(tree::NewPage::into_parts).collect();
+        let (outcomes, page_bytes) = match self.store.blobs().put_new(chunks, pages).await {
             Ok(r) => r,
             Err(e) => {
                 // Keep the writes: a later flush tries again.
@@ -644,17 +659,20 @@ impl VolumeHandle {
             }
         };
         drop(kept);
-        for (idx, h, out) in results {
+        for (idx, _) in zeros {
+            st.sealed.insert(idx, Hash::ZERO);
+            st.report.chunks_skipped += 1;
+        }
+        for ((idx, h), o) in idxs.into_iter().zip(hashes).zip(outcomes) {
             st.sealed.insert(idx, h);
-            match out {
-                Some(o) if o.uploaded => {
-                    st.report.chunks_uploaded += 1;
-                    st.report.bytes_stored += o.stored_bytes;
-                }
-                _ => st.report.chunks_skipped += 1,
+            if o.uploaded {
+                st.report.chunks_uploaded += 1;
+                st.report.bytes_stored += o.stored_bytes;
+            } else {
+                st.report.chunks_skipped += 1;
             }
         }
-        Ok(())
+        Ok(page_bytes)
     }
 
     /// Adds blobs to the handle's GC hold, taking one first if it has none.
@@ -662,12 +680,13 @@ impl VolumeHandle {
         if blobs.is_empty() {
             return Ok(());
         }
-        if st.hold.is_none() {
-            st.hold = Some(self.store.hold(&format!("volume {}", self.id)).await?);
-        }
         match &st.hold {
             Some(h) => h.protect(blobs, &[]).await,
-            None => Ok(()),
+            None => {
+                let owner = format!("volume {}", self.id);
+                st.hold = Some(self.store.hold_protecting(&owner, blobs).await?);
+                Ok(())
+            }
         }
     }
 
@@ -839,8 +858,8 @@ impl VolumeHandle {
             }),
             None => st.base_pos.clone(),
         };
-        self.seal(st).await?;
-        if st.sealed.is_empty()
+        if st.dirty.is_empty()
+            && st.sealed.is_empty()
             && st.size == st.head.size_bytes
             && (st.journal.is_none() || pos == st.head.journal)
         {
@@ -901,19 +920,30 @@ impl VolumeHandle {
         Ok(report)
     }
 
-    /// Uploads the dirty chunks and the tree pages over them; the root they make. The new
-    /// objects are in the handle's hold.
+    /// Uploads the dirty chunks and the tree pages over them, in one pack where they fit;
+    /// the root they make. The new objects are in the handle's hold.
     async fn prepare_root(&self, st: &mut State) -> Result<(Hash, u64)> {
-        self.seal(st).await?;
-        let changes: Vec<(u64, Hash)> = st.sealed.iter().map(|(i, h)| (*i, *h)).collect();
-        if changes.is_empty() {
+        if st.dirty.is_empty() && st.sealed.is_empty() {
             return Ok((st.head.root, 0));
         }
         let blobs = self.store.blobs();
-        let (root, pages) = tree::update(blobs, st.head.root, &changes).await?;
-        let page_hashes: Vec<Hash> = pages.iter().map(|p| p.hash()).collect();
-        self.protect(st, &page_hashes).await?;
-        let page_bytes = tree::upload(&self.store, pages, self.store.options().concurrency).await?;
+        let base = st.head.root;
+        // The pages over the head's tree with every sealed and dirty chunk in place: the
+        // head's pages are read first (they are committed), so the closure below only builds.
+        let mut all: Vec<u64> = st.sealed.keys().copied().collect();
+        all.extend(st.dirty.keys().copied());
+        all.sort_unstable();
+        all.dedup();
+        let paths = tree::pages_over(blobs, base, &all).await?;
+        let mut root = base;
+        let page_bytes = self
+            .store_dirty(st, |names| {
+                let changes: Vec<(u64, Hash)> = names.iter().map(|(i, h)| (*i, *h)).collect();
+                let (r, pages) = tree::update_from(&paths, base, &changes)?;
+                root = r;
+                Ok(pages)
+            })
+            .await?;
         if let Some(h) = &st.hold {
             h.check()?;
         }

@@ -7,6 +7,7 @@ use crate::journal::JournalPos;
 use crate::layout;
 use crate::records::{self, GenRecord, RECORD_FORMAT};
 use crate::store::Store;
+use crate::torn::Unreadable;
 
 impl Store {
     /// The newest valid generation of volume `id`.
@@ -31,8 +32,14 @@ impl Store {
                 };
                 match records::decode::<GenRecord>(&path, &bytes) {
                     Ok(rec) => return Ok(rec),
-                    // A torn record of a writer that died before its commit returned.
-                    Err(Error::Corrupt { .. }) => continue,
+                    Err(e @ Error::Corrupt { .. }) => {
+                        match self.unreadable(&path, &bytes, e).await? {
+                            // A writer that died before its commit returned.
+                            Unreadable::Torn { .. } => continue,
+                            // Damaged, or a newer build's: the volume is not older than it.
+                            Unreadable::Refused(e) => return Err(e),
+                        }
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -58,7 +65,10 @@ impl Store {
         };
         match records::decode::<GenRecord>(&path, &bytes) {
             Ok(rec) => Ok(Some(rec)),
-            Err(Error::Corrupt { .. }) => Ok(None),
+            Err(e @ Error::Corrupt { .. }) => match self.unreadable(&path, &bytes, e).await? {
+                Unreadable::Torn { .. } => Ok(None),
+                Unreadable::Refused(e) => Err(e),
+            },
             Err(e) => Err(e),
         }
     }
@@ -148,10 +158,12 @@ impl Store {
                     }
                     // Skip a torn record only when old: a young one may be a concurrent
                     // writer's commit still in progress.
-                    Err(Error::Corrupt { .. })
-                        if self.objects().older_than(&path, TORN_AFTER).await? =>
-                    {
-                        target += 1
+                    Err(e @ Error::Corrupt { .. }) => {
+                        match self.unreadable(&path, &bytes, e).await? {
+                            Unreadable::Torn { young: false } => target += 1,
+                            Unreadable::Torn { young: true } => return Err(conflict(id, target)),
+                            Unreadable::Refused(e) => return Err(e),
+                        }
                     }
                     _ => return Err(conflict(id, target)),
                 },
@@ -183,9 +195,6 @@ impl Store {
 
 /// Listings of a volume's generations tried before giving up on a moving head.
 const HEAD_ATTEMPTS: usize = 16;
-
-/// Age after which a create-if-absent record that does not parse is taken as torn.
-pub(crate) const TORN_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn gen_record(
     id: &str,

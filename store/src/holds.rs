@@ -203,15 +203,35 @@ impl Store {
     /// # Errors
     /// Backend errors writing the hold record.
     pub async fn hold(&self, owner: &str) -> Result<Hold> {
+        self.hold_blobs(owner, &[]).await
+    }
+
+    /// Takes a hold on `blobs` with one record write, then as [`Hold::protect`] waits out
+    /// sweeps that may have read the holds before it. What a writer with new blobs to
+    /// upload takes: one write, not one for the empty hold and one for its names.
+    ///
+    /// # Errors
+    /// Backend errors; [`Error::Unavailable`] when the hold could not be kept alive.
+    pub async fn hold_protecting(&self, owner: &str, blobs: &[Hash]) -> Result<Hold> {
+        let hold = self.hold_blobs(owner, blobs).await?;
+        if !blobs.is_empty() {
+            self.wait_for_sweeps().await?;
+            hold.check()?;
+        }
+        Ok(hold)
+    }
+
+    async fn hold_blobs(&self, owner: &str, blobs: &[Hash]) -> Result<Hold> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let ttl = record_ttl(self);
         let now = records::now_ms();
+        let set: BTreeSet<Hash> = blobs.iter().copied().filter(|h| !h.is_zero()).collect();
         let record = HoldRecord {
             format: RECORD_FORMAT,
             owner: owner.to_string(),
             created_ms: now,
             expires_ms: now + ttl.as_millis() as u64,
-            blobs: Vec::new(),
+            blobs: set.iter().copied().collect(),
             roots: Vec::new(),
         };
         let started = Instant::now();
@@ -220,7 +240,7 @@ impl Store {
             .await?;
         let state = Arc::new(Mutex::new(HoldState {
             record,
-            blobs: BTreeSet::new(),
+            blobs: set,
             roots: BTreeSet::new(),
         }));
         let life = Lifeline::start(self.objects().clone(), layout::hold(&id), ttl, started, {

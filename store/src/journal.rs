@@ -17,10 +17,11 @@
 //! fails its next append, and nothing it acknowledged is after the seal. A seal record is
 //! never pruned while the volume exists, so a stale writer cannot append where it was.
 //!
-//! Each record carries the SHA-256 of its bytes. A record that does not verify is one whose
-//! writer died before its write returned (a folder's create-if-absent is not atomic): when
-//! older than [`crate::heads::TORN_AFTER`] it ends the journal like a seal; a young one may
-//! still be in progress and makes a reader wait.
+//! Each record carries the SHA-256 of its bytes. On an object store a record is written
+//! whole by create-if-absent, so one that does not verify is damage: reading the journal
+//! (and so taking the volume up) fails naming it, and nothing past it is dropped. On a local
+//! folder a frame cut short or failing its checksum ends its segment: its write never
+//! returned (see [`crate::journal_log`]).
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -265,6 +266,7 @@ impl Store {
     ) -> Result<Option<String>> {
         let bytes = encode_data(seq, ops)?;
         if let Some(root) = self.objects().fs_root() {
+            self.objects().count_write();
             let dir = local::join(root, &layout::journal(id, name));
             let segment = segment.map(str::to_string);
             return local::blocking(move || {
@@ -291,8 +293,8 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Conflict`] when the records were pruned under the reader (the head moved:
-    /// read it again); [`Error::Unavailable`] for a young unreadable record (a write in
-    /// progress); [`Error::Corrupt`] for a damaged record in the middle; backend errors.
+    /// read it again); [`Error::Corrupt`] naming a damaged record (on an object store,
+    /// where a record is written whole); backend errors.
     pub(crate) async fn journal_tail(
         &self,
         head: &GenRecord,
@@ -360,21 +362,18 @@ impl Store {
                     tail.sealed = true;
                     break;
                 }
-                Err(Error::Corrupt { .. })
-                    if self
-                        .objects()
-                        .older_than(&path, crate::heads::TORN_AFTER)
-                        .await? =>
-                {
-                    // Its writer died before the write returned: nothing after it was
-                    // acknowledged, and no writer appends past it.
-                    tail.sealed = true;
-                    break;
-                }
+                // Create-if-absent writes an object store's record whole: one that does
+                // not verify is damage, not a torn end, and the records after it were
+                // acknowledged. Nothing is sealed or replayed past it.
                 Err(Error::Corrupt { reason, .. }) => {
-                    return Err(Error::Unavailable(format!(
-                        "volume {id}: journal record {seq} is being written ({reason}); try again"
-                    )));
+                    return Err(Error::Corrupt {
+                        path,
+                        reason: format!(
+                            "volume {id}: journal record {seq} is damaged ({reason}); the \
+                             journal is not taken up past it, so no acknowledged write after \
+                             it is dropped: restore the record from a copy of the store"
+                        ),
+                    });
                 }
                 Err(e) => return Err(e),
             }

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! ferry-store.json                      store marker: format version
-//! chunks/<h0h1>/<hash>                  chunk blobs (immutable)
-//! trees/<h0h1>/<hash>                   tree page blobs (immutable)
+//! packs/<p0p1>/<pack id>                packs of chunks and tree pages (format 2, immutable)
+//! chunks/<h0h1>/<hash>                  chunk blobs, one object each (format 1, immutable)
+//! trees/<h0h1>/<hash>                   tree page blobs, one object each (format 1)
 //! volumes/<id>/volume.json              volume record
 //! volumes/<id>/gens/<generation>.json   root pointer generations (compare-and-swap)
 //! volumes/<id>/lease/<sequence>.json    single-writer lease steps (compare-and-swap)
@@ -24,7 +25,9 @@ use crate::hash::Hash;
 
 /// The store marker.
 pub const MARKER: &str = "ferry-store.json";
-/// Folder of chunks.
+/// Folder of packs.
+pub const PACKS: &str = "packs/";
+/// Folder of chunks stored one object each (format 1).
 pub const CHUNKS: &str = "chunks/";
 /// Folder of tree pages.
 pub const TREES: &str = "trees/";
@@ -51,6 +54,17 @@ pub fn hold(id: &str) -> String {
 /// A sweep's record.
 pub fn sweep(id: &str) -> String {
     format!("{GC_SWEEPS}{id}.json")
+}
+
+/// A pack's path.
+pub fn pack(id: &str) -> String {
+    format!("{PACKS}{}/{id}", &id[..2.min(id.len())])
+}
+
+/// The pack id in a path under [`PACKS`] (32 hex digits).
+pub fn pack_id_of_path(path: &str) -> Option<&str> {
+    let id = path.strip_prefix(PACKS)?.rsplit('/').next()?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
 }
 
 /// A chunk's path.

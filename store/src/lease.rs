@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::records::{self, GenRecord, LeaseRecord, LeaseStart, RECORD_FORMAT};
 use crate::store::Store;
+use crate::torn::Unreadable;
 use std::time::Duration;
 
 impl Store {
@@ -42,7 +43,12 @@ impl Store {
             };
             match records::decode::<LeaseRecord>(&path, &bytes) {
                 Ok(rec) => return Ok(Some(rec)),
-                Err(Error::Corrupt { .. }) => continue,
+                Err(e @ Error::Corrupt { .. }) => match self.unreadable(&path, &bytes, e).await? {
+                    // A step whose writer died while creating it was never taken.
+                    Unreadable::Torn { .. } => continue,
+                    // A newer build's step, or damage: the lease is not what older steps say.
+                    Unreadable::Refused(e) => return Err(e),
+                },
                 Err(e) => return Err(e),
             }
         }

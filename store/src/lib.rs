@@ -34,16 +34,20 @@ mod lease;
 mod local;
 mod names;
 mod objects;
+pub mod pack;
+pub mod pack_index;
 mod pause;
 pub mod process_memory;
 pub mod records;
+mod repack;
 mod root_check;
 pub mod snapshots;
 mod store;
+mod torn;
 pub mod tree;
 pub mod volumes;
 
-pub use blobs::{Encoded, Frame};
+pub use blobs::{Encoded, Frame, PackWriter};
 pub use codec::{Codec, CodecPolicy, Kind};
 pub use config::{Backend, StoreConfig, StoreOptions, VolumeOptions};
 pub use error::{Error, Result};
@@ -52,7 +56,7 @@ pub use handle::{FlushReport, VolumeHandle};
 pub use hash::Hash;
 pub use holds::{Hold, Lifeline};
 pub use journal::{JournalPos, JournalState};
-pub use objects::{ObjectMeta, Objects};
+pub use objects::{ObjectMeta, Objects, Requests};
 pub use records::{
     GenRecord, GroupSnapshotRecord, ImportSource, LeaseRecord, LeaseStart, SnapshotRecord, Source,
     VolumeRecord, VolumeSpec,

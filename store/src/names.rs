@@ -3,9 +3,9 @@
 //! id, a different request `AlreadyExists`. Deleting the object frees the name.
 
 use crate::error::{Error, Result};
-use crate::heads::TORN_AFTER;
 use crate::records::{self, NameRecord, RECORD_FORMAT};
 use crate::store::Store;
+use crate::torn::Unreadable;
 use std::time::Duration;
 
 /// What a name is for.
@@ -53,13 +53,17 @@ impl Store {
             if let Some(bytes) = self.objects().get(path).await? {
                 let rec = match records::decode::<NameRecord>(path, &bytes) {
                     Ok(r) => r,
-                    Err(Error::Corrupt { .. }) => {
-                        if self.objects().older_than(path, TORN_AFTER).await? {
+                    Err(e @ Error::Corrupt { .. }) => {
+                        match self.unreadable(path, &bytes, e).await? {
                             // Torn by a create that died before answering: claim it again.
-                            self.objects().delete(path).await?;
-                        } else {
+                            Unreadable::Torn { young: false } => {
+                                self.objects().delete(path).await?
+                            }
                             // Another create of this name is writing it right now.
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Unreadable::Torn { young: true } => {
+                                tokio::time::sleep(Duration::from_millis(50)).await
+                            }
+                            Unreadable::Refused(e) => return Err(e),
                         }
                         continue;
                     }

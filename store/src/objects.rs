@@ -12,6 +12,8 @@ use crate::local;
 use futures::{StreamExt, TryStreamExt};
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// Metadata of one stored object.
@@ -25,9 +27,38 @@ pub struct ObjectMeta {
     pub modified: Option<SystemTime>,
 }
 
+/// Requests made through one [`Objects`] (and its clones) so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    /// Objects written (whole-object writes, create-if-absent, a folder's journal appends).
+    pub writes: u64,
+    /// Reads, whole or ranged.
+    pub reads: u64,
+    /// Metadata look-ups.
+    pub stats: u64,
+    /// Listings.
+    pub lists: u64,
+    /// Deletions.
+    pub deletes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    writes: AtomicU64,
+    reads: AtomicU64,
+    stats: AtomicU64,
+    lists: AtomicU64,
+    deletes: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
 /// Access to the store's objects through one opendal `Operator`.
 #[derive(Clone, Debug)]
 pub struct Objects {
+    counters: Arc<Counters>,
     op: Operator,
     /// The same operator without the retry layer, for create-if-absent: a retried
     /// conditional write cannot tell its own earlier attempt from another writer's.
@@ -126,11 +157,30 @@ impl Objects {
         );
         let fs_root = (config.backend == Backend::Fs).then(|| std::path::PathBuf::from(root));
         Ok(Objects {
+            counters: Arc::default(),
             op,
             op_once,
             backend: config.backend,
             fs_root,
         })
+    }
+
+    /// Requests made so far by this handle and its clones: what a store costs on a service
+    /// that charges per request (tests and benchmarks count them).
+    pub fn requests(&self) -> Requests {
+        let c = &self.counters;
+        Requests {
+            writes: c.writes.load(Ordering::Relaxed),
+            reads: c.reads.load(Ordering::Relaxed),
+            stats: c.stats.load(Ordering::Relaxed),
+            lists: c.lists.load(Ordering::Relaxed),
+            deletes: c.deletes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a write made beside this layer (a local folder's journal append).
+    pub(crate) fn count_write(&self) {
+        bump(&self.counters.writes, 1);
     }
 
     /// The backend kind.
@@ -148,6 +198,7 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified.
     pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        bump(&self.counters.reads, 1);
         if let Some(root) = &self.fs_root {
             let file = local::join(root, path);
             return local::blocking(move || local::read(&file)).await;
@@ -164,6 +215,7 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified; a range past the end is [`Error::Corrupt`].
     pub async fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        bump(&self.counters.reads, 1);
         if let Some(root) = &self.fs_root {
             let file = local::join(root, path);
             return local::blocking(move || local::read_range(&file, offset, len)).await;
@@ -184,6 +236,7 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified ([`Error::StoreFull`] when out of space).
     pub async fn put(&self, path: &str, data: Vec<u8>) -> Result<()> {
+        bump(&self.counters.writes, 1);
         if let Some(root) = &self.fs_root {
             let file = local::join(root, path);
             let tmp = local::join(root, &format!("tmp/{}", uuid::Uuid::new_v4().simple()));
@@ -200,6 +253,7 @@ impl Objects {
     /// The first backend failure, classified; objects written before it stay.
     pub async fn put_many(&self, items: Vec<(String, Vec<u8>)>) -> Result<()> {
         if let Some(root) = &self.fs_root {
+            bump(&self.counters.writes, items.len() as u64);
             let root = root.clone();
             let files = items
                 .into_iter()
@@ -220,6 +274,7 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified.
     pub async fn put_if_absent(&self, path: &str, data: Vec<u8>) -> Result<bool> {
+        bump(&self.counters.writes, 1);
         if let Some(root) = &self.fs_root {
             let file = local::join(root, path);
             return local::blocking(move || local::create_new(&file, &data)).await;
@@ -270,6 +325,7 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified.
     pub async fn stat(&self, path: &str) -> Result<Option<ObjectMeta>> {
+        bump(&self.counters.stats, 1);
         if let Some(root) = &self.fs_root {
             let file = local::join(root, path);
             let path = path.to_string();
@@ -315,6 +371,7 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified.
     pub async fn delete(&self, path: &str) -> Result<()> {
+        bump(&self.counters.deletes, 1);
         if let Some(root) = &self.fs_root {
             let file = local::join(root, path);
             return local::blocking(move || local::delete(&file)).await;
@@ -331,6 +388,7 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified.
     pub async fn list(&self, dir: &str) -> Result<Vec<ObjectMeta>> {
+        bump(&self.counters.lists, 1);
         let entries = match self.op.list_with(dir).recursive(true).await {
             Ok(v) => v,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
@@ -356,6 +414,7 @@ impl Objects {
     /// # Errors
     /// Backend failures, classified.
     pub async fn list_names(&self, dir: &str) -> Result<Vec<String>> {
+        bump(&self.counters.lists, 1);
         if let Some(root) = &self.fs_root {
             let folder = local::join(root, dir);
             return local::blocking(move || local::names(&folder)).await;

@@ -1,7 +1,7 @@
 //! The store handle: one opendal `Operator`, the blob caches and the options, shared by every
 //! volume, snapshot and GC operation.
 
-use crate::blobs::Blobs;
+use crate::blobs::{Blobs, Layout};
 use crate::config::{StoreConfig, StoreOptions};
 use crate::error::{Error, Result};
 use crate::layout;
@@ -11,13 +11,51 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// Version of the store layout written by this build.
-pub const STORE_FORMAT: u32 = 1;
+/// Version of the store layout written by this build: 2, chunks and pages in packs. A store
+/// of format 1 (one object per chunk and page) is read as it is and written in its own
+/// layout until [`Store::upgrade_format`] moves it to 2.
+pub const STORE_FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Marker {
     kind: String,
     format: u32,
+    /// Format 2 reached from 1: blobs stored one object each may remain until collection
+    /// folds them into packs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    loose: bool,
+}
+
+const KIND: &str = "ferry-chunk-store";
+
+fn parse_marker(bytes: &[u8]) -> Result<Layout> {
+    let m: Marker = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+        path: layout::MARKER.into(),
+        reason: format!("store marker does not parse: {e}"),
+    })?;
+    match (m.kind == KIND, m.format, m.loose) {
+        (true, 1, _) => Ok(Layout::Loose),
+        (true, 2, false) => Ok(Layout::Packed),
+        (true, 2, true) => Ok(Layout::PackedOverLoose),
+        _ => Err(Error::Corrupt {
+            path: layout::MARKER.into(),
+            reason: format!(
+                "store is {} format {}; this build reads {KIND} formats 1 and {STORE_FORMAT}",
+                m.kind, m.format
+            ),
+        }),
+    }
+}
+
+/// The blob layout the store's marker names (a store without one is new: packed).
+///
+/// # Errors
+/// Backend errors; [`Error::Corrupt`] for a marker of another kind or format.
+pub(crate) async fn layout_of_marker(objects: &Objects) -> Result<Layout> {
+    match objects.get(layout::MARKER).await? {
+        Some(b) => parse_marker(&b),
+        None => Ok(Layout::Packed),
+    }
 }
 
 /// A handle on a chunk store. Cheap to clone.
@@ -170,12 +208,14 @@ impl Store {
 
     async fn check_marker(&self) -> Result<()> {
         let marker = Marker {
-            kind: "ferry-chunk-store".into(),
+            kind: KIND.into(),
             format: STORE_FORMAT,
+            loose: false,
         };
         let bytes = serde_json::to_vec(&marker)
             .map_err(|e| Error::Internal(format!("encoding the store marker: {e}")))?;
         if self.objects().put_if_absent(layout::MARKER, bytes).await? {
+            self.blobs().set_layout(Layout::Packed);
             return Ok(());
         }
         let found = self
@@ -183,20 +223,48 @@ impl Store {
             .get(layout::MARKER)
             .await?
             .unwrap_or_default();
-        let m: Marker = serde_json::from_slice(&found).map_err(|e| Error::Corrupt {
-            path: layout::MARKER.into(),
-            reason: format!("store marker does not parse: {e}"),
-        })?;
-        if m.kind != marker.kind || m.format != STORE_FORMAT {
-            return Err(Error::Corrupt {
-                path: layout::MARKER.into(),
-                reason: format!(
-                    "store is {} format {}; this build reads ferry-chunk-store format {STORE_FORMAT}",
-                    m.kind, m.format
-                ),
-            });
-        }
+        self.blobs().set_layout(parse_marker(&found)?);
         Ok(())
+    }
+
+    /// The store's format: 1 (one object per chunk and page) or 2 (packs).
+    ///
+    /// # Errors
+    /// Backend errors reading the marker.
+    pub async fn format(&self) -> Result<u32> {
+        Ok(match self.blobs().layout().await? {
+            Layout::Loose => 1,
+            _ => 2,
+        })
+    }
+
+    /// Moves a store of format 1 to format 2: from now on this process (and every process
+    /// that opens the store after, or writes a pack-layout blob after re-reading the
+    /// marker) writes packs, and each collection folds the blobs still stored one object
+    /// each into packs. Run it once every process sharing the store runs a build that
+    /// reads format 2: an older build refuses a store of format 2 when it opens it, and one
+    /// already running would not find blobs that were folded. Returns true when the format
+    /// changed (false: it was 2 already).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn upgrade_format(&self) -> Result<bool> {
+        let now = layout_of_marker(self.objects()).await?;
+        if now != Layout::Loose {
+            self.blobs().set_layout(now);
+            return Ok(false);
+        }
+        let marker = Marker {
+            kind: KIND.into(),
+            format: STORE_FORMAT,
+            loose: true,
+        };
+        let bytes = serde_json::to_vec(&marker)
+            .map_err(|e| Error::Internal(format!("encoding the store marker: {e}")))?;
+        self.objects().put(layout::MARKER, bytes).await?;
+        self.blobs().set_layout(Layout::PackedOverLoose);
+        tracing::info!("store upgraded to format 2: blobs go into packs from now on");
+        Ok(true)
     }
 
     /// Checks the backend answers: reads the store marker.
@@ -216,6 +284,87 @@ impl Store {
     #[cfg(feature = "test-access")]
     pub fn raw_objects(&self) -> &Objects {
         self.objects()
+    }
+
+    /// Distinct chunks (or pages) the store holds now, in packs or one object each
+    /// (tests and benchmarks).
+    ///
+    /// # Errors
+    /// Backend errors.
+    #[cfg(feature = "test-access")]
+    pub async fn stored_blobs(&self, kind: crate::Kind) -> Result<usize> {
+        self.blobs().index().refresh(self.objects()).await?;
+        let dir = match kind {
+            crate::Kind::Chunk => layout::CHUNKS,
+            crate::Kind::Page => layout::TREES,
+        };
+        let mut all: std::collections::HashSet<crate::Hash> =
+            self.blobs().index().hashes(kind).into_iter().collect();
+        for m in self.objects().list(dir).await? {
+            all.extend(layout::hash_of_path(&m.path));
+        }
+        Ok(all.len())
+    }
+
+    /// Where the stored frame of a blob lies: the object's path, offset and length (tests
+    /// that damage a store on purpose).
+    ///
+    /// # Errors
+    /// Backend errors.
+    #[cfg(feature = "test-access")]
+    pub async fn blob_location(
+        &self,
+        kind: crate::Kind,
+        h: &crate::Hash,
+    ) -> Result<Option<(String, u64, u64)>> {
+        let idx = self.blobs().index();
+        idx.refresh(self.objects()).await?;
+        if let Some((loc, info)) = idx.lookup(kind, h) {
+            let p = layout::pack(&info.id);
+            return Ok(Some((p, u64::from(loc.offset), u64::from(loc.len))));
+        }
+        let p = match kind {
+            crate::Kind::Chunk => layout::chunk(h),
+            crate::Kind::Page => layout::page(h),
+        };
+        Ok(self.objects().stat(&p).await?.map(|m| (p, 0, m.size)))
+    }
+
+    /// Removes one blob from the store as if it had been lost: its own object, or its pack
+    /// rewritten without it (tests that damage a store on purpose).
+    ///
+    /// # Errors
+    /// Backend errors.
+    #[cfg(feature = "test-access")]
+    pub async fn drop_blob(&self, kind: crate::Kind, h: &crate::Hash) -> Result<()> {
+        let Some((path, _, _)) = self.blob_location(kind, h).await? else {
+            return Ok(());
+        };
+        let Some(id) = layout::pack_id_of_path(&path).map(str::to_string) else {
+            return self.objects().delete(&path).await;
+        };
+        let others: Vec<(crate::Kind, crate::Hash)> = self
+            .blobs()
+            .index()
+            .packs_with_entries()
+            .into_iter()
+            .filter(|(p, _)| p.id == id)
+            .flat_map(|(_, e)| e.into_iter().map(|(k, x, _)| (k, x)))
+            .filter(|(k, x)| !(*k == kind && x == h))
+            .collect();
+        let mut frames = Vec::new();
+        for (k, x) in others {
+            frames.push(self.blobs().read_frame(k, &x).await?.0);
+        }
+        self.blobs().write_frames(frames).await?;
+        self.objects().delete(&path).await?;
+        self.blobs().index().refresh(self.objects()).await
+    }
+
+    /// Requests this handle (and its clones) made to the backend so far: objects written,
+    /// read, looked up, listed and deleted (what a service charging per request bills).
+    pub fn requests(&self) -> crate::Requests {
+        self.objects().requests()
     }
 
     /// The blob layer.

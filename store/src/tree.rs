@@ -9,13 +9,12 @@
 //! Page bytes (before blob framing): `level: u8, 3 reserved bytes, count: u32 LE`, then
 //! `count` 32-byte hashes; entries past `count` are holes.
 
-use crate::blobs::{Blobs, PutOutcome};
+use crate::blobs::Blobs;
 use crate::error::{Error, Result};
-use crate::fanout::fan_out;
 use crate::hash::Hash;
 use crate::store::Store;
 use futures::future::BoxFuture;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Entries per page.
@@ -122,7 +121,6 @@ pub fn lookup_cached(blobs: &Blobs, root: Hash, index: u64) -> Option<Hash> {
 
 /// A page built by [`update`], not yet uploaded.
 pub struct NewPage {
-    level: u32,
     hash: Hash,
     raw: Vec<u8>,
     page: Arc<Page>,
@@ -135,6 +133,13 @@ impl NewPage {
     }
 }
 
+impl NewPage {
+    /// Its name, bytes and decoded form.
+    pub fn into_parts(self) -> (Hash, Vec<u8>, Arc<Page>) {
+        (self.hash, self.raw, self.page)
+    }
+}
+
 /// Computes the root after setting the chunks in `changes` (sorted by index, unique), and the
 /// pages that root needs that the old tree lacks.
 ///
@@ -142,6 +147,68 @@ impl NewPage {
 /// Missing or corrupt pages of the old tree; backend errors.
 pub async fn update(
     blobs: &Blobs,
+    root: Hash,
+    changes: &[(u64, Hash)],
+) -> Result<(Hash, Vec<NewPage>)> {
+    let idx: Vec<u64> = changes.iter().map(|(i, _)| *i).collect();
+    let pages = pages_over(blobs, root, &idx).await?;
+    update_from(&pages, root, changes)
+}
+
+/// The pages of the tree at `root` on the way to each chunk of `indices` (sorted): what
+/// [`update_from`] reads.
+///
+/// # Errors
+/// Missing or corrupt pages; backend errors.
+pub async fn pages_over(
+    blobs: &Blobs,
+    root: Hash,
+    indices: &[u64],
+) -> Result<HashMap<Hash, Arc<Page>>> {
+    let mut out = HashMap::new();
+    if let Some(&i) = indices.last()
+        && i >= MAX_CHUNKS
+    {
+        return Err(Error::OutOfRange(format!(
+            "chunk index {i} is past the tree's reach"
+        )));
+    }
+    // Level by level: the pages of one level name the next.
+    let mut frontier: Vec<(Hash, u64)> = vec![(root, 0)];
+    for level in (0..DEPTH).rev() {
+        let mut next = Vec::new();
+        for (h, base) in frontier {
+            if h.is_zero() {
+                continue;
+            }
+            let page = blobs.get_page(&h).await?;
+            out.insert(h, page.clone());
+            if level == 0 {
+                continue;
+            }
+            let s = span(level);
+            let lo = indices.partition_point(|i| *i < base);
+            let hi = indices.partition_point(|i| *i < base + s * FANOUT);
+            let mut last = None;
+            for &i in &indices[lo..hi] {
+                let child = (i - base) / s;
+                if last != Some(child) {
+                    last = Some(child);
+                    next.push((page.entry(child as usize), base + child * s));
+                }
+            }
+        }
+        frontier = next;
+    }
+    Ok(out)
+}
+
+/// [`update`] from pages already read ([`pages_over`] of the changes' indices).
+///
+/// # Errors
+/// [`Error::Corrupt`] when a page the change needs was not read.
+pub fn update_from(
+    pages: &HashMap<Hash, Arc<Page>>,
     root: Hash,
     changes: &[(u64, Hash)],
 ) -> Result<(Hash, Vec<NewPage>)> {
@@ -156,86 +223,76 @@ pub async fn update(
             "chunk index {i} is past the tree's reach"
         )));
     }
-    let new_root = rebuild(blobs, root, DEPTH - 1, 0, changes, &mut out).await?;
+    let new_root = rebuild(pages, root, DEPTH - 1, 0, changes, &mut out)?;
     Ok((new_root, out))
 }
 
-fn rebuild<'a>(
-    blobs: &'a Blobs,
+fn rebuild(
+    pages: &HashMap<Hash, Arc<Page>>,
     old: Hash,
     level: u32,
     base: u64,
-    changes: &'a [(u64, Hash)],
-    out: &'a mut Vec<NewPage>,
-) -> BoxFuture<'a, Result<Hash>> {
-    Box::pin(async move {
-        let mut entries = if old.is_zero() {
-            Vec::new()
-        } else {
-            blobs.get_page(&old).await?.entries.clone()
-        };
-        entries.resize(FANOUT as usize, Hash::ZERO);
-        if level == 0 {
-            for &(i, h) in changes {
-                entries[(i - base) as usize] = h;
-            }
-        } else {
-            let s = span(level);
-            let mut rest = changes;
-            while let Some(&(first, _)) = rest.first() {
-                let child = (first - base) / s;
-                let end = rest
-                    .iter()
-                    .position(|&(i, _)| (i - base) / s != child)
-                    .unwrap_or(rest.len());
-                let (group, tail) = rest.split_at(end);
-                let c = child as usize;
-                entries[c] =
-                    rebuild(blobs, entries[c], level - 1, base + child * s, group, out).await?;
-                rest = tail;
-            }
+    changes: &[(u64, Hash)],
+    out: &mut Vec<NewPage>,
+) -> Result<Hash> {
+    let mut entries = if old.is_zero() {
+        Vec::new()
+    } else {
+        pages
+            .get(&old)
+            .ok_or_else(|| Error::Corrupt {
+                path: format!("tree page {old}"),
+                reason: "a page on the way to a changed chunk was not read".into(),
+            })?
+            .entries
+            .clone()
+    };
+    entries.resize(FANOUT as usize, Hash::ZERO);
+    if level == 0 {
+        for &(i, h) in changes {
+            entries[(i - base) as usize] = h;
         }
-        let page = Page {
-            level: level as u8,
-            entries,
-        };
-        if page.entries.iter().all(Hash::is_zero) {
-            return Ok(Hash::ZERO);
+    } else {
+        let s = span(level);
+        let mut rest = changes;
+        while let Some(&(first, _)) = rest.first() {
+            let child = (first - base) / s;
+            let end = rest
+                .iter()
+                .position(|&(i, _)| (i - base) / s != child)
+                .unwrap_or(rest.len());
+            let (group, tail) = rest.split_at(end);
+            let c = child as usize;
+            entries[c] = rebuild(pages, entries[c], level - 1, base + child * s, group, out)?;
+            rest = tail;
         }
-        let raw = page.encode();
-        let hash = Hash::of(&raw);
-        out.push(NewPage {
-            level,
-            hash,
-            raw,
-            page: Arc::new(page),
-        });
-        Ok(hash)
-    })
+    }
+    let page = Page {
+        level: level as u8,
+        entries,
+    };
+    if page.entries.iter().all(Hash::is_zero) {
+        return Ok(Hash::ZERO);
+    }
+    let raw = page.encode();
+    let hash = Hash::of(&raw);
+    out.push(NewPage {
+        hash,
+        raw,
+        page: Arc::new(page),
+    });
+    Ok(hash)
 }
 
-/// Uploads new pages, children before parents, so no stored page ever names a page that is
-/// not yet durable. Returns bytes written.
+/// Uploads new pages together (one pack in a packed store); nothing names them before a
+/// commit, which comes after this returns. Returns bytes written.
 ///
 /// # Errors
 /// Backend errors.
-pub async fn upload(store: &Store, mut pages: Vec<NewPage>, width: usize) -> Result<u64> {
-    pages.sort_by_key(|p| p.level);
-    let mut stored = 0;
-    while let Some(level) = pages.first().map(|p| p.level) {
-        let end = pages
-            .iter()
-            .position(|p| p.level != level)
-            .unwrap_or(pages.len());
-        let batch: Vec<NewPage> = pages.drain(..end).collect();
-        let outcomes: Vec<PutOutcome> = fan_out(batch, width, |p| {
-            let store = store.clone();
-            async move { store.blobs().put_page(p.hash, &p.raw, p.page).await }
-        })
-        .await?;
-        stored += outcomes.iter().map(|o| o.stored_bytes).sum::<u64>();
-    }
-    Ok(stored)
+pub async fn upload(store: &Store, pages: Vec<NewPage>, _width: usize) -> Result<u64> {
+    let parts = pages.into_iter().map(NewPage::into_parts).collect();
+    let (_, n) = store.blobs().put_new(Vec::new(), parts).await?;
+    Ok(n)
 }
 
 /// Visits every page and chunk reachable from `root`, each once across calls sharing `seen`.

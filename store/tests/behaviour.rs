@@ -156,8 +156,15 @@ async fn write_flush(store: &Store, id: &str, offset: u64, data: &[u8]) {
     h.flush().await.unwrap();
 }
 
+/// Distinct blobs stored (chunks for `layout::CHUNKS`, pages for `layout::TREES`), in packs
+/// or one object each.
 async fn count(store: &Store, dir: &str) -> usize {
-    store.raw_objects().list(dir).await.unwrap().len()
+    let kind = if dir == layout::TREES {
+        ferry_store::Kind::Page
+    } else {
+        ferry_store::Kind::Chunk
+    };
+    store.stored_blobs(kind).await.unwrap()
 }
 
 // --------------------------------------------------------------------------------- cases
@@ -348,17 +355,24 @@ async fn gc_never_removes_reachable_data(store: Store) {
     assert_eq!(read_all(&cold, restored.id()).await, first);
 }
 
-/// Damages the stored object at `path` in place.
-async fn flip_last_byte(store: &Store, path: &str) {
+/// Damages the stored frame of blob `h` in place (the last byte of its frame, in its pack
+/// or its own object). Returns the object's path.
+async fn flip_last_byte(store: &Store, kind: ferry_store::Kind, h: &Hash) -> String {
+    let (path, off, len) = store.blob_location(kind, h).await.unwrap().expect("stored");
     let mut blob = store
         .raw_objects()
-        .get(path)
+        .get(&path)
         .await
         .unwrap()
         .expect("stored");
-    let last = blob.len() - 1;
-    blob[last] ^= 0xff;
-    store.raw_objects().put(path, blob).await.unwrap();
+    blob[(off + len - 1) as usize] ^= 0xff;
+    store.raw_objects().put(&path, blob).await.unwrap();
+    path
+}
+
+/// Removes blob `h` from the store (its object, or its entry in its pack).
+async fn remove_blob(store: &Store, kind: ferry_store::Kind, h: &Hash) {
+    store.drop_blob(kind, h).await.unwrap();
 }
 
 async fn corrupted_chunk_is_detected(store: Store) {
@@ -368,8 +382,7 @@ async fn corrupted_chunk_is_detected(store: Store) {
         .unwrap();
     write_flush(&store, v.id(), 0, &[9u8; 16 << 10]).await;
     let h = Hash::of(&[9u8; 16 << 10]);
-    let path = layout::chunk(&h);
-    flip_last_byte(&store, &path).await;
+    flip_last_byte(&store, ferry_store::Kind::Chunk, &h).await;
     let cold = Store::with_objects(store.raw_objects().clone(), options());
     let err = cold
         .open_volume(v.id())
@@ -383,7 +396,7 @@ async fn corrupted_chunk_is_detected(store: Store) {
         err.to_string().contains(&h.to_hex()),
         "the error names the chunk: {err}"
     );
-    store.raw_objects().delete(&path).await.unwrap();
+    remove_blob(&store, ferry_store::Kind::Chunk, &h).await;
     let cold = Store::with_objects(store.raw_objects().clone(), options());
     let err = cold
         .open_volume(v.id())
@@ -420,22 +433,20 @@ async fn a_root_reads_back_whole_or_names_what_is_damaged(store: Store) {
 
     // A damaged chunk fails the chunk check, naming it, and not the page check.
     let h = Hash::of(&[5u8; 16 << 10]);
-    let path = layout::chunk(&h);
-    flip_last_byte(&store, &path).await;
-    let err = store.check_root(root, true).await.unwrap_err();
+    let cold = Store::with_objects(store.raw_objects().clone(), options());
+    flip_last_byte(&cold, ferry_store::Kind::Chunk, &h).await;
+    let err = cold.check_root(root, true).await.unwrap_err();
     assert!(err.to_string().contains(&h.to_hex()), "{err}");
-    store.check_root(root, false).await.unwrap();
-    store.raw_objects().delete(&path).await.unwrap();
-    let err = store.check_root(root, true).await.unwrap_err();
+    cold.check_root(root, false).await.unwrap();
+    remove_blob(&cold, ferry_store::Kind::Chunk, &h).await;
+    let cold = Store::with_objects(store.raw_objects().clone(), options());
+    let err = cold.check_root(root, true).await.unwrap_err();
     assert!(matches!(err, Error::MissingChunk(x) if x == h), "{err}");
 
     // A missing page fails both (read from a store without the page cache).
     let cold = Store::with_objects(store.raw_objects().clone(), options());
-    store
-        .raw_objects()
-        .delete(&layout::page(&root))
-        .await
-        .unwrap();
+    remove_blob(&cold, ferry_store::Kind::Page, &root).await;
+    let cold = Store::with_objects(store.raw_objects().clone(), options());
     let err = cold.check_root(root, false).await.unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 }

@@ -461,3 +461,92 @@ async fn reads_and_writes_on_the_calling_thread_use_the_folder_and_the_journal()
     assert_eq!(c.read_at(2 * CHUNK - 5, 10).await.unwrap(), vec![3u8; 10]);
     assert_eq!(c.read_at(CHUNK + 110, 10).await.unwrap(), vec![1u8; 10]);
 }
+
+/// Journal records as an object store holds them (one object each), read raw.
+async fn record_paths(s: &Store, id: &str) -> Vec<String> {
+    let name = s.head(id).await.unwrap().journal.unwrap().name;
+    let mut paths: Vec<String> = s
+        .raw_objects()
+        .list(&ferry_store::layout::journal(id, &name))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.path)
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// On an object store a record is written whole by create-if-absent: one that fails its
+/// checksum in the middle of a journal is damage, and the records after it were
+/// acknowledged. The take-up fails naming it, seals and commits nothing, and once the
+/// record is restored every acknowledged write reads back.
+async fn damaged_record_in_the_middle(s: Store) {
+    let id = s.create_volume(spec("v")).await.unwrap().record.id;
+    let a = take_up(&s, &id, "node-a#1").await;
+    for i in 0..4u8 {
+        a.write_at(u64::from(i) * 8192, &[i + 1; 4096])
+            .await
+            .unwrap();
+        assert!(a.flush().await.unwrap().journal_record.is_some());
+    }
+    drop(a); // killed: no checkpoint
+    let paths = record_paths(&s, &id).await;
+    assert_eq!(paths.len(), 4, "{paths:?}");
+    let second = paths[1].clone();
+    let good = s.raw_objects().get(&second).await.unwrap().unwrap();
+    let mut bad = good.clone();
+    bad[20] ^= 0xff;
+    s.raw_objects().put(&second, bad).await.unwrap();
+    let head_before = s.head(&id).await.unwrap();
+
+    let b = s
+        .open_volume_as(&id, Some("node-b#2".into()))
+        .await
+        .unwrap();
+    match b.fence().await {
+        Err(Error::Corrupt { path, reason }) => {
+            assert_eq!(path, second, "the error names the damaged record");
+            assert!(reason.contains("journal record 2"), "{reason}");
+        }
+        other => panic!("the take-up must fail on a damaged record, got {other:?}"),
+    }
+    // Nothing was sealed, replayed or committed: every record is still there, unapplied.
+    assert_eq!(s.head(&id).await.unwrap(), head_before);
+    assert_eq!(record_paths(&s, &id).await, paths);
+    let state = s.journal_state(&id).await;
+    assert!(matches!(state, Err(Error::Corrupt { .. })), "{state:?}");
+
+    // Restored, the journal takes up whole: the writes after the damaged record are there.
+    s.raw_objects().put(&second, good).await.unwrap();
+    let c = take_up(&s, &id, "node-c#3").await;
+    for i in 0..4u8 {
+        assert_eq!(
+            c.read_at(u64::from(i) * 8192, 4096).await.unwrap(),
+            vec![i + 1; 4096],
+            "record {}",
+            i + 1
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_record_in_the_middle_fails_the_take_up_and_loses_nothing_in_memory() {
+    damaged_record_in_the_middle(object_store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_in_the_middle_fails_the_take_up_and_loses_nothing_on_s3() {
+    let Some(server) = ferry_testkit::TestServer::start(ferry_testkit::Kind::S3).await else {
+        return;
+    };
+    let params = server.bucket("ferry-journal-damage").await;
+    let s = Store::open(
+        &StoreConfig::from_params(&params).unwrap(),
+        StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    damaged_record_in_the_middle(s).await;
+    drop(server);
+}

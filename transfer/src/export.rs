@@ -13,7 +13,6 @@ use ferry_store::Kind;
 use ferry_store::diff_walk::DiffWalk;
 use ferry_store::tree::OnePass;
 use ferry_store::{Hash, Store};
-use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -210,7 +209,8 @@ async fn walk(
     Ok(w)
 }
 
-/// Reads each blob from the source, checks it, and packs it. Returns the uncompressed bytes.
+/// Reads each blob from the source, checks it, and packs it: a run of blobs in one source
+/// pack is one ranged read. Returns the uncompressed bytes.
 async fn copy(
     source: &Store,
     target: &TransferStore,
@@ -221,22 +221,19 @@ async fn copy(
     chunk: u64,
 ) -> Result<u64> {
     let mut raw_bytes = 0;
-    let mut stream = futures::stream::iter(hashes.iter().copied())
-        .map(|h| async move {
-            let (frame, raw) = source.blobs().read_frame(kind, &h).await?;
-            Ok::<_, Error>((h, frame.into_bytes(), raw.len() as u64))
-        })
-        .buffer_unordered(width.max(1));
-    while let Some((h, frame, raw)) = stream.try_next().await? {
-        raw_bytes += raw;
-        let (chunks, vol) = if kind == Kind::Chunk {
-            (1, chunk)
-        } else {
-            (0, 0)
-        };
-        packs
-            .add(target.name(&h), kind as u8, frame, chunks, vol)
-            .await?;
+    // A read's worth of names at a time (up to 16 spans of the source's packs).
+    for batch in hashes.chunks(width.max(1) * 16) {
+        for (h, frame, raw) in source.blobs().read_frames(kind, batch).await? {
+            raw_bytes += raw.len() as u64;
+            let (chunks, vol) = if kind == Kind::Chunk {
+                (1, chunk)
+            } else {
+                (0, 0)
+            };
+            packs
+                .add(target.name(&h), kind as u8, frame.into_bytes(), chunks, vol)
+                .await?;
+        }
     }
     Ok(raw_bytes)
 }

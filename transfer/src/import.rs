@@ -15,7 +15,7 @@ use ferry_store::tree::{OnePass, Page, PageSource};
 use ferry_store::{Frame, Hash, ImportSource, Kind, Source, Store, VolumeSpec};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -236,6 +236,11 @@ async fn import_held(
     let mut walk = DiffWalk::new(&pages, commit.root, &old_pages, base, tuning.diff_window);
     let mut totals = Totals::default();
     let mut finished = ferry_store::diff_walk::Finished::default();
+    // Chunks and pages go into packs across spans and levels; every batch ends with them
+    // durable, before the next hold names what it stored by its subtrees' roots.
+    let mut sink = dest
+        .pack_writer(IMPORT_PACK, tuning.packs_in_flight)
+        .await?;
     while let Some(batch) = walk
         .next_batch(tuning.diff_batch)
         .await
@@ -259,6 +264,7 @@ async fn import_held(
             target,
             &index,
             dest,
+            &mut sink,
             &batch.chunks,
             &progress,
             tuning,
@@ -266,23 +272,16 @@ async fn import_held(
             &mut totals,
         )
         .await?;
-        // Pages bottom up: a page lands only after everything it names (the walk hands
-        // each out after its chunks and the pages below it, in this batch or before).
-        let mut by_level: BTreeMap<u8, Vec<Hash>> = BTreeMap::new();
-        for (h, level) in &batch.pages {
-            by_level.entry(*level).or_default().push(*h);
+        // Pages after the chunks they name; nothing reads a page but through a commit,
+        // which comes after every pack is durable.
+        for (h, _) in &batch.pages {
+            let frame = pages
+                .take_frame(h)
+                .ok_or_else(|| Error::Missing(format!("tree page {h} was not read")))?;
+            totals.page_bytes += frame.bytes().len() as u64;
+            sink.add(frame).await?;
         }
-        for hashes in by_level.values() {
-            let frames = hashes
-                .iter()
-                .map(|h| {
-                    pages
-                        .take_frame(h)
-                        .ok_or_else(|| Error::Missing(format!("tree page {h} was not read")))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            totals.page_bytes += dest.blobs().write_frames(frames).await?;
-        }
+        sink.flush().await?;
         totals.pages += batch.pages.len() as u64;
         totals.kept_peak = totals.kept_peak.max(pages.names_kept());
         // Pages read but not handed out (seen earlier in the walk) are not kept.
@@ -354,12 +353,14 @@ struct Totals {
 }
 
 /// Stores the chunks of one batch the destination lacks (or holds too old to reuse without
-/// writing them again, the refresh rule), read from the transfer store one span at a time.
+/// writing them again, the refresh rule), read from the transfer store one span at a time
+/// and added to `sink`.
 #[allow(clippy::too_many_arguments)]
 async fn store_chunks(
     target: &TransferStore,
     index: &Index,
     dest: &Store,
+    sink: &mut ferry_store::PackWriter,
     chunks: &[Hash],
     progress: &Progress,
     tuning: Tuning,
@@ -367,11 +368,7 @@ async fn store_chunks(
     totals: &mut Totals,
 ) -> Result<()> {
     totals.chunks += chunks.len() as u64;
-    let present: Vec<bool> = futures::stream::iter(chunks.iter().copied())
-        .map(|h| async move { dest.blobs().has_fresh(Kind::Chunk, &h).await })
-        .buffered(tuning.width.max(1))
-        .try_collect()
-        .await?;
+    let present = dest.blobs().fresh_many(Kind::Chunk, chunks).await?;
     let lacking: Vec<Hash> = chunks
         .iter()
         .zip(present)
@@ -390,52 +387,43 @@ async fn store_chunks(
         wanted.push((h, loc));
     }
     // One ranged read per run of wanted blobs in a pack, not one per chunk.
-    let counts = Mutex::new((0u64, 0u64, 0u64)); // copied, read, written
-    futures::stream::iter(spans(wanted))
-        .map(|span| {
-            let counts = &counts;
-            async move {
-                let what = format!("chunk {}", span.blobs[0].0);
-                let bytes = target
-                    .read_span(&span.pack, span.offset, span.len, &what)
-                    .await?;
-                let t = target.clone();
-                let opened = tokio::task::spawn_blocking(move || {
-                    span.blobs
-                        .iter()
-                        .map(|(h, off, len)| {
-                            let at = (*off - span.offset) as usize;
-                            let sealed = bytes[at..at + *len as usize].to_vec();
-                            t.open_blob(h, Kind::Chunk, sealed)
-                                .map(|(f, raw)| (*h, f, raw.len()))
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-                .await
-                .map_err(crate::target::task_failed)??;
-                // One durable batch per span: on a local folder, two filesystem syncs
-                // for the lot, not one per chunk.
-                let (n, raw): (u64, u64) = (
-                    opened.len() as u64,
-                    opened.iter().map(|(_, _, r)| *r as u64).sum(),
-                );
-                let frames = opened.into_iter().map(|(_, f, _)| f).collect();
-                let written = dest.blobs().write_frames(frames).await?;
-                progress.done(n, n * chunk);
-                progress.stored(written);
-                let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-                c.0 += n;
-                c.1 += raw;
-                c.2 += written;
-                Ok::<(), Error>(())
-            }
+    let mut opened = futures::stream::iter(spans(wanted))
+        .map(|span| async move {
+            let what = format!("chunk {}", span.blobs[0].0);
+            let bytes = target
+                .read_span(&span.pack, span.offset, span.len, &what)
+                .await?;
+            let t = target.clone();
+            tokio::task::spawn_blocking(move || {
+                span.blobs
+                    .iter()
+                    .map(|(h, off, len)| {
+                        let at = (*off - span.offset) as usize;
+                        let sealed = bytes[at..at + *len as usize].to_vec();
+                        t.open_blob(h, Kind::Chunk, sealed)
+                            .map(|(f, raw)| (f, raw.len()))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await
+            .map_err(crate::target::task_failed)?
         })
-        .buffer_unordered(tuning.packs_in_flight.max(1))
-        .try_collect::<()>()
-        .await?;
-    let (copied, read, written) = counts.into_inner().unwrap_or_else(|p| p.into_inner());
-    totals.copied += copied;
-    totals.read += read;
-    totals.written += written;
+        .buffer_unordered(tuning.packs_in_flight.max(1));
+    while let Some(blobs) = opened.try_next().await? {
+        let n = blobs.len() as u64;
+        for (frame, raw) in blobs {
+            let stored = frame.bytes().len() as u64;
+            sink.add(frame).await?;
+            totals.copied += 1;
+            totals.read += raw as u64;
+            totals.written += stored;
+            progress.stored(stored);
+        }
+        progress.done(n, n * chunk);
+    }
     Ok(())
 }
+
+/// Pack size an import writes: a GiB imported is a few dozen objects, and what the import
+/// holds for packs (this one and those uploading) stays a few of these.
+const IMPORT_PACK: usize = 16 << 20;

@@ -1,7 +1,8 @@
 //! Randomised interleavings of commits, writes over the dirty limit, snapshots, clones,
 //! deletions, imports and garbage collection on one chunk store (a local folder), with a GC
 //! loop of zero grace period running beside them the whole time: only the store's holds and
-//! sweeps keep writers safe. After every step, every live volume and snapshot is read back
+//! sweeps keep writers safe; repack steps copy the live blobs of every pack that holds
+//! anything unreachable into new packs while all of that goes on. After every step, every live volume and snapshot is read back
 //! through a cold store handle (no caches) and compared with a model of what it must hold.
 //!
 //! Seeds: `FERRY_INTERLEAVING_SEEDS` (default 4) seeds of `FERRY_INTERLEAVING_STEPS`
@@ -108,7 +109,7 @@ fn pick<'a>(rng: &mut StdRng, keys: impl Iterator<Item = &'a String>) -> Option<
     (!keys.is_empty()).then(|| keys[rng.random_range(0..keys.len())].clone())
 }
 
-async fn run_seed(seed: u64, steps: usize) {
+async fn run_seed(seed: u64, steps: usize) -> usize {
     let dir = tempfile::tempdir().unwrap();
     let config = StoreConfig::fs(dir.path().join("store").to_string_lossy());
     let transfer_dir = tempfile::tempdir().unwrap();
@@ -137,6 +138,7 @@ async fn run_seed(seed: u64, steps: usize) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model = Model::default();
     let mut n = 0usize;
+    let mut repacked = 0usize;
     for step in 0..steps {
         n += 1;
         let op = rng.random_range(0..100);
@@ -274,9 +276,16 @@ async fn run_seed(seed: u64, steps: usize) {
                     .insert(r.volume_id.unwrap(), model.snapshots[&s].clone());
                 "import"
             }
-            _ => {
+            90..=94 => {
                 store.gc().await.unwrap();
                 "gc"
+            }
+            // Repack every pack holding anything unreachable, beside the GC loop and the
+            // writers: live blobs move to new packs, the old ones go a run later.
+            _ => {
+                let r = store.gc_repacking(Default::default(), 1.0).await.unwrap();
+                repacked += r.repacked;
+                "repack"
             }
         };
         check(&config, &model, step, what).await;
@@ -292,14 +301,17 @@ async fn run_seed(seed: u64, steps: usize) {
         passes.load(Ordering::Relaxed) > 0,
         "the GC loop ran beside the steps"
     );
+    repacked
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_live_root_reads_back_after_every_step() {
     let seeds = env_or("FERRY_INTERLEAVING_SEEDS", 4);
     let steps = env_or("FERRY_INTERLEAVING_STEPS", 40) as usize;
+    let mut repacked = 0;
     for seed in 0..seeds {
         println!("seed {seed}, {steps} steps");
-        run_seed(seed, steps).await;
+        repacked += run_seed(seed, steps).await;
     }
+    assert!(repacked > 0, "repack steps rewrote packs");
 }

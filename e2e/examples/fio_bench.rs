@@ -133,7 +133,7 @@ async fn main() -> Result<(), BoxError> {
         for m in [&ferry_mnt, &plain_mnt] {
             let _ = std::fs::remove_file(m.join("bench.dat"));
         }
-        run(&mut Command::new("fstrim").arg(&ferry_mnt)).ok();
+        run(Command::new("fstrim").arg(&ferry_mnt)).ok();
         pgbench(&ferry_mnt, &plain_mnt)
     }
     .await;
@@ -267,7 +267,7 @@ fn pgbench(ferry: &Path, plain: &Path) -> Result<(), BoxError> {
         c.args(["-u", "postgres", "--"]).arg(cmd);
         c
     };
-    let outcome = pg_rounds(&sides, &as_pg, &pg_bin, &scale, &secs, rounds);
+    let outcome = pg_rounds(&sides, &as_pg, pg_bin, &scale, &secs, rounds);
     // Stopped whatever happened: a server left running keeps the mounts busy.
     for (_, mnt, _) in sides {
         let _ = run(as_pg(&pg_bin.join("pg_ctl"))

@@ -30,4 +30,5 @@ pub mod transfers;
 pub mod trust;
 
 pub use context::Ctx;
-pub use error::{Error, Result, destination_problem, kube_problem, store_problem};
+pub use error::{Error, Result, destination_problem, kube_problem};
+pub use ferry_store::store_problem;

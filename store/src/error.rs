@@ -62,7 +62,9 @@ impl Error {
     /// only quoted (a chunk's hex name may hold any digits, `507` included).
     pub(crate) fn backend(op: &str, path: &str, err: opendal::Error) -> Self {
         use opendal::ErrorKind as K;
-        let text = format!("{op} {path}: {err}");
+        // A sentence (the service's code and message, status, address, what to fix), never
+        // opendal's text with the response's headers in it.
+        let text = crate::problem::store_problem(&format!("{op} {path}: {err}"));
         if is_full(&err) {
             return Error::StoreFull(text);
         }
@@ -72,6 +74,17 @@ impl Error {
             K::RateLimited => Error::Unavailable(text),
             _ if err.is_temporary() || is_unreachable(&err) => Error::Unavailable(text),
             _ => Error::Internal(text),
+        }
+    }
+
+    /// True when this says the store's bucket or container does not exist (the sentence
+    /// [`crate::store_problem`] makes of such an answer).
+    pub fn is_missing_bucket(&self) -> bool {
+        match self {
+            Error::NotFound(t) | Error::Config(t) | Error::Unavailable(t) | Error::Internal(t) => {
+                t.contains(crate::problem::MISSING_BUCKET)
+            }
+            _ => false,
         }
     }
 
@@ -179,6 +192,42 @@ mod tests {
             Error::backend("list", "p", odd),
             Error::Internal(_)
         ));
+    }
+
+    /// A refused request reads as what the service said and what to check, never as the
+    /// HTTP response opendal keeps in its context.
+    #[test]
+    fn a_backend_error_is_a_sentence_without_the_response() {
+        let denied = opendal::Error::new(
+            K::PermissionDenied,
+            r#"S3Error { code: "AccessDenied", message: "Access Denied", resource: "", request_id: "4442587FB7D0A2F9" }"#,
+        )
+        .with_operation("write")
+        .with_context("uri", "http://127.0.0.1:9000/ferry/packs/ab/x")
+        .with_context(
+            "response",
+            r#"Parts { status: 403, version: HTTP/1.1, headers: {"x-amz-request-id": "4442587FB7D0A2F9"} }"#,
+        );
+        let text = Error::backend("write", "packs/ab/x", denied).to_string();
+        assert_eq!(
+            text,
+            "chunk store misconfigured: write packs/ab/x: the store refused the request \
+             (AccessDenied: Access Denied; HTTP 403 from http://127.0.0.1:9000/ferry/packs/ab/x): \
+             check its credentials (accessKeyId and secretAccessKey, accountName and \
+             accountKey, or credential) and that they may use this bucket"
+        );
+        let missing = opendal::Error::new(
+            K::NotFound,
+            r#"S3Error { code: "NoSuchBucket", message: "The specified bucket does not exist", resource: "", request_id: "q" }"#,
+        )
+        .with_operation("read")
+        .with_context(
+            "response",
+            r#"Parts { status: 404, version: HTTP/1.1, headers: {"server": "amazon.com"} }"#,
+        );
+        let e = Error::backend("read", "store.json", missing);
+        assert!(e.is_missing_bucket(), "{e}");
+        assert!(!e.to_string().contains("headers"), "{e}");
     }
 
     /// Issue: about 1.5 % of chunk names hold "507", and an error on such a chunk was taken

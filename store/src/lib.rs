@@ -37,6 +37,7 @@ mod objects;
 pub mod pack;
 pub mod pack_index;
 mod pause;
+mod problem;
 pub mod process_memory;
 pub mod records;
 mod repack;
@@ -57,6 +58,7 @@ pub use hash::Hash;
 pub use holds::{Hold, Lifeline};
 pub use journal::{JournalPos, JournalState};
 pub use objects::{ObjectMeta, Objects, Requests};
+pub use problem::store_problem;
 pub use records::{
     GenRecord, GroupSnapshotRecord, ImportSource, LeaseRecord, LeaseStart, SnapshotRecord, Source,
     VolumeRecord, VolumeSpec,

@@ -77,7 +77,12 @@ impl Objects {
         config.validate()?;
         // The HTTP client the object-store services use; installing twice is harmless.
         opendal::install_default();
-        let cfg_err = |e: opendal::Error| Error::Config(format!("{:?} store: {e}", config.backend));
+        let cfg_err = |e: opendal::Error| {
+            Error::Config(crate::store_problem(&format!(
+                "{:?} store: {e}",
+                config.backend
+            )))
+        };
         let root = config.root.clone().unwrap_or_default();
         let op = match config.backend {
             Backend::Fs => {
@@ -313,9 +318,13 @@ impl Objects {
             {
                 Ok(false)
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::Unavailable(format!(
-                "write {path}: {e} (does the bucket or container exist?)"
-            ))),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let mut text = crate::store_problem(&format!("write {path}: {e}"));
+                if !text.contains(crate::problem::MISSING_BUCKET) {
+                    text.push_str(crate::problem::BUCKET_QUESTION);
+                }
+                Err(Error::Unavailable(text))
+            }
             Err(e) => Err(Error::backend("write", path, e)),
         }
     }

@@ -112,7 +112,7 @@ pub async fn run(args: PluginArgs) -> Result<(), Box<dyn std::error::Error + Sen
             every,
         )))
     });
-    let mut _health = None;
+    let (mut _health, mut _reports) = (None, None);
     if args.mode != Mode::Controller {
         let node = node_config(&args, &config)?;
         if args.health_events
@@ -124,11 +124,13 @@ pub async fn run(args: PluginArgs) -> Result<(), Box<dyn std::error::Error + Sen
                 node.node_id.clone(),
             ))));
         }
-        router = router.add_service(NodeServer::new(NodeService::with_host(
-            store,
-            node,
-            args.start_volume_host,
+        let service = NodeService::with_host(store, node, args.start_volume_host);
+        // Failed volumes reported in the store, where the controller's ControllerGetVolume
+        // and ListVolumes read them (the external-health-monitor's path).
+        _reports = Some(AbortOnDrop(tokio::spawn(
+            service.clone().report_health_forever(),
         )));
+        router = router.add_service(NodeServer::new(service));
     }
     serve_unix(router, &path, termination()).await
 }

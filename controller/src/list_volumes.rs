@@ -25,20 +25,28 @@ impl ControllerService {
             .store
             .list_volumes(start, req.max_entries as usize)
             .await?;
+        // One listing of the nodes' reports for the whole page (usually empty).
+        let reports = self.store.abnormal_volumes().await?;
         Ok(ListVolumesResponse {
             entries: page
                 .iter()
                 .map(|v| list_volumes_response::Entry {
                     volume: Some(convert::volume(v)),
-                    status: None,
+                    status: Some(list_volumes_response::VolumeStatus {
+                        published_node_ids: Vec::new(),
+                        volume_condition: Some(reported_condition(
+                            reports.get(v.id()).map(Vec::as_slice).unwrap_or_default(),
+                        )),
+                    }),
                 })
                 .collect(),
             next_token: next.unwrap_or_default(),
         })
     }
 
-    /// Spec "ControllerGetVolume": the volume and its condition; abnormal when the root of
-    /// its content cannot be read back from the store.
+    /// Spec "ControllerGetVolume": the volume and its condition; abnormal when a node
+    /// reported that the volume failed there (its server died and its connection was
+    /// aborted) or when the root of its content cannot be read back from the store.
     pub(crate) async fn get_volume_inner(
         &self,
         req: ControllerGetVolumeRequest,
@@ -47,7 +55,9 @@ impl ControllerService {
             return Err(required("volume_id"));
         }
         let v = self.store.get_volume(&req.volume_id).await?;
+        let reports = self.store.volume_health(&req.volume_id).await?;
         let condition = match v.head.root.is_zero() {
+            _ if !reports.is_empty() => reported_condition(&reports),
             true => VolumeCondition {
                 abnormal: false,
                 message: "volume is readable (no data written yet)".into(),
@@ -70,5 +80,23 @@ impl ControllerService {
                 volume_condition: Some(condition),
             }),
         })
+    }
+}
+
+/// The condition the nodes' reports give: abnormal with each node's words, or normal.
+fn reported_condition(reports: &[ferry_store::VolumeHealthNote]) -> VolumeCondition {
+    if reports.is_empty() {
+        return VolumeCondition {
+            abnormal: false,
+            message: "no node reported a problem with this volume".into(),
+        };
+    }
+    VolumeCondition {
+        abnormal: true,
+        message: reports
+            .iter()
+            .map(|r| format!("on node {}: {}", r.node, r.message))
+            .collect::<Vec<_>>()
+            .join("; "),
     }
 }

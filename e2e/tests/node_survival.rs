@@ -4,7 +4,8 @@
 //! appends and fsyncs on two mounted volumes while the namespace is killed with SIGKILL and
 //! a new plugin (of the same build, or of a newer one that then takes the volume servers over
 //! too) is started. And a volume server killed alone is replaced when nothing it
-//! acknowledged was lost, or reported, never silent. Without root these tests print why and
+//! acknowledged was lost, or reported (the node's volume condition, Events on the claim and
+//! its pod, and the controller's ControllerGetVolume and ListVolumes), never silent. Without root these tests print why and
 //! return.
 
 use ferry_e2e::node_calls::*;
@@ -451,6 +452,32 @@ async fn a_volume_server_killed_holding_unflushed_writes_is_reported_not_hidden(
     }
     regarding.sort();
     assert_eq!(regarding, ["PersistentVolumeClaim/data", "Pod/app-0"]);
+    // And the controller's view of the volume, the external-health-monitor's path: the
+    // node's report is in the store, so ControllerGetVolume and ListVolumes say abnormal.
+    let c = controller_condition(&a, &id, true).await;
+    assert!(
+        c.message.contains("on node node-a") && c.message.contains("not yet made durable"),
+        "{}",
+        c.message
+    );
+    let listed = a
+        .controller()
+        .await
+        .list_volumes(ListVolumesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let entry = listed
+        .entries
+        .iter()
+        .find(|e| e.volume.as_ref().is_some_and(|v| v.volume_id == id))
+        .expect("the volume is listed");
+    let listed_condition = entry
+        .status
+        .as_ref()
+        .and_then(|s| s.volume_condition.clone())
+        .expect("ListVolumes carries the condition");
+    assert!(listed_condition.abnormal, "{}", listed_condition.message);
     drop(f);
 
     // Staging again (the pod restarted) brings back everything fsync'd.
@@ -466,7 +493,36 @@ async fn a_volume_server_killed_holding_unflushed_writes_is_reported_not_hidden(
     drop(f);
     let c = stats(&a, &id, &dev).await;
     assert!(!c.abnormal, "{}", c.message);
+    // Served again: the node withdraws its report.
+    let c = controller_condition(&a, &id, false).await;
+    assert!(!c.abnormal, "{}", c.message);
     unstage_all_and_check_nothing_left(&a, std::slice::from_ref(&id)).await;
+}
+
+/// ControllerGetVolume's condition of `id`, once it is `abnormal` (the node reports every
+/// few seconds); fails when it never gets there.
+async fn controller_condition(p: &Plugin, id: &str, abnormal: bool) -> VolumeCondition {
+    let mut last = None;
+    for _ in 0..150 {
+        let c = p
+            .controller()
+            .await
+            .controller_get_volume(ControllerGetVolumeRequest {
+                volume_id: id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .and_then(|s| s.volume_condition)
+            .expect("ControllerGetVolume carries the condition");
+        if c.abnormal == abnormal {
+            return c;
+        }
+        last = Some(c);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the controller never said abnormal = {abnormal}: {last:?}");
 }
 
 fn write_at(f: &std::fs::File, data: &[u8], at: u64) -> std::io::Result<()> {

@@ -8,6 +8,7 @@
 
 mod expand;
 pub mod filesystem;
+mod health_reports;
 pub mod host;
 pub mod loopdev;
 pub mod mounts;

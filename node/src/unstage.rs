@@ -33,6 +33,13 @@ impl NodeService {
             .store
             .release_lease(id, &self.node.config.node_id)
             .await?;
+        if crate::health_reports::stored(&dir).is_some() {
+            // This node reported the volume failed; it is let go here, so is the report.
+            self.node
+                .store
+                .clear_volume_health(id, &self.node.config.node_id)
+                .await?;
+        }
         dir.remove()?;
         tracing::info!(volume.id = %id, staging, "unstaged");
         Ok(NodeUnstageVolumeResponse {})

@@ -37,6 +37,8 @@ pub const VOLUMES: &str = "volumes/";
 pub const SNAPSHOTS: &str = "snapshots/";
 /// Folder of temporary files.
 pub const TMP: &str = "tmp/";
+/// Nodes' reports of volumes that failed there (see `health`).
+pub const HEALTH: &str = "health/";
 /// GC state.
 pub const GC_CONDEMNED: &str = "gc/condemned.json";
 /// The store's GC policy.
@@ -117,6 +119,11 @@ pub fn journal(id: &str, name: &str) -> String {
 /// One journal record; zero-padded so names sort by number.
 pub fn journal_record(id: &str, name: &str, seq: u64) -> String {
     format!("{VOLUMES}{id}/journal/{name}/{seq:020}")
+}
+
+/// The folder of the nodes' reports on a volume's health.
+pub fn health(id: &str) -> String {
+    format!("{HEALTH}{id}/")
 }
 
 /// The folder of a volume's lease steps.

@@ -331,6 +331,7 @@ impl Store {
         }
         self.journal_delete_all(id).await?;
         self.drop_leases(id).await?;
+        self.drop_volume_health(id).await?;
         self.objects().delete(&path).await
     }
 }

@@ -483,7 +483,10 @@ async fn main() -> Result<(), BoxError> {
                 let link0 = link_stats();
                 let rc = |args: &[&str]| {
                     let mut c = Command::new("rclone");
+                    // rclone's S3 client fails on a custom CA bundle with its own HTTP
+                    // transport; the endpoint is plain HTTP on loopback and needs none.
                     c.args(args)
+                        .env_remove("AWS_CA_BUNDLE")
                         .env("RCLONE_CONFIG_LINK_TYPE", "s3")
                         .env("RCLONE_CONFIG_LINK_PROVIDER", "Other")
                         .env("RCLONE_CONFIG_LINK_ENDPOINT", endpoint)

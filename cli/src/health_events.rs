@@ -64,14 +64,9 @@ fn reported_file(dir: &VolumeDir) -> PathBuf {
 
 /// Health records not reported yet.
 fn unreported(state_dir: &Path) -> Vec<(VolumeDir, Health)> {
-    let Ok(entries) = std::fs::read_dir(state_dir.join("volumes")) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let id = e.file_name().to_string_lossy().into_owned();
-            let dir = VolumeDir::new(state_dir, &id).ok()?;
+    ferry_node::state::volume_dirs(state_dir)
+        .into_iter()
+        .filter_map(|(_, dir)| {
             let h = dir.load_health()?;
             let done = std::fs::read_to_string(reported_file(&dir))
                 .ok()

@@ -8,8 +8,8 @@
 //! plugin restarts. Needs only the store, no API credentials.
 
 use crate::NodeService;
-use crate::state::VolumeDir;
-use std::path::{Path, PathBuf};
+use crate::state::{VolumeDir, volume_dirs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How often the state folder is looked at.
@@ -24,20 +24,6 @@ pub(crate) fn stored(dir: &VolumeDir) -> Option<u64> {
     std::fs::read_to_string(stored_file(dir))
         .ok()
         .and_then(|t| t.trim().parse().ok())
-}
-
-fn volume_dirs(state_dir: &Path) -> Vec<(String, VolumeDir)> {
-    let Ok(entries) = std::fs::read_dir(state_dir.join("volumes")) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let id = e.file_name().to_string_lossy().into_owned();
-            let dir = VolumeDir::new(state_dir, &id).ok()?;
-            Some((id, dir))
-        })
-        .collect()
 }
 
 impl NodeService {

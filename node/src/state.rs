@@ -64,6 +64,22 @@ pub struct DeviceRecord {
     pub fuse_dev: String,
 }
 
+/// Every volume folder under `state_dir`, with its volume id; names that cannot be a
+/// volume id are passed over.
+pub fn volume_dirs(state_dir: &Path) -> Vec<(String, VolumeDir)> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("volumes")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let dir = VolumeDir::new(state_dir, &id).ok()?;
+            Some((id, dir))
+        })
+        .collect()
+}
+
 /// One volume's folder in the state folder.
 #[derive(Clone, Debug)]
 pub struct VolumeDir {

@@ -16,6 +16,15 @@ fn spec(name: &str) -> VolumeSpec {
     }
 }
 
+async fn folder_store(dir: &std::path::Path) -> Store {
+    Store::open(
+        &StoreConfig::fs(dir.to_string_lossy()),
+        StoreOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
 async fn reports_follow_the_nodes(s: Store) {
     let a = s.create_volume(spec("a")).await.unwrap();
     let b = s.create_volume(spec("b")).await.unwrap();
@@ -83,12 +92,7 @@ async fn reports_follow_the_nodes_in_memory() {
 #[tokio::test]
 async fn reports_follow_the_nodes_on_a_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(
-        &StoreConfig::fs(dir.path().to_string_lossy()),
-        StoreOptions::default(),
-    )
-    .await
-    .unwrap();
+    let s = folder_store(dir.path()).await;
     reports_follow_the_nodes(s).await;
 }
 
@@ -97,12 +101,7 @@ async fn reports_follow_the_nodes_on_a_folder() {
 #[tokio::test]
 async fn a_damaged_report_still_reads_as_a_report() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(
-        &StoreConfig::fs(dir.path().to_string_lossy()),
-        StoreOptions::default(),
-    )
-    .await
-    .unwrap();
+    let s = folder_store(dir.path()).await;
     let v = s.create_volume(spec("v")).await.unwrap();
     let folder = dir.path().join("health").join(v.id());
     std::fs::create_dir_all(&folder).unwrap();

@@ -31,9 +31,10 @@ pub fn measure(cmd: &mut Command) -> Result<Measure, BoxError> {
         .arg(cmd.get_program())
         .args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            timed.env(k, v);
-        }
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
     }
     let out = timed.output()?;
     if !out.status.success() {

@@ -46,7 +46,9 @@ async fn main() -> Result<(), BoxError> {
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base)?;
     let base = base.canonicalize()?;
-    let vol_bytes = (size * 2) << 20;
+    // Twice the jobs' file, and at least 4 GiB: pgbench at scale 30 writes about 0.5 GB of
+    // tables and indexes and up to 1 GB of WAL (both sides are sparse until written).
+    let vol_bytes = (size * 2).max(4096) << 20;
 
     // ferry: one ext4 volume on a local-folder store, staged and published.
     let store = base.join("store");
@@ -315,7 +317,7 @@ fn pg_rounds(
                 "-p {port} -k /tmp -c listen_addresses='' -c shared_buffers=128MB"
             ))
             .arg("start"))?;
-        run(as_pg(Path::new("/usr/bin/pgbench")).args([
+        let init = run(as_pg(Path::new("/usr/bin/pgbench")).args([
             "-i",
             "-q",
             "-s",
@@ -325,7 +327,19 @@ fn pg_rounds(
             "-p",
             &port.to_string(),
             "postgres",
-        ]))?;
+        ]));
+        if let Err(e) = init {
+            // Which side failed and what the server said, before the mounts go.
+            let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!(
+                "pgbench -i on {}: {e}\nits server's log ends:\n{}",
+                mnt.display(),
+                tail.join("\n")
+            )
+            .into());
+        }
     }
     let mut tps: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
     for round in 0..rounds {

@@ -275,7 +275,8 @@ fn pgbench(ferry: &Path, plain: &Path) -> Result<(), BoxError> {
         let _ = run(as_pg(&pg_bin.join("pg_ctl"))
             .args(["-D"])
             .arg(mnt.join("pgdata"))
-            .args(["-m", "fast", "-w", "stop"]));
+            // A shutdown checkpoint to a store far away takes longer than pg_ctl's minute.
+            .args(["-m", "fast", "-w", "-t", "600", "stop"]));
     }
     outcome
 }

@@ -26,7 +26,11 @@ impl ControllerService {
             .list_volumes(start, req.max_entries as usize)
             .await?;
         // One listing of the nodes' reports for the whole page (usually empty).
-        let reports = self.store.abnormal_volumes().await?;
+        // A failed read of the reports makes no entry abnormal and fails no listing.
+        let reports = self.store.abnormal_volumes().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the nodes' volume health reports");
+            Default::default()
+        });
         Ok(ListVolumesResponse {
             entries: page
                 .iter()

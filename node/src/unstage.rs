@@ -33,12 +33,16 @@ impl NodeService {
             .store
             .release_lease(id, &self.node.config.node_id)
             .await?;
-        if crate::health_reports::stored(&dir).is_some() {
-            // This node reported the volume failed; it is let go here, so is the report.
-            self.node
-                .store
-                .clear_volume_health(id, &self.node.config.node_id)
-                .await?;
+        // Whatever this node reported of the volume goes with it (a report may have landed
+        // after the marker was last read, so the delete is not made to depend on it). The
+        // volume is already let go: a store that refuses only leaves a stale report.
+        if let Err(e) = self
+            .node
+            .store
+            .clear_volume_health(id, &self.node.config.node_id)
+            .await
+        {
+            tracing::warn!(volume.id = %id, error = %e, "cannot withdraw this node's health report of the volume");
         }
         dir.remove()?;
         tracing::info!(volume.id = %id, staging, "unstaged");

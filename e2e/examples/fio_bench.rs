@@ -331,7 +331,8 @@ fn pg_rounds(
         ]));
         if let Err(e) = init {
             // Which side failed and what the server said, before the mounts go.
-            let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(data.join("server.log"))
+                .unwrap_or_else(|le| format!("(its log cannot be read: {le})"));
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             return Err(format!(

@@ -257,7 +257,7 @@ pub fn kill_when_clean(pid: u32, marker: &Path, tries: usize) -> bool {
         while !all_stopped() {
             std::thread::sleep(Duration::from_micros(200));
         }
-        if std::fs::read_to_string(marker).unwrap_or_default() == "clean" {
+        if std::fs::read_to_string(marker).is_ok_and(|t| t == "clean") {
             signal("-KILL");
             return true;
         }
